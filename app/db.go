@@ -1,0 +1,226 @@
+package app
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// DB is the notes database: one writer connection (SQLite allows one writer
+// at a time; a pool would only queue on the lock) and a pool of readers.
+//
+// The journal mode is set to WAL once, when the database file is created; it
+// persists in the file. It is never put in the connection string, because a
+// LiteFS replica refuses to change it.
+type DB struct {
+	Path string
+
+	write *sql.DB
+	read  *sql.DB
+	// SchemaVersion is the migration version found or applied at Open.
+	SchemaVersion int
+}
+
+// BusyTimeout is how long a connection waits for a lock before SQLITE_BUSY.
+const BusyTimeout = 5 * time.Second
+
+// OpenDB opens (creating when needed) the database at path. When migrate is
+// true, pending migrations are applied; a node that is not the primary passes
+// false and only reads the schema version.
+func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return nil, fmt.Errorf("create database dir: %w", err)
+		}
+	}
+	params := url.Values{}
+	params.Set("_busy_timeout", strconv.Itoa(int(BusyTimeout/time.Millisecond)))
+	params.Set("_foreign_keys", "on")
+	params.Set("_synchronous", "NORMAL")
+	wp := url.Values{}
+	for k, v := range params {
+		wp[k] = v
+	}
+	// Writers take the lock at BEGIN so concurrent transactions queue on the
+	// busy timeout instead of failing on upgrade.
+	wp.Set("_txlock", "immediate")
+	write, err := sql.Open("sqlite3", "file:"+path+"?"+wp.Encode())
+	if err != nil {
+		return nil, fmt.Errorf("open db %q: %w", path, err)
+	}
+	write.SetMaxOpenConns(1)
+	write.SetMaxIdleConns(1)
+	write.SetConnMaxLifetime(0)
+	write.SetConnMaxIdleTime(0)
+
+	rp := url.Values{}
+	for k, v := range params {
+		rp[k] = v
+	}
+	rp.Set("_query_only", "true")
+	read, err := sql.Open("sqlite3", "file:"+path+"?"+rp.Encode())
+	if err != nil {
+		write.Close()
+		return nil, fmt.Errorf("open db %q: %w", path, err)
+	}
+	read.SetMaxOpenConns(8)
+	read.SetMaxIdleConns(8)
+	read.SetConnMaxIdleTime(0)
+	read.SetConnMaxLifetime(0)
+
+	db := &DB{Path: path, write: write, read: read}
+	if migrate {
+		if err := db.ensureWAL(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+		if err := db.migrate(ctx); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
+	if db.SchemaVersion, err = db.schemaVersion(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	return errors.Join(db.write.Close(), db.read.Close())
+}
+
+// Ping checks that the database answers a query.
+func (db *DB) Ping(ctx context.Context) error {
+	var one int
+	return db.read.QueryRowContext(ctx, "SELECT 1").Scan(&one)
+}
+
+func (db *DB) ensureWAL(ctx context.Context) error {
+	var mode string
+	if err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("read journal mode: %w", err)
+	}
+	if strings.EqualFold(mode, "wal") {
+		return nil
+	}
+	if err := db.write.QueryRowContext(ctx, "PRAGMA journal_mode=WAL").Scan(&mode); err != nil {
+		return fmt.Errorf("set journal mode: %w", err)
+	}
+	return nil
+}
+
+// Migrations returns the embedded migrations in order: version → SQL.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(name, "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("migration %q: name must start with a positive number and _", name)
+		}
+		b, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		ms = append(ms, migration{version: v, name: name, sql: string(b)})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	for i := range ms {
+		if ms[i].version != i+1 {
+			return nil, fmt.Errorf("migrations must be numbered 1..N without gaps; found %q", ms[i].name)
+		}
+	}
+	return ms, nil
+}
+
+type migration struct {
+	version int
+	name    string
+	sql     string
+}
+
+// LatestSchemaVersion is the schema version this build understands.
+func LatestSchemaVersion() int {
+	ms, err := migrations()
+	if err != nil {
+		return 0
+	}
+	return len(ms)
+}
+
+// migrate applies pending migrations, each in its own transaction together
+// with its row in schema_migrations.
+func (db *DB) migrate(ctx context.Context) error {
+	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    INTEGER PRIMARY KEY,
+		name       TEXT    NOT NULL,
+		applied_at INTEGER NOT NULL
+	)`); err != nil {
+		return fmt.Errorf("create schema_migrations: %w", err)
+	}
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	current, err := db.schemaVersion(ctx)
+	if err != nil {
+		return err
+	}
+	if current > len(ms) {
+		return fmt.Errorf("database schema version %d is newer than this build understands (%d)", current, len(ms))
+	}
+	for _, m := range ms[current:] {
+		tx, err := db.write.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, m.sql); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %s: %w", m.name, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
+			m.version, m.name, time.Now().UnixMilli()); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("record migration %s: %w", m.name, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("commit migration %s: %w", m.name, err)
+		}
+	}
+	return nil
+}
+
+// schemaVersion reads the highest applied migration (0 for a new database).
+func (db *DB) schemaVersion(ctx context.Context) (int, error) {
+	var v sql.NullInt64
+	err := db.read.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
+	if err != nil {
+		if strings.Contains(err.Error(), "no such table") {
+			return 0, nil
+		}
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return int(v.Int64), nil
+}

@@ -1,0 +1,89 @@
+package app
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error codes: what went wrong, in terms a client can act on. Each maps to
+// one HTTP status in ErrorStatus.
+const (
+	EINVALID       = "invalid"       // bad input
+	EUNAUTHORIZED  = "unauthorized"  // no session, or wrong password
+	EFORBIDDEN     = "forbidden"     // refused (cross-site request)
+	ENOTFOUND      = "not_found"     // no such thing for this user
+	ECONFLICT      = "conflict"      // name taken, idempotency key reused
+	ETOOMANY       = "too_many"      // rate limited
+	EUNAVAILABLE   = "unavailable"   // try again later (replica behind, no primary)
+	EINTERNAL      = "internal"      // a bug or an outage: details are logged, not shown
+	EUNSUPPORTED   = "unsupported"   // wrong content type
+	ETOOLARGE      = "too_large"     // request body over the limit
+	EUNPROCESSABLE = "unprocessable" // well-formed but cannot be applied
+)
+
+// Error is the one error type of the notes domain. Message is safe to show
+// to the user; internal errors are wrapped in Err and never shown.
+type Error struct {
+	Code    string
+	Message string
+	Err     error
+	// RetryAfter, when positive, is sent as a Retry-After header (seconds).
+	RetryAfter int
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil {
+		return fmt.Sprintf("%s: %s: %v", e.Code, e.Message, e.Err)
+	}
+	return fmt.Sprintf("%s: %s", e.Code, e.Message)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with a formatted, user-safe message.
+func Errorf(code, format string, args ...any) *Error {
+	return &Error{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ErrorCode returns the code of err, EINTERNAL for anything that is not an
+// *Error.
+func ErrorCode(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Code
+	}
+	return EINTERNAL
+}
+
+// ErrorMessage returns the user-safe message of err.
+func ErrorMessage(err error) string {
+	var e *Error
+	if errors.As(err, &e) && e.Code != EINTERNAL {
+		return e.Message
+	}
+	return "internal error"
+}
+
+var codeStatus = map[string]int{
+	EINVALID:       http.StatusBadRequest,
+	EUNAUTHORIZED:  http.StatusUnauthorized,
+	EFORBIDDEN:     http.StatusForbidden,
+	ENOTFOUND:      http.StatusNotFound,
+	ECONFLICT:      http.StatusConflict,
+	ETOOMANY:       http.StatusTooManyRequests,
+	EUNAVAILABLE:   http.StatusServiceUnavailable,
+	EINTERNAL:      http.StatusInternalServerError,
+	EUNSUPPORTED:   http.StatusUnsupportedMediaType,
+	ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	EUNPROCESSABLE: http.StatusUnprocessableEntity,
+}
+
+// ErrorStatus maps err to its HTTP status: the one place where domain errors
+// become HTTP answers.
+func ErrorStatus(err error) int {
+	if s, ok := codeStatus[ErrorCode(err)]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}

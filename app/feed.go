@@ -1,0 +1,137 @@
+package app
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"sync"
+	"time"
+
+	"notesync/realtime"
+)
+
+// Publisher delivers a message to every open connection of a user on this
+// node. It must not block (realtime.Hub queues and returns).
+type Publisher interface {
+	Broadcast(userID int64, m realtime.Message) int
+}
+
+var _ Publisher = (*realtime.Hub)(nil)
+
+// Feed tails the change log of this node's copy of the database and pushes
+// each change, once and in order, to the connections of its user. It is the
+// single delivery path for note changes: a write on this node, a change that
+// arrived by replication, and recovery after a restart or a partition all
+// come through it, so a node pushes a version only once its own database
+// holds it.
+//
+// Poke wakes it; it also polls every PollInterval as a safety net.
+type Feed struct {
+	Store        *Store
+	Publisher    Publisher
+	Logger       *slog.Logger
+	PollInterval time.Duration
+	// Batch is how many changes one read takes.
+	Batch int
+
+	poke chan struct{}
+
+	mu       sync.Mutex
+	last     int64         // seq of the last change pushed
+	advanced chan struct{} // closed and replaced whenever last grows
+}
+
+// NewFeed returns a feed that starts after the newest change present now.
+func NewFeed(ctx context.Context, store *Store, pub Publisher, logger *slog.Logger) (*Feed, error) {
+	last, err := store.LastChangeSeq(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &Feed{
+		Store:        store,
+		Publisher:    pub,
+		Logger:       logger,
+		PollInterval: time.Second,
+		Batch:        1000,
+		poke:         make(chan struct{}, 1),
+		last:         last,
+		advanced:     make(chan struct{}),
+	}, nil
+}
+
+// Poke asks the feed to look for new changes. It never blocks.
+func (f *Feed) Poke() {
+	select {
+	case f.poke <- struct{}{}:
+	default:
+	}
+}
+
+// Run pushes changes until ctx ends.
+func (f *Feed) Run(ctx context.Context) {
+	t := time.NewTicker(f.PollInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.poke:
+		case <-t.C:
+		}
+		for {
+			n, err := f.pushOnce(ctx)
+			if err != nil {
+				if ctx.Err() == nil {
+					f.Logger.Error("change feed", "err", err)
+				}
+				break
+			}
+			if n < f.Batch {
+				break
+			}
+		}
+	}
+}
+
+// noteChanged is the note_changed message of SPEC §4.
+type noteChanged struct {
+	Type    string `json:"type"`
+	Op      string `json:"op"`
+	NoteID  int64  `json:"note_id,omitempty"`
+	Version int64  `json:"version"`
+	Node    string `json:"node"`
+}
+
+// NoteChangedMessage encodes a change as the message pushed to clients.
+func NoteChangedMessage(c Change) realtime.Message {
+	data, _ := json.Marshal(noteChanged{Type: "note_changed", Op: c.Op, NoteID: c.NoteID, Version: c.Version, Node: c.Node})
+	return realtime.Message{Type: "note_changed", Version: c.Version, Data: data, Created: c.CreatedAt}
+}
+
+// pushOnce reads the next batch of changes and broadcasts them.
+func (f *Feed) pushOnce(ctx context.Context) (int, error) {
+	f.mu.Lock()
+	after := f.last
+	f.mu.Unlock()
+	cs, err := f.Store.ChangesAfter(ctx, after, f.Batch)
+	if err != nil || len(cs) == 0 {
+		return 0, err
+	}
+	for _, c := range cs {
+		f.Publisher.Broadcast(c.UserID, NoteChangedMessage(c))
+	}
+	f.mu.Lock()
+	f.last = cs[len(cs)-1].Seq
+	close(f.advanced)
+	f.advanced = make(chan struct{})
+	f.mu.Unlock()
+	return len(cs), nil
+}
+
+// Advanced returns a channel that is closed the next time the feed reads
+// new changes: a cheap way to wait for this node's database to move.
+func (f *Feed) Advanced() <-chan struct{} {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.advanced
+}

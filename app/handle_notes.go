@@ -1,0 +1,261 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// maxWriteBody bounds a note write's request body: 10,000 characters of up
+// to 4 bytes each, JSON-escaped, fit well within it.
+const maxWriteBody = 128 << 10
+
+// notesPage is the data of notes.html.
+type notesPage struct {
+	Username string
+	Notes    []Note
+	Version  int64
+	Node     string
+	Region   string
+}
+
+// notesList is the data of the notes_list fragment.
+type notesList struct {
+	Notes   []Note
+	Version int64
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	u, err := s.identify(r)
+	if err != nil {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return
+	}
+	notes, version, err := s.Store.ListNotes(r.Context(), u.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "notes.html", notesPage{
+		Username: u.Username, Notes: notes, Version: version, Node: s.Node, Region: s.Region,
+	})
+}
+
+// listAtLeast returns the user's notes at min_version or later, waiting a
+// bounded time for this node's database to catch up.
+func (s *Server) listAtLeast(r *http.Request, userID int64) ([]Note, int64, error) {
+	var min int64
+	if q := r.URL.Query().Get("min_version"); q != "" {
+		v, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || v < 0 {
+			return nil, 0, Errorf(EINVALID, "min_version must be a non-negative integer")
+		}
+		min = v
+	}
+	ctx := r.Context()
+	deadline := time.NewTimer(s.MinVersionWait)
+	defer deadline.Stop()
+	for {
+		// Take the wake-up channel before reading, so a change that lands
+		// between the read and the wait is not slept through.
+		advanced := s.Feed.Advanced()
+		notes, version, err := s.Store.ListNotes(ctx, userID)
+		if err != nil || version >= min {
+			return notes, version, err
+		}
+		select {
+		case <-advanced:
+		case <-deadline.C:
+			return nil, 0, &Error{Code: EUNAVAILABLE, Message: "this node has not caught up to min_version yet", RetryAfter: 1}
+		case <-ctx.Done():
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *Session) {
+	notes, version, err := s.listAtLeast(r, u.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("X-Notes-Version", strconv.FormatInt(version, 10))
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, http.StatusOK, "notes_list", notesList{Notes: notes, Version: version})
+}
+
+func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *Session) {
+	notes, version, err := s.listAtLeast(r, u.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"version": version, "notes": notes})
+}
+
+func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *Session) {
+	body, idem, err := readNoteWrite(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.CreateNote(r.Context(), u.ID, body, idem)
+	s.writeResult(w, r, res, err)
+}
+
+func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Session) {
+	id, err := noteID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	body, idem, err := readNoteWrite(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.UpdateNote(r.Context(), u.ID, id, body, idem)
+	s.writeResult(w, r, res, err)
+}
+
+func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Session) {
+	id, err := noteID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	idem, err := idempotency(r, "")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.DeleteNote(r.Context(), u.ID, id, idem)
+	s.writeResult(w, r, res, err)
+}
+
+// writeResult answers a write with its (possibly replayed) outcome.
+func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res WriteResult, err error) {
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if res.Version > 0 {
+		w.Header().Set("X-Notes-Version", strconv.FormatInt(res.Version, 10))
+	}
+	if len(res.Body) == 0 {
+		w.WriteHeader(res.Status)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(res.Status)
+	_, _ = w.Write(res.Body)
+	_, _ = w.Write([]byte("\n"))
+}
+
+// noteID parses the {id} path value.
+func noteID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, Errorf(EINVALID, "note id must be a positive integer")
+	}
+	return id, nil
+}
+
+// readNoteWrite reads the note body of a create or update: JSON
+// {"body": "..."} or a form field body.
+func readNoteWrite(w http.ResponseWriter, r *http.Request) (string, Idempotency, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxWriteBody)
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil && r.Header.Get("Content-Type") != "" {
+		return "", Idempotency{}, Errorf(EUNSUPPORTED, "unreadable Content-Type")
+	}
+	var body string
+	switch ct {
+	case "application/json":
+		var in struct {
+			Body *string `json:"body"`
+		}
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			return "", Idempotency{}, bodyError(err, "unreadable body")
+		}
+		// encoding/json would quietly turn invalid UTF-8 into U+FFFD.
+		if !utf8.Valid(raw) {
+			return "", Idempotency{}, Errorf(EINVALID, "body must be valid UTF-8")
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		if err := dec.Decode(&in); err != nil {
+			return "", Idempotency{}, bodyError(err, "malformed JSON")
+		}
+		if dec.More() {
+			return "", Idempotency{}, Errorf(EINVALID, "malformed JSON: more than one value")
+		}
+		if in.Body == nil {
+			return "", Idempotency{}, Errorf(EINVALID, `missing "body"`)
+		}
+		body = *in.Body
+	case "application/x-www-form-urlencoded", "multipart/form-data":
+		if err := r.ParseMultipartForm(maxWriteBody); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+			return "", Idempotency{}, bodyError(err, "malformed form")
+		}
+		if _, ok := r.PostForm["body"]; !ok {
+			return "", Idempotency{}, Errorf(EINVALID, `missing form field "body"`)
+		}
+		body = r.PostForm.Get("body")
+	default:
+		return "", Idempotency{}, Errorf(EUNSUPPORTED, "Content-Type must be application/json or a form")
+	}
+	// Form values pass bytes through as they came: validated here.
+	if err := ValidateNoteBody(body); err != nil {
+		return "", Idempotency{}, err
+	}
+	idem, err := idempotency(r, body)
+	return body, idem, err
+}
+
+// bodyError turns a body read error into a client error.
+func bodyError(err error, what string) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return Errorf(ETOOLARGE, "request body is over %d bytes", mbe.Limit)
+	}
+	if errors.Is(err, io.EOF) {
+		return Errorf(EINVALID, "%s: empty body", what)
+	}
+	return Errorf(EINVALID, "%s", what)
+}
+
+// idempotency reads the Idempotency-Key header and fingerprints the request
+// it is used for.
+func idempotency(r *http.Request, body string) (Idempotency, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return Idempotency{}, nil
+	}
+	if len(key) > 255 || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0 {
+		return Idempotency{}, Errorf(EINVALID, "Idempotency-Key must be 1–255 printable ASCII characters")
+	}
+	sum := sha256.Sum256([]byte(body))
+	return Idempotency{Key: key, Fingerprint: r.Method + " " + r.URL.Path + " " + hex.EncodeToString(sum[:])}, nil
+}
+
+func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, Errorf(ENOTFOUND, "no such API route: %s %s", r.Method, r.URL.Path))
+}

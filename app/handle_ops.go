@@ -1,0 +1,96 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io/fs"
+	"net/http"
+	"time"
+)
+
+func (s *Server) handleHealthz(w http.ResponseWriter, r *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.Node})
+}
+
+// handleReadyz answers 200 when this node can serve: its database answers
+// with the schema it expects, and the extra Ready check (LiteFS mount,
+// cluster membership) passes; 503 with the reason otherwise.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	want := LatestSchemaVersion()
+	have := s.Store.DB().SchemaVersion
+	schema := map[string]int{"want": want, "have": have}
+	fail := func(reason string) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": reason, "node": s.Node, "schema": schema})
+	}
+	if err := s.Store.DB().Ping(ctx); err != nil {
+		fail("database: " + err.Error())
+		return
+	}
+	if have != want {
+		fail(fmt.Sprintf("database schema is at version %d; this build expects %d", have, want))
+		return
+	}
+	if s.Ready != nil {
+		if err := s.Ready(ctx); err != nil {
+			fail(err.Error())
+			return
+		}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node": s.Node, "schema": schema})
+}
+
+// handleCluster describes the cluster; a node on its own is a cluster of one.
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *Session) {
+	if s.ClusterStatus != nil {
+		st, err := s.ClusterStatus(r.Context())
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"self":    s.Node,
+		"primary": s.Node,
+		"members": []map[string]any{{
+			"name":        s.Node,
+			"region":      s.Region,
+			"addr":        r.Host,
+			"http_url":    "",
+			"state":       "alive",
+			"role":        "primary",
+			"connections": s.Hub.Stats().Connections,
+		}},
+	})
+}
+
+// render executes a template into a buffer first, so a template error
+// becomes a clean 500 rather than half a page.
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
+	var buf bytes.Buffer
+	if err := s.tmpl.ExecuteTemplate(&buf, name, data); err != nil {
+		s.writeError(w, r, fmt.Errorf("render %s: %w", name, err))
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = buf.WriteTo(w)
+}
+
+// staticHandler serves the embedded assets with a short cache lifetime.
+func staticHandler() http.Handler {
+	fsys := staticFiles()
+	files := http.FileServerFS(fsys)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := fs.Stat(fsys, r.URL.Path); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Header().Set("Cache-Control", "public, max-age=300")
+		files.ServeHTTP(w, r)
+	})
+}

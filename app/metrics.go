@@ -1,0 +1,116 @@
+package app
+
+import (
+	"bufio"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"notesync/realtime"
+)
+
+// Metrics are the Prometheus metrics of a node.
+type Metrics struct {
+	reg         *prometheus.Registry
+	requests    *prometheus.CounterVec
+	duration    *prometheus.HistogramVec
+	PushLatency prometheus.Histogram
+}
+
+// NewMetrics registers the node's metrics, reading connection counters from
+// hub, and hooks the push-latency histogram into it.
+func NewMetrics(hub *realtime.Hub) *Metrics {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "notesync_http_requests_total", Help: "HTTP requests by route and status.",
+		}, []string{"route", "status"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "notesync_http_request_duration_seconds", Help: "HTTP request duration by route (real-time streams excluded).",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}, []string{"route"}),
+		PushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "notesync_push_latency_seconds",
+			Help:    "Time from a change's commit to its note_changed written to a client.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+		}),
+	}
+	reg.MustRegister(m.requests, m.duration, m.PushLatency,
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections", Help: "Open real-time connections."},
+			func() float64 { return float64(hub.Stats().Connections) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_sent_total", Help: "Real-time messages written to clients."},
+			func() float64 { return float64(hub.Stats().Sent) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_dropped_total", Help: "Real-time messages discarded (connection closed or too slow)."},
+			func() float64 { return float64(hub.Stats().Dropped) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_slow_disconnects_total", Help: "Connections closed for falling behind."},
+			func() float64 { return float64(hub.Stats().SlowClosed) }),
+	)
+	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
+	return m
+}
+
+// Registry lets other parts of the node register their own metrics.
+func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
+
+// Handler serves the metrics in the Prometheus text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// instrument counts requests by route pattern (never by raw path, which
+// would let clients create unbounded label values) and status.
+func (m *Metrics) instrument(mux *http.ServeMux, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, pattern := mux.Handler(r)
+		if pattern == "" {
+			pattern = "unmatched"
+		}
+		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+		start := time.Now()
+		next.ServeHTTP(sw, r)
+		m.requests.WithLabelValues(pattern, strconv.Itoa(sw.status)).Inc()
+		if pattern != "GET /ws" && pattern != "GET /events" {
+			m.duration.WithLabelValues(pattern).Observe(time.Since(start).Seconds())
+		}
+	})
+}
+
+// statusWriter records the status code; it passes Flush and Hijack through
+// (SSE and WebSocket need them).
+type statusWriter struct {
+	http.ResponseWriter
+	status      int
+	wroteHeader bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if !w.wroteHeader {
+		w.status, w.wroteHeader = code, true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(p []byte) (int, error) {
+	w.wroteHeader = true
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *statusWriter) Flush() {
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *statusWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	w.status = http.StatusSwitchingProtocols
+	return http.NewResponseController(w.ResponseWriter).Hijack()
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

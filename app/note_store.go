@@ -1,0 +1,297 @@
+package app
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+)
+
+// Store is the notes database seen by the domain: accounts, sessions, notes
+// and the change log. Each exported method owns its transaction; unexported
+// helpers take the *sql.Tx and hold the SQL.
+type Store struct {
+	db *DB
+	// Node is recorded in the change log as where a change was made.
+	Node string
+	// OnCommit, if set, is called after every committed change to notes
+	// (never before the commit), so the change feed can push it at once.
+	OnCommit func()
+	// BcryptCost is the cost of new password hashes.
+	BcryptCost int
+	now        func() time.Time
+}
+
+// NewStore returns a Store over db.
+func NewStore(db *DB, node string) *Store {
+	return &Store{db: db, Node: node, BcryptCost: 10, now: time.Now}
+}
+
+// DB returns the underlying database.
+func (s *Store) DB() *DB { return s.db }
+
+// Idempotency identifies a write that a client may repeat: the first outcome
+// of a (user, Key) is stored and replayed for 24 hours. Fingerprint
+// describes the request (method, path, body), so a key reused for a
+// different request is refused rather than answered with an unrelated
+// outcome.
+type Idempotency struct {
+	Key         string
+	Fingerprint string
+}
+
+// IdempotencyTTL is how long the first outcome of a keyed write is kept.
+const IdempotencyTTL = 24 * time.Hour
+
+// WriteResult is the outcome of a write as the client sees it.
+type WriteResult struct {
+	Status   int
+	Body     []byte // JSON; empty for 204
+	Version  int64
+	Replayed bool // answered from the idempotency record; nothing was applied
+}
+
+// noteResponse is the JSON body of a created or updated note.
+type noteResponse struct {
+	Note    Note  `json:"note"`
+	Version int64 `json:"version"`
+}
+
+// CreateNote adds a note for userID.
+func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem Idempotency) (WriteResult, error) {
+	if err := ValidateNoteBody(body); err != nil {
+		return WriteResult{}, err
+	}
+	return s.writeNotes(ctx, userID, idem, func(tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+		res, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?)`,
+			userID, body, now.UnixMilli(), now.UnixMilli())
+		if err != nil {
+			return 0, nil, "", 0, fmt.Errorf("insert note: %w", err)
+		}
+		id, err := res.LastInsertId()
+		if err != nil {
+			return 0, nil, "", 0, err
+		}
+		n := Note{ID: id, Body: body, CreatedAt: now.UTC().Truncate(time.Millisecond)}
+		return http.StatusCreated, noteResponse{Note: n, Version: version}, OpCreated, id, nil
+	})
+}
+
+// UpdateNote replaces the body of one of userID's notes.
+func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, idem Idempotency) (WriteResult, error) {
+	if err := ValidateNoteBody(body); err != nil {
+		return WriteResult{}, err
+	}
+	return s.writeNotes(ctx, userID, idem, func(tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+		var createdMs int64
+		err := tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING created_at`,
+			body, now.UnixMilli(), noteID, userID).Scan(&createdMs)
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, nil, "", 0, Errorf(ENOTFOUND, "note %d not found", noteID)
+		} else if err != nil {
+			return 0, nil, "", 0, fmt.Errorf("update note: %w", err)
+		}
+		n := Note{ID: noteID, Body: body, CreatedAt: time.UnixMilli(createdMs).UTC()}
+		return http.StatusOK, noteResponse{Note: n, Version: version}, OpUpdated, noteID, nil
+	})
+}
+
+// DeleteNote removes one of userID's notes.
+func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, idem Idempotency) (WriteResult, error) {
+	return s.writeNotes(ctx, userID, idem, func(tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+		res, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ?`, noteID, userID)
+		if err != nil {
+			return 0, nil, "", 0, fmt.Errorf("delete note: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return 0, nil, "", 0, Errorf(ENOTFOUND, "note %d not found", noteID)
+		}
+		return http.StatusNoContent, nil, OpDeleted, noteID, nil
+	})
+}
+
+// noteOp applies one change inside writeNotes' transaction, given the
+// user's new version. It returns the HTTP status and JSON body (nil for
+// none) to answer with, the change's op and note id.
+type noteOp func(tx *sql.Tx, version int64, now time.Time) (status int, resp any, op string, noteID int64, err error)
+
+// writeNotes runs op in one transaction that also bumps the user's version,
+// appends to the change log and records the outcome under the idempotency
+// key; a repeated key answers with the recorded outcome and applies nothing.
+func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, op noteOp) (WriteResult, error) {
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return WriteResult{}, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	now := s.now()
+
+	if idem.Key != "" {
+		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, now); err != nil || ok {
+			return r, err
+		}
+	}
+
+	var version int64
+	if err := tx.QueryRowContext(ctx, `UPDATE users SET version = version + 1 WHERE id = ? RETURNING version`, userID).Scan(&version); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return WriteResult{}, Errorf(EUNAUTHORIZED, "no such user")
+		}
+		return WriteResult{}, fmt.Errorf("bump version: %w", err)
+	}
+	status, resp, opName, noteID, err := op(tx, version, now)
+	if err != nil {
+		return WriteResult{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO changes (user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, version, opName, noteID, s.Node, now.UnixMilli()); err != nil {
+		return WriteResult{}, fmt.Errorf("append change: %w", err)
+	}
+	var body []byte
+	if resp != nil {
+		if body, err = json.Marshal(resp); err != nil {
+			return WriteResult{}, err
+		}
+	}
+	if idem.Key != "" {
+		if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency (user_id, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+			userID, idem.Key, idem.Fingerprint, status, body, now.UnixMilli()); err != nil {
+			return WriteResult{}, fmt.Errorf("record idempotency key: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return WriteResult{}, fmt.Errorf("commit: %w", err)
+	}
+	if s.OnCommit != nil {
+		s.OnCommit()
+	}
+	return WriteResult{Status: status, Body: body, Version: version}, nil
+}
+
+// lookupIdempotency returns the recorded outcome of idem, if any.
+func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem Idempotency, now time.Time) (WriteResult, bool, error) {
+	var (
+		fp      string
+		status  int
+		body    []byte
+		created int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT fingerprint, status, body, created_at FROM idempotency WHERE user_id = ? AND key = ?`,
+		userID, idem.Key).Scan(&fp, &status, &body, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return WriteResult{}, false, nil
+	} else if err != nil {
+		return WriteResult{}, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	if now.Sub(time.UnixMilli(created)) > IdempotencyTTL {
+		// Expired: forget it and apply the write anew.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE user_id = ? AND key = ?`, userID, idem.Key); err != nil {
+			return WriteResult{}, false, fmt.Errorf("expire idempotency key: %w", err)
+		}
+		return WriteResult{}, false, nil
+	}
+	if fp != idem.Fingerprint {
+		return WriteResult{}, false, Errorf(EUNPROCESSABLE, "Idempotency-Key was already used for a different request")
+	}
+	var v struct {
+		Version int64 `json:"version"`
+	}
+	_ = json.Unmarshal(body, &v)
+	return WriteResult{Status: status, Body: body, Version: v.Version, Replayed: true}, true, nil
+}
+
+// ListNotes returns userID's notes, newest first, and the version they are
+// at, read in one snapshot.
+func (s *Store) ListNotes(ctx context.Context, userID int64) ([]Note, int64, error) {
+	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	var version int64
+	if err := tx.QueryRowContext(ctx, `SELECT version FROM users WHERE id = ?`, userID).Scan(&version); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, 0, Errorf(EUNAUTHORIZED, "no such user")
+		}
+		return nil, 0, fmt.Errorf("read version: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, body, created_at FROM notes WHERE user_id = ? ORDER BY id DESC`, userID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list notes: %w", err)
+	}
+	defer rows.Close()
+	notes := []Note{}
+	for rows.Next() {
+		var n Note
+		var ms int64
+		if err := rows.Scan(&n.ID, &n.Body, &ms); err != nil {
+			return nil, 0, err
+		}
+		n.CreatedAt = time.UnixMilli(ms).UTC()
+		notes = append(notes, n)
+	}
+	return notes, version, rows.Err()
+}
+
+// Version returns userID's notes version as this node's database holds it.
+func (s *Store) Version(ctx context.Context, userID int64) (int64, error) {
+	var v int64
+	err := s.db.read.QueryRowContext(ctx, `SELECT version FROM users WHERE id = ?`, userID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, Errorf(EUNAUTHORIZED, "no such user")
+	}
+	return v, err
+}
+
+// ChangesAfter returns up to limit changes with seq above after, in order.
+func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]Change, error) {
+	rows, err := s.db.read.QueryContext(ctx, `SELECT seq, user_id, version, op, note_id, node, created_at FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	var cs []Change
+	for rows.Next() {
+		var c Change
+		var ms int64
+		if err := rows.Scan(&c.Seq, &c.UserID, &c.Version, &c.Op, &c.NoteID, &c.Node, &ms); err != nil {
+			return nil, err
+		}
+		c.CreatedAt = time.UnixMilli(ms)
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
+// LastChangeSeq returns the seq of the newest change (0 when none).
+func (s *Store) LastChangeSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := s.db.read.QueryRowContext(ctx, `SELECT MAX(seq) FROM changes`).Scan(&seq)
+	return seq.Int64, err
+}
+
+// Prune deletes change-log rows, idempotency records and sessions that are
+// past their use: changes older than keep (nodes tail the log within
+// seconds; a reconnecting client catches up with a refetch, not a replay),
+// idempotency keys older than IdempotencyTTL, expired sessions.
+func (s *Store) Prune(ctx context.Context, keep time.Duration) error {
+	now := s.now()
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE created_at < ? AND seq < (SELECT MAX(seq) FROM changes)`, now.Add(-keep).UnixMilli()); err != nil {
+		return fmt.Errorf("prune changes: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, now.Add(-IdempotencyTTL).UnixMilli()); err != nil {
+		return fmt.Errorf("prune idempotency: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ?`, now.UnixMilli()); err != nil {
+		return fmt.Errorf("prune sessions: %w", err)
+	}
+	return tx.Commit()
+}

@@ -1,0 +1,171 @@
+package app
+
+import (
+	"context"
+	"embed"
+	"encoding/json"
+	"errors"
+	"html/template"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"notesync/realtime"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Config is what a Server is built from; main.go fills it in.
+type Config struct {
+	Store    *Store
+	Sessions *SessionStore
+	Feed     *Feed
+	Hub      *realtime.Hub
+	Metrics  *Metrics // optional
+	Logger   *slog.Logger
+
+	// Node and Region name this node in hello and in the page.
+	Node, Region string
+
+	// Ready, if set, reports why this node cannot serve yet (nil: ready).
+	// The database is always checked as well.
+	Ready func(ctx context.Context) error
+
+	// ClusterStatus, if set, answers GET /api/cluster; by default the node
+	// describes itself as a cluster of one.
+	ClusterStatus func(ctx context.Context) (any, error)
+
+	// EndSession, if set, is called after a log-out, to close the session's
+	// open connections on every node. By default only this node's are
+	// closed.
+	EndSession func(sessionID string)
+
+	// MinVersionWait bounds how long a read with min_version waits for this
+	// node's database to catch up before answering 503.
+	MinVersionWait time.Duration
+
+	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
+	// fallback in tests.
+	RefuseWebSocket bool
+}
+
+// Server is the notes HTTP service: pages, JSON API, real-time endpoints and
+// operations routes.
+type Server struct {
+	Config
+	endpoint  *realtime.Endpoint
+	tmpl      *template.Template
+	userLimit *Limiter // failed log-ins per username
+	addrLimit *Limiter // failed log-ins per client address
+	handler   http.Handler
+}
+
+// NewServer builds the server; templates are parsed once here.
+func NewServer(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MinVersionWait == 0 {
+		cfg.MinVersionWait = 3 * time.Second
+	}
+	tmpl, err := template.New("").Funcs(template.FuncMap{
+		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
+		"human":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+	}).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		Config:    cfg,
+		tmpl:      tmpl,
+		userLimit: NewLimiter(5, 10*time.Minute),
+		addrLimit: NewLimiter(20, 10*time.Minute),
+	}
+	if s.EndSession == nil {
+		s.EndSession = func(id string) {
+			s.Hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+		}
+	}
+	s.endpoint = &realtime.Endpoint{
+		Hub: cfg.Hub,
+		Authenticate: func(r *http.Request) (realtime.Identity, error) {
+			u, err := s.identify(r)
+			if err != nil {
+				return realtime.Identity{}, err
+			}
+			return realtime.Identity{UserID: u.ID, SessionID: u.SessionID}, nil
+		},
+		Version: cfg.Store.Version,
+		CatchUp: func(v int64) realtime.Message {
+			return NoteChangedMessage(Change{Op: OpSync, Version: v, Node: cfg.Node})
+		},
+		Node:            cfg.Node,
+		Region:          cfg.Region,
+		RefuseWebSocket: cfg.RefuseWebSocket,
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// staticFiles returns the embedded static assets.
+func staticFiles() fs.FS {
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		panic(err)
+	}
+	return sub
+}
+
+// Session is the signed-in user of a request.
+type Session struct {
+	ID        int64
+	Username  string
+	SessionID string
+}
+
+// identify returns the request's signed-in user, or
+// realtime.ErrUnauthenticated.
+func (s *Server) identify(r *http.Request) (*Session, error) {
+	sess, err := s.Sessions.Get(r, SessionCookie)
+	if err != nil {
+		return nil, err
+	}
+	if sess.IsNew {
+		return nil, realtime.ErrUnauthenticated
+	}
+	id, _ := sess.Values["user_id"].(int64)
+	name, _ := sess.Values["username"].(string)
+	if id == 0 {
+		return nil, realtime.ErrUnauthenticated
+	}
+	return &Session{ID: id, Username: name, SessionID: sess.ID}, nil
+}
+
+// writeJSON answers with v as JSON.
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// writeError answers err as {"error": "..."} with its status; internal
+// errors are logged in full and shown as "internal error".
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := ErrorStatus(err)
+	if status >= 500 && ErrorCode(err) == EINTERNAL {
+		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	}
+	var e *Error
+	if errors.As(err, &e) && e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", itoa(e.RetryAfter))
+	}
+	writeJSON(w, status, map[string]string{"error": ErrorMessage(err)})
+}

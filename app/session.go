@@ -1,0 +1,162 @@
+package app
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha512"
+	"database/sql"
+	"encoding/base64"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/gorilla/securecookie"
+	"github.com/gorilla/sessions"
+)
+
+// SessionCookie is the name of the session cookie.
+const SessionCookie = "notesync_session"
+
+// SessionTTL is how long a session lasts after log-in.
+const SessionTTL = 30 * 24 * time.Hour
+
+// SessionStore is a gorilla/sessions Store that keeps sessions in the
+// database, so that they replicate to every node and log-out ends a session
+// everywhere. The cookie holds only the signed session id.
+//
+// Reading a session is a read: only Save (log-in, log-out) writes, so a
+// read-only replica can authenticate requests on its own.
+type SessionStore struct {
+	store *Store
+	codec securecookie.Codec
+	// Options are the cookie options of new sessions. Secure is set per
+	// request when it arrived over https.
+	Options sessions.Options
+}
+
+var _ sessions.Store = (*SessionStore)(nil)
+
+// NewSessionStore returns a store signing cookies with a key derived from
+// secret (any length; at least 32 random bytes advised).
+func NewSessionStore(store *Store, secret []byte) *SessionStore {
+	key := sha512.Sum512(append([]byte("notesync session cookie\x00"), secret...))
+	codec := securecookie.New(key[:], nil)
+	codec.MaxAge(int(SessionTTL / time.Second))
+	return &SessionStore{
+		store: store,
+		codec: codec,
+		Options: sessions.Options{
+			Path:     "/",
+			MaxAge:   int(SessionTTL / time.Second),
+			HttpOnly: true,
+			SameSite: http.SameSiteLaxMode,
+		},
+	}
+}
+
+// Get returns the request's session, cached for the request.
+func (st *SessionStore) Get(r *http.Request, name string) (*sessions.Session, error) {
+	return sessions.GetRegistry(r).Get(st, name)
+}
+
+// New loads the session named by the request's cookie, or returns a new
+// empty session (IsNew) when there is no valid cookie or the session has
+// ended.
+func (st *SessionStore) New(r *http.Request, name string) (*sessions.Session, error) {
+	s := sessions.NewSession(st, name)
+	opts := st.Options
+	s.Options = &opts
+	s.IsNew = true
+	c, err := r.Cookie(name)
+	if err != nil {
+		return s, nil
+	}
+	var id string
+	if err := st.codec.Decode(name, c.Value, &id); err != nil {
+		return s, nil // forged, tampered or expired cookie: anonymous
+	}
+	values, err := st.load(r.Context(), id)
+	if err != nil || values == nil {
+		return s, err
+	}
+	s.ID = id
+	s.Values = values
+	s.IsNew = false
+	return s, nil
+}
+
+// Save writes the session and sets its cookie; a session with MaxAge < 0 is
+// deleted and its cookie cleared.
+func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions.Session) error {
+	s.Options.Secure = isHTTPS(r)
+	if s.Options.MaxAge < 0 {
+		if s.ID != "" {
+			if _, err := st.store.db.write.ExecContext(r.Context(), `DELETE FROM sessions WHERE id = ?`, s.ID); err != nil {
+				return fmt.Errorf("delete session: %w", err)
+			}
+		}
+		http.SetCookie(w, sessions.NewCookie(s.Name(), "", s.Options))
+		return nil
+	}
+	userID, ok := s.Values["user_id"].(int64)
+	if !ok {
+		return errors.New("session has no user_id")
+	}
+	if s.ID == "" {
+		s.ID = newSessionID()
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(s.Values); err != nil {
+		return fmt.Errorf("encode session: %w", err)
+	}
+	now := st.store.now()
+	expires := now.Add(time.Duration(s.Options.MaxAge) * time.Second)
+	if _, err := st.store.db.write.ExecContext(r.Context(),
+		`INSERT INTO sessions (id, user_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
+		 ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
+		s.ID, userID, buf.Bytes(), now.UnixMilli(), expires.UnixMilli()); err != nil {
+		return fmt.Errorf("save session: %w", err)
+	}
+	encoded, err := st.codec.Encode(s.Name(), s.ID)
+	if err != nil {
+		return fmt.Errorf("sign session cookie: %w", err)
+	}
+	http.SetCookie(w, sessions.NewCookie(s.Name(), encoded, s.Options))
+	return nil
+}
+
+// load reads a live session's values; nil when it does not exist or has
+// expired.
+func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error) {
+	var data []byte
+	var expires int64
+	err := st.store.db.read.QueryRowContext(ctx, `SELECT data, expires_at FROM sessions WHERE id = ?`, id).Scan(&data, &expires)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	} else if err != nil {
+		return nil, fmt.Errorf("read session: %w", err)
+	}
+	if st.store.now().UnixMilli() > expires {
+		return nil, nil
+	}
+	values := map[any]any{}
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&values); err != nil {
+		return nil, fmt.Errorf("decode session: %w", err)
+	}
+	return values, nil
+}
+
+func newSessionID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// isHTTPS reports whether the client reached us over https, directly or
+// through a TLS-terminating proxy such as Fly's.
+func isHTTPS(r *http.Request) bool {
+	return r.TLS != nil || r.Header.Get("X-Forwarded-Proto") == "https"
+}

@@ -1,0 +1,992 @@
+// notesync browser client.
+//
+// Plain ES2020, no build step; the only dependency is htmx (for the note form).
+// What it does:
+//   * keeps a WebSocket (or, where that cannot connect, an EventSource) open to
+//     the node, and refetches the notes list whenever the server says the
+//     user's notes version moved;
+//   * reconciles the list in place by data-note-id, so notes that arrive from
+//     elsewhere glow (.note-flash) and deleted ones fade out (.note-leaving);
+//   * tags every write with an Idempotency-Key and retries a 504 / network
+//     failure once with the same key;
+//   * carries the tab's pin (?node= / ?region=) on every request it makes.
+//
+// The DOM and wire contract is in /work/shared/SPEC.md sections 3–5. The only
+// global is window.notesync ({transport, attempts, version}), read by tests.
+(() => {
+  'use strict';
+
+  // ---------------------------------------------------------------- settings
+
+  const PING_EVERY_MS = 20000;      // client text "ping" while a socket is open
+  const SILENCE_LIMIT_MS = 45000;   // no message for this long: link is dead
+  const HEARTBEAT_TICK_MS = 5000;   // how often the heartbeat checks the above
+  const BACKOFF_BASE_MS = 500;
+  const BACKOFF_CAP_MS = 10000;
+  const BACKOFF_MIN_MS = 250;
+  const WS_FAILS_BEFORE_SSE = 2;    // WebSocket failed to open this many times in a row
+  const WS_PROBE_EVERY_MS = 60000;  // while on SSE, try the WebSocket again
+  const FLASH_MS = 2000;            // .note-flash lifetime (spec: at least 1.5 s)
+  const LEAVE_MS = 400;             // .note-leaving lifetime (CSS fade is 300 ms)
+  const WRITE_RETRY_DELAY_MS = 800; // before the single retry of a 504 / network error
+  const OWN_WRITE_WAIT_MS = 2500;   // see waitForOwnWrites()
+  const CLUSTER_POLL_MS = 5000;
+  const EVENT_LOG_MAX = 100;
+
+  // ---------------------------------------------------------------- elements
+
+  const $ = (sel) => document.querySelector(sel);
+  const listEl = $('#notes-list');
+  if (!listEl) return; // not the notes page (e.g. the login page)
+
+  const statusEl = $('#conn-status');
+  const eventLogEl = $('#event-log');
+  const noteForm = $('#note-form');
+  const noteErrorEl = $('#note-error');
+  const logoutForm = $('#logout-form') || $('form[action^="/logout"]');
+  const clusterPanel = $('#cluster-panel');
+
+  // ---------------------------------------------------------------- test hook
+
+  const initialVersion = toVersion(listEl.dataset.version) ??
+    toVersion(document.body.dataset.version) ?? 0;
+
+  const notesync = { transport: null, attempts: [], version: initialVersion };
+  window.notesync = notesync;
+
+  // ---------------------------------------------------------------- helpers
+
+  function toVersion(v) {
+    if (v === null || v === undefined || v === '') return null;
+    const n = Number(v);
+    return Number.isSafeInteger(n) && n >= 0 ? n : null;
+  }
+
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  function timeOfDay(d = new Date()) {
+    return d.toLocaleTimeString([], { hour12: false });
+  }
+
+  const nl = (s) => s.replace(/\r\n?/g, '\n');
+
+  function parseJSON(text) {
+    try { return JSON.parse(text); } catch { return null; }
+  }
+
+  // Retry-After is either seconds or an HTTP date; bounded to something sane.
+  function retryAfterMs(res, fallback) {
+    const h = res && res.headers && res.headers.get('Retry-After');
+    if (!h) return fallback;
+    const secs = Number(h);
+    const ms = Number.isFinite(secs) ? secs * 1000 : Date.parse(h) - Date.now();
+    return Number.isFinite(ms) ? Math.min(Math.max(ms, 250), 30000) : fallback;
+  }
+
+  // An Idempotency-Key per write. crypto.randomUUID only exists in secure
+  // contexts (https, or http on localhost/127.0.0.1); a cluster node reached
+  // over plain http by another name has only getRandomValues.
+  function newIdempotencyKey() {
+    const c = window.crypto;
+    if (c && typeof c.randomUUID === 'function') {
+      try { return c.randomUUID(); } catch { /* insecure context: fall through */ }
+    }
+    const b = new Uint8Array(16);
+    if (c && typeof c.getRandomValues === 'function') {
+      c.getRandomValues(b);
+    } else {
+      for (let i = 0; i < b.length; i++) b[i] = Math.floor(Math.random() * 256);
+    }
+    b[6] = (b[6] & 0x0f) | 0x40; // version 4
+    b[8] = (b[8] & 0x3f) | 0x80; // RFC 4122 variant
+    const hex = Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+    return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+  }
+
+  // ---------------------------------------------------------------- tab pin
+  //
+  // /?node=NAME pins this tab (not the whole browser) to one node. The pin
+  // lives in the URL rather than in a cookie precisely so that two tabs of the
+  // same browser can be pinned to different nodes; the price is that every
+  // request this page makes must carry it explicitly, hence withPin().
+
+  const pin = new URLSearchParams();
+  {
+    const here = new URLSearchParams(location.search);
+    for (const key of ['node', 'region']) {
+      const v = here.get(key);
+      if (v) pin.set(key, v);
+    }
+  }
+
+  // withPin('/notes?min_version=3') -> '/notes?min_version=3&node=node2'
+  function withPin(url) {
+    if (!pin.toString()) return url;
+    const u = new URL(url, location.href);
+    for (const [k, v] of pin) u.searchParams.set(k, v);
+    return u.origin === location.origin ? u.pathname + u.search + u.hash : u.href;
+  }
+
+  if (logoutForm) logoutForm.action = withPin(logoutForm.getAttribute('action') || '/logout');
+
+  // ---------------------------------------------------------------- writes
+  //
+  // Creates and edits of this tab are tracked while in flight: the server may
+  // push our own note_changed before our POST/PATCH response arrives, and we
+  // must not flash our own note as if it came from elsewhere.
+
+  const ownWrites = new Set(); // promises of in-flight creates/edits
+
+  function beginOwnWrite() {
+    let done;
+    const p = new Promise((resolve) => { done = resolve; });
+    ownWrites.add(p);
+    return () => { ownWrites.delete(p); done(); };
+  }
+
+  function waitForOwnWrites() {
+    if (ownWrites.size === 0) return Promise.resolve();
+    return Promise.race([Promise.allSettled([...ownWrites]), sleep(OWN_WRITE_WAIT_MS)]);
+  }
+
+  // fetch() for a state-changing request: fresh Idempotency-Key, and one retry
+  // with the SAME key after a 504 (outcome unknown) or a network error, so
+  // the server applies the write at most once. Resolves with the final
+  // Response; rejects only if the retry also failed at the network level.
+  async function sendWrite(method, url, { json, headers = {} } = {}) {
+    const init = {
+      method,
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json', ...headers, 'Idempotency-Key': newIdempotencyKey() },
+    };
+    if (json !== undefined) {
+      init.headers['Content-Type'] = 'application/json';
+      init.body = JSON.stringify(json);
+    }
+    const target = withPin(url);
+    try {
+      const res = await fetch(target, init);
+      if (res.status !== 504) return res;
+    } catch { /* network error: retry below */ }
+    await sleep(WRITE_RETRY_DELAY_MS);
+    return fetch(target, init);
+  }
+
+  async function errorText(res, what) {
+    const body = parseJSON(await res.text().catch(() => ''));
+    if (body && typeof body.error === 'string' && body.error) return body.error;
+    if (res.status === 504) return `${what}: the server did not confirm in time; it may still appear.`;
+    return `${what} (HTTP ${res.status}).`;
+  }
+
+  function showNoteError(msg) {
+    if (!noteErrorEl) return;
+    noteErrorEl.textContent = msg || '';
+    noteErrorEl.hidden = !msg;
+  }
+
+  // ---------------------------------------------------------------- htmx glue
+
+  const htmxWrites = new Map(); // Idempotency-Key -> { done, retried }
+
+  document.addEventListener('htmx:configRequest', (evt) => {
+    const d = evt.detail;
+    d.path = withPin(d.path);
+    if (d.verb === 'get') return;
+    // A retry (see htmx:afterRequest) comes with its key already set.
+    if (!d.headers['Idempotency-Key']) d.headers['Idempotency-Key'] = newIdempotencyKey();
+  });
+
+  // beforeRequest (not configRequest): it comes after htmx's own validation,
+  // so every write registered here is sure to see an htmx:afterRequest.
+  document.addEventListener('htmx:beforeRequest', (evt) => {
+    const d = evt.detail;
+    if (d.elt !== noteForm || !d.requestConfig) return;
+    const key = d.requestConfig.headers['Idempotency-Key'];
+    if (key && !htmxWrites.has(key)) htmxWrites.set(key, { done: beginOwnWrite(), retried: false });
+  });
+
+  document.addEventListener('htmx:afterRequest', (evt) => {
+    const d = evt.detail;
+    if (d.elt !== noteForm) return;
+    const xhr = d.xhr;
+    const key = d.requestConfig && d.requestConfig.headers['Idempotency-Key'];
+    const write = htmxWrites.get(key);
+
+    // 504: outcome unknown. status 0: network error, abort or timeout.
+    if ((xhr.status === 504 || xhr.status === 0) && write && !write.retried) {
+      write.retried = true;
+      const body = d.requestConfig.parameters.body;
+      setTimeout(() => {
+        htmx.ajax('POST', '/api/notes', {
+          source: noteForm, swap: 'none',
+          values: { body }, headers: { 'Idempotency-Key': key },
+        });
+      }, WRITE_RETRY_DELAY_MS);
+      return;
+    }
+    if (write) { htmxWrites.delete(key); write.done(); }
+
+    if (xhr.status === 201) {
+      const res = parseJSON(xhr.responseText) || {};
+      if (res.note && res.note.id !== undefined) ownCreated.add(String(res.note.id));
+      showNoteError('');
+      const ta = noteForm.querySelector('textarea[name=body]');
+      // Clear only if the text is still what was sent (the user may have
+      // started typing the next note while this one was saving).
+      const sent = String(d.requestConfig.parameters.body ?? '');
+      if (ta && nl(ta.value) === nl(sent)) ta.value = '';
+      refreshTo(toVersion(res.version) ?? notesync.version, { force: true });
+      return;
+    }
+    if (xhr.status === 0) {
+      showNoteError('Could not reach the server; the note was not saved.');
+      return;
+    }
+    const res = parseJSON(xhr.responseText);
+    showNoteError(res && res.error ? res.error
+      : xhr.status === 504 ? 'The server did not confirm the save in time; the note may still appear.'
+      : `Could not save the note (HTTP ${xhr.status}).`);
+    if (xhr.status === 401) checkSessionThenEnd();
+  });
+
+  if (noteForm) {
+    noteForm.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey) && e.target.matches('textarea')) {
+        e.preventDefault();
+        noteForm.requestSubmit();
+      }
+    });
+  }
+
+  // ---------------------------------------------------------------- list
+  //
+  // The shown list has a version (notesync.version). Refreshes fetch
+  // GET /notes?min_version=V, whose answer is at least V by the server's
+  // promise (the exact version is in X-Notes-Version), and are serialised: one
+  // in flight at a time, and the highest version wanted meanwhile is fetched
+  // once more after it. A fragment older than what is shown is never applied.
+
+  const ownCreated = new Set();   // ids this tab created: no flash
+  const ownEdits = new Map();     // id -> body this tab saved: no flash
+  const pendingDeletes = new Set(); // ids this tab is deleting right now
+  const gone = new Set();         // ids known to be deleted: never re-inserted
+  const flashTimers = new WeakMap();
+
+  const refresh = { wanted: initialVersion, running: false, again: false, retryTimer: 0 };
+
+  function setShownVersion(v) {
+    notesync.version = v;
+    listEl.dataset.version = String(v);
+    document.body.dataset.version = String(v);
+  }
+
+  function refreshTo(version, { force = false } = {}) {
+    if (version !== null && version > refresh.wanted) refresh.wanted = version;
+    if (!force && refresh.wanted <= notesync.version) return;
+    if (refresh.running) { refresh.again = true; return; }
+    runRefresh();
+  }
+
+  async function runRefresh() {
+    refresh.running = true;
+    clearTimeout(refresh.retryTimer);
+    let failures = 0;
+    try {
+      do {
+        refresh.again = false;
+        if (session.ended) return;
+        const min = Math.max(refresh.wanted, notesync.version);
+        const r = await fetchFragment(min);
+        if (r.ended) { checkSessionThenEnd(); return; }
+        if (!r.ok) {
+          failures++;
+          if (failures >= 4) {
+            // Give up for now; a later event retries, and so does this timer.
+            refresh.retryTimer = setTimeout(() => refreshTo(null, { force: true }), 15000);
+            return;
+          }
+          await sleep(r.retryAfter ?? 500 * 2 ** failures);
+          refresh.again = true;
+          continue;
+        }
+        failures = 0;
+        // Let our own in-flight creates/edits finish first, so we know their
+        // ids/bodies and do not flash them.
+        await waitForOwnWrites();
+        if (r.version >= notesync.version) {
+          reconcile(r.items);
+          setShownVersion(r.version);
+        }
+      } while (refresh.again || refresh.wanted > notesync.version);
+    } finally {
+      refresh.running = false;
+    }
+  }
+
+  async function fetchFragment(minVersion) {
+    let res;
+    try {
+      res = await fetch(withPin(`/notes?min_version=${minVersion}`), {
+        credentials: 'same-origin',
+        cache: 'no-store',
+        headers: { Accept: 'text/html' },
+        // /notes redirects an anonymous visitor to /login: do not follow that
+        // into parsing the login page as a notes list.
+        redirect: 'manual',
+      });
+    } catch {
+      return { ok: false };
+    }
+    if (res.type === 'opaqueredirect' || res.status === 401) return { ended: true };
+    if (!res.ok) return { ok: false, retryAfter: retryAfterMs(res, null) ?? undefined };
+    const html = await res.text();
+    const tpl = document.createElement('template');
+    tpl.innerHTML = html;
+    const items = Array.from(tpl.content.querySelectorAll('[data-note-id]'))
+      .filter((el) => !el.parentElement || !el.parentElement.closest('[data-note-id]'));
+    const headerVersion = toVersion(res.headers.get('X-Notes-Version'));
+    const inlineVersion = toVersion((tpl.content.querySelector('[data-version]') || {}).dataset?.version);
+    const version = headerVersion ?? inlineVersion ?? minVersion;
+    // The server promised at least minVersion; anything else is a bad answer.
+    if (version < minVersion) return { ok: false };
+    return { ok: true, version, items };
+  }
+
+  const noteId = (el) => el.getAttribute('data-note-id');
+  const isLiveNote = (node) => node.nodeType === 1 && node.hasAttribute('data-note-id') &&
+    !node.classList.contains('note-leaving');
+
+  // Bring #notes-list in line with `items` (fresh <li>s from the server, in
+  // the server's order, newest first) without replacing what is unchanged.
+  function reconcile(items) {
+    const existing = new Map();
+    for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) {
+      const id = noteId(el);
+      // Notes already fading out stay as they are (they are about to go).
+      if (el.classList.contains('note-leaving') && !pendingDeletes.has(id)) continue;
+      existing.set(id, el);
+    }
+
+    const wanted = items.filter((fresh) => !gone.has(noteId(fresh)));
+    const keep = new Set(wanted.map(noteId));
+
+    // Notes no longer on the server fade out first, in place: the placement
+    // loop below then steps over them instead of pushing them down.
+    for (const [id, el] of existing) {
+      if (keep.has(id) || pendingDeletes.has(id)) continue;
+      gone.add(id);
+      fadeOutAndRemove(el);
+    }
+
+    let cursor = listEl.firstChild;
+    for (const fresh of wanted) {
+      const id = noteId(fresh);
+      let el = existing.get(id);
+      if (el && pendingDeletes.has(id)) continue; // our delete is in flight
+      if (el) {
+        updateNote(el, fresh);
+      } else {
+        el = document.importNode(fresh, true);
+        localizeTimes(el);
+        if (!ownCreated.has(id)) flash(el);
+      }
+      // Place el at the cursor, skipping nodes that are fading out or are not
+      // notes (whitespace), so leaving notes fade where they were.
+      while (cursor && cursor !== el && !isLiveNote(cursor)) cursor = cursor.nextSibling;
+      if (cursor === el) cursor = el.nextSibling;
+      else listEl.insertBefore(el, cursor);
+    }
+  }
+
+  function updateNote(el, fresh) {
+    const id = noteId(el);
+    const bodyEl = el.querySelector('.note-body');
+    const freshBody = fresh.querySelector('.note-body');
+    if (bodyEl && freshBody && bodyEl.textContent !== freshBody.textContent) {
+      bodyEl.textContent = freshBody.textContent;
+      if (ownEdits.get(id) === freshBody.textContent) ownEdits.delete(id);
+      else flash(el);
+    }
+    const timeEl = el.querySelector('time');
+    const freshTime = fresh.querySelector('time');
+    if (timeEl && freshTime && timeEl.dateTime !== freshTime.dateTime) {
+      timeEl.dateTime = freshTime.dateTime;
+      localizeTimes(el);
+    }
+  }
+
+  // Glow and fade are driven by setTimeout, never by transitionend /
+  // animationend alone: background tabs pause animations (those events may
+  // never fire) and throttle timers (a timer fires late, ~1 s, but fires), and
+  // the spec wants glow and fade to complete in every tab.
+  function flash(el) {
+    clearTimeout(flashTimers.get(el));
+    el.classList.add('note-flash');
+    flashTimers.set(el, setTimeout(() => el.classList.remove('note-flash'), FLASH_MS));
+  }
+
+  function fadeOutAndRemove(el, delay = LEAVE_MS) {
+    el.classList.add('note-leaving');
+    if (el.dataset.removing) return;
+    el.dataset.removing = '1';
+    setTimeout(() => el.remove(), delay);
+  }
+
+  // Server renders times in UTC; show them in the reader's time zone.
+  const timeFormat = new Intl.DateTimeFormat([], { dateStyle: 'medium', timeStyle: 'short' });
+  function localizeTimes(root) {
+    for (const t of root.querySelectorAll('time[datetime]')) {
+      const d = new Date(t.dateTime);
+      if (Number.isNaN(d.getTime())) continue;
+      t.textContent = timeFormat.format(d);
+      t.title = d.toISOString();
+    }
+  }
+  localizeTimes(listEl);
+
+  // ---------------------------------------------------------------- delete / edit
+
+  listEl.addEventListener('click', (e) => {
+    const btn = e.target.closest('button[data-action]');
+    if (!btn || !listEl.contains(btn)) return;
+    const li = btn.closest('[data-note-id]');
+    if (!li) return;
+    switch (btn.dataset.action) {
+      case 'delete': deleteNote(li); break;
+      case 'edit': openEditor(li); break;
+      case 'edit-cancel': closeEditor(li); break;
+    }
+  });
+
+  async function deleteNote(li) {
+    const id = noteId(li);
+    if (pendingDeletes.has(id) || li.dataset.removing) return;
+    pendingDeletes.add(id);
+    const startedAt = Date.now();
+    li.classList.add('note-leaving'); // optimistic: start fading at once
+    let res = null;
+    try {
+      res = await sendWrite('DELETE', `/api/notes/${encodeURIComponent(id)}`);
+    } catch { /* network error after the retry too */ }
+    if (res && (res.status === 204 || res.status === 404 || res.ok)) {
+      gone.add(id);
+      pendingDeletes.delete(id);
+      showNoteError('');
+      // The fade started at the click; keep the element LEAVE_MS in total.
+      fadeOutAndRemove(li, Math.max(0, LEAVE_MS - (Date.now() - startedAt)));
+      return;
+    }
+    pendingDeletes.delete(id);
+    li.classList.remove('note-leaving');
+    showNoteError(res ? await errorText(res, 'Could not delete the note')
+      : 'Could not reach the server; the note was not deleted.');
+    if (res && res.status === 401) checkSessionThenEnd();
+  }
+
+  function openEditor(li) {
+    if (li.querySelector('.note-edit') || li.classList.contains('note-leaving')) return;
+    const bodyEl = li.querySelector('.note-body');
+    if (!bodyEl) return;
+
+    const form = document.createElement('form');
+    form.className = 'note-edit';
+    const ta = document.createElement('textarea');
+    ta.name = 'body';
+    ta.required = true;
+    ta.maxLength = 10000;
+    ta.value = bodyEl.textContent;
+    ta.rows = Math.min(12, Math.max(3, ta.value.split('\n').length + 1));
+    ta.setAttribute('aria-label', 'Edit note');
+    const save = document.createElement('button');
+    save.type = 'submit';
+    save.textContent = 'Save';
+    const cancel = document.createElement('button');
+    cancel.type = 'button';
+    cancel.dataset.action = 'edit-cancel';
+    cancel.textContent = 'Cancel';
+    const row = document.createElement('div');
+    row.className = 'form-row';
+    row.append(save, cancel);
+    form.append(ta, row);
+
+    form.addEventListener('keydown', (e) => {
+      if (e.key === 'Escape') { e.preventDefault(); closeEditor(li); }
+      if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+    });
+    form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      saveEdit(li, form, ta.value);
+    });
+
+    li.classList.add('editing');
+    bodyEl.after(form);
+    ta.focus();
+  }
+
+  function closeEditor(li) {
+    const form = li.querySelector('.note-edit');
+    if (form) form.remove();
+    li.classList.remove('editing');
+  }
+
+  async function saveEdit(li, form, body) {
+    const id = noteId(li);
+    const bodyEl = li.querySelector('.note-body');
+    if (bodyEl && bodyEl.textContent === body) { closeEditor(li); return; }
+    form.querySelectorAll('button, textarea').forEach((c) => { c.disabled = true; });
+    const done = beginOwnWrite();
+    ownEdits.set(id, body);
+    let res = null;
+    try {
+      res = await sendWrite('PATCH', `/api/notes/${encodeURIComponent(id)}`, { json: { body } });
+    } catch { /* network error after the retry too */ }
+    try {
+      if (res && res.ok) {
+        const data = parseJSON(await res.text()) || {};
+        const saved = data.note && typeof data.note.body === 'string' ? data.note.body : body;
+        ownEdits.set(id, saved);
+        if (bodyEl) bodyEl.textContent = saved; // no flash: it is our own edit
+        closeEditor(li);
+        showNoteError('');
+        refreshTo(toVersion(data.version), { force: true });
+        return;
+      }
+      ownEdits.delete(id);
+      form.querySelectorAll('button, textarea').forEach((c) => { c.disabled = false; });
+      showNoteError(res ? await errorText(res, 'Could not save the note')
+        : 'Could not reach the server; the note was not saved.');
+      if (res && res.status === 401) checkSessionThenEnd();
+    } finally {
+      done();
+    }
+  }
+
+  // ---------------------------------------------------------------- event log
+
+  function logEvent(type, text) {
+    if (!eventLogEl) return;
+    const li = document.createElement('li');
+    li.dataset.type = type;
+    const t = document.createElement('time');
+    const now = new Date();
+    t.dateTime = now.toISOString();
+    t.textContent = timeOfDay(now);
+    li.append(t, ' ', text);
+    eventLogEl.prepend(li);
+    while (eventLogEl.children.length > EVENT_LOG_MAX) eventLogEl.lastElementChild.remove();
+  }
+
+  function describe(msg) {
+    switch (msg.type) {
+      case 'hello':
+        return `hello from ${msg.node || '?'}${msg.region ? ` (${msg.region})` : ''} v${msg.version}`;
+      case 'note_changed': {
+        const id = msg.note_id !== undefined && msg.op !== 'sync' ? ` #${msg.note_id}` : '';
+        return `note_changed ${msg.op || '?'}${id} v${msg.version}${msg.node ? ` from ${msg.node}` : ''}`;
+      }
+      default:
+        return `${msg.type} ${JSON.stringify(msg)}`;
+    }
+  }
+
+  // ---------------------------------------------------------------- status line
+
+  function setStatus(state, text, link) {
+    if (!statusEl) return;
+    statusEl.dataset.state = state;
+    statusEl.textContent = text;
+    if (link) {
+      const a = document.createElement('a');
+      a.href = link.href;
+      a.textContent = link.text;
+      statusEl.append(' ', a);
+    }
+  }
+
+  // ---------------------------------------------------------------- real-time
+  //
+  // One live transport at a time: a WebSocket, or an EventSource after the
+  // WebSocket failed to open WS_FAILS_BEFORE_SSE times in a row. Every
+  // (re)connection asks for since=<version shown>, so the server follows its
+  // hello with a catch-up "sync" when we are behind: nothing is missed.
+
+  const session = {
+    ended: false,
+    ws: null,
+    es: null,
+    wsFailuresBeforeOpen: 0,
+    preferSSE: false,
+    backoffAttempt: 0,
+    nextDelay: 0,         // delay that preceded the coming attempt (for attempts[])
+    reconnectTimer: 0,
+    heartbeatTimer: 0,
+    probeTimer: 0,
+    lastMessageAt: 0,
+    lastPingAt: 0,
+    unansweredSince: 0,   // first ping sent since the last message, 0 if none
+    suspended: false,     // page hidden into the back/forward cache
+  };
+
+  // window.notesync.attempts: one entry per connection attempt, with the
+  // backoff delay that preceded it (0 for the first one and for probes).
+  function recordAttempt(transport, probe = false) {
+    const entry = { at: Date.now(), transport, delay: probe ? 0 : Math.round(session.nextDelay) };
+    if (probe) entry.probe = true;
+    else session.nextDelay = 0;
+    notesync.attempts.push(entry);
+    if (notesync.attempts.length > 500) notesync.attempts.splice(0, notesync.attempts.length - 500);
+  }
+
+  function connect() {
+    clearTimeout(session.reconnectTimer);
+    session.reconnectTimer = 0;
+    if (session.ended || session.suspended) return;
+    if (session.preferSSE) openSSE(); else openWebSocket(false);
+  }
+
+  function wsURL() {
+    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
+    return `${scheme}://${location.host}${withPin(`/ws?since=${notesync.version}`)}`;
+  }
+
+  // probe=true: we are on SSE and try the WebSocket on the side; it replaces
+  // the EventSource only if it opens, and its failure is of no consequence.
+  function openWebSocket(probe) {
+    let ws;
+    recordAttempt('ws', probe);
+    if (!probe) notesync.transport = 'ws';
+    try {
+      ws = new WebSocket(wsURL());
+    } catch {
+      if (!probe) onWebSocketFailed(false);
+      return;
+    }
+    if (!probe) session.ws = ws;
+    let opened = false;
+
+    ws.onopen = () => {
+      opened = true;
+      if (probe) {
+        if (session.ended || session.ws) { ws.close(1000); return; }
+        closeEventSource();
+        session.ws = ws;
+        notesync.transport = 'ws';
+        session.preferSSE = false;
+      }
+      session.wsFailuresBeforeOpen = 0;
+      startHeartbeat(ws);
+    };
+
+    ws.onmessage = (e) => {
+      if (ws !== session.ws) return;
+      session.lastMessageAt = Date.now();
+      if (typeof e.data !== 'string' || e.data === 'pong') return;
+      const msg = parseJSON(e.data);
+      if (msg && typeof msg.type === 'string') handleMessage(msg);
+    };
+
+    ws.onclose = (e) => {
+      if (ws !== session.ws) return; // a dropped probe or an abandoned socket
+      session.ws = null;
+      stopHeartbeat();
+      if (e.code === 1008) { endSession(); return; }
+      onWebSocketFailed(opened);
+    };
+    // onerror is always followed by onclose; nothing to do there.
+  }
+
+  function onWebSocketFailed(hadOpened) {
+    if (!hadOpened && ++session.wsFailuresBeforeOpen >= WS_FAILS_BEFORE_SSE) {
+      session.preferSSE = true;
+    }
+    scheduleReconnect();
+  }
+
+  // Dead-link detection. A socket can look open for minutes after the network
+  // died, so we send "ping" every PING_EVERY_MS and give up after
+  // SILENCE_LIMIT_MS without any message. The link only counts as dead if a
+  // ping of ours has itself gone unanswered for a while: a background tab's
+  // timers may be throttled to once a minute, and the resulting lull must
+  // not look like silence on a perfectly healthy link.
+  function startHeartbeat(ws) {
+    stopHeartbeat();
+    session.lastMessageAt = Date.now();
+    session.lastPingAt = session.lastMessageAt;
+    session.unansweredSince = 0;
+    const tick = () => {
+      if (ws !== session.ws || ws.readyState !== WebSocket.OPEN) return;
+      const now = Date.now();
+      if (session.unansweredSince > session.lastMessageAt) {
+        if (now - session.lastMessageAt > SILENCE_LIMIT_MS &&
+            now - session.unansweredSince > HEARTBEAT_TICK_MS * 2) {
+          abandonWebSocket(4000, 'heartbeat timeout');
+          scheduleReconnect();
+          return;
+        }
+      } else {
+        session.unansweredSince = 0;
+      }
+      if (now - session.lastPingAt >= PING_EVERY_MS) sendPing(ws);
+    };
+    session.heartbeatTimer = setInterval(tick, HEARTBEAT_TICK_MS);
+  }
+
+  function sendPing(ws) {
+    try {
+      ws.send('ping');
+      const now = Date.now();
+      session.lastPingAt = now;
+      if (!session.unansweredSince) session.unansweredSince = now;
+    } catch { /* closing: onclose handles it */ }
+  }
+
+  function stopHeartbeat() {
+    clearInterval(session.heartbeatTimer);
+    session.heartbeatTimer = 0;
+  }
+
+  // Forget the current socket without waiting for its close event: on a dead
+  // link the closing handshake can take minutes to time out.
+  function abandonWebSocket(code = 1000, reason = '') {
+    const ws = session.ws;
+    session.ws = null;
+    stopHeartbeat();
+    if (ws) {
+      ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
+      try { ws.close(code, reason); } catch { /* already closed */ }
+    }
+  }
+
+  function openSSE() {
+    recordAttempt('sse');
+    notesync.transport = 'sse';
+    let es;
+    try {
+      es = new EventSource(withPin(`/events?since=${notesync.version}`));
+    } catch {
+      scheduleReconnect();
+      return;
+    }
+    session.es = es;
+
+    const onEvent = (e) => {
+      if (es !== session.es) return;
+      session.lastMessageAt = Date.now();
+      const msg = parseJSON(e.data);
+      if (!msg || typeof msg !== 'object') return;
+      if (!msg.type) msg.type = e.type;
+      handleMessage(msg);
+    };
+    es.addEventListener('hello', onEvent);
+    es.addEventListener('note_changed', onEvent);
+    es.addEventListener('message', onEvent); // untyped events, if any
+
+    // The server's way to say "closed with code N" on a stream.
+    es.addEventListener('close', (e) => {
+      if (es !== session.es) return;
+      const info = parseJSON(e.data) || {};
+      logEvent('close', `close ${info.code ?? ''} ${info.reason ?? ''}`.trim());
+      closeEventSource();
+      if (Number(info.code) === 1008) endSession();
+      else scheduleReconnect();
+    });
+
+    es.onerror = () => {
+      if (es !== session.es) return;
+      const refused = es.readyState === EventSource.CLOSED; // e.g. HTTP 401/403/5xx
+      // We run our own backoff rather than the browser's built-in retry, so
+      // the delays, the attempts log and the since= parameter stay ours.
+      closeEventSource();
+      if (refused) checkSessionThenEnd({ otherwise: scheduleReconnect });
+      else scheduleReconnect();
+    };
+  }
+
+  function closeEventSource() {
+    const es = session.es;
+    session.es = null;
+    clearInterval(session.probeTimer);
+    session.probeTimer = 0;
+    if (es) es.close();
+  }
+
+  function scheduleReconnect() {
+    if (session.ended || session.suspended) return;
+    clearTimeout(session.reconnectTimer);
+    // Exponential backoff with full jitter, capped: spreads the reconnect
+    // storm when a node restarts with many tabs attached.
+    const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(session.backoffAttempt, 16));
+    const delay = Math.max(BACKOFF_MIN_MS, Math.random() * cap);
+    session.backoffAttempt++;
+    session.nextDelay = delay;
+    const at = new Date(Date.now() + delay);
+    setStatus('connecting', `disconnected — reconnecting in ${(delay / 1000).toFixed(1)} s (at ${timeOfDay(at)})…`);
+    session.reconnectTimer = setTimeout(connect, delay);
+  }
+
+  function endSession() {
+    if (session.ended) return;
+    session.ended = true;
+    clearTimeout(session.reconnectTimer);
+    clearTimeout(refresh.retryTimer);
+    clearTimeout(clusterTimer);
+    abandonWebSocket();
+    closeEventSource();
+    setStatus('closed', 'session ended — please log in again', { href: '/login', text: 'Log in' });
+  }
+
+  // A 401 on a page request may also be a misbehaving proxy; ask the API to
+  // be sure before declaring the session over.
+  async function checkSessionThenEnd({ otherwise } = {}) {
+    let status = 0;
+    try {
+      const res = await fetch(withPin('/api/notes'), {
+        credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' },
+      });
+      status = res.status;
+    } catch { /* offline: not proof of anything */ }
+    if (status === 401) endSession();
+    else if (otherwise) otherwise();
+  }
+
+  function handleMessage(msg) {
+    if (session.ended) return;
+    logEvent(msg.type, describe(msg));
+    const v = toVersion(msg.version);
+    switch (msg.type) {
+      case 'hello': {
+        session.backoffAttempt = 0;
+        const where = `${msg.node || 'server'}${msg.region ? ` (${msg.region})` : ''}`;
+        const onSSE = session.es !== null && session.ws === null;
+        setStatus('open', `connected to ${where}${onSSE ? ' via SSE' : ''}`);
+        if (onSSE) startWebSocketProbe();
+        if (v !== null && v > notesync.version) refreshTo(v);
+        break;
+      }
+      case 'note_changed':
+        if (v !== null) refreshTo(v);
+        break;
+      default:
+        break; // unknown types are logged and otherwise ignored
+    }
+  }
+
+  function startWebSocketProbe() {
+    clearInterval(session.probeTimer);
+    session.probeTimer = setInterval(() => {
+      if (session.es && !session.ws && document.visibilityState === 'visible') openWebSocket(true);
+    }, WS_PROBE_EVERY_MS);
+  }
+
+  // Back online, or back in view: do not sit out the rest of a long backoff,
+  // and check a quiet socket right away.
+  window.addEventListener('online', () => {
+    if (session.reconnectTimer && !session.ws && !session.es) connect();
+  });
+  document.addEventListener('visibilitychange', () => {
+    if (document.visibilityState !== 'visible') return;
+    if (session.ws && session.ws.readyState === WebSocket.OPEN) sendPing(session.ws);
+    pollCluster();
+  });
+
+  // Leaving the page (or entering the back/forward cache): close cleanly and
+  // do not reconnect; a page restored from the cache connects again.
+  window.addEventListener('pagehide', () => {
+    session.suspended = true;
+    clearTimeout(session.reconnectTimer);
+    abandonWebSocket(1000, 'page closed');
+    closeEventSource();
+  });
+  window.addEventListener('pageshow', (e) => {
+    if (!e.persisted) return;
+    session.suspended = false;
+    session.backoffAttempt = 0;
+    connect();
+    pollCluster();
+  });
+
+  // ---------------------------------------------------------------- cluster panel
+
+  let clusterTimer = 0;
+  const clusterBody = clusterPanel && (clusterPanel.querySelector('.cluster-body') || clusterPanel);
+
+  async function pollCluster() {
+    clearTimeout(clusterTimer);
+    if (!clusterPanel || session.ended) return;
+    let stop = false;
+    if (document.visibilityState === 'visible') {
+      try {
+        const res = await fetch(withPin('/api/cluster'), {
+          credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' },
+        });
+        const data = res.ok ? parseJSON(await res.text()) : null;
+        if (data && Array.isArray(data.members)) {
+          renderCluster(data);
+          clusterPanel.hidden = false;
+        } else {
+          clusterPanel.hidden = true;
+          stop = res.status === 404; // no cluster API on this server: stop asking
+        }
+      } catch {
+        clusterPanel.hidden = true;
+      }
+    }
+    if (!stop && !session.ended) clusterTimer = setTimeout(pollCluster, CLUSTER_POLL_MS);
+  }
+
+  function safeHTTPURL(s) {
+    try {
+      const u = new URL(s, location.href);
+      return u.protocol === 'http:' || u.protocol === 'https:' ? u.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function renderCluster(data) {
+    const table = document.createElement('table');
+    table.className = 'cluster-members';
+    const head = table.createTHead().insertRow();
+    for (const h of ['Node', 'Region', 'Role', 'State', 'Conns']) {
+      const th = document.createElement('th');
+      th.textContent = h;
+      head.append(th);
+    }
+    const tbody = table.createTBody();
+    for (const m of data.members) {
+      const name = String(m.name ?? '');
+      const row = tbody.insertRow();
+      row.dataset.member = name;
+      if (m.state) row.dataset.state = String(m.state);
+      if (name === data.self) row.classList.add('self');
+
+      const nameCell = row.insertCell();
+      // A member's own URL where it has one (local cluster: one port per node);
+      // otherwise a tab pinned to it with ?node= (on Fly: fly-replay).
+      const href = m.http_url ? safeHTTPURL(m.http_url) : `/?node=${encodeURIComponent(name)}`;
+      if (href && name !== data.self) {
+        const a = document.createElement('a');
+        a.href = href;
+        a.textContent = name;
+        a.title = m.http_url ? `open ${m.http_url}` : `open a tab pinned to ${name}`;
+        nameCell.append(a);
+      } else {
+        nameCell.textContent = name;
+      }
+      if (name === data.self) nameCell.append(' (this node)');
+
+      const role = m.role || (name === data.primary ? 'primary' : 'replica');
+      for (const v of [m.region, role, m.state, m.connections]) {
+        row.insertCell().textContent = v === undefined || v === null ? '' : String(v);
+      }
+    }
+    clusterBody.replaceChildren(table);
+  }
+
+  // ---------------------------------------------------------------- start
+
+  setStatus('connecting', 'connecting…');
+  connect();
+  pollCluster();
+})();

@@ -1,0 +1,214 @@
+package realtime
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// transport is how a Conn reaches its client: a WebSocket or an SSE stream.
+type transport interface {
+	// write sends one message; it must give up when ctx ends.
+	write(ctx context.Context, m Message) error
+	// close ends the connection with code and reason, sending a close frame
+	// or event when it still can. It may block for a close handshake, so it
+	// is called on its own goroutine.
+	close(code StatusCode, reason string)
+}
+
+// Conn is one open client connection registered in a Hub.
+//
+// Messages for it wait in a bounded queue. For a WebSocket a writer
+// goroutine runs only while the queue is non-empty, so an idle connection
+// costs no goroutine of its own beyond its reader; an SSE stream is drained by
+// its HTTP handler.
+type Conn struct {
+	hub *Hub
+	id  Identity
+	t   transport
+	// notify, when set (SSE), is poked instead of starting a writer goroutine.
+	notify chan struct{}
+
+	mu       sync.Mutex
+	queue    []Message
+	spare    []Message // the drained batch, reused to avoid allocating per burst
+	started  bool      // greeting sent; until then messages only queue up
+	writing  bool
+	closed   bool
+	last     int64 // highest Version queued or announced
+	closeErr closeInfo
+	done     chan struct{} // closed when the connection is closed
+}
+
+type closeInfo struct {
+	code   StatusCode
+	reason string
+}
+
+func newConn(h *Hub, id Identity, t transport) *Conn {
+	return &Conn{hub: h, id: id, t: t, done: make(chan struct{})}
+}
+
+// Identity returns who the connection belongs to.
+func (c *Conn) Identity() Identity { return c.id }
+
+// Send queues m for this connection alone, with the same ordering and
+// backpressure rules as Hub.Broadcast. It reports whether m was queued.
+func (c *Conn) Send(m Message) bool { return c.enqueue(m) }
+
+// Done is closed when the connection has been closed.
+func (c *Conn) Done() <-chan struct{} { return c.done }
+
+// enqueue appends m to the queue, dropping a versioned message the
+// connection has already been sent, and disconnects the client when the
+// queue overflows.
+func (c *Conn) enqueue(m Message) bool {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		c.hub.dropped.Add(1)
+		return false
+	}
+	if m.Version != 0 {
+		if m.Version <= c.last {
+			c.mu.Unlock()
+			return false
+		}
+		c.last = m.Version
+	}
+	if len(c.queue) >= c.hub.QueueSize {
+		c.mu.Unlock()
+		c.hub.slowClosed.Add(1)
+		c.hub.dropped.Add(1)
+		c.Close(StatusTryAgainLater, "too slow")
+		return false
+	}
+	c.queue = append(c.queue, m)
+	c.kickLocked()
+	c.mu.Unlock()
+	return true
+}
+
+// start sends greeting ahead of everything queued so far, drops queued
+// versioned messages at or below version (the greeting covers them), and
+// lets the writer run.
+func (c *Conn) start(version int64, greeting ...Message) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return
+	}
+	q := make([]Message, 0, len(greeting)+len(c.queue))
+	q = append(q, greeting...)
+	for _, m := range c.queue {
+		if m.Version == 0 || m.Version > version {
+			q = append(q, m)
+		}
+	}
+	c.queue = q
+	if version > c.last {
+		c.last = version
+	}
+	c.started = true
+	c.kickLocked()
+}
+
+// kickLocked gets the queue drained. c.mu must be held.
+func (c *Conn) kickLocked() {
+	if !c.started || len(c.queue) == 0 {
+		return
+	}
+	if c.notify != nil {
+		select {
+		case c.notify <- struct{}{}:
+		default:
+		}
+		return
+	}
+	if !c.writing {
+		c.writing = true
+		go c.writeLoop()
+	}
+}
+
+// take swaps out the queued batch. The previous batch's array is reused.
+func (c *Conn) take() []Message {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed || len(c.queue) == 0 {
+		c.writing = false
+		return nil
+	}
+	batch := c.queue
+	clear(c.spare)
+	c.queue, c.spare = c.spare[:0], batch
+	return batch
+}
+
+// writeLoop drains the queue, then exits (WebSocket only).
+func (c *Conn) writeLoop() {
+	for {
+		batch := c.take()
+		if batch == nil {
+			return
+		}
+		if !c.writeBatch(batch) {
+			return
+		}
+	}
+}
+
+// writeBatch writes each message with a deadline; on failure it closes the
+// connection and reports false.
+func (c *Conn) writeBatch(batch []Message) bool {
+	for i, m := range batch {
+		ctx, cancel := context.WithTimeout(context.Background(), c.hub.WriteTimeout)
+		err := c.t.write(ctx, m)
+		timedOut := ctx.Err() != nil
+		cancel()
+		if err != nil {
+			c.hub.dropped.Add(uint64(len(batch) - i))
+			if timedOut {
+				c.hub.slowClosed.Add(1)
+				c.Close(StatusTryAgainLater, "too slow")
+			} else {
+				c.Close(StatusGoingAway, "write failed")
+			}
+			c.mu.Lock()
+			c.writing = false
+			c.mu.Unlock()
+			return false
+		}
+		c.hub.sent.Add(1)
+		if !m.Created.IsZero() && c.hub.ObserveLatency != nil {
+			c.hub.ObserveLatency(time.Since(m.Created))
+		}
+	}
+	return true
+}
+
+// Close closes the connection with code and reason and unregisters it. It
+// returns at once; the close handshake runs in the background. Closing an
+// already closed connection does nothing.
+func (c *Conn) Close(code StatusCode, reason string) {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return
+	}
+	c.closed = true
+	c.closeErr = closeInfo{code, reason}
+	if n := len(c.queue); n > 0 {
+		c.hub.dropped.Add(uint64(n))
+	}
+	c.queue, c.spare = nil, nil
+	close(c.done)
+	c.mu.Unlock()
+
+	c.hub.remove(c)
+	c.hub.wg.Add(1)
+	go func() {
+		defer c.hub.wg.Done()
+		c.t.close(code, reason)
+	}()
+}

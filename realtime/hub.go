@@ -1,0 +1,225 @@
+// Package realtime keeps a registry of open client connections (WebSocket
+// and Server-Sent Events) and fans messages out to every connection of a
+// user. It knows nothing about what the messages mean: callers hand it
+// pre-encoded JSON with an optional stream version.
+//
+// Delivery is never allowed to slow down the caller. Broadcast only appends to
+// a small bounded queue per connection; a writer goroutine per connection,
+// started only while that queue is non-empty, does the network writes. A
+// connection that falls behind (more than QueueSize messages waiting, or one
+// write blocked for WriteTimeout) is disconnected and will catch up when it
+// reconnects with ?since=.
+package realtime
+
+import (
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// Defaults for a Hub's tunables (SPEC §4).
+const (
+	DefaultQueueSize    = 64
+	DefaultWriteTimeout = 10 * time.Second
+	DefaultPingInterval = 25 * time.Second
+	DefaultPingTimeout  = 15 * time.Second
+	DefaultReadLimit    = 4096
+)
+
+// StatusCode is a WebSocket close code. SSE connections map it onto a final
+// "close" event.
+type StatusCode = websocket.StatusCode
+
+// Close codes used by the hub.
+const (
+	StatusGoingAway       = websocket.StatusGoingAway       // node shutting down
+	StatusPolicyViolation = websocket.StatusPolicyViolation // auth_required
+	StatusTryAgainLater   = websocket.StatusTryAgainLater   // slow consumer
+	StatusUnsupportedData = websocket.StatusUnsupportedData // binary message
+	StatusMessageTooBig   = websocket.StatusMessageTooBig   // over ReadLimit
+)
+
+// Message is one server-to-client message.
+//
+// Data is sent as-is (a WebSocket text frame, or the data: line of an SSE
+// event) and is shared by every recipient: it must not be modified after it
+// is handed to the hub.
+type Message struct {
+	// Type names the message; SSE uses it as the event name.
+	Type string
+	// Version is the message's position in the user's stream, or 0 for a
+	// message outside the stream. A connection never receives a versioned
+	// message at or below a version it has already been sent, so a change
+	// that is both announced in hello and broadcast arrives once.
+	Version int64
+	// Data is the message's JSON text.
+	Data []byte
+	// Created is when the event behind the message happened; when set, the
+	// hub reports the delay until the message was written (ObserveLatency).
+	Created time.Time
+
+	eventID int64 // SSE id for a message outside the stream (hello)
+}
+
+// Identity is who a connection belongs to.
+type Identity struct {
+	UserID    int64
+	SessionID string
+}
+
+// Stats are the hub's counters since it was created.
+type Stats struct {
+	Connections int64  // open now
+	Sent        uint64 // messages written to a client
+	Dropped     uint64 // messages discarded because their connection was closed or overflowed
+	SlowClosed  uint64 // connections closed for falling behind
+}
+
+// Hub is the registry of open connections by user. Its methods are safe for
+// concurrent use; Broadcast never blocks on the network.
+type Hub struct {
+	// QueueSize is how many messages may wait for one connection before it
+	// is disconnected as too slow.
+	QueueSize int
+	// WriteTimeout bounds one write to a client.
+	WriteTimeout time.Duration
+	// PingInterval is how often WebSocket pings are sent; a peer that does
+	// not answer within PingTimeout is dropped.
+	PingInterval time.Duration
+	PingTimeout  time.Duration
+	// ObserveLatency, if set, is called after each write of a message that
+	// has Created set, with the time since Created. It must not block.
+	ObserveLatency func(time.Duration)
+	Logger         *slog.Logger
+
+	mu     sync.RWMutex
+	users  map[int64][]*Conn
+	closed bool
+	wg     sync.WaitGroup // close handshakes in flight
+
+	conns      atomic.Int64
+	sent       atomic.Uint64
+	dropped    atomic.Uint64
+	slowClosed atomic.Uint64
+}
+
+// NewHub returns a hub with the default settings.
+func NewHub() *Hub {
+	return &Hub{
+		QueueSize:    DefaultQueueSize,
+		WriteTimeout: DefaultWriteTimeout,
+		PingInterval: DefaultPingInterval,
+		PingTimeout:  DefaultPingTimeout,
+		Logger:       slog.Default(),
+		users:        make(map[int64][]*Conn),
+	}
+}
+
+// Broadcast queues m for every open connection of userID on this hub and
+// returns how many connections took it. It may be called from any goroutine
+// and never waits for a client.
+func (h *Hub) Broadcast(userID int64, m Message) int {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	n := 0
+	for _, c := range h.users[userID] {
+		if c.enqueue(m) {
+			n++
+		}
+	}
+	return n
+}
+
+// CloseSession closes every connection opened with the given session (for
+// example after log-out) with code and reason, and returns how many it closed.
+func (h *Hub) CloseSession(sessionID string, code StatusCode, reason string) int {
+	var victims []*Conn
+	h.mu.RLock()
+	for _, cs := range h.users {
+		for _, c := range cs {
+			if c.id.SessionID == sessionID {
+				victims = append(victims, c)
+			}
+		}
+	}
+	h.mu.RUnlock()
+	for _, c := range victims {
+		c.Close(code, reason)
+	}
+	return len(victims)
+}
+
+// HasUser reports whether userID has at least one open connection here.
+func (h *Hub) HasUser(userID int64) bool {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	return len(h.users[userID]) > 0
+}
+
+// Stats returns the hub's counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Connections: h.conns.Load(),
+		Sent:        h.sent.Load(),
+		Dropped:     h.dropped.Load(),
+		SlowClosed:  h.slowClosed.Load(),
+	}
+}
+
+// Close closes every connection with 1001 (going away), refuses new ones, and
+// waits until the close handshakes finish or timeout passes.
+func (h *Hub) Close(timeout time.Duration) {
+	h.mu.Lock()
+	h.closed = true
+	var all []*Conn
+	for _, cs := range h.users {
+		all = append(all, cs...)
+	}
+	h.mu.Unlock()
+	for _, c := range all {
+		c.Close(StatusGoingAway, "server shutting down")
+	}
+	done := make(chan struct{})
+	go func() { h.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+	}
+}
+
+// add registers c; it fails once the hub is closed.
+func (h *Hub) add(c *Conn) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return false
+	}
+	h.users[c.id.UserID] = append(h.users[c.id.UserID], c)
+	h.conns.Add(1)
+	return true
+}
+
+// remove unregisters c; it is a no-op for a connection already removed.
+func (h *Hub) remove(c *Conn) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cs := h.users[c.id.UserID]
+	for i, x := range cs {
+		if x == c {
+			last := len(cs) - 1
+			cs[i] = cs[last]
+			cs[last] = nil
+			cs = cs[:last]
+			if len(cs) == 0 {
+				delete(h.users, c.id.UserID)
+			} else {
+				h.users[c.id.UserID] = cs
+			}
+			h.conns.Add(-1)
+			return
+		}
+	}
+}

@@ -1,0 +1,124 @@
+package realtime
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// sseTransport writes Server-Sent Events. Only the ServeSSE handler
+// goroutine writes to it.
+type sseTransport struct {
+	w  *bufio.Writer
+	rc *http.ResponseController
+}
+
+func (t *sseTransport) write(ctx context.Context, m Message) error {
+	if dl, ok := ctx.Deadline(); ok {
+		_ = t.rc.SetWriteDeadline(dl)
+	}
+	if m.Type != "" {
+		t.w.WriteString("event: ")
+		t.w.WriteString(m.Type)
+		t.w.WriteByte('\n')
+	}
+	t.w.WriteString("data: ")
+	t.w.Write(m.Data)
+	t.w.WriteByte('\n')
+	if id := max(m.Version, m.eventID); id > 0 {
+		t.w.WriteString("id: ")
+		t.w.WriteString(strconv.FormatInt(id, 10))
+		t.w.WriteByte('\n')
+	}
+	t.w.WriteByte('\n')
+	if err := t.w.Flush(); err != nil {
+		return err
+	}
+	return t.rc.Flush()
+}
+
+// close is a no-op: the handler notices Conn.Done and writes the final
+// "close" event itself, since it is the stream's only writer.
+func (t *sseTransport) close(StatusCode, string) {}
+
+// ServeSSE streams the same messages as ServeWS as Server-Sent Events:
+// event = the message type, data = its JSON, id = its version, so that a
+// reconnecting EventSource resumes from Last-Event-ID. A request without a
+// valid session is answered 401. When the server ends the stream (log-out,
+// shutdown, slow client) it first sends an event "close" with
+// {"code":N,"reason":"..."}.
+func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query().Get("since")
+	if lei := r.Header.Get("Last-Event-ID"); lei != "" {
+		q = lei
+	}
+	since, hasSince, err := parseSince(q)
+	if err != nil {
+		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	id, err := e.Authenticate(r)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) {
+			writeJSONError(w, http.StatusUnauthorized, "auth_required")
+			return
+		}
+		e.Hub.Logger.Error("sse authenticate", "err", err)
+		writeJSONError(w, http.StatusInternalServerError, "internal error")
+		return
+	}
+
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	t := &sseTransport{w: bufio.NewWriterSize(w, 1024), rc: rc}
+	c := newConn(e.Hub, id, t)
+	c.notify = make(chan struct{}, 1)
+	if err := e.open(r.Context(), c, since, hasSince); err != nil {
+		return
+	}
+	defer func() {
+		c.Close(StatusGoingAway, "")
+		if e.OnClose != nil {
+			e.OnClose(c)
+		}
+	}()
+
+	keepalive := time.NewTicker(e.Hub.PingInterval)
+	defer keepalive.Stop()
+	for {
+		select {
+		case <-c.notify:
+			batch := c.take()
+			if batch != nil && !c.writeBatch(batch) {
+				return
+			}
+		case <-keepalive.C:
+			// A comment line keeps proxies from timing the stream out and
+			// finds dead peers.
+			_ = rc.SetWriteDeadline(time.Now().Add(e.Hub.WriteTimeout))
+			t.w.WriteString(": ping\n\n")
+			if t.w.Flush() != nil || rc.Flush() != nil {
+				return
+			}
+		case <-c.done:
+			c.mu.Lock()
+			ci := c.closeErr
+			c.mu.Unlock()
+			_ = rc.SetWriteDeadline(time.Now().Add(time.Second))
+			fmt.Fprintf(t.w, "event: close\ndata: {\"code\":%d,\"reason\":%q}\n\n", int(ci.code), ci.reason)
+			_ = t.w.Flush()
+			_ = rc.Flush()
+			return
+		case <-r.Context().Done():
+			return
+		}
+	}
+}
