@@ -38,6 +38,7 @@ type Conn struct {
 	last     int64 // highest Version queued or announced
 	closeErr closeInfo
 	done     chan struct{} // closed when the connection is closed
+	finished chan struct{} // closed when the transport's close has returned
 }
 
 type closeInfo struct {
@@ -46,7 +47,7 @@ type closeInfo struct {
 }
 
 func newConn(h *Hub, id Identity, t transport) *Conn {
-	return &Conn{hub: h, id: id, t: t, done: make(chan struct{})}
+	return &Conn{hub: h, id: id, t: t, done: make(chan struct{}), finished: make(chan struct{})}
 }
 
 // Identity returns who the connection belongs to.
@@ -80,7 +81,7 @@ func (c *Conn) enqueue(m Message) bool {
 		c.mu.Unlock()
 		c.hub.slowClosed.Add(1)
 		c.hub.dropped.Add(1)
-		c.Close(StatusTryAgainLater, "too slow")
+		c.closeAsync(StatusTryAgainLater, "too slow")
 		return false
 	}
 	c.queue = append(c.queue, m)
@@ -189,12 +190,34 @@ func (c *Conn) writeBatch(batch []Message) bool {
 
 // Close closes the connection with code and reason and unregisters it. It
 // returns at once; the close handshake runs in the background. Closing an
-// already closed connection does nothing.
+// already closed connection does nothing. It must not be called with the
+// hub's lock held (see closeAsync).
 func (c *Conn) Close(code StatusCode, reason string) {
+	if c.shut(code, reason) {
+		c.hub.remove(c)
+		c.finish(code, reason)
+	}
+}
+
+// closeAsync is Close for callers that may hold the hub's lock (Broadcast
+// finding a full queue): the state changes at once, so nothing more is
+// queued, and unregistering happens on another goroutine.
+func (c *Conn) closeAsync(code StatusCode, reason string) {
+	if c.shut(code, reason) {
+		go func() {
+			c.hub.remove(c)
+			c.finish(code, reason)
+		}()
+	}
+}
+
+// shut marks the connection closed and drops its queue; it reports whether
+// this call closed it.
+func (c *Conn) shut(code StatusCode, reason string) bool {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	if c.closed {
-		c.mu.Unlock()
-		return
+		return false
 	}
 	c.closed = true
 	c.closeErr = closeInfo{code, reason}
@@ -203,12 +226,14 @@ func (c *Conn) Close(code StatusCode, reason string) {
 	}
 	c.queue, c.spare = nil, nil
 	close(c.done)
-	c.mu.Unlock()
+	return true
+}
 
-	c.hub.remove(c)
-	c.hub.wg.Add(1)
+// finish runs the transport's close (a handshake that may take a while) in
+// the background.
+func (c *Conn) finish(code StatusCode, reason string) {
 	go func() {
-		defer c.hub.wg.Done()
+		defer close(c.finished)
 		c.t.close(code, reason)
 	}()
 }

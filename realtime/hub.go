@@ -98,7 +98,6 @@ type Hub struct {
 	mu     sync.RWMutex
 	users  map[int64][]*Conn
 	closed bool
-	wg     sync.WaitGroup // close handshakes in flight
 
 	conns      atomic.Int64
 	sent       atomic.Uint64
@@ -182,11 +181,14 @@ func (h *Hub) Close(timeout time.Duration) {
 	for _, c := range all {
 		c.Close(StatusGoingAway, "server shutting down")
 	}
-	done := make(chan struct{})
-	go func() { h.wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(timeout):
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for _, c := range all {
+		select {
+		case <-c.finished:
+		case <-deadline.C:
+			return
+		}
 	}
 }
 
