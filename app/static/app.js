@@ -11,7 +11,7 @@
 //     failure once with the same key;
 //   * carries the tab's pin (?node= / ?region=) on every request it makes.
 //
-// The DOM and wire contract is in /work/shared/SPEC.md sections 3–5. The only
+// The DOM and wire contract is SPEC.md, sections 3–5. The only
 // global is window.notesync ({transport, attempts, version}), read by tests.
 (() => {
   'use strict';
@@ -236,7 +236,7 @@
       // started typing the next note while this one was saving).
       const sent = String(d.requestConfig.parameters.body ?? '');
       if (ta && nl(ta.value) === nl(sent)) ta.value = '';
-      refreshTo(toVersion(res.version) ?? notesync.version, { force: true });
+      refreshTo(toVersion(res.version));
       return;
     }
     if (xhr.status === 0) {
@@ -273,7 +273,7 @@
   const gone = new Set();         // ids known to be deleted: never re-inserted
   const flashTimers = new WeakMap();
 
-  const refresh = { wanted: initialVersion, running: false, again: false, retryTimer: 0 };
+  const refresh = { wanted: initialVersion, running: false, retryTimer: 0 };
 
   function setShownVersion(v) {
     notesync.version = v;
@@ -281,10 +281,11 @@
     document.body.dataset.version = String(v);
   }
 
-  function refreshTo(version, { force = false } = {}) {
+  // Ask for the list to show at least `version`. A refresh in flight picks
+  // the raised target up when it finishes (the loop in runRefresh).
+  function refreshTo(version) {
     if (version !== null && version > refresh.wanted) refresh.wanted = version;
-    if (!force && refresh.wanted <= notesync.version) return;
-    if (refresh.running) { refresh.again = true; return; }
+    if (refresh.wanted <= notesync.version || refresh.running) return;
     runRefresh();
   }
 
@@ -294,7 +295,6 @@
     let failures = 0;
     try {
       do {
-        refresh.again = false;
         if (session.ended) return;
         const min = Math.max(refresh.wanted, notesync.version);
         const r = await fetchFragment(min);
@@ -303,11 +303,10 @@
           failures++;
           if (failures >= 4) {
             // Give up for now; a later event retries, and so does this timer.
-            refresh.retryTimer = setTimeout(() => refreshTo(null, { force: true }), 15000);
+            refresh.retryTimer = setTimeout(() => refreshTo(null), 15000);
             return;
           }
           await sleep(r.retryAfter ?? 500 * 2 ** failures);
-          refresh.again = true;
           continue;
         }
         failures = 0;
@@ -318,7 +317,7 @@
           reconcile(r.items);
           setShownVersion(r.version);
         }
-      } while (refresh.again || refresh.wanted > notesync.version);
+      } while (refresh.wanted > notesync.version);
     } finally {
       refresh.running = false;
     }
@@ -549,7 +548,7 @@
         if (bodyEl) bodyEl.textContent = saved; // no flash: it is our own edit
         closeEditor(li);
         showNoteError('');
-        refreshTo(toVersion(data.version), { force: true });
+        refreshTo(toVersion(data.version));
         return;
       }
       ownEdits.delete(id);
@@ -737,7 +736,7 @@
       ws.send('ping');
       const now = Date.now();
       session.lastPingAt = now;
-      if (!session.unansweredSince) session.unansweredSince = now;
+      if (session.unansweredSince <= session.lastMessageAt) session.unansweredSince = now;
     } catch { /* closing: onclose handles it */ }
   }
 
@@ -909,11 +908,13 @@
   // ---------------------------------------------------------------- cluster panel
 
   let clusterTimer = 0;
+  let clusterBusy = false; // one poll at a time, one timer chain
   const clusterBody = clusterPanel && (clusterPanel.querySelector('.cluster-body') || clusterPanel);
 
   async function pollCluster() {
     clearTimeout(clusterTimer);
-    if (!clusterPanel || session.ended) return;
+    if (!clusterPanel || session.ended || clusterBusy) return;
+    clusterBusy = true;
     let stop = false;
     if (document.visibilityState === 'visible') {
       try {
@@ -932,6 +933,7 @@
         clusterPanel.hidden = true;
       }
     }
+    clusterBusy = false;
     if (!stop && !session.ended) clusterTimer = setTimeout(pollCluster, CLUSTER_POLL_MS);
   }
 
@@ -965,7 +967,7 @@
       // A member's own URL where it has one (local cluster: one port per node);
       // otherwise a tab pinned to it with ?node= (on Fly: fly-replay).
       const href = m.http_url ? safeHTTPURL(m.http_url) : `/?node=${encodeURIComponent(name)}`;
-      if (href && name !== data.self) {
+      if (href) {
         const a = document.createElement('a');
         a.href = href;
         a.textContent = name;

@@ -1,0 +1,295 @@
+package app
+
+import (
+	"context"
+	"database/sql"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+)
+
+// newTestStore opens a real SQLite database in a temp dir.
+func newTestStore(t testing.TB) *Store {
+	t.Helper()
+	db, err := OpenDB(context.Background(), filepath.Join(t.TempDir(), "test.db"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	s := NewStore(db, "node1")
+	s.BcryptCost = bcrypt.MinCost
+	return s
+}
+
+func mustUser(t testing.TB, s *Store, name string) *User {
+	t.Helper()
+	u, err := s.CreateUser(context.Background(), name, "password1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u
+}
+
+func TestOpenDB(t *testing.T) {
+	t.Run("creates the schema in WAL mode and records the migration version", func(t *testing.T) {
+		s := newTestStore(t)
+		var mode string
+		if err := s.db.read.QueryRow("PRAGMA journal_mode").Scan(&mode); err != nil {
+			t.Fatal(err)
+		}
+		if mode != "wal" {
+			t.Fatalf("journal mode %q, want wal", mode)
+		}
+		if got, want := s.db.SchemaVersion, LatestSchemaVersion(); got != want || want < 1 {
+			t.Fatalf("schema version %d, want %d", got, want)
+		}
+	})
+
+	t.Run("reopening applies nothing twice", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "x.db")
+		for i := 0; i < 2; i++ {
+			db, err := OpenDB(context.Background(), path, true)
+			if err != nil {
+				t.Fatalf("open %d: %v", i, err)
+			}
+			var n int
+			db.read.QueryRow("SELECT COUNT(*) FROM schema_migrations").Scan(&n)
+			db.Close()
+			if n != LatestSchemaVersion() {
+				t.Fatalf("open %d: %d migration rows", i, n)
+			}
+		}
+	})
+
+	t.Run("a database from a newer build is refused", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "x.db")
+		db, err := OpenDB(context.Background(), path, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.write.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
+		db.Close()
+		if _, err := OpenDB(context.Background(), path, true); err == nil || !strings.Contains(err.Error(), "newer") {
+			t.Fatalf("got %v, want a newer-schema error", err)
+		}
+	})
+}
+
+func TestNotes(t *testing.T) {
+	ctx := context.Background()
+
+	t.Run("every change bumps the version and appends to the change log", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		r1, err := s.CreateNote(ctx, u.ID, "one", Idempotency{})
+		if err != nil || r1.Status != http.StatusCreated || r1.Version != 1 {
+			t.Fatalf("create: %+v %v", r1, err)
+		}
+		r2, _ := s.CreateNote(ctx, u.ID, "two", Idempotency{})
+		r3, err := s.UpdateNote(ctx, u.ID, 1, "one!", Idempotency{})
+		if err != nil || r3.Version != 3 {
+			t.Fatalf("update: %+v %v", r3, err)
+		}
+		r4, err := s.DeleteNote(ctx, u.ID, 1, Idempotency{})
+		if err != nil || r4.Status != http.StatusNoContent || r4.Version != 4 {
+			t.Fatalf("delete: %+v %v", r4, err)
+		}
+		notes, v, err := s.ListNotes(ctx, u.ID)
+		if err != nil || v != 4 || len(notes) != 1 || notes[0].Body != "two" {
+			t.Fatalf("list: %+v v%d %v", notes, v, err)
+		}
+		_ = r2
+		cs, err := s.ChangesAfter(ctx, 0, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ops []string
+		for i, c := range cs {
+			if c.Version != int64(i+1) || c.UserID != u.ID || c.Node != "node1" {
+				t.Fatalf("change %d: %+v", i, c)
+			}
+			ops = append(ops, c.Op)
+		}
+		if got, want := strings.Join(ops, ","), "created,created,updated,deleted"; got != want {
+			t.Fatalf("ops %s, want %s", got, want)
+		}
+	})
+
+	t.Run("another user's note is not found and changes nothing", func(t *testing.T) {
+		s := newTestStore(t)
+		a, b := mustUser(t, s, "alice"), mustUser(t, s, "bob")
+		r, _ := s.CreateNote(ctx, a.ID, "mine", Idempotency{})
+		_ = r
+		if _, err := s.DeleteNote(ctx, b.ID, 1, Idempotency{}); ErrorCode(err) != ENOTFOUND {
+			t.Fatalf("delete other's note: %v, want not found", err)
+		}
+		if _, err := s.UpdateNote(ctx, b.ID, 1, "x", Idempotency{}); ErrorCode(err) != ENOTFOUND {
+			t.Fatalf("update other's note: %v, want not found", err)
+		}
+		if v, _ := s.Version(ctx, b.ID); v != 0 {
+			t.Fatalf("bob's version moved to %d", v)
+		}
+		notes, v, _ := s.ListNotes(ctx, a.ID)
+		if len(notes) != 1 || v != 1 {
+			t.Fatalf("alice has %d notes at v%d", len(notes), v)
+		}
+	})
+
+	t.Run("bodies are validated", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		for _, body := range []string{"", strings.Repeat("é", MaxNoteChars+1), "bad \xff utf8"} {
+			if _, err := s.CreateNote(ctx, u.ID, body, Idempotency{}); ErrorCode(err) != EINVALID {
+				t.Errorf("body of %d bytes: %v, want invalid", len(body), err)
+			}
+		}
+		if _, err := s.CreateNote(ctx, u.ID, strings.Repeat("é", MaxNoteChars), Idempotency{}); err != nil {
+			t.Errorf("10,000 characters: %v", err)
+		}
+	})
+
+	t.Run("a repeated idempotency key applies once and answers the first outcome", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		idem := Idempotency{Key: "k1", Fingerprint: "POST /api/notes x"}
+		r1, err := s.CreateNote(ctx, u.ID, "x", idem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := s.CreateNote(ctx, u.ID, "x", idem)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !r2.Replayed || r2.Status != r1.Status || string(r2.Body) != string(r1.Body) {
+			t.Fatalf("repeat answered %+v, want replay of %+v", r2, r1)
+		}
+		if notes, v, _ := s.ListNotes(ctx, u.ID); len(notes) != 1 || v != 1 {
+			t.Fatalf("%d notes at v%d, want 1 at v1", len(notes), v)
+		}
+	})
+
+	t.Run("concurrent repeats of one key apply once", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		idem := Idempotency{Key: "same", Fingerprint: "POST /api/notes y"}
+		var wg sync.WaitGroup
+		bodies := make([]string, 8)
+		for i := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := s.CreateNote(ctx, u.ID, "y", idem)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				bodies[i] = string(r.Body)
+			}()
+		}
+		wg.Wait()
+		for _, b := range bodies {
+			if b != bodies[0] {
+				t.Fatalf("answers differ: %s vs %s", b, bodies[0])
+			}
+		}
+		if notes, _, _ := s.ListNotes(ctx, u.ID); len(notes) != 1 {
+			t.Fatalf("%d notes, want 1", len(notes))
+		}
+	})
+
+	t.Run("a key reused for a different request is refused", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		s.CreateNote(ctx, u.ID, "a", Idempotency{Key: "k", Fingerprint: "A"})
+		if _, err := s.CreateNote(ctx, u.ID, "b", Idempotency{Key: "k", Fingerprint: "B"}); ErrorCode(err) != EUNPROCESSABLE {
+			t.Fatalf("got %v, want unprocessable", err)
+		}
+	})
+
+	t.Run("keys expire after 24 hours", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		now := time.Now()
+		s.now = func() time.Time { return now }
+		idem := Idempotency{Key: "k", Fingerprint: "A"}
+		s.CreateNote(ctx, u.ID, "a", idem)
+		s.now = func() time.Time { return now.Add(25 * time.Hour) }
+		r, err := s.CreateNote(ctx, u.ID, "a", idem)
+		if err != nil || r.Replayed {
+			t.Fatalf("after 25 h: %+v %v, want a new write", r, err)
+		}
+	})
+
+	t.Run("HTML and SQL-looking text is stored as text", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		for _, body := range []string{`<script>alert(1)</script>`, `'); DROP TABLE notes; --`} {
+			if _, err := s.CreateNote(ctx, u.ID, body, Idempotency{}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		notes, _, err := s.ListNotes(ctx, u.ID)
+		if err != nil || len(notes) != 2 || notes[0].Body != `'); DROP TABLE notes; --` || notes[1].Body != `<script>alert(1)</script>` {
+			t.Fatalf("%+v %v", notes, err)
+		}
+	})
+}
+
+func TestUsers(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	mustUser(t, s, "alice")
+
+	t.Run("a taken name is a conflict", func(t *testing.T) {
+		if _, err := s.CreateUser(ctx, "alice", "password2"); ErrorCode(err) != ECONFLICT {
+			t.Fatalf("got %v", err)
+		}
+	})
+	t.Run("bad names and passwords are invalid", func(t *testing.T) {
+		for _, c := range [][2]string{{"al", "password1"}, {"Alice!", "password1"}, {strings.Repeat("a", 33), "password1"}, {"bob", "short"}, {"bob", strings.Repeat("p", 257)}} {
+			if _, err := s.CreateUser(ctx, c[0], c[1]); ErrorCode(err) != EINVALID {
+				t.Errorf("%q/%d-byte password: %v, want invalid", c[0], len(c[1]), err)
+			}
+		}
+	})
+	t.Run("authenticate checks the password", func(t *testing.T) {
+		if _, err := s.Authenticate(ctx, "alice", "password1"); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range [][2]string{{"alice", "wrong-password"}, {"nobody", "password1"}} {
+			if _, err := s.Authenticate(ctx, c[0], c[1]); ErrorCode(err) != EUNAUTHORIZED {
+				t.Errorf("%v: %v", c, err)
+			}
+		}
+	})
+}
+
+func TestPrune(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	u := mustUser(t, s, "alice")
+	now := time.Now()
+	s.now = func() time.Time { return now.Add(-2 * time.Hour) }
+	s.CreateNote(ctx, u.ID, "old", Idempotency{Key: "k", Fingerprint: "f"})
+	s.CreateNote(ctx, u.ID, "old2", Idempotency{})
+	s.now = func() time.Time { return now }
+	s.CreateNote(ctx, u.ID, "new", Idempotency{})
+	if err := s.Prune(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := s.ChangesAfter(ctx, 0, 10)
+	if len(cs) != 1 || cs[0].Version != 3 {
+		t.Fatalf("changes after prune: %+v", cs)
+	}
+	var n int
+	s.db.read.QueryRow("SELECT COUNT(*) FROM idempotency").Scan(&n)
+	if n != 1 {
+		t.Fatalf("%d idempotency rows, want 1 (younger than 24 h)", n)
+	}
+	_ = sql.ErrNoRows
+}
