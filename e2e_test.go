@@ -1,0 +1,320 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// event is a real-time message as a client sees it.
+type event struct {
+	Type    string `json:"type"`
+	Op      string `json:"op"`
+	NoteID  int64  `json:"note_id"`
+	Version int64  `json:"version"`
+	Node    string `json:"node"`
+	Region  string `json:"region"`
+}
+
+// dialWS opens /ws with the client's session cookie.
+func (c *client) dialWS(query string) *websocket.Conn {
+	c.t.Helper()
+	h := http.Header{}
+	if ck := c.cookieHeader(); ck != "" {
+		h.Set("Cookie", ck)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(c.base, "http")+"/ws"+query, &websocket.DialOptions{HTTPHeader: h})
+	if err != nil {
+		c.t.Fatalf("dial /ws: %v", err)
+	}
+	c.t.Cleanup(func() { ws.CloseNow() })
+	return ws
+}
+
+// next reads one JSON message within d.
+func next(t *testing.T, ws *websocket.Conn, d time.Duration) (event, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, p, err := ws.Read(ctx)
+	if err != nil {
+		return event{}, err
+	}
+	var e event
+	if err := json.Unmarshal(p, &e); err != nil {
+		t.Fatalf("not JSON: %q", p)
+	}
+	return e, nil
+}
+
+func mustNext(t *testing.T, ws *websocket.Conn) event {
+	t.Helper()
+	e, err := next(t, ws, 5*time.Second)
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return e
+}
+
+func closeStatus(t *testing.T, ws *websocket.Conn) (websocket.StatusCode, string) {
+	t.Helper()
+	for {
+		_, err := next(t, ws, 10*time.Second)
+		if err != nil {
+			var ce websocket.CloseError
+			if errors.As(err, &ce) {
+				return ce.Code, ce.Reason
+			}
+			return -1, err.Error()
+		}
+	}
+}
+
+func (c *client) createNote(body string, hdr ...string) (int64, int64) {
+	c.t.Helper()
+	b, _ := json.Marshal(map[string]string{"body": body})
+	resp, out := c.do("POST", "/api/notes", "application/json", string(b), hdr...)
+	if resp.StatusCode != http.StatusCreated {
+		c.t.Fatalf("create note: %d %s", resp.StatusCode, out)
+	}
+	var r struct {
+		Note    struct{ ID int64 } `json:"note"`
+		Version int64              `json:"version"`
+	}
+	json.Unmarshal([]byte(out), &r)
+	return r.Note.ID, r.Version
+}
+
+func TestRealtimeEndToEnd(t *testing.T) {
+	n := startNode(t)
+
+	t.Run("without a session the socket closes with 1008 auth_required", func(t *testing.T) {
+		ws := newClient(t, n.URL).dialWS("")
+		if code, reason := closeStatus(t, ws); code != websocket.StatusPolicyViolation || reason != "auth_required" {
+			t.Fatalf("closed with %d %q", code, reason)
+		}
+	})
+
+	t.Run("a change reaches every tab of the user, once, and no other user", func(t *testing.T) {
+		alice := newClient(t, n.URL)
+		alice.signup("alice", "password1")
+		bob := newClient(t, n.URL)
+		bob.signup("bob", "password1")
+		tab1, tab2, other := alice.dialWS(""), alice.dialWS(""), bob.dialWS("")
+		for _, ws := range []*websocket.Conn{tab1, tab2, other} {
+			if h := mustNext(t, ws); h.Type != "hello" || h.Node != "node1" || h.Region != "local" {
+				t.Fatalf("hello: %+v", h)
+			}
+		}
+		id, v := alice.createNote("hi")
+		for _, ws := range []*websocket.Conn{tab1, tab2} {
+			e := mustNext(t, ws)
+			if e.Type != "note_changed" || e.Op != "created" || e.NoteID != id || e.Version != v || e.Node != "node1" {
+				t.Fatalf("got %+v, want created #%d v%d", e, id, v)
+			}
+		}
+		alice.do("DELETE", "/api/notes/"+itoa(id), "", "")
+		for _, ws := range []*websocket.Conn{tab1, tab2} {
+			if e := mustNext(t, ws); e.Op != "deleted" || e.NoteID != id || e.Version != v+1 {
+				t.Fatalf("got %+v, want deleted", e)
+			}
+		}
+		if e, err := next(t, other, 300*time.Millisecond); err == nil {
+			t.Fatalf("bob received %+v", e)
+		}
+	})
+
+	t.Run("a reconnect with since catches up with a sync", func(t *testing.T) {
+		c := newClient(t, n.URL)
+		c.signup("carol", "password1")
+		_, v1 := c.createNote("one")
+		c.createNote("two")
+		_, v3 := c.createNote("three")
+		ws := c.dialWS("?since=" + itoa(v1))
+		if h := mustNext(t, ws); h.Type != "hello" || h.Version != v3 {
+			t.Fatalf("hello %+v", h)
+		}
+		if e := mustNext(t, ws); e.Op != "sync" || e.Version != v3 {
+			t.Fatalf("got %+v, want sync v%d", e, v3)
+		}
+	})
+
+	t.Run("log-out closes that session's sockets with 1008 and the cookie stops working", func(t *testing.T) {
+		d := newClient(t, n.URL)
+		d.signup("dave", "password1")
+		ws := d.dialWS("")
+		mustNext(t, ws)
+		cookie := d.cookieHeader()
+		d.form("/logout", nil)
+		if code, reason := closeStatus(t, ws); code != websocket.StatusPolicyViolation || reason != "auth_required" {
+			t.Fatalf("closed with %d %q", code, reason)
+		}
+		req, _ := http.NewRequest("GET", n.URL+"/api/notes", nil)
+		req.Header.Set("Cookie", cookie)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("old cookie: %d, want 401", resp.StatusCode)
+		}
+	})
+
+	t.Run("SSE carries the same messages", func(t *testing.T) {
+		e := newClient(t, n.URL)
+		e.signup("erin", "password1")
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/events", nil)
+		req.Header.Set("Cookie", e.cookieHeader())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		r := bufio.NewReader(resp.Body)
+		readEvent := func() (name, data string) {
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					t.Fatalf("read: %v", err)
+				}
+				line = strings.TrimSpace(line)
+				switch {
+				case strings.HasPrefix(line, "event: "):
+					name = line[7:]
+				case strings.HasPrefix(line, "data: "):
+					data = line[6:]
+				case line == "" && data != "":
+					return name, data
+				}
+			}
+		}
+		if name, _ := readEvent(); name != "hello" {
+			t.Fatalf("first event %q", name)
+		}
+		id, _ := e.createNote("via sse")
+		name, data := readEvent()
+		if name != "note_changed" || !strings.Contains(data, `"note_id":`+itoa(id)) {
+			t.Fatalf("got %s %s", name, data)
+		}
+	})
+
+	t.Run("concurrent repeats of a keyed write make one change", func(t *testing.T) {
+		f := newClient(t, n.URL)
+		f.signup("frank", "password1")
+		var wg sync.WaitGroup
+		bodies := make([]string, 6)
+		for i := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, bodies[i] = f.do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "same-key")
+			}()
+		}
+		wg.Wait()
+		for _, b := range bodies {
+			if b != bodies[0] {
+				t.Fatalf("answers differ: %q vs %q", b, bodies[0])
+			}
+		}
+		_, list := f.do("GET", "/api/notes", "", "")
+		if strings.Count(list, `"once"`) != 1 {
+			t.Fatalf("list: %s", list)
+		}
+	})
+}
+
+func TestShutdownAndRestart(t *testing.T) {
+	n := startNode(t)
+	addr := strings.TrimPrefix(n.URL, "http://")
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+	_, v := c.createNote("before")
+	ws := c.dialWS("")
+	mustNext(t, ws)
+
+	n.Stop(t)
+	if code, _ := closeStatus(t, ws); code != websocket.StatusGoingAway {
+		t.Fatalf("on shutdown the socket closed with %d, want 1001", code)
+	}
+
+	n2 := startNode(t, withAddr(addr), withDataDir(n.DataDir))
+	// The session secret and the session live in the data dir: the same
+	// cookie works after the restart.
+	_, v2 := c.createNote("after")
+	if v2 != v+1 {
+		t.Fatalf("version after restart %d, want %d", v2, v+1)
+	}
+	ws2 := c.dialWS("?since=" + itoa(v))
+	if h := mustNext(t, ws2); h.Version != v2 {
+		t.Fatalf("hello %+v", h)
+	}
+	if e := mustNext(t, ws2); e.Op != "sync" || e.Version != v2 {
+		t.Fatalf("got %+v, want sync", e)
+	}
+	_ = n2
+}
+
+func TestFlags(t *testing.T) {
+	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+	t.Run("-h lists every flag with its environment variable", func(t *testing.T) {
+		var out bytes.Buffer
+		_, err := parseConfig([]string{"-h"}, env(nil), &out)
+		if err == nil {
+			t.Fatal("no error for -h")
+		}
+		for _, want := range []string{"-http-addr", "PORT", "-data-dir", "DATA_DIR", "-db", "DATABASE_PATH", "-node", "NODE_NAME", "-region", "FLY_REGION", "-session-secret", "SESSION_SECRET"} {
+			if !strings.Contains(out.String(), want) {
+				t.Errorf("usage lacks %q", want)
+			}
+		}
+	})
+
+	t.Run("environment fills in, flags win", func(t *testing.T) {
+		c, err := parseConfig([]string{"-node", "n7"}, env(map[string]string{"PORT": "9999", "NODE_NAME": "envnode", "FLY_REGION": "ams"}), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.HTTPAddr != ":9999" || c.Node != "n7" || c.Region != "ams" {
+			t.Fatalf("%+v", c)
+		}
+	})
+
+	t.Run("a bad value stops the program with one line naming it", func(t *testing.T) {
+		cases := []struct {
+			args []string
+			env  map[string]string
+			name string
+		}{
+			{nil, map[string]string{"PORT": "x:y:z"}, "PORT"},
+			{[]string{"-node", "bad name!"}, nil, "-node"},
+			{[]string{"-region", ""}, nil, "-region"},
+			{nil, map[string]string{"SESSION_SECRET": "short"}, "SESSION_SECRET"},
+			{[]string{"-log-level", "loud"}, nil, "-log-level"},
+			{[]string{"stray"}, nil, "stray"},
+		}
+		for _, c := range cases {
+			_, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), c.name) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("%v %v: got %v, want one line naming %s", c.args, c.env, err, c.name)
+			}
+		}
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
