@@ -128,16 +128,38 @@ func (e *Endpoint) readLoop(c *Conn, ws *websocket.Conn) {
 			}
 			return
 		}
-		if typ != websocket.MessageText {
+		switch classify(typ, p) {
+		case clientBinary:
 			c.Close(StatusUnsupportedData, "binary messages are not supported")
 			return
-		}
-		if string(p) == "ping" {
+		case clientPing:
 			c.enqueue(pong)
-			continue
+		case clientText:
+			if e.OnMessage != nil {
+				e.OnMessage(c, p)
+			}
 		}
-		if e.OnMessage != nil {
-			e.OnMessage(c, p)
-		}
+	}
+}
+
+// clientKind is what a client message asks of the server.
+type clientKind int
+
+const (
+	clientText   clientKind = iota // other text: handed to OnMessage, else ignored
+	clientPing                     // text "ping": answered with "pong"
+	clientBinary                   // binary: not part of the protocol, closes with 1003
+)
+
+// classify parses one client message (SPEC §4). Size is enforced by the
+// read limit before a message gets here.
+func classify(typ websocket.MessageType, p []byte) clientKind {
+	switch {
+	case typ != websocket.MessageText:
+		return clientBinary
+	case string(p) == "ping":
+		return clientPing
+	default:
+		return clientText
 	}
 }

@@ -1,0 +1,62 @@
+package app
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// FuzzReadNoteWrite feeds arbitrary bodies and content types to the note
+// input parser: it must never panic, and whatever it accepts is a valid note
+// body.
+func FuzzReadNoteWrite(f *testing.F) {
+	seeds := []struct{ ct, body string }{
+		{"application/json", `{"body":"hello"}`},
+		{"application/json", `{"body":""}`},
+		{"application/json", `{"body":"a\u0000b"}`},
+		{"application/json", "{\"body\":\"\xff\"}"},
+		{"application/json", `{"body":"\ud800"}`},
+		{"application/json", `{"body":"x"} trailing`},
+		{"application/json; charset=utf-8", `{"body":"<script>alert(1)</script>"}`},
+		{"application/x-www-form-urlencoded", "body=hi%20there"},
+		{"application/x-www-form-urlencoded", "body=%ff"},
+		{"multipart/form-data; boundary=x", "--x\r\nContent-Disposition: form-data; name=\"body\"\r\n\r\nhi\r\n--x--\r\n"},
+		{"text/plain", "body"},
+		{"", ""},
+		{"application/json", `{"body":"` + strings.Repeat("é", 10001) + `"}`},
+	}
+	for _, s := range seeds {
+		f.Add(s.ct, s.body)
+	}
+	f.Fuzz(func(t *testing.T, ct, body string) {
+		req := httptest.NewRequest(http.MethodPost, "/api/notes", strings.NewReader(body))
+		if ct != "" {
+			req.Header.Set("Content-Type", ct)
+		}
+		got, _, err := readNoteWrite(httptest.NewRecorder(), req)
+		if err != nil {
+			if s := ErrorStatus(err); s < 400 || s >= 500 {
+				t.Fatalf("input error mapped to %d: %v", s, err)
+			}
+			return
+		}
+		if !utf8.ValidString(got) || utf8.RuneCountInString(got) < 1 || utf8.RuneCountInString(got) > MaxNoteChars {
+			t.Fatalf("accepted an invalid body %q", got)
+		}
+	})
+}
+
+func FuzzValidateNoteBody(f *testing.F) {
+	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateNoteBody(s)
+		valid := utf8.ValidString(s) && utf8.RuneCountInString(s) >= 1 && utf8.RuneCountInString(s) <= MaxNoteChars
+		if (err == nil) != valid {
+			t.Fatalf("%q: err=%v, valid=%v", s, err, valid)
+		}
+	})
+}
