@@ -150,7 +150,7 @@ func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, 
 		userID, version, opName, noteID, s.Node, now.UnixMilli()); err != nil {
 		return WriteResult{}, fmt.Errorf("append change: %w", err)
 	}
-	var body []byte
+	body := []byte{} // NOT NULL in the idempotency record, even for a 204
 	if resp != nil {
 		if body, err = json.Marshal(resp); err != nil {
 			return WriteResult{}, err

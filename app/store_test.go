@@ -202,6 +202,22 @@ func TestNotes(t *testing.T) {
 		}
 	})
 
+	t.Run("a keyed delete repeated answers 204 again and deletes once", func(t *testing.T) {
+		s := newTestStore(t)
+		u := mustUser(t, s, "alice")
+		s.CreateNote(ctx, u.ID, "x", Idempotency{})
+		idem := Idempotency{Key: "del-1", Fingerprint: "DELETE /api/notes/1"}
+		for i := 0; i < 2; i++ {
+			r, err := s.DeleteNote(ctx, u.ID, 1, idem)
+			if err != nil || r.Status != http.StatusNoContent {
+				t.Fatalf("delete %d: %+v %v", i, r, err)
+			}
+		}
+		if v, _ := s.Version(ctx, u.ID); v != 2 {
+			t.Fatalf("version %d, want 2 (one create, one delete)", v)
+		}
+	})
+
 	t.Run("a key reused for a different request is refused", func(t *testing.T) {
 		s := newTestStore(t)
 		u := mustUser(t, s, "alice")
