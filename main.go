@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"flag"
@@ -16,15 +17,19 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"notesync/app"
+	"notesync/cluster"
 	"notesync/realtime"
 )
 
@@ -48,6 +53,17 @@ type config struct {
 	Region        string
 	SessionSecret string
 	LogLevel      string
+
+	// Cluster.
+	LiteFSDir      string
+	LiteFSHostname string
+	GossipBind     string
+	GossipAdvert   string
+	Peers          []string
+	GossipKey      []byte
+	GossipWAN      bool
+	HTTPURL        string
+	FlyMachineID   string
 
 	// Test hooks.
 	refuseWebSocket bool
@@ -82,6 +98,15 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.Region, "region", regionDef, "this node's region (env FLY_REGION, else REGION)")
 	fs.StringVar(&c.SessionSecret, "session-secret", env("SESSION_SECRET", ""), "secret that signs session cookies (env SESSION_SECRET; default: generated once into <data-dir>/session_secret)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
+	fs.StringVar(&c.LiteFSDir, "litefs-dir", env("LITEFS_DIR", ""), "LiteFS FUSE mount dir holding the database (env LITEFS_DIR; empty: no LiteFS)")
+	fs.StringVar(&c.LiteFSHostname, "litefs-hostname", env("LITEFS_HOSTNAME", ""), "this node's LiteFS lease hostname, as .primary names it (env LITEFS_HOSTNAME; default: the node name)")
+	fs.StringVar(&c.GossipBind, "gossip-bind", env("GOSSIP_BIND", ""), "memberlist bind address host:port (env GOSSIP_BIND; empty: no cluster)")
+	fs.StringVar(&c.GossipAdvert, "gossip-advertise", env("GOSSIP_ADVERTISE", ""), "memberlist address other nodes use (env GOSSIP_ADVERTISE; default: the bind address)")
+	peers := fs.String("peers", env("PEERS", ""), "comma-separated peer gossip addresses or a DNS name resolving to all peers (env PEERS)")
+	key := fs.String("gossip-key", env("GOSSIP_KEY", ""), "base64 gossip encryption key of 16, 24 or 32 bytes (env GOSSIP_KEY)")
+	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", "") == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
+	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", ""), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
+	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
 		fs.PrintDefaults()
@@ -107,11 +132,50 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.DBPath == "" {
 		c.DBPath = filepath.Join(c.DataDir, "notesync.db")
 	}
+	if c.GossipBind != "" && c.SessionSecret == "" {
+		return nil, errors.New("missing -session-secret (SESSION_SECRET): every node of a cluster must share one (openssl rand -hex 32)")
+	}
 	if c.SessionSecret != "" && len(c.SessionSecret) < 16 {
 		return nil, errors.New("invalid -session-secret (SESSION_SECRET): use at least 16 characters (32 random bytes advised)")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return nil, err
+	}
+	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
+		c.DBPath = filepath.Join(c.LiteFSDir, "notesync.db")
+	}
+	if c.LiteFSHostname == "" {
+		c.LiteFSHostname = c.Node
+	}
+	for _, p := range strings.Split(*peers, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			c.Peers = append(c.Peers, p)
+		}
+	}
+	if len(c.Peers) > 0 && c.GossipBind == "" {
+		return nil, errors.New("invalid -peers (PEERS): set -gossip-bind (GOSSIP_BIND) too")
+	}
+	if c.GossipBind != "" {
+		if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
+			return nil, fmt.Errorf("invalid -gossip-bind (GOSSIP_BIND) %q: want host:port", c.GossipBind)
+		}
+	}
+	if c.GossipAdvert != "" {
+		if _, _, err := net.SplitHostPort(c.GossipAdvert); err != nil {
+			return nil, fmt.Errorf("invalid -gossip-advertise (GOSSIP_ADVERTISE) %q: want host:port", c.GossipAdvert)
+		}
+	}
+	if *key != "" {
+		k, err := base64.StdEncoding.DecodeString(*key)
+		if err != nil || (len(k) != 16 && len(k) != 24 && len(k) != 32) {
+			return nil, errors.New("invalid -gossip-key (GOSSIP_KEY): want base64 of 16, 24 or 32 bytes (openssl rand -base64 32)")
+		}
+		c.GossipKey = k
+	}
+	if c.HTTPURL != "" {
+		if u, err := url.Parse(c.HTTPURL); err != nil || u.Scheme == "" || u.Host == "" {
+			return nil, fmt.Errorf("invalid -http-url (HTTP_URL) %q: want http://host:port", c.HTTPURL)
+		}
 	}
 	return c, nil
 }
@@ -126,6 +190,9 @@ func parseLevel(s string) (slog.Level, error) {
 
 // run starts one node and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "cluster" {
+		return runCluster(ctx, args[1:], stdout, stderr)
+	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
 		return err
@@ -144,7 +211,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	db, err := app.OpenDB(ctx, cfg.DBPath, true)
+	lfs := &cluster.LiteFS{Dir: cfg.LiteFSDir, DB: filepath.Base(cfg.DBPath)}
+	defer lfs.Close()
+	if err := waitMount(ctx, lfs); err != nil {
+		return err
+	}
+	// Only the primary migrates; a replica receives the schema by
+	// replication and reports on /readyz until it has it.
+	db, err := app.OpenDB(ctx, cfg.DBPath, lfs.IsPrimary())
 	if err != nil {
 		return err
 	}
@@ -162,7 +236,23 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	store.OnCommit = feed.Poke
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	}
+	defer ln.Close()
+	httpURL := cfg.HTTPURL
+	if httpURL == "" {
+		httpURL = "http://" + displayAddr(ln.Addr())
+	}
+
+	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, feed: feed, logger: logger, httpURL: httpURL}
+	if err := nodes.open(); err != nil {
+		return err
+	}
+	defer nodes.close()
+	store.OnCommit = nodes.committed
 
 	srv, err := app.NewServer(app.Config{
 		Store:           store,
@@ -173,59 +263,142 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Logger:          logger,
 		Node:            cfg.Node,
 		Region:          cfg.Region,
+		Ready:           nodes.ready,
+		ClusterStatus:   nodes.status,
+		EndSession:      nodes.endSession,
 		RefuseWebSocket: cfg.refuseWebSocket,
 	})
 	if err != nil {
 		return err
 	}
-
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
+	var handler http.Handler = srv
+	if lfs.Enabled() {
+		handler = nodes.forwarder(secret).Wrap(srv)
 	}
 	httpSrv := &http.Server{
-		Handler:           srv,
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	feedCtx, stopFeed := context.WithCancel(context.Background())
-	feedDone := make(chan struct{})
-	go func() { defer close(feedDone); feed.Run(feedCtx) }()
-	pruneDone := make(chan struct{})
-	go func() { defer close(pruneDone); prune(feedCtx, store, logger) }()
+	bgCtx, stopBG := context.WithCancel(context.Background())
+	var bg sync.WaitGroup
+	bg.Go(func() { feed.Run(bgCtx) })
+	bg.Go(func() { prune(bgCtx, store, lfs, logger) })
+	// A replica learns that changes arrived by its position moving.
+	bg.Go(func() { lfs.Watch(bgCtx, 5*time.Millisecond, func(uint64) { feed.Poke() }) })
+	bg.Go(func() { nodes.refreshMeta(bgCtx) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region)
+	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary())
 	fmt.Fprintf(stdout, "notesync %s (%s) on http://%s\n", cfg.Node, cfg.Region, displayAddr(ln.Addr()))
 	if cfg.ready != nil {
 		cfg.ready <- ln.Addr().String()
 	}
 
 	select {
-	case err := <-serveErr:
-		stopFeed()
-		return fmt.Errorf("serve: %w", err)
+	case err = <-serveErr:
+		err = fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
+		logger.Info("shutting down")
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		// Close real-time connections first (1001), so SSE handlers return
+		// and Shutdown does not wait on them.
+		hub.Close(3 * time.Second)
+		err = httpSrv.Shutdown(shutdownCtx)
 	}
-	logger.Info("shutting down")
-	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	// Close real-time connections first (1001), so SSE handlers return and
-	// Shutdown does not wait on them.
-	hub.Close(3 * time.Second)
-	err = httpSrv.Shutdown(shutdownCtx)
-	stopFeed()
-	<-feedDone
-	<-pruneDone
+	stopBG()
+	bg.Wait()
 	return err
+}
+
+// waitMount waits for the LiteFS mount (LiteFS starts the app only once
+// mounted, but a node started by hand may race it).
+func waitMount(ctx context.Context, lfs *cluster.LiteFS) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := lfs.Ready()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// runCluster is `notesync cluster`: a local cluster of N nodes, each under
+// its own LiteFS mount, until ctx ends.
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	n := fs.Int("n", 3, "number of nodes")
+	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200)")
+	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
+	config := fs.String("config", "litefs.yml", "LiteFS configuration")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *n < 1 || *n > 50 {
+		return fmt.Errorf("invalid -n %d: want 1 to 50", *n)
+	}
+	if *basePort < 1 || *basePort+200+*n > 65535 {
+		return fmt.Errorf("invalid -base-port %d", *basePort)
+	}
+	if err := cluster.CheckFUSE(); err != nil {
+		return err
+	}
+	cfgPath, err := filepath.Abs(*config)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(cfgPath); err != nil {
+		return fmt.Errorf("invalid -config: %w (run from the repository root)", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	litefs, err := litefsBinary()
+	if err != nil {
+		return err
+	}
+	l := &cluster.Launcher{
+		N: *n, BasePort: *basePort, Dir: *dir, Exe: exe, LiteFS: litefs, Config: cfgPath,
+		Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+	}
+	return l.Run(ctx)
+}
+
+// litefsBinary builds (or finds, cached) the LiteFS pinned in go.mod's tool
+// line, so nothing needs installing. It runs the binary directly rather
+// than through `go tool`, whose wrapper would orphan LiteFS on SIGKILL.
+func litefsBinary() (string, error) {
+	if p := os.Getenv("LITEFS_BIN"); p != "" {
+		return p, nil
+	}
+	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
+	if err != nil {
+		return "", fmt.Errorf("build litefs with `go tool -n litefs`: %w (set LITEFS_BIN to use another binary)", err)
+	}
+	return strings.TrimSpace(string(out)), nil
 }
 
 // prune deletes stale change-log rows, idempotency keys and sessions every
 // ten minutes.
-func prune(ctx context.Context, store *app.Store, logger *slog.Logger) {
+func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
 	t := time.NewTicker(10 * time.Minute)
 	defer t.Stop()
 	for {
@@ -233,6 +406,9 @@ func prune(ctx context.Context, store *app.Store, logger *slog.Logger) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+			if !lfs.IsPrimary() {
+				continue // writes happen on the primary only
+			}
 			if err := store.Prune(ctx, time.Hour); err != nil && ctx.Err() == nil {
 				logger.Warn("prune", "err", err)
 			}

@@ -32,8 +32,6 @@ type DB struct {
 
 	write *sql.DB
 	read  *sql.DB
-	// SchemaVersion is the migration version found or applied at Open.
-	SchemaVersion int
 }
 
 // BusyTimeout is how long a connection waits for a lock before SQLITE_BUSY.
@@ -93,10 +91,6 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 			db.Close()
 			return nil, err
 		}
-	}
-	if db.SchemaVersion, err = db.schemaVersion(ctx); err != nil {
-		db.Close()
-		return nil, err
 	}
 	return db, nil
 }
@@ -184,7 +178,7 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	current, err := db.schemaVersion(ctx)
+	current, err := db.SchemaVersion(ctx)
 	if err != nil {
 		return err
 	}
@@ -212,8 +206,10 @@ func (db *DB) migrate(ctx context.Context) error {
 	return nil
 }
 
-// schemaVersion reads the highest applied migration (0 for a new database).
-func (db *DB) schemaVersion(ctx context.Context) (int, error) {
+// SchemaVersion reads the highest applied migration (0 for a new
+// database). It is read live: on a replica the schema arrives by
+// replication, and during a rolling deploy it may move under a running node.
+func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64
 	err := db.read.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
 	if err != nil {

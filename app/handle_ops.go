@@ -20,17 +20,21 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	want := LatestSchemaVersion()
-	have := s.Store.DB().SchemaVersion
+	have, err := s.Store.DB().SchemaVersion(ctx)
 	schema := map[string]int{"want": want, "have": have}
 	fail := func(reason string) {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": reason, "node": s.Node, "schema": schema})
 	}
-	if err := s.Store.DB().Ping(ctx); err != nil {
+	if err != nil {
 		fail("database: " + err.Error())
 		return
 	}
-	if have != want {
-		fail(fmt.Sprintf("database schema is at version %d; this build expects %d", have, want))
+	if have < want {
+		fail(fmt.Sprintf("database schema is at version %d, behind the %d this build expects", have, want))
+		return
+	}
+	if have > want {
+		fail(fmt.Sprintf("database schema is at version %d, ahead of the %d this build understands", have, want))
 		return
 	}
 	if s.Ready != nil {

@@ -17,9 +17,11 @@ type Store struct {
 	db *DB
 	// Node is recorded in the change log as where a change was made.
 	Node string
-	// OnCommit, if set, is called after every committed change to notes
-	// (never before the commit), so the change feed can push it at once.
-	OnCommit func()
+	// OnCommit, if set, is called after every committed change to a
+	// user's notes (never before the commit) with the version it reached,
+	// so the change feed, and other nodes, can push it at once. It must not
+	// block.
+	OnCommit func(userID, version int64)
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
 	now        func() time.Time
@@ -166,7 +168,7 @@ func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, 
 		return WriteResult{}, fmt.Errorf("commit: %w", err)
 	}
 	if s.OnCommit != nil {
-		s.OnCommit()
+		s.OnCommit(userID, version)
 	}
 	return WriteResult{Status: status, Body: body, Version: version}, nil
 }

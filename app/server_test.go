@@ -33,7 +33,7 @@ func newTestServer(t *testing.T) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.OnCommit = feed.Poke
+	store.OnCommit = func(int64, int64) { feed.Poke() }
 	ctx, cancel := context.WithCancel(context.Background())
 	go feed.Run(ctx)
 	srv, err := NewServer(Config{

@@ -45,7 +45,7 @@ func TestOpenDB(t *testing.T) {
 		if mode != "wal" {
 			t.Fatalf("journal mode %q, want wal", mode)
 		}
-		if got, want := s.db.SchemaVersion, LatestSchemaVersion(); got != want || want < 1 {
+		if got, want := mustSchema(t, s.db), LatestSchemaVersion(); got != want || want < 1 {
 			t.Fatalf("schema version %d, want %d", got, want)
 		}
 	})
@@ -308,4 +308,13 @@ func TestPrune(t *testing.T) {
 		t.Fatalf("%d idempotency rows, want 1 (younger than 24 h)", n)
 	}
 	_ = sql.ErrNoRows
+}
+
+func mustSchema(t *testing.T, db *DB) int {
+	t.Helper()
+	v, err := db.SchemaVersion(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }

@@ -1,0 +1,341 @@
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Launcher runs a local cluster of N nodes on one Linux machine, each node
+// under its own real LiteFS mount (static lease, node1 primary) started as
+// the exec child of LiteFS, the way the container runs it. The nodes gossip
+// over loopback and share one session secret. A node that dies is started
+// again; Run returns after stopping every node and unmounting every mount.
+type Launcher struct {
+	N        int
+	BasePort int    // HTTP port of node1; node i listens on BasePort+i-1
+	Host     string // loopback address to bind (127.0.0.1)
+	Dir      string // state of every node, under Dir/nodeI
+	// Exe is the notesync binary each LiteFS mount starts.
+	Exe string
+	// LiteFS is the litefs binary (`go tool -n litefs`).
+	LiteFS string
+	// Config is the path of litefs.yml.
+	Config string
+	// SessionSecret and GossipKey are shared by every node; generated when
+	// empty.
+	SessionSecret string
+	GossipKey     string
+	// ExtraEnv is added to every node's environment.
+	ExtraEnv []string
+	Stdout   io.Writer // URLs, roles, "cluster ready"
+	Logger   *slog.Logger
+	// ReadyTimeout bounds the wait for every node's /readyz.
+	ReadyTimeout time.Duration
+
+	mu    sync.Mutex
+	nodes []*nodeProc
+}
+
+// nodeProc is one supervised LiteFS process with its app.
+type nodeProc struct {
+	name     string
+	httpAddr string
+	env      []string
+	fuseDir  string
+	cmd      *exec.Cmd
+	done     chan struct{} // closed when cmd has exited
+}
+
+// ErrNoFUSE means the machine cannot mount LiteFS.
+var ErrNoFUSE = errors.New("FUSE is not available: install fuse3 (apt-get install fuse3, which provides fusermount3) and make sure /dev/fuse exists")
+
+// CheckFUSE reports whether LiteFS can mount here.
+func CheckFUSE() error {
+	if _, err := os.Stat("/dev/fuse"); err != nil {
+		return ErrNoFUSE
+	}
+	if _, err := exec.LookPath("fusermount3"); err != nil {
+		return ErrNoFUSE
+	}
+	return nil
+}
+
+// URL returns node i's HTTP base URL (1-based).
+func (l *Launcher) URL(i int) string {
+	return "http://" + l.Host + ":" + strconv.Itoa(l.BasePort+i-1)
+}
+
+// Ports of node i: HTTP at BasePort+i-1, LiteFS at +100, gossip at +200.
+func (l *Launcher) litefsAddr(i int) string {
+	return l.Host + ":" + strconv.Itoa(l.BasePort+100+i-1)
+}
+func (l *Launcher) gossipAddr(i int) string {
+	return l.Host + ":" + strconv.Itoa(l.BasePort+200+i-1)
+}
+
+// Start cleans stale mounts, starts every node and waits until all answer
+// /readyz; then it prints each node's URL and role and "cluster ready".
+func (l *Launcher) Start(ctx context.Context) error {
+	if err := CheckFUSE(); err != nil {
+		return err
+	}
+	if l.Host == "" {
+		l.Host = "127.0.0.1"
+	}
+	if l.ReadyTimeout == 0 {
+		l.ReadyTimeout = 90 * time.Second
+	}
+	if l.Logger == nil {
+		l.Logger = slog.Default()
+	}
+	if l.Stdout == nil {
+		l.Stdout = io.Discard
+	}
+	if l.SessionSecret == "" {
+		l.SessionSecret = randomHex(32)
+	}
+	if l.GossipKey == "" {
+		k := make([]byte, 32)
+		_, _ = rand.Read(k)
+		l.GossipKey = base64.StdEncoding.EncodeToString(k)
+	}
+	var peers []string
+	for i := 1; i <= l.N; i++ {
+		peers = append(peers, l.gossipAddr(i))
+	}
+	for i := 1; i <= l.N; i++ {
+		name := "node" + strconv.Itoa(i)
+		base, err := filepath.Abs(filepath.Join(l.Dir, name))
+		if err != nil {
+			return err
+		}
+		n := &nodeProc{
+			name:     name,
+			httpAddr: l.Host + ":" + strconv.Itoa(l.BasePort+i-1),
+			fuseDir:  filepath.Join(base, "fuse"),
+		}
+		primaryRegion := ""
+		if i == 1 {
+			primaryRegion = "local" // only node1 is a lease candidate
+		}
+		n.env = append(os.Environ(),
+			"LITEFS_DIR="+n.fuseDir,
+			"LITEFS_DATA_DIR="+filepath.Join(base, "litefs"),
+			"LITEFS_HTTP_ADDR="+l.litefsAddr(i),
+			"LITEFS_LEASE_TYPE=static",
+			// With a static lease every node names the primary's hostname
+			// and URL; a replica reports its own values as the primary's.
+			"LITEFS_LEASE_HOSTNAME=node1",
+			"LITEFS_LEASE_ADVERTISE_URL=http://"+l.litefsAddr(1),
+			"FLY_REGION=local",
+			"PRIMARY_REGION="+primaryRegion,
+			"FLY_CONSUL_URL=",
+			"FLY_APP_NAME=", // set, LiteFS would act as on Fly.io
+			"FLY_MACHINE_ID=",
+			"NOTESYNC_CMD="+l.Exe,
+			"NODE_NAME="+name,
+			"LITEFS_HOSTNAME="+name,
+			"HTTP_ADDR="+n.httpAddr,
+			"DATA_DIR="+filepath.Join(base, "app"),
+			"DATABASE_PATH=",
+			"GOSSIP_BIND="+l.gossipAddr(i),
+			"PEERS="+strings.Join(peers, ","),
+			"GOSSIP_KEY="+l.GossipKey,
+			"SESSION_SECRET="+l.SessionSecret,
+		)
+		n.env = append(n.env, l.ExtraEnv...)
+		for _, d := range []string{n.fuseDir, filepath.Join(base, "litefs"), filepath.Join(base, "app")} {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				return err
+			}
+		}
+		unmount(n.fuseDir) // stale mount of an earlier crash
+		l.nodes = append(l.nodes, n)
+	}
+	for _, n := range l.nodes {
+		if err := l.start(n); err != nil {
+			l.Stop()
+			return err
+		}
+	}
+	deadline := time.Now().Add(l.ReadyTimeout)
+	for i, n := range l.nodes {
+		if err := waitReady(ctx, "http://"+n.httpAddr, deadline); err != nil {
+			l.Stop()
+			return fmt.Errorf("%s: %w", n.name, err)
+		}
+		role := "replica"
+		if i == 0 {
+			role = "primary"
+		}
+		fmt.Fprintf(l.Stdout, "%s  http://%s  %s\n", n.name, n.httpAddr, role)
+	}
+	fmt.Fprintln(l.Stdout, "cluster ready")
+	return nil
+}
+
+// Run starts the cluster, restarts nodes that die, and stops everything
+// when ctx ends.
+func (l *Launcher) Run(ctx context.Context) error {
+	if err := l.Start(ctx); err != nil {
+		return err
+	}
+	l.supervise(ctx)
+	l.Stop()
+	return nil
+}
+
+// supervise restarts any node whose process exits, until ctx ends.
+func (l *Launcher) supervise(ctx context.Context) {
+	for {
+		l.mu.Lock()
+		var exited *nodeProc
+		cases := make([]<-chan struct{}, 0, len(l.nodes))
+		for _, n := range l.nodes {
+			cases = append(cases, n.done)
+		}
+		l.mu.Unlock()
+		exitCh := make(chan *nodeProc, len(cases))
+		stop := make(chan struct{})
+		for i, c := range cases {
+			go func() {
+				select {
+				case <-c:
+					exitCh <- l.nodes[i]
+				case <-stop:
+				}
+			}()
+		}
+		select {
+		case <-ctx.Done():
+			close(stop)
+			return
+		case exited = <-exitCh:
+			close(stop)
+		}
+		l.Logger.Warn("node exited; restarting", "node", exited.name)
+		unmount(exited.fuseDir)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		if err := l.start(exited); err != nil {
+			l.Logger.Error("restart node", "node", exited.name, "err", err)
+		}
+	}
+}
+
+// start launches LiteFS for n, which mounts and starts the app.
+func (l *Launcher) start(n *nodeProc) error {
+	cmd := exec.Command(l.LiteFS, "mount", "-config", l.Config)
+	cmd.Env = n.env
+	logf, err := os.OpenFile(filepath.Join(filepath.Dir(n.fuseDir), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return err
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return fmt.Errorf("start litefs for %s: %w", n.name, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		logf.Close()
+		close(done)
+	}()
+	l.mu.Lock()
+	n.cmd, n.done = cmd, done
+	l.mu.Unlock()
+	return nil
+}
+
+// Node returns node i's process id (1-based), for fault tests.
+func (l *Launcher) Node(i int) (pid int, done <-chan struct{}) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := l.nodes[i-1]
+	return n.cmd.Process.Pid, n.done
+}
+
+// Stop stops every node (SIGTERM to LiteFS, which stops the app and
+// unmounts; SIGKILL after 15 s) and removes any mount left behind.
+func (l *Launcher) Stop() {
+	l.mu.Lock()
+	nodes := append([]*nodeProc(nil), l.nodes...)
+	l.mu.Unlock()
+	for _, n := range nodes {
+		if n.cmd != nil && n.cmd.Process != nil {
+			_ = n.cmd.Process.Signal(syscall.SIGTERM)
+		}
+	}
+	for _, n := range nodes {
+		if n.cmd == nil {
+			continue
+		}
+		select {
+		case <-n.done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+			<-n.done
+		}
+		// The process group: an app left behind by a killed LiteFS.
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		unmount(n.fuseDir)
+	}
+}
+
+// unmount lazily unmounts dir when it is a mount point.
+func unmount(dir string) {
+	if isMountPoint(dir) {
+		_ = exec.Command("fusermount3", "-u", "-z", dir).Run()
+	}
+}
+
+// waitReady polls url/readyz until it answers 200 or deadline passes.
+func waitReady(ctx context.Context, url string, deadline time.Time) error {
+	c := &http.Client{Timeout: 2 * time.Second}
+	var last string
+	for time.Now().Before(deadline) {
+		resp, err := c.Get(url + "/readyz")
+		if err == nil {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = strings.TrimSpace(string(b))
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("not ready in time: %s", last)
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}

@@ -1,0 +1,195 @@
+// Package cluster lets identical notesync nodes work as one: membership and
+// cross-node messages over hashicorp/memberlist, awareness of the LiteFS
+// mount the database lives on (who is primary, how far this replica has
+// replicated), forwarding of writes from replicas to the primary, and the
+// launcher of a local multi-node cluster. It knows nothing about notes.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// LiteFS reads the state LiteFS exposes in its FUSE mount:
+//
+//   - <mount>/.primary holds the primary's hostname, only on a connected
+//     replica; on the primary it does not exist.
+//   - <mount>/<db>-pos holds "TXID/checksum" in hex: the replication
+//     position of this node's copy of the database.
+//
+// A zero LiteFS (empty Dir) describes a plain database without LiteFS: the
+// node is always primary.
+type LiteFS struct {
+	// Dir is the FUSE mount directory.
+	Dir string
+	// DB is the database file name inside the mount.
+	DB string
+
+	mu  sync.Mutex
+	pos *os.File
+}
+
+// Enabled reports whether the node runs on a LiteFS mount.
+func (l *LiteFS) Enabled() bool { return l != nil && l.Dir != "" }
+
+// ErrNotMounted means the LiteFS mount is not there (yet).
+var ErrNotMounted = errors.New("litefs mount not ready")
+
+// Ready reports whether the mount is up: LiteFS creates .primary or lets
+// the database be opened only once mounted; a mount point that is a plain
+// empty directory is not ready.
+func (l *LiteFS) Ready() error {
+	if !l.Enabled() {
+		return nil
+	}
+	if !isMountPoint(l.Dir) {
+		return fmt.Errorf("%w: %s is not mounted", ErrNotMounted, l.Dir)
+	}
+	return nil
+}
+
+// IsPrimary reports whether this node holds the lease. Without LiteFS it
+// is always true.
+func (l *LiteFS) IsPrimary() bool {
+	if !l.Enabled() {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(l.Dir, ".primary"))
+	return errors.Is(err, os.ErrNotExist) && isMountPoint(l.Dir)
+}
+
+// Primary returns the primary's LiteFS hostname as this replica sees it, or
+// "" on the primary itself (and while no primary is known).
+func (l *LiteFS) Primary() string {
+	if !l.Enabled() {
+		return ""
+	}
+	b, err := os.ReadFile(filepath.Join(l.Dir, ".primary"))
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// TXID returns the replication position of this node's database (0 before
+// the database exists, or without LiteFS). The file is kept open and read
+// with pread, which stays fresh on the FUSE mount at about 50 µs a read.
+func (l *LiteFS) TXID() (uint64, error) {
+	if !l.Enabled() {
+		return 0, nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pos == nil {
+		f, err := os.Open(filepath.Join(l.Dir, l.DB+"-pos"))
+		if errors.Is(err, os.ErrNotExist) {
+			return 0, nil
+		} else if err != nil {
+			return 0, err
+		}
+		l.pos = f
+	}
+	var buf [64]byte
+	n, err := l.pos.ReadAt(buf[:], 0)
+	if n == 0 && err != nil {
+		l.pos.Close()
+		l.pos = nil
+		return 0, err
+	}
+	return parsePos(string(buf[:n]))
+}
+
+// parsePos parses "%016x/%016x" (TXID/checksum) and returns the TXID.
+func parsePos(s string) (uint64, error) {
+	txid, _, ok := strings.Cut(strings.TrimSpace(s), "/")
+	if !ok {
+		return 0, fmt.Errorf("malformed litefs position %q", s)
+	}
+	return strconv.ParseUint(txid, 16, 64)
+}
+
+// Close releases the position file.
+func (l *LiteFS) Close() error {
+	if l == nil {
+		return nil
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.pos != nil {
+		err := l.pos.Close()
+		l.pos = nil
+		return err
+	}
+	return nil
+}
+
+// Watch calls onAdvance every time this node's replication position moves,
+// checking every interval, until ctx ends. It is how a replica learns that
+// changes arrived (inotify sees nothing on a FUSE mount).
+func (l *LiteFS) Watch(ctx context.Context, interval time.Duration, onAdvance func(txid uint64)) {
+	if !l.Enabled() {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		txid, err := l.TXID()
+		if err != nil || txid == last {
+			continue
+		}
+		last = txid
+		onAdvance(txid)
+	}
+}
+
+// isMountPoint reports whether dir is a mount point (its device differs
+// from its parent's), as a FUSE mount is.
+func isMountPoint(dir string) bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	abs, err := filepath.Abs(dir)
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && unescapeMount(f[4]) == abs {
+			return true
+		}
+	}
+	return false
+}
+
+// unescapeMount undoes the octal escapes of /proc/self/mountinfo paths.
+func unescapeMount(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,349 @@
+package cluster
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// DefaultGossipPort is memberlist's port when an address names none.
+const DefaultGossipPort = 7946
+
+// Meta is what a node tells the others about itself (memberlist node
+// metadata, at most 512 bytes).
+type Meta struct {
+	Region      string `json:"r"`
+	HTTP        string `json:"h"`           // base URL of the node's HTTP server
+	LiteFS      string `json:"l,omitempty"` // LiteFS hostname (what .primary names)
+	Machine     string `json:"m,omitempty"` // Fly machine id
+	Connections int64  `json:"c"`
+	Primary     bool   `json:"p"`
+}
+
+// Member is one node of the cluster as this node sees it.
+type Member struct {
+	Name  string
+	Addr  string // gossip address
+	State string // alive, suspect, dead, left
+	Meta
+}
+
+// Message kinds carried between nodes.
+const (
+	kindChanged    byte = 1 // a user's data changed: poke the change feed
+	kindEndSession byte = 2 // a session ended: close its sockets
+	kindBroadcast  byte = 3 // an ephemeral message for a user's sockets
+)
+
+// Changed is the fast signal that a user's data reached Version at the
+// primary's TXID. Receivers wake their change feed; the change itself is
+// read from the node's own replica once it holds TXID, so a lost signal only
+// delays a push until the replica watcher notices the new position.
+type Changed struct {
+	User    int64  `json:"u"`
+	Version int64  `json:"v"`
+	TXID    uint64 `json:"t"`
+	At      int64  `json:"a"` // unix ms at the origin
+}
+
+type endSession struct {
+	ID string `json:"s"`
+}
+
+type broadcast struct {
+	User int64           `json:"u"`
+	Type string          `json:"t"`
+	Data json.RawMessage `json:"d"`
+}
+
+// Membership is this node's place in the cluster. Set the fields, then Open;
+// Close leaves the cluster cleanly.
+type Membership struct {
+	Name string
+	// Bind is the gossip listen address (host:port); Advertise, if set, is
+	// the address others should use.
+	Bind, Advertise string
+	// Peers are addresses or DNS names to join; a DNS name that resolves to
+	// every peer (Fly's <app>.internal) is resolved again every Rejoin.
+	Peers  []string
+	Rejoin time.Duration
+	// Key, when set (16, 24 or 32 bytes), encrypts and authenticates gossip:
+	// a node without it can neither join nor inject messages.
+	Key []byte
+	// WAN selects timings suited to links between regions.
+	WAN bool
+	// Fast selects timings for nodes on one machine (tests).
+	Fast   bool
+	Logger *slog.Logger
+
+	// Callbacks for messages from other nodes. They run on memberlist's
+	// receive goroutine: they must not block.
+	OnChanged    func(Changed)
+	OnEndSession func(sessionID string)
+	OnBroadcast  func(user int64, typ string, data []byte)
+
+	// MetaFunc returns this node's current metadata (called when gossip
+	// asks for it, so it must be quick).
+	MetaFunc func() Meta
+
+	ml     *memberlist.Memberlist
+	joined atomic.Bool
+	stop   chan struct{}
+	wg     sync.WaitGroup
+}
+
+// Open starts gossip and begins joining the peers in the background.
+func (m *Membership) Open() error {
+	var conf *memberlist.Config
+	switch {
+	case m.Fast:
+		conf = memberlist.DefaultLocalConfig()
+	case m.WAN:
+		conf = memberlist.DefaultWANConfig()
+	default:
+		conf = memberlist.DefaultLANConfig()
+	}
+	conf.Name = m.Name
+	host, port, err := splitHostPort(m.Bind)
+	if err != nil {
+		return fmt.Errorf("gossip bind address %q: %w", m.Bind, err)
+	}
+	conf.BindAddr, conf.BindPort = host, port
+	if m.Advertise != "" {
+		ah, ap, err := splitHostPort(m.Advertise)
+		if err != nil {
+			return fmt.Errorf("gossip advertise address %q: %w", m.Advertise, err)
+		}
+		conf.AdvertiseAddr, conf.AdvertisePort = ah, ap
+	}
+	if len(m.Key) > 0 {
+		conf.SecretKey = m.Key
+	}
+	conf.Delegate = &delegate{m: m}
+	conf.Events = &events{m: m}
+	if m.Logger == nil {
+		m.Logger = slog.Default()
+	}
+	conf.Logger = slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug)
+	conf.LogOutput = nil
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		return fmt.Errorf("start gossip: %w", err)
+	}
+	m.ml = ml
+	m.stop = make(chan struct{})
+	if len(m.others()) == 0 {
+		m.joined.Store(true)
+	}
+	m.wg.Add(1)
+	go m.joinLoop()
+	return nil
+}
+
+// others is the peer list without this node's own address.
+func (m *Membership) others() []string {
+	self := m.Advertise
+	if self == "" {
+		self = m.Bind
+	}
+	var out []string
+	for _, p := range m.Peers {
+		if p != "" && p != self {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// joinLoop joins the peers: quickly until it has joined, then every Rejoin
+// (so machines that appear later under a DNS name are found).
+func (m *Membership) joinLoop() {
+	defer m.wg.Done()
+	peers := m.others()
+	if len(peers) == 0 {
+		return
+	}
+	rejoin := m.Rejoin
+	if rejoin == 0 {
+		rejoin = 30 * time.Second
+	}
+	delay := 100 * time.Millisecond
+	for {
+		if n, err := m.ml.Join(peers); err == nil && n > 0 {
+			if !m.joined.Swap(true) {
+				m.Logger.Info("joined cluster", "contacted", n, "members", m.ml.NumMembers())
+			}
+		} else if !m.joined.Load() {
+			m.Logger.Debug("join failed; retrying", "err", err)
+		}
+		wait := rejoin
+		if !m.joined.Load() {
+			wait = delay
+			delay = min(2*delay, 2*time.Second)
+		}
+		select {
+		case <-m.stop:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// Joined reports whether this node has joined its peers (always true when
+// it has none).
+func (m *Membership) Joined() bool { return m.joined.Load() }
+
+// Close leaves the cluster, telling the others, and stops gossip.
+func (m *Membership) Close() error {
+	if m.ml == nil {
+		return nil
+	}
+	close(m.stop)
+	m.wg.Wait()
+	leaveErr := m.ml.Leave(2 * time.Second)
+	return errors.Join(leaveErr, m.ml.Shutdown())
+}
+
+// Members lists every known node, this one included.
+func (m *Membership) Members() []Member {
+	var out []Member
+	for _, n := range m.ml.Members() {
+		mem := Member{Name: n.Name, Addr: n.Address(), State: stateName(n.State)}
+		if n.Name == m.Name && m.MetaFunc != nil {
+			mem.Meta = m.MetaFunc()
+		} else {
+			_ = json.Unmarshal(n.Meta, &mem.Meta)
+		}
+		out = append(out, mem)
+	}
+	return out
+}
+
+// RefreshMeta gossips this node's metadata again (connection counts, role).
+func (m *Membership) RefreshMeta() error { return m.ml.UpdateNode(time.Second) }
+
+func stateName(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return "alive"
+	case memberlist.StateSuspect:
+		return "suspect"
+	case memberlist.StateDead:
+		return "dead"
+	case memberlist.StateLeft:
+		return "left"
+	}
+	return "unknown"
+}
+
+// PublishChanged tells every other node that a user's data changed.
+func (m *Membership) PublishChanged(c Changed) { m.send(kindChanged, c) }
+
+// PublishEndSession tells every other node to close a session's sockets.
+func (m *Membership) PublishEndSession(id string) { m.send(kindEndSession, endSession{ID: id}) }
+
+// PublishBroadcast sends an ephemeral message for a user's sockets on every
+// other node. data must be small (a UDP packet is ~1400 bytes).
+func (m *Membership) PublishBroadcast(user int64, typ string, data []byte) {
+	m.send(kindBroadcast, broadcast{User: user, Type: typ, Data: data})
+}
+
+// send delivers one message to every other alive node as a single UDP
+// packet (SendBestEffort): the lowest latency memberlist offers, with no
+// per-message connection. Messages are signals; what they announce is
+// recovered from the replicated database when a packet is lost.
+func (m *Membership) send(kind byte, v any) {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return
+	}
+	msg := append([]byte{kind}, body...)
+	for _, n := range m.ml.Members() {
+		if n.Name == m.Name || n.State != memberlist.StateAlive {
+			continue
+		}
+		if err := m.ml.SendBestEffort(n, msg); err != nil {
+			m.Logger.Debug("gossip send", "to", n.Name, "err", err)
+		}
+	}
+}
+
+// delegate receives memberlist's callbacks.
+type delegate struct{ m *Membership }
+
+func (d *delegate) NodeMeta(limit int) []byte {
+	if d.m.MetaFunc == nil {
+		return nil
+	}
+	b, _ := json.Marshal(d.m.MetaFunc())
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+
+// NotifyMsg decodes a message at once; the buffer is not kept.
+func (d *delegate) NotifyMsg(b []byte) {
+	if len(b) < 2 {
+		return
+	}
+	m := d.m
+	switch b[0] {
+	case kindChanged:
+		var c Changed
+		if json.Unmarshal(b[1:], &c) == nil && m.OnChanged != nil {
+			m.OnChanged(c)
+		}
+	case kindEndSession:
+		var e endSession
+		if json.Unmarshal(b[1:], &e) == nil && e.ID != "" && m.OnEndSession != nil {
+			m.OnEndSession(e.ID)
+		}
+	case kindBroadcast:
+		var bc broadcast
+		if json.Unmarshal(b[1:], &bc) == nil && m.OnBroadcast != nil {
+			m.OnBroadcast(bc.User, bc.Type, []byte(bc.Data))
+		}
+	}
+}
+
+func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+func (d *delegate) LocalState(join bool) []byte                { return nil }
+func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+// events logs membership changes.
+type events struct{ m *Membership }
+
+func (e *events) NotifyJoin(n *memberlist.Node) {
+	e.m.Logger.Info("member joined", "member", n.Name, "addr", n.Address())
+}
+func (e *events) NotifyLeave(n *memberlist.Node) {
+	e.m.Logger.Info("member left", "member", n.Name)
+}
+func (e *events) NotifyUpdate(n *memberlist.Node) {}
+
+func splitHostPort(s string) (string, int, error) {
+	host, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	return host, port, nil
+}
+
+var _ io.Closer = (*Membership)(nil)

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"notesync/app"
+	"notesync/cluster"
+	"notesync/realtime"
+)
+
+// clusterWiring connects app and realtime to the cluster package: gossip
+// membership, LiteFS roles and write forwarding. With no gossip configured
+// it describes a cluster of one.
+type clusterWiring struct {
+	cfg     *config
+	lfs     *cluster.LiteFS
+	hub     *realtime.Hub
+	feed    *app.Feed
+	logger  *slog.Logger
+	httpURL string
+
+	members *cluster.Membership // nil without gossip
+}
+
+func (w *clusterWiring) open() error {
+	if w.cfg.GossipBind == "" {
+		return nil
+	}
+	m := &cluster.Membership{
+		Name:      w.cfg.Node,
+		Bind:      w.cfg.GossipBind,
+		Advertise: w.cfg.GossipAdvert,
+		Peers:     w.cfg.Peers,
+		Key:       w.cfg.GossipKey,
+		WAN:       w.cfg.GossipWAN,
+		Logger:    w.logger,
+		MetaFunc:  w.meta,
+		// Another node committed a change: look at our replica now rather
+		// than at the next position check.
+		OnChanged: func(cluster.Changed) { w.feed.Poke() },
+		OnEndSession: func(id string) {
+			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+		},
+		OnBroadcast: func(user int64, typ string, data []byte) {
+			w.hub.Broadcast(user, realtime.Message{Type: typ, Data: data})
+		},
+	}
+	if err := m.Open(); err != nil {
+		return err
+	}
+	w.members = m
+	return nil
+}
+
+func (w *clusterWiring) close() {
+	if w.members != nil {
+		if err := w.members.Close(); err != nil {
+			w.logger.Warn("leave cluster", "err", err)
+		}
+	}
+}
+
+// meta is what this node gossips about itself.
+func (w *clusterWiring) meta() cluster.Meta {
+	return cluster.Meta{
+		Region:      w.cfg.Region,
+		HTTP:        w.httpURL,
+		LiteFS:      w.cfg.LiteFSHostname,
+		Machine:     w.cfg.FlyMachineID,
+		Connections: w.hub.Stats().Connections,
+		Primary:     w.lfs.IsPrimary(),
+	}
+}
+
+// refreshMeta re-gossips the metadata every few seconds (connection counts
+// and roles change while running).
+func (w *clusterWiring) refreshMeta(ctx context.Context) {
+	if w.members == nil {
+		return
+	}
+	t := time.NewTicker(3 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			_ = w.members.RefreshMeta()
+		}
+	}
+}
+
+// committed runs after each local commit: wake the local feed and signal
+// the other nodes with the position to wait for.
+func (w *clusterWiring) committed(userID, version int64) {
+	w.feed.Poke()
+	if w.members == nil {
+		return
+	}
+	txid, _ := w.lfs.TXID()
+	w.members.PublishChanged(cluster.Changed{User: userID, Version: version, TXID: txid, At: time.Now().UnixMilli()})
+}
+
+// endSession closes a session's sockets here and on every other node.
+func (w *clusterWiring) endSession(id string) {
+	w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+	if w.members != nil {
+		w.members.PublishEndSession(id)
+	}
+}
+
+// ready adds the LiteFS mount and cluster membership to /readyz.
+func (w *clusterWiring) ready(ctx context.Context) error {
+	if err := w.lfs.Ready(); err != nil {
+		return err
+	}
+	if w.members != nil && !w.members.Joined() {
+		return errString("not joined to the cluster yet")
+	}
+	return nil
+}
+
+type errString string
+
+func (e errString) Error() string { return string(e) }
+
+// primary returns the member that holds the LiteFS lease, if known.
+func (w *clusterWiring) primary() (cluster.Member, bool) {
+	if w.lfs.IsPrimary() {
+		return cluster.Member{Name: w.cfg.Node, State: "alive", Meta: w.meta()}, true
+	}
+	if w.members == nil {
+		return cluster.Member{}, false
+	}
+	host := w.lfs.Primary()
+	var fallback *cluster.Member
+	for _, m := range w.members.Members() {
+		if m.State != "alive" {
+			continue
+		}
+		if host != "" && m.LiteFS == host {
+			return m, true
+		}
+		if m.Primary && fallback == nil {
+			fallback = &m
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return cluster.Member{}, false
+}
+
+// forwarder sends writes that reach this node, when it is a replica, to the
+// primary: proxied locally, answered with fly-replay on Fly.
+func (w *clusterWiring) forwarder(secret []byte) *cluster.Forwarder {
+	f := &cluster.Forwarder{
+		Secret:    secret,
+		Node:      w.cfg.Node,
+		IsPrimary: w.lfs.IsPrimary,
+		PrimaryURL: func() string {
+			if p, ok := w.primary(); ok {
+				return p.HTTP
+			}
+			return ""
+		},
+		Logger: w.logger,
+	}
+	if w.cfg.FlyMachineID != "" {
+		f.FlyReplay = func() string {
+			if p, ok := w.primary(); ok && p.Machine != "" {
+				return "instance=" + p.Machine
+			}
+			return ""
+		}
+	}
+	return f
+}
+
+// clusterStatus is the answer of GET /api/cluster.
+type clusterStatus struct {
+	Self    string         `json:"self"`
+	Primary string         `json:"primary"`
+	Members []memberStatus `json:"members"`
+}
+
+type memberStatus struct {
+	Name        string `json:"name"`
+	Region      string `json:"region"`
+	Addr        string `json:"addr"`
+	HTTPURL     string `json:"http_url"`
+	State       string `json:"state"`
+	Role        string `json:"role"`
+	Connections int64  `json:"connections"`
+}
+
+func (w *clusterWiring) status(ctx context.Context) (any, error) {
+	st := clusterStatus{Self: w.cfg.Node}
+	if p, ok := w.primary(); ok {
+		st.Primary = p.Name
+	}
+	var members []cluster.Member
+	if w.members != nil {
+		members = w.members.Members()
+	} else {
+		members = []cluster.Member{{Name: w.cfg.Node, Addr: w.httpURL, State: "alive", Meta: w.meta()}}
+	}
+	for _, m := range members {
+		role := "replica"
+		if m.Name == st.Primary {
+			role = "primary"
+		}
+		st.Members = append(st.Members, memberStatus{
+			Name: m.Name, Region: m.Region, Addr: m.Addr, HTTPURL: m.HTTP,
+			State: m.State, Role: role, Connections: m.Connections,
+		})
+	}
+	return st, nil
+}
