@@ -195,13 +195,13 @@ func (l *Launcher) Run(ctx context.Context) error {
 	if err := l.Start(ctx); err != nil {
 		return err
 	}
-	l.supervise(ctx)
+	l.Supervise(ctx)
 	l.Stop()
 	return nil
 }
 
-// supervise restarts any node whose process exits, until ctx ends.
-func (l *Launcher) supervise(ctx context.Context) {
+// Supervise restarts any node whose process exits, until ctx ends.
+func (l *Launcher) Supervise(ctx context.Context) {
 	for {
 		l.mu.Lock()
 		var exited *nodeProc

@@ -1,0 +1,383 @@
+// Package e2e runs notesync as users do: the built binary, three nodes,
+// each under a real LiteFS mount started from the repository's litefs.yml.
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"notesync/cluster"
+)
+
+// needSystem skips outside CI when a system dependency is missing, and
+// fails under CI, where `make test` installs it.
+func needSystem(t *testing.T, err error, fix string) {
+	t.Helper()
+	if err == nil {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("%v (CI must have it: %s)", err, fix)
+	}
+	t.Skipf("%v; to run this test: %s", err, fix)
+}
+
+// localCluster is a cluster of real nodes under LiteFS for one test.
+type localCluster struct {
+	*cluster.Launcher
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startCluster builds the binary and starts n nodes on a loopback address
+// of their own, node1 primary, with a supervisor that restarts dead nodes.
+func startCluster(t *testing.T, n int) *localCluster {
+	t.Helper()
+	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	exe := filepath.Join(dir, "notesync")
+	build := exec.Command("go", "build", "-o", exe, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
+	if err != nil {
+		t.Fatalf("go tool -n litefs: %v", err)
+	}
+	// A loopback address per test run keeps parallel runs from colliding.
+	host := fmt.Sprintf("127.0.%d.%d", 10+rand.IntN(200), 2+rand.IntN(250))
+	l := &cluster.Launcher{
+		N: n, BasePort: 18081, Host: host, Dir: filepath.Join(dir, "nodes"),
+		Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
+		ExtraEnv: []string{"LOG_LEVEL=warn"},
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := l.Start(ctx); err != nil {
+		cancel()
+		dumpLogs(t, l.Dir)
+		t.Fatal(err)
+	}
+	c := &localCluster{Launcher: l, cancel: cancel, done: make(chan struct{})}
+	go func() { defer close(c.done); l.Supervise(ctx) }()
+	t.Cleanup(func() {
+		c.cancel()
+		<-c.done
+		l.Stop()
+		if t.Failed() {
+			dumpLogs(t, l.Dir)
+		}
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mounts), l.Dir) {
+			t.Errorf("a LiteFS mount under %s is left behind", l.Dir)
+		}
+	})
+	return c
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*", "node.log"))
+	for _, p := range logs {
+		b, _ := os.ReadFile(p)
+		if len(b) > 4000 {
+			b = b[len(b)-4000:]
+		}
+		t.Logf("--- %s (tail)\n%s", p, b)
+	}
+}
+
+// user is one person with a cookie valid on every node.
+type user struct {
+	t      *testing.T
+	http   *http.Client
+	cookie string
+}
+
+func signup(t *testing.T, base, name string) *user {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
+		return http.ErrUseLastResponse
+	}}
+	resp, err := c.PostForm(base+"/signup", url.Values{"username": {name}, "password": {"password1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("signup on %s: %d", base, resp.StatusCode)
+	}
+	u, _ := url.Parse(base)
+	var parts []string
+	for _, ck := range jar.Cookies(u) {
+		parts = append(parts, ck.Name+"="+ck.Value)
+	}
+	return &user{t: t, http: &http.Client{Timeout: 15 * time.Second}, cookie: strings.Join(parts, "; ")}
+}
+
+// do sends a request with the user's cookie to any node.
+func (u *user) do(method, target, body string, hdr ...string) (int, string, http.Header, error) {
+	req, _ := http.NewRequest(method, target, strings.NewReader(body))
+	req.Header.Set("Cookie", u.cookie)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := u.http.Do(req)
+	if err != nil {
+		return 0, "", nil, err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b), resp.Header, nil
+}
+
+type event struct {
+	Type    string `json:"type"`
+	Op      string `json:"op"`
+	NoteID  int64  `json:"note_id"`
+	Version int64  `json:"version"`
+	Node    string `json:"node"`
+}
+
+func (u *user) dial(base, query string) (*websocket.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	h := http.Header{"Cookie": {u.cookie}}
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws"+query, &websocket.DialOptions{HTTPHeader: h})
+	return ws, err
+}
+
+func read(ws *websocket.Conn, d time.Duration) (event, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	_, p, err := ws.Read(ctx)
+	if err != nil {
+		return event{}, err
+	}
+	var e event
+	err = json.Unmarshal(p, &e)
+	return e, err
+}
+
+// notesVersion reads the user's version from a node.
+func (u *user) notesVersion(base string) (int64, error) {
+	status, body, _, err := u.do("GET", base+"/api/notes", "")
+	if err != nil {
+		return 0, err
+	}
+	if status != 200 {
+		return 0, fmt.Errorf("GET /api/notes: %d %s", status, body)
+	}
+	var out struct{ Version int64 }
+	err = json.Unmarshal([]byte(body), &out)
+	return out.Version, err
+}
+
+func TestClusterDeliversEveryChangeOnceInOrderWithoutStaleReads(t *testing.T) {
+	c := startCluster(t, 3)
+	alice := signup(t, c.URL(2), "alice") // a write on a replica: forwarded
+
+	const writes = 210
+	type tab struct {
+		node int
+		ws   *websocket.Conn
+	}
+	var tabs []tab
+	for i := 1; i <= 3; i++ {
+		ws, err := alice.dial(c.URL(i), "")
+		if err != nil {
+			t.Fatalf("dial node%d: %v", i, err)
+		}
+		defer ws.CloseNow()
+		if h, err := read(ws, 5*time.Second); err != nil || h.Type != "hello" || h.Version != 0 {
+			t.Fatalf("node%d hello: %+v %v", i, h, err)
+		}
+		tabs = append(tabs, tab{i, ws})
+	}
+
+	var wg sync.WaitGroup
+	errs := make(chan error, len(tabs))
+	for _, tb := range tabs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			base := c.URL(tb.node)
+			for want := int64(1); want <= writes; want++ {
+				e, err := read(tb.ws, 15*time.Second)
+				if err != nil {
+					errs <- fmt.Errorf("node%d: waiting for v%d: %w", tb.node, want, err)
+					return
+				}
+				if e.Type != "note_changed" || e.Version != want || e.Op != "created" {
+					errs <- fmt.Errorf("node%d: got %+v, want created v%d (missed, duplicated or out of order)", tb.node, e, want)
+					return
+				}
+				// The refetch that follows a push must never show older data.
+				v, err := alice.notesVersion(base)
+				if err != nil {
+					errs <- fmt.Errorf("node%d: refetch: %w", tb.node, err)
+					return
+				}
+				if v < want {
+					errs <- fmt.Errorf("node%d: stale read: pushed v%d, GET answered v%d", tb.node, want, v)
+					return
+				}
+			}
+		}()
+	}
+
+	for i := 0; i < writes; i++ {
+		node := i%3 + 1 // two writes in three land on replicas
+		status, body, _, err := alice.do("POST", c.URL(node)+"/api/notes", fmt.Sprintf(`{"body":"note %d"}`, i),
+			"Idempotency-Key", "w-"+strconv.Itoa(i))
+		if err != nil || status != http.StatusCreated {
+			t.Fatalf("write %d on node%d: %d %s %v", i, node, status, body, err)
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	for _, tb := range tabs {
+		if e, err := read(tb.ws, 300*time.Millisecond); err == nil {
+			t.Errorf("node%d: extra message after all writes: %+v", tb.node, e)
+		}
+	}
+}
+
+func TestClusterFaults(t *testing.T) {
+	c := startCluster(t, 3)
+	bob := signup(t, c.URL(1), "bob")
+
+	t.Run("a forged forwarding header is refused", func(t *testing.T) {
+		status, body, _, err := bob.do("POST", c.URL(1)+"/api/notes", `{"body":"forged"}`,
+			cluster.HeaderFrom, "node2", cluster.HeaderClient, "10.0.0.1", cluster.HeaderDeadline, "99999999999999", cluster.HeaderSignature, "AAAA")
+		if err != nil || status != http.StatusForbidden || !strings.Contains(body, "error") {
+			t.Fatalf("forged header: %d %s %v", status, body, err)
+		}
+		if v, _ := bob.notesVersion(c.URL(1)); v != 0 {
+			t.Fatalf("version moved to %d", v)
+		}
+	})
+
+	t.Run("a killed replica comes back and its tabs converge", func(t *testing.T) {
+		ws, err := bob.dial(c.URL(3), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		read(ws, 5*time.Second)
+		pid, done := c.Node(3)
+		// Kill LiteFS and its app at once, as a crash would.
+		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		// Writes go on through the other nodes meanwhile.
+		var last int64
+		for i := 0; i < 5; i++ {
+			status, body, _, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"while node3 is down"}`, "Idempotency-Key", "down-"+strconv.Itoa(i))
+			if err != nil || status != http.StatusCreated {
+				t.Fatalf("write during outage: %d %s %v", status, body, err)
+			}
+			var r struct{ Version int64 }
+			json.Unmarshal([]byte(body), &r)
+			last = r.Version
+		}
+		// The old tab's socket is gone; a reconnect with since catches up.
+		deadline := time.Now().Add(60 * time.Second)
+		var ws2 *websocket.Conn
+		for time.Now().Before(deadline) {
+			if ws2, err = bob.dial(c.URL(3), "?since=0"); err == nil {
+				break
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+		if ws2 == nil {
+			t.Fatalf("node3 did not come back: %v", err)
+		}
+		defer ws2.CloseNow()
+		h, err := read(ws2, 10*time.Second)
+		if err != nil || h.Type != "hello" {
+			t.Fatalf("hello after restart: %+v %v", h, err)
+		}
+		if h.Version < last {
+			// Behind: the catch-up sync must carry the current version.
+			if e, err := read(ws2, 10*time.Second); err != nil || e.Op != "sync" {
+				t.Fatalf("got %+v %v, want sync", e, err)
+			}
+		}
+		status, body, _, err := bob.do("GET", c.URL(3)+"/api/notes?min_version="+strconv.FormatInt(last, 10), "")
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("node3 after restart: %d %s %v", status, body, err)
+		}
+	})
+
+	t.Run("with the primary down, writes fail cleanly and reads go on", func(t *testing.T) {
+		ws, err := bob.dial(c.URL(2), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		hello, _ := read(ws, 5*time.Second)
+		pid, _ := c.Node(1)
+		if err := syscall.Kill(pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Kill(pid, syscall.SIGCONT)
+		start := time.Now()
+		status, body, hdr, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"during outage"}`, "Idempotency-Key", "outage-1")
+		took := time.Since(start)
+		if err != nil || (status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout) || hdr.Get("Retry-After") == "" {
+			t.Fatalf("write with the primary frozen: %d %s %v", status, body, err)
+		}
+		if took > 6*time.Second {
+			t.Fatalf("answered after %v, want within 5 s", took)
+		}
+		if v, err := bob.notesVersion(c.URL(2)); err != nil || v < hello.Version {
+			t.Fatalf("read on a replica during the outage: v%d %v", v, err)
+		}
+		syscall.Kill(pid, syscall.SIGCONT)
+		// Retried with its key, a 504 ends in exactly one change.
+		var final int
+		for i := 0; i < 20; i++ {
+			final, body, _, err = bob.do("POST", c.URL(2)+"/api/notes", `{"body":"during outage"}`, "Idempotency-Key", "outage-1")
+			if err == nil && final == http.StatusCreated {
+				break
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		if final != http.StatusCreated {
+			t.Fatalf("retry after the outage: %d %s", final, body)
+		}
+		_, list, _, _ := bob.do("GET", c.URL(1)+"/api/notes", "")
+		if n := strings.Count(list, `"during outage"`); n != 1 {
+			t.Fatalf("the retried write appears %d times, want once", n)
+		}
+	})
+}
