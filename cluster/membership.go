@@ -95,10 +95,11 @@ type Membership struct {
 	// asks for it, so it must be quick).
 	MetaFunc func() Meta
 
-	ml     *memberlist.Memberlist
-	joined atomic.Bool
-	stop   chan struct{}
-	wg     sync.WaitGroup
+	ml        *memberlist.Memberlist
+	joined    atomic.Bool
+	closeOnce sync.Once
+	stop      chan struct{}
+	wg        sync.WaitGroup
 }
 
 // Open starts gossip and begins joining the peers in the background.
@@ -202,15 +203,20 @@ func (m *Membership) joinLoop() {
 // it has none).
 func (m *Membership) Joined() bool { return m.joined.Load() }
 
-// Close leaves the cluster, telling the others, and stops gossip.
+// Close leaves the cluster, telling the others, and stops gossip. Calling
+// it again does nothing.
 func (m *Membership) Close() error {
 	if m.ml == nil {
 		return nil
 	}
-	close(m.stop)
-	m.wg.Wait()
-	leaveErr := m.ml.Leave(2 * time.Second)
-	return errors.Join(leaveErr, m.ml.Shutdown())
+	var err error
+	m.closeOnce.Do(func() {
+		close(m.stop)
+		m.wg.Wait()
+		leaveErr := m.ml.Leave(2 * time.Second)
+		err = errors.Join(leaveErr, m.ml.Shutdown())
+	})
+	return err
 }
 
 // Members lists every known node, this one included.

@@ -1,0 +1,141 @@
+package cluster
+
+import (
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+)
+
+// primaryApp records what reaches the primary.
+func primaryApp(t *testing.T, delay time.Duration) (*httptest.Server, chan *http.Request) {
+	got := make(chan *http.Request, 10)
+	f := &Forwarder{Secret: []byte("s3cret"), Node: "node1", IsPrimary: func() bool { return true }, PrimaryURL: func() string { return "" },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	h := f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got <- r
+		time.Sleep(delay)
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"version":1}`)
+	}))
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv, got
+}
+
+func replica(t *testing.T, primary string, timeout time.Duration) *httptest.Server {
+	f := &Forwarder{Secret: []byte("s3cret"), Node: "node2", IsPrimary: func() bool { return false },
+		PrimaryURL: func() string { return primary }, Timeout: timeout,
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := httptest.NewServer(f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "served locally")
+	})))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+func post(t *testing.T, url string, hdr ...string) (*http.Response, string) {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(`{"body":"x"}`))
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+func TestForwarder(t *testing.T) {
+	t.Run("a write on a replica reaches the primary with the client's address and the cookie", func(t *testing.T) {
+		p, got := primaryApp(t, 0)
+		r := replica(t, p.URL, time.Second)
+		resp, body := post(t, r.URL+"/api/notes?x=1", "Cookie", "notesync_session=abc")
+		if resp.StatusCode != http.StatusCreated || body != `{"version":1}` {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		in := <-got
+		if host, _, _ := net.SplitHostPort(in.RemoteAddr); host != "127.0.0.1" {
+			t.Fatalf("primary saw client %q", in.RemoteAddr)
+		}
+		if in.Header.Get("Cookie") != "notesync_session=abc" || in.URL.RawQuery != "x=1" {
+			t.Fatalf("forwarded request lost something: %v %q", in.Header, in.URL.RawQuery)
+		}
+		if in.Header.Get(HeaderSignature) != "" {
+			t.Fatal("forwarding headers reached the handler")
+		}
+	})
+
+	t.Run("reads on a replica are served locally", func(t *testing.T) {
+		r := replica(t, "http://127.0.0.1:1", time.Second)
+		resp, err := http.Get(r.URL + "/api/notes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if string(b) != "served locally" {
+			t.Fatalf("got %q", b)
+		}
+	})
+
+	t.Run("forged or tampered headers are refused with 403", func(t *testing.T) {
+		p, got := primaryApp(t, 0)
+		resp, body := post(t, p.URL+"/api/notes", HeaderFrom, "node2", HeaderClient, "1.2.3.4", HeaderDeadline, "99999999999999", HeaderSignature, "forged")
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "error") {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		if len(got) != 0 {
+			t.Fatal("a forged request reached the handler")
+		}
+		f := &Forwarder{Secret: []byte("s3cret")}
+		sig := f.sign("POST", "/api/notes", "1.2.3.4", "99999999999999", "node2")
+		// A signature for another client address does not verify.
+		resp, _ = post(t, p.URL+"/api/notes", HeaderFrom, "node2", HeaderClient, "5.6.7.8", HeaderDeadline, "99999999999999", HeaderSignature, sig)
+		if resp.StatusCode != http.StatusForbidden {
+			t.Fatalf("tampered client address: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("no primary reachable: 503 with Retry-After, nothing sent", func(t *testing.T) {
+		l, _ := net.Listen("tcp", "127.0.0.1:0")
+		dead := "http://" + l.Addr().String()
+		l.Close()
+		r := replica(t, dead, time.Second)
+		resp, body := post(t, r.URL+"/api/notes")
+		if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
+			t.Fatalf("%d %s", resp.StatusCode, body)
+		}
+		r2 := replica(t, "", time.Second)
+		if resp, _ := post(t, r2.URL+"/api/notes"); resp.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("unknown primary: %d", resp.StatusCode)
+		}
+	})
+
+	t.Run("a primary that does not answer in time: 504, outcome unknown", func(t *testing.T) {
+		p, _ := primaryApp(t, 2*time.Second)
+		r := replica(t, p.URL, 300*time.Millisecond)
+		start := time.Now()
+		resp, body := post(t, r.URL+"/api/notes")
+		if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Retry-After") == "" || time.Since(start) > time.Second {
+			t.Fatalf("%d %s after %v", resp.StatusCode, body, time.Since(start))
+		}
+	})
+}
+
+func TestParsePos(t *testing.T) {
+	txid, err := parsePos("00000000000000a1/8f9e1c2b3a4d5e6f\n")
+	if err != nil || txid != 0xa1 {
+		t.Fatalf("%d %v", txid, err)
+	}
+	if _, err := parsePos("garbage"); err == nil {
+		t.Fatal("garbage parsed")
+	}
+}

@@ -1,0 +1,145 @@
+package cluster
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"testing"
+	"time"
+)
+
+// freeAddr returns a loopback address with a free port (TCP and UDP).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	for i := 0; i < 20; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		addr := l.Addr().String()
+		l.Close()
+		u, err := net.ListenPacket("udp", addr)
+		if err == nil {
+			u.Close()
+			return addr
+		}
+	}
+	t.Fatal("no free port")
+	return ""
+}
+
+type recorder struct {
+	mu       sync.Mutex
+	changed  []Changed
+	sessions []string
+}
+
+func (r *recorder) count() (int, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.changed), len(r.sessions)
+}
+
+func newMember(t *testing.T, name, bind string, peers []string, key []byte) (*Membership, *recorder) {
+	t.Helper()
+	rec := &recorder{}
+	m := &Membership{
+		Name: name, Bind: bind, Peers: peers, Key: key, Fast: true,
+		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MetaFunc: func() Meta { return Meta{Region: "local", HTTP: "http://" + name} },
+		OnChanged: func(c Changed) {
+			rec.mu.Lock()
+			rec.changed = append(rec.changed, c)
+			rec.mu.Unlock()
+		},
+		OnEndSession: func(id string) {
+			rec.mu.Lock()
+			rec.sessions = append(rec.sessions, id)
+			rec.mu.Unlock()
+		},
+	}
+	if err := m.Open(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { m.Close() })
+	return m, rec
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func TestMembership(t *testing.T) {
+	key := []byte("0123456789abcdef0123456789abcdef")
+
+	t.Run("nodes with the same key join, see each other's metadata and exchange messages", func(t *testing.T) {
+		a1, a2 := freeAddr(t), freeAddr(t)
+		peers := []string{a1, a2}
+		m1, _ := newMember(t, "n1", a1, peers, key)
+		m2, rec2 := newMember(t, "n2", a2, peers, key)
+		waitFor(t, "both joined", func() bool { return len(m1.Members()) == 2 && len(m2.Members()) == 2 && m1.Joined() && m2.Joined() })
+		for _, mem := range m2.Members() {
+			if mem.Name == "n1" && (mem.Region != "local" || mem.HTTP != "http://n1" || mem.State != "alive") {
+				t.Fatalf("n1 as n2 sees it: %+v", mem)
+			}
+		}
+		m1.PublishChanged(Changed{User: 7, Version: 3, TXID: 9})
+		m1.PublishEndSession("sess-1")
+		waitFor(t, "messages", func() bool { c, s := rec2.count(); return c == 1 && s == 1 })
+		rec2.mu.Lock()
+		got := rec2.changed[0]
+		rec2.mu.Unlock()
+		if got.User != 7 || got.Version != 3 || got.TXID != 9 {
+			t.Fatalf("got %+v", got)
+		}
+	})
+
+	t.Run("a node with the wrong key can neither join nor inject messages", func(t *testing.T) {
+		a1, a2 := freeAddr(t), freeAddr(t)
+		m1, rec1 := newMember(t, "good", a1, nil, key)
+		bad, _ := newMember(t, "bad", a2, []string{a1}, []byte("ffffffffffffffffffffffffffffffff"))
+		time.Sleep(2 * time.Second) // several join attempts
+		if bad.Joined() || len(m1.Members()) != 1 {
+			t.Fatalf("wrong-key node joined: good sees %d members", len(m1.Members()))
+		}
+		// Even sent straight to the good node's address, its packets are
+		// dropped: they do not decrypt.
+		conn, err := net.Dial("udp", a1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		for i := 0; i < 5; i++ {
+			fmt.Fprintf(conn, "\x01{\"u\":1,\"v\":%d}", i)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if c, _ := rec1.count(); c != 0 {
+			t.Fatalf("good node accepted %d injected messages", c)
+		}
+	})
+
+	t.Run("a node that leaves is seen as left", func(t *testing.T) {
+		a1, a2 := freeAddr(t), freeAddr(t)
+		m1, _ := newMember(t, "stay", a1, []string{a1, a2}, nil)
+		m2, _ := newMember(t, "go", a2, []string{a1, a2}, nil)
+		waitFor(t, "joined", func() bool { return len(m1.Members()) == 2 })
+		m2.Close()
+		waitFor(t, "left", func() bool {
+			for _, m := range m1.Members() {
+				if m.Name == "go" {
+					return m.State == "left" || m.State == "dead"
+				}
+			}
+			return true
+		})
+	})
+}
