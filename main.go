@@ -56,6 +56,7 @@ type config struct {
 
 	// Cluster.
 	LiteFSDir      string
+	LiteFSURL      string
 	LiteFSHostname string
 	GossipBind     string
 	GossipAdvert   string
@@ -99,6 +100,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.SessionSecret, "session-secret", env("SESSION_SECRET", ""), "secret that signs session cookies (env SESSION_SECRET; default: generated once into <data-dir>/session_secret)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.LiteFSDir, "litefs-dir", env("LITEFS_DIR", ""), "LiteFS FUSE mount dir holding the database (env LITEFS_DIR; empty: no LiteFS)")
+	fs.StringVar(&c.LiteFSURL, "litefs-url", env("LITEFS_URL", ""), "LiteFS HTTP API, whose events tell this node's role (env LITEFS_URL; default http://127.0.0.1:20202 with -litefs-dir)")
 	fs.StringVar(&c.LiteFSHostname, "litefs-hostname", env("LITEFS_HOSTNAME", ""), "this node's LiteFS lease hostname, as .primary names it (env LITEFS_HOSTNAME; default: the node name)")
 	fs.StringVar(&c.GossipBind, "gossip-bind", env("GOSSIP_BIND", ""), "memberlist bind address host:port (env GOSSIP_BIND; empty: no cluster)")
 	fs.StringVar(&c.GossipAdvert, "gossip-advertise", env("GOSSIP_ADVERTISE", ""), "memberlist address other nodes use (env GOSSIP_ADVERTISE; default: the bind address)")
@@ -146,6 +148,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.LiteFSHostname == "" {
 		c.LiteFSHostname = c.Node
+	}
+	if c.LiteFSDir != "" && c.LiteFSURL == "" {
+		c.LiteFSURL = "http://127.0.0.1:20202"
 	}
 	for _, p := range strings.Split(*peers, ",") {
 		if p = strings.TrimSpace(p); p != "" {
@@ -211,9 +216,22 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	lfs := &cluster.LiteFS{Dir: cfg.LiteFSDir, DB: filepath.Base(cfg.DBPath)}
+	lfs := &cluster.LiteFS{Dir: cfg.LiteFSDir, DB: filepath.Base(cfg.DBPath), API: cfg.LiteFSURL}
 	defer lfs.Close()
 	if err := waitMount(ctx, lfs); err != nil {
+		return err
+	}
+	// LiteFS's event stream tells the role; until it has, the node waits.
+	lfsCtx, stopLFS := context.WithCancel(context.Background())
+	defer stopLFS()
+	poke := make(chan struct{}, 1)
+	go lfs.FollowEvents(lfsCtx, func() {
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
+	}, logger)
+	if err := waitRole(ctx, lfs); err != nil {
 		return err
 	}
 	// Only the primary migrates; a replica receives the schema by
@@ -286,8 +304,19 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { feed.Run(bgCtx) })
 	bg.Go(func() { prune(bgCtx, store, lfs, logger) })
-	// A replica learns that changes arrived by its position moving.
-	bg.Go(func() { lfs.Watch(bgCtx, 5*time.Millisecond, func(uint64) { feed.Poke() }) })
+	// A replica learns that changes arrived from LiteFS's tx events, and,
+	// as a safety net, from its position moving.
+	bg.Go(func() {
+		for {
+			select {
+			case <-bgCtx.Done():
+				return
+			case <-poke:
+				feed.Poke()
+			}
+		}
+	})
+	bg.Go(func() { lfs.Watch(bgCtx, 50*time.Millisecond, func(uint64) { feed.Poke() }) })
 	bg.Go(func() { nodes.refreshMeta(bgCtx) })
 
 	serveErr := make(chan error, 1)
@@ -313,6 +342,25 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	stopBG()
 	bg.Wait()
 	return err
+}
+
+// waitRole waits until LiteFS has said whether this node is primary.
+func waitRole(ctx context.Context, lfs *cluster.LiteFS) error {
+	if !lfs.Enabled() || lfs.API == "" {
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !lfs.RoleKnown() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no role from LiteFS at %s within 30 s (check -litefs-url)", lfs.API)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // waitMount waits for the LiteFS mount (LiteFS starts the app only once

@@ -212,11 +212,16 @@ func (db *DB) migrate(ctx context.Context) error {
 func (db *DB) SchemaVersion(ctx context.Context) (int, error) {
 	var v sql.NullInt64
 	err := db.read.QueryRowContext(ctx, `SELECT MAX(version) FROM schema_migrations`).Scan(&v)
-	if err != nil {
-		if strings.Contains(err.Error(), "no such table") {
-			return 0, nil
-		}
+	if isNoSuchTable(err) {
+		return 0, nil
+	} else if err != nil {
 		return 0, fmt.Errorf("read schema version: %w", err)
 	}
 	return int(v.Int64), nil
+}
+
+// isNoSuchTable reports a query on a table that does not exist yet, as on a
+// replica before the schema has replicated.
+func isNoSuchTable(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "no such table")
 }

@@ -251,7 +251,9 @@ func (s *Store) Version(ctx context.Context, userID int64) (int64, error) {
 // ChangesAfter returns up to limit changes with seq above after, in order.
 func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]Change, error) {
 	rows, err := s.db.read.QueryContext(ctx, `SELECT seq, user_id, version, op, note_id, node, created_at FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
-	if err != nil {
+	if isNoSuchTable(err) {
+		return nil, nil // a replica whose schema has not arrived yet
+	} else if err != nil {
 		return nil, fmt.Errorf("read changes: %w", err)
 	}
 	defer rows.Close()
@@ -272,6 +274,9 @@ func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]Cha
 func (s *Store) LastChangeSeq(ctx context.Context) (int64, error) {
 	var seq sql.NullInt64
 	err := s.db.read.QueryRowContext(ctx, `SELECT MAX(seq) FROM changes`).Scan(&seq)
+	if isNoSuchTable(err) {
+		return 0, nil // a replica whose schema has not arrived yet
+	}
 	return seq.Int64, err
 }
 

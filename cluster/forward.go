@@ -87,11 +87,14 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			pr.Out.Header.Set(HeaderFrom, f.Node)
 			pr.Out.Header.Set(HeaderSignature, f.sign(pr.In.Method, uri, client, deadline, f.Node))
 		},
+		// A fresh connection per forwarded write: a write sent over a
+		// pooled connection to a primary that just died fails in a way that
+		// cannot tell "never arrived" (503) from "outcome unknown" (504).
+		// With a dial per request, a dead primary is a refused dial: 503.
 		Transport: &http.Transport{
 			DialContext:           (&net.Dialer{Timeout: 2 * time.Second}).DialContext,
 			ResponseHeaderTimeout: f.Timeout,
-			MaxIdleConnsPerHost:   64,
-			IdleConnTimeout:       90 * time.Second,
+			DisableKeepAlives:     true,
 		},
 		ErrorHandler: f.proxyError,
 	}

@@ -137,6 +137,7 @@ func (l *Launcher) Start(ctx context.Context) error {
 			"LITEFS_DIR="+n.fuseDir,
 			"LITEFS_DATA_DIR="+filepath.Join(base, "litefs"),
 			"LITEFS_HTTP_ADDR="+l.litefsAddr(i),
+			"LITEFS_URL=http://"+l.litefsAddr(i),
 			"LITEFS_LEASE_TYPE=static",
 			// With a static lease every node names the primary's hostname
 			// and URL; a replica reports its own values as the primary's.

@@ -7,13 +7,17 @@ package cluster
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -31,9 +35,21 @@ type LiteFS struct {
 	Dir string
 	// DB is the database file name inside the mount.
 	DB string
+	// API is LiteFS's HTTP address (http://127.0.0.1:20202). Its event
+	// stream is the authority on this node's role: a replica that lost its
+	// primary has no .primary file either, and must not take writes.
+	API string
 
 	mu  sync.Mutex
 	pos *os.File
+
+	role atomic.Pointer[role] // from the event stream; nil until known
+}
+
+// role is what LiteFS last said about the lease.
+type role struct {
+	primary  bool
+	hostname string // the primary's hostname
 }
 
 // Enabled reports whether the node runs on a LiteFS mount.
@@ -55,11 +71,17 @@ func (l *LiteFS) Ready() error {
 	return nil
 }
 
-// IsPrimary reports whether this node holds the lease. Without LiteFS it
-// is always true.
+// IsPrimary reports whether this node holds the lease now. Without LiteFS
+// it is always true. With the API set, it is what LiteFS's event stream last
+// said (false while the stream is down); without it, the absence of
+// .primary on the mount.
 func (l *LiteFS) IsPrimary() bool {
 	if !l.Enabled() {
 		return true
+	}
+	if l.API != "" {
+		r := l.role.Load()
+		return r != nil && r.primary
 	}
 	_, err := os.Stat(filepath.Join(l.Dir, ".primary"))
 	return errors.Is(err, os.ErrNotExist) && isMountPoint(l.Dir)
@@ -69,6 +91,12 @@ func (l *LiteFS) IsPrimary() bool {
 // "" on the primary itself (and while no primary is known).
 func (l *LiteFS) Primary() string {
 	if !l.Enabled() {
+		return ""
+	}
+	if l.API != "" {
+		if r := l.role.Load(); r != nil && !r.primary {
+			return r.hostname
+		}
 		return ""
 	}
 	b, err := os.ReadFile(filepath.Join(l.Dir, ".primary"))
@@ -152,6 +180,72 @@ func (l *LiteFS) Watch(ctx context.Context, interval time.Duration, onAdvance fu
 		}
 		last = txid
 		onAdvance(txid)
+	}
+}
+
+// RoleKnown reports whether LiteFS has told this node its role (always
+// true without the API).
+func (l *LiteFS) RoleKnown() bool {
+	return !l.Enabled() || l.API == "" || l.role.Load() != nil
+}
+
+// FollowEvents reads LiteFS's event stream (GET /events, one JSON object a
+// line) until ctx ends, reconnecting when it drops: it keeps this node's
+// role current and calls onTx after each transaction LiteFS applies, which
+// is the earliest moment a replica can push it. While the stream is down
+// the node counts as a replica.
+func (l *LiteFS) FollowEvents(ctx context.Context, onTx func(), logger *slog.Logger) {
+	if !l.Enabled() || l.API == "" {
+		return
+	}
+	delay := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		err := l.followOnce(ctx, onTx)
+		l.role.Store(nil)
+		if ctx.Err() != nil {
+			return
+		}
+		logger.Debug("litefs event stream ended; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		delay = min(2*delay, 2*time.Second)
+	}
+}
+
+func (l *LiteFS) followOnce(ctx context.Context, onTx func()) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(l.API, "/")+"/events", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("litefs /events: %s", resp.Status)
+	}
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev struct {
+			Type string `json:"type"`
+			Data struct {
+				IsPrimary bool   `json:"isPrimary"`
+				Hostname  string `json:"hostname"`
+			} `json:"data"`
+		}
+		if err := dec.Decode(&ev); err != nil {
+			return err
+		}
+		switch ev.Type {
+		case "init", "primaryChange":
+			l.role.Store(&role{primary: ev.Data.IsPrimary, hostname: ev.Data.Hostname})
+		case "tx":
+			onTx()
+		}
 	}
 }
 

@@ -338,6 +338,88 @@ func TestClusterFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("a replica frozen for 10 s converges within 2 s of waking", func(t *testing.T) {
+		ws, err := bob.dial(c.URL(3), "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		hello, err := read(ws, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pid, _ := c.Node(3)
+		if err := syscall.Kill(-pid, syscall.SIGSTOP); err != nil {
+			t.Fatal(err)
+		}
+		defer syscall.Kill(-pid, syscall.SIGCONT)
+		var last int64
+		frozen := time.Now()
+		for i := 0; time.Since(frozen) < 10*time.Second; i++ {
+			status, body, _, err := bob.do("POST", c.URL(1+i%2)+"/api/notes", `{"body":"while node3 sleeps"}`, "Idempotency-Key", "frozen-"+strconv.Itoa(i))
+			if err != nil || status != http.StatusCreated {
+				t.Fatalf("write while node3 is frozen: %d %s %v", status, body, err)
+			}
+			var r struct{ Version int64 }
+			json.Unmarshal([]byte(body), &r)
+			last = r.Version
+			time.Sleep(500 * time.Millisecond)
+		}
+		syscall.Kill(-pid, syscall.SIGCONT)
+		woke := time.Now()
+		// Every change arrives, once and in order (or, had the socket been
+		// dropped, a reconnect would catch up with sync).
+		want := hello.Version + 1
+		for want <= last {
+			e, err := read(ws, 5*time.Second)
+			if err != nil {
+				t.Fatalf("after waking, waiting for v%d of v%d: %v", want, last, err)
+			}
+			if e.Version != want {
+				t.Fatalf("got v%d, want v%d", e.Version, want)
+			}
+			want++
+		}
+		if d := time.Since(woke); d > 2*time.Second {
+			t.Fatalf("converged %v after waking, want within 2 s", d)
+		}
+	})
+
+	t.Run("with the primary killed, writes get 503 and never appear", func(t *testing.T) {
+		pid, done := c.Node(1)
+		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		start := time.Now()
+		status, body, hdr, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"refused while down"}`, "Idempotency-Key", "dead-1")
+		if err != nil || status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || time.Since(start) > 5*time.Second {
+			t.Fatalf("write with the primary dead: %d %s %v after %v", status, body, err, time.Since(start))
+		}
+		if v, err := bob.notesVersion(c.URL(3)); err != nil || v == 0 {
+			t.Fatalf("read on a replica with the primary dead: v%d %v", v, err)
+		}
+		// The supervisor brings node1 back; the refused write never shows.
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			status, _, _, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"after the primary returned"}`, "Idempotency-Key", "back-1")
+			if err == nil && status == http.StatusCreated {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("primary did not come back: %d %v", status, err)
+			}
+			time.Sleep(500 * time.Millisecond)
+		}
+		_, list, _, _ := bob.do("GET", c.URL(1)+"/api/notes", "")
+		if strings.Contains(list, "refused while down") {
+			t.Fatal("a write answered 503 was applied")
+		}
+		if !strings.Contains(list, "after the primary returned") {
+			t.Fatalf("acknowledged write missing: %s", list)
+		}
+	})
+
 	t.Run("with the primary down, writes fail cleanly and reads go on", func(t *testing.T) {
 		ws, err := bob.dial(c.URL(2), "")
 		if err != nil {
