@@ -28,7 +28,7 @@ import (
 
 // needSystem skips outside CI when a system dependency is missing, and
 // fails under CI, where `make test` installs it.
-func needSystem(t *testing.T, err error, fix string) {
+func needSystem(t testing.TB, err error, fix string) {
 	t.Helper()
 	if err == nil {
 		return
@@ -48,7 +48,7 @@ type localCluster struct {
 
 // startCluster builds the binary and starts n nodes on a loopback address
 // of their own, node1 primary, with a supervisor that restarts dead nodes.
-func startCluster(t *testing.T, n int) *localCluster {
+func startCluster(t testing.TB, n int) *localCluster {
 	t.Helper()
 	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
 	root, err := filepath.Abs("..")
@@ -96,7 +96,7 @@ func startCluster(t *testing.T, n int) *localCluster {
 	return c
 }
 
-func dumpLogs(t *testing.T, dir string) {
+func dumpLogs(t testing.TB, dir string) {
 	logs, _ := filepath.Glob(filepath.Join(dir, "*", "node.log"))
 	for _, p := range logs {
 		b, _ := os.ReadFile(p)
@@ -109,12 +109,12 @@ func dumpLogs(t *testing.T, dir string) {
 
 // user is one person with a cookie valid on every node.
 type user struct {
-	t      *testing.T
+	t      testing.TB
 	http   *http.Client
 	cookie string
 }
 
-func signup(t *testing.T, base, name string) *user {
+func signup(t testing.TB, base, name string) *user {
 	t.Helper()
 	jar, _ := cookiejar.New(nil)
 	c := &http.Client{Jar: jar, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
