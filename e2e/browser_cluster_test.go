@@ -1,0 +1,77 @@
+package e2e
+
+// A real browser across cluster nodes (SPEC §5 on the cluster of §2): tab A
+// on node1 (the primary), tab B on node3 (a replica), each pinned to its node
+// by its URL. Tab B is in front, tab A is a background tab throughout, as in
+// the single-node browser tests of package main. Timings are measured in the
+// page (see internal/browsertest).
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	bt "notesync/internal/browsertest"
+)
+
+func TestBrowserAcrossNodes(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	c := startCluster(t, 3)
+	a, b := bt.TwoTabs(t, browser, "alice", c.URL(1), c.URL(3))
+
+	t.Run("each tab is served by and connected to its own node", func(t *testing.T) {
+		for _, tc := range []struct {
+			tab  *bt.Tab
+			node int
+		}{{a, 1}, {b, 3}} {
+			name := fmt.Sprintf("node%d", tc.node)
+			page := bt.Eval[struct{ Origin, Node string }](t, tc.tab,
+				`({origin: location.origin, node: document.body.dataset.node})`)
+			if page.Origin != c.URL(tc.node) || page.Node != name {
+				t.Errorf("%s: page at %s served by %q, want %s served by %s", tc.tab.Name, page.Origin, page.Node, c.URL(tc.node), name)
+			}
+			state, text := tc.tab.ConnStatus(t)
+			if state != "open" {
+				t.Errorf("%s: #conn-status data-state = %q, want open", tc.tab.Name, state)
+			}
+			if !strings.Contains(text, name) || !strings.Contains(text, "local") {
+				t.Errorf("%s: #conn-status text %q does not name node %s and region local", tc.tab.Name, text, name)
+			}
+		}
+	})
+
+	var noteID int64
+	t.Run("a note created in tab B on node3 appears in background tab A on node1 with a glow", func(t *testing.T) {
+		bt.CheckBackground(t, a)
+		noteID = bt.ExpectNoteSynced(t, b, a, "Written on node3")
+	})
+
+	t.Run("a note deleted in background tab A on node1 fades out in both tabs before it is removed", func(t *testing.T) {
+		if noteID == 0 {
+			t.Skip("needs the note of the earlier step")
+		}
+		bt.CheckBackground(t, a)
+		b.MarkDocument(t)
+		// The DELETE's answer, by tab A's clock: the last resource-timing
+		// entry of /api/notes/ID (a retried DELETE makes two).
+		a.Exec(t, `performance.clearResourceTimings()`)
+		a.Click(t, bt.NoteSelector(noteID)+` [data-action="delete"]`)
+		starts := bt.ExpectFadeOut(t, noteID, a, b)
+		b.CheckDocumentKept(t)
+
+		deleted := bt.Eval[float64](t, a, fmt.Sprintf(`(() => {
+			const e = performance.getEntriesByType('resource').filter((e) => new URL(e.name).pathname === '/api/notes/%d').pop();
+			return e ? performance.timeOrigin + e.responseEnd : 0;
+		})()`, noteID))
+		switch {
+		case deleted == 0:
+			t.Errorf("tab A: no record of its DELETE /api/notes/%d", noteID)
+		case starts[1] != 0:
+			lag := starts[1] - deleted
+			if lag > 1000 {
+				t.Errorf("tab B: the note started fading %.0f ms after the DELETE returned in tab A, want within 1 s", lag)
+			}
+			t.Logf("tab B: the note started fading %.0f ms after the DELETE returned in tab A", lag)
+		}
+	})
+}
