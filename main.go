@@ -272,9 +272,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	defer nodes.close()
 	store.OnCommit = nodes.committed
 
+	sessions := app.NewSessionStore(store, secret)
+	sessions.IsPrimary = lfs.IsPrimary
+	sessions.ReplicaWait = 3 * time.Second
 	srv, err := app.NewServer(app.Config{
 		Store:           store,
-		Sessions:        app.NewSessionStore(store, secret),
+		Sessions:        sessions,
 		Feed:            feed,
 		Hub:             hub,
 		Metrics:         metrics,

@@ -35,6 +35,19 @@ type SessionStore struct {
 	// Options are the cookie options of new sessions. Secure is set per
 	// request when it arrived over https.
 	Options sessions.Options
+	// IsPrimary, when set, tells whether this node's database is the
+	// primary. On a replica, a fresh session (made within ReplicaWait) that
+	// is not found yet is waited for up to ReplicaWait: it was made on the
+	// primary a moment ago and is still replicating.
+	IsPrimary   func() bool
+	ReplicaWait time.Duration
+}
+
+// sessionCookie is what the cookie carries, signed: the session id, and when
+// the session was made (to tell "not replicated yet" from "ended").
+type sessionCookie struct {
+	ID      string
+	Created int64 // unix ms
 }
 
 var _ sessions.Store = (*SessionStore)(nil)
@@ -74,15 +87,18 @@ func (st *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 	if err != nil {
 		return s, nil
 	}
-	var id string
-	if err := st.codec.Decode(name, c.Value, &id); err != nil {
+	var sc sessionCookie
+	if err := st.codec.Decode(name, c.Value, &sc); err != nil || sc.ID == "" {
 		return s, nil // forged, tampered or expired cookie: anonymous
 	}
-	values, err := st.load(r.Context(), id)
+	values, err := st.load(r.Context(), sc.ID)
+	if err == nil && values == nil && st.mayBeReplicating(sc) {
+		values, err = st.waitReplicated(r.Context(), sc)
+	}
 	if err != nil || values == nil {
 		return s, err
 	}
-	s.ID = id
+	s.ID = sc.ID
 	s.Values = values
 	s.IsNew = false
 	return s, nil
@@ -120,7 +136,7 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 		s.ID, userID, buf.Bytes(), now.UnixMilli(), expires.UnixMilli()); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
-	encoded, err := st.codec.Encode(s.Name(), s.ID)
+	encoded, err := st.codec.Encode(s.Name(), sessionCookie{ID: s.ID, Created: now.UnixMilli()})
 	if err != nil {
 		return fmt.Errorf("sign session cookie: %w", err)
 	}
@@ -147,6 +163,33 @@ func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error
 		return nil, fmt.Errorf("decode session: %w", err)
 	}
 	return values, nil
+}
+
+// mayBeReplicating reports whether a session that is missing here may just
+// not have reached this replica yet.
+func (st *SessionStore) mayBeReplicating(sc sessionCookie) bool {
+	if st.IsPrimary == nil || st.IsPrimary() || st.ReplicaWait <= 0 {
+		return false
+	}
+	return time.Since(time.UnixMilli(sc.Created)) < st.ReplicaWait
+}
+
+// waitReplicated polls for a fresh session until it arrives or ReplicaWait
+// has passed since it was made.
+func (st *SessionStore) waitReplicated(ctx context.Context, sc sessionCookie) (map[any]any, error) {
+	deadline := time.UnixMilli(sc.Created).Add(st.ReplicaWait)
+	for time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+		values, err := st.load(ctx, sc.ID)
+		if err != nil || values != nil {
+			return values, err
+		}
+	}
+	return nil, nil
 }
 
 func newSessionID() string {
