@@ -254,6 +254,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	feed.ObserveDelay = func(d time.Duration) { metrics.PushDelay.Observe(d.Seconds()) }
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {

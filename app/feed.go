@@ -33,6 +33,10 @@ type Feed struct {
 	PollInterval time.Duration
 	// Batch is how many changes one read takes.
 	Batch int
+	// ObserveDelay, if set, is called for each change pushed with the time
+	// since it was committed (on the primary's clock): about zero on the
+	// primary, the replication delay on a replica. It must not block.
+	ObserveDelay func(time.Duration)
 
 	poke chan struct{}
 
@@ -119,6 +123,9 @@ func (f *Feed) pushOnce(ctx context.Context) (int, error) {
 	}
 	for _, c := range cs {
 		f.Publisher.Broadcast(c.UserID, NoteChangedMessage(c))
+		if f.ObserveDelay != nil {
+			f.ObserveDelay(time.Since(c.CreatedAt))
+		}
 	}
 	f.mu.Lock()
 	f.last = cs[len(cs)-1].Seq

@@ -20,6 +20,9 @@ type Metrics struct {
 	requests    *prometheus.CounterVec
 	duration    *prometheus.HistogramVec
 	PushLatency prometheus.Histogram
+	// PushDelay is how long after its commit a change was pushed from this
+	// node: the wait for this node's replica to hold it.
+	PushDelay prometheus.Histogram
 }
 
 // NewMetrics registers the node's metrics, reading connection counters from
@@ -42,7 +45,12 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 		}),
 	}
-	reg.MustRegister(m.requests, m.duration, m.PushLatency,
+	m.PushDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "notesync_push_wait_seconds",
+		Help:    "Time from a change's commit on the primary until this node's replica held it and pushed it.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections", Help: "Open real-time connections."},
 			func() float64 { return float64(hub.Stats().Connections) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_sent_total", Help: "Real-time messages written to clients."},

@@ -402,7 +402,7 @@ func TestOperations(t *testing.T) {
 	b.signup("alice")
 	b.createNote("x")
 	resp, body := b.do("GET", "/metrics", "", "")
-	for _, want := range []string{"notesync_connections", "notesync_messages_sent_total", "notesync_push_latency_seconds", `notesync_http_requests_total{route="POST /api/notes",status="201"} 1`} {
+	for _, want := range []string{"notesync_connections", "notesync_messages_sent_total", "notesync_push_latency_seconds", "notesync_push_wait_seconds", `notesync_http_requests_total{route="POST /api/notes",status="201"} 1`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("metrics lack %q", want)
 		}

@@ -130,6 +130,24 @@ func TestForwarder(t *testing.T) {
 	})
 }
 
+func TestForwarderOnFly(t *testing.T) {
+	primary := "instance=6e82d49b"
+	f := &Forwarder{Secret: []byte("s"), Node: "r", IsPrimary: func() bool { return false },
+		FlyReplay: func() string { return primary }, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	srv := httptest.NewServer(f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		t.Error("a write was served on a replica")
+	})))
+	defer srv.Close()
+	resp, _ := post(t, srv.URL+"/api/notes")
+	if got := resp.Header.Get("fly-replay"); got != primary {
+		t.Fatalf("fly-replay %q, want %q", got, primary)
+	}
+	primary = ""
+	if resp, _ := post(t, srv.URL+"/api/notes"); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("unknown primary on Fly: %d", resp.StatusCode)
+	}
+}
+
 func TestParsePos(t *testing.T) {
 	txid, err := parsePos("00000000000000a1/8f9e1c2b3a4d5e6f\n")
 	if err != nil || txid != 0xa1 {

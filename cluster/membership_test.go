@@ -31,9 +31,10 @@ func freeAddr(t *testing.T) string {
 }
 
 type recorder struct {
-	mu       sync.Mutex
-	changed  []Changed
-	sessions []string
+	mu         sync.Mutex
+	changed    []Changed
+	sessions   []string
+	broadcasts []string
 }
 
 func (r *recorder) count() (int, int) {
@@ -52,6 +53,11 @@ func newMember(t *testing.T, name, bind string, peers []string, key []byte) (*Me
 		OnChanged: func(c Changed) {
 			rec.mu.Lock()
 			rec.changed = append(rec.changed, c)
+			rec.mu.Unlock()
+		},
+		OnBroadcast: func(user int64, typ string, data []byte) {
+			rec.mu.Lock()
+			rec.broadcasts = append(rec.broadcasts, fmt.Sprintf("%d %s %s", user, typ, data))
 			rec.mu.Unlock()
 		},
 		OnEndSession: func(id string) {
@@ -94,7 +100,16 @@ func TestMembership(t *testing.T) {
 		}
 		m1.PublishChanged(Changed{User: 7, Version: 3, TXID: 9})
 		m1.PublishEndSession("sess-1")
-		waitFor(t, "messages", func() bool { c, s := rec2.count(); return c == 1 && s == 1 })
+		m1.PublishBroadcast(7, "typing", []byte(`{"type":"typing","note_id":4}`))
+		waitFor(t, "messages", func() bool {
+			c, s := rec2.count()
+			rec2.mu.Lock()
+			defer rec2.mu.Unlock()
+			return c == 1 && s == 1 && len(rec2.broadcasts) == 1
+		})
+		if got, want := rec2.broadcasts[0], `7 typing {"type":"typing","note_id":4}`; got != want {
+			t.Fatalf("broadcast arrived as %q, want %q", got, want)
+		}
 		rec2.mu.Lock()
 		got := rec2.changed[0]
 		rec2.mu.Unlock()
