@@ -295,6 +295,29 @@ func TestFlags(t *testing.T) {
 		}
 	})
 
+	t.Run("on Fly.io it refuses to start without its secrets, saying how to set them", func(t *testing.T) {
+		_, err := parseConfig(nil, env(map[string]string{"FLY_MACHINE_ID": "148e21e4b16189", "FLY_APP_NAME": "notes"}), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "fly secrets set") || !strings.Contains(err.Error(), "GOSSIP_KEY") || !strings.Contains(err.Error(), "SESSION_SECRET") {
+			t.Fatalf("got %v", err)
+		}
+	})
+
+	t.Run("on Fly.io the cluster settings default to the platform's", func(t *testing.T) {
+		c, err := parseConfig(nil, env(map[string]string{
+			"FLY_MACHINE_ID": "148e21e4b16189", "FLY_APP_NAME": "notes", "FLY_REGION": "syd",
+			"FLY_PRIVATE_IP": "fdaa:0:1:a7b:1::2", "PORT": "8080",
+			"SESSION_SECRET": "0123456789abcdef0123", "GOSSIP_KEY": "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=",
+		}), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Node != "148e21e4b16189" || c.Region != "syd" || c.GossipBind != "[::]:7946" ||
+			c.GossipAdvert != "[fdaa:0:1:a7b:1::2]:7946" || len(c.Peers) != 1 || c.Peers[0] != "notes.internal:7946" ||
+			!c.GossipWAN || c.HTTPURL != "http://[fdaa:0:1:a7b:1::2]:8080" || len(c.GossipKey) != 32 {
+			t.Fatalf("%+v", c)
+		}
+	})
+
 	t.Run("a bad value stops the program with one line naming it", func(t *testing.T) {
 		cases := []struct {
 			args []string

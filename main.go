@@ -88,6 +88,27 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		addrDef = ":" + p
 	}
 	regionDef := env("FLY_REGION", env("REGION", "local"))
+	// On Fly.io (FLY_MACHINE_ID set) the cluster settings default to the
+	// platform's: gossip on the private IPv6 network, peers found through
+	// <app>.internal, WAN timings between regions.
+	fly := getenv("FLY_MACHINE_ID") != ""
+	nodeDef, bindDef, advertDef, peersDef, wanDef, urlDef := "node1", "", "", "", "", ""
+	if fly {
+		nodeDef = getenv("FLY_MACHINE_ID")
+		bindDef = "[::]:7946"
+		if ip := getenv("FLY_PRIVATE_IP"); ip != "" {
+			advertDef = net.JoinHostPort(ip, "7946")
+			port := getenv("PORT")
+			if port == "" {
+				port = "8080"
+			}
+			urlDef = "http://" + net.JoinHostPort(ip, port)
+		}
+		if app := getenv("FLY_APP_NAME"); app != "" {
+			peersDef = app + ".internal:7946"
+		}
+		wanDef = "true"
+	}
 
 	fs := flag.NewFlagSet("notesync", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -95,19 +116,19 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.HTTPAddr, "http-addr", env("HTTP_ADDR", addrDef), "HTTP listen address (env HTTP_ADDR; PORT=n gives :n)")
 	fs.StringVar(&c.DataDir, "data-dir", env("DATA_DIR", "data"), "directory for the database and generated secrets (env DATA_DIR)")
 	fs.StringVar(&c.DBPath, "db", env("DATABASE_PATH", ""), "SQLite database path (env DATABASE_PATH; default <data-dir>/notesync.db)")
-	fs.StringVar(&c.Node, "node", env("NODE_NAME", "node1"), "this node's name (env NODE_NAME)")
+	fs.StringVar(&c.Node, "node", env("NODE_NAME", nodeDef), "this node's name (env NODE_NAME)")
 	fs.StringVar(&c.Region, "region", regionDef, "this node's region (env FLY_REGION, else REGION)")
 	fs.StringVar(&c.SessionSecret, "session-secret", env("SESSION_SECRET", ""), "secret that signs session cookies (env SESSION_SECRET; default: generated once into <data-dir>/session_secret)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.LiteFSDir, "litefs-dir", env("LITEFS_DIR", ""), "LiteFS FUSE mount dir holding the database (env LITEFS_DIR; empty: no LiteFS)")
 	fs.StringVar(&c.LiteFSURL, "litefs-url", env("LITEFS_URL", ""), "LiteFS HTTP API, whose events tell this node's role (env LITEFS_URL; default http://127.0.0.1:20202 with -litefs-dir)")
 	fs.StringVar(&c.LiteFSHostname, "litefs-hostname", env("LITEFS_HOSTNAME", ""), "this node's LiteFS lease hostname, as .primary names it (env LITEFS_HOSTNAME; default: the node name)")
-	fs.StringVar(&c.GossipBind, "gossip-bind", env("GOSSIP_BIND", ""), "memberlist bind address host:port (env GOSSIP_BIND; empty: no cluster)")
-	fs.StringVar(&c.GossipAdvert, "gossip-advertise", env("GOSSIP_ADVERTISE", ""), "memberlist address other nodes use (env GOSSIP_ADVERTISE; default: the bind address)")
-	peers := fs.String("peers", env("PEERS", ""), "comma-separated peer gossip addresses or a DNS name resolving to all peers (env PEERS)")
+	fs.StringVar(&c.GossipBind, "gossip-bind", env("GOSSIP_BIND", bindDef), "memberlist bind address host:port (env GOSSIP_BIND; empty: no cluster)")
+	fs.StringVar(&c.GossipAdvert, "gossip-advertise", env("GOSSIP_ADVERTISE", advertDef), "memberlist address other nodes use (env GOSSIP_ADVERTISE; default: the bind address)")
+	peers := fs.String("peers", env("PEERS", peersDef), "comma-separated peer gossip addresses or a DNS name resolving to all peers (env PEERS)")
 	key := fs.String("gossip-key", env("GOSSIP_KEY", ""), "base64 gossip encryption key of 16, 24 or 32 bytes (env GOSSIP_KEY)")
-	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", "") == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
-	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", ""), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
+	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
+	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -133,6 +154,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.DBPath == "" {
 		c.DBPath = filepath.Join(c.DataDir, "notesync.db")
+	}
+	if fly && (c.SessionSecret == "" || *key == "") {
+		return nil, errors.New("missing SESSION_SECRET or GOSSIP_KEY on Fly.io: fly secrets set SESSION_SECRET=$(openssl rand -hex 32) GOSSIP_KEY=$(openssl rand -base64 32)")
 	}
 	if c.GossipBind != "" && c.SessionSecret == "" {
 		return nil, errors.New("missing -session-secret (SESSION_SECRET): every node of a cluster must share one (openssl rand -hex 32)")
@@ -295,7 +319,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	var handler http.Handler = srv
 	if lfs.Enabled() {
-		handler = nodes.forwarder(secret).Wrap(srv)
+		handler = nodes.forwarder(secret).Wrap(handler)
+	}
+	if cfg.FlyMachineID != "" {
+		handler = nodes.pinner().Wrap(handler)
 	}
 	httpSrv := &http.Server{
 		Handler:           handler,
@@ -322,6 +349,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	})
 	bg.Go(func() { lfs.Watch(bgCtx, 50*time.Millisecond, func(uint64) { feed.Poke() }) })
 	bg.Go(func() { nodes.refreshMeta(bgCtx) })
+	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()

@@ -219,3 +219,49 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 	}
 	return st, nil
 }
+
+// pinner answers requests pinned to another machine with fly-replay.
+func (w *clusterWiring) pinner() *cluster.Pinner {
+	return &cluster.Pinner{
+		Node: w.cfg.Node, Machine: w.cfg.FlyMachineID, Region: w.cfg.Region,
+		MachineOf: func(name string) (string, bool) {
+			if w.members == nil {
+				return "", false
+			}
+			for _, m := range w.members.Members() {
+				if m.Name == name && m.State == "alive" {
+					return m.Machine, true
+				}
+			}
+			return "", false
+		},
+	}
+}
+
+// migrateOnPromotion applies pending migrations when this node becomes
+// primary while running (a Consul lease moves between candidates): the role
+// is never decided once at start-up.
+func (w *clusterWiring) migrateOnPromotion(ctx context.Context, db *app.DB) {
+	if !w.lfs.Enabled() {
+		return
+	}
+	t := time.NewTicker(500 * time.Millisecond)
+	defer t.Stop()
+	was := w.lfs.IsPrimary()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := w.lfs.IsPrimary()
+		if now && !was {
+			w.logger.Info("promoted to primary")
+			if err := db.Migrate(ctx); err != nil {
+				w.logger.Error("migrate after promotion", "err", err)
+				continue // try again on the next tick
+			}
+		}
+		was = now
+	}
+}

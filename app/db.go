@@ -83,11 +83,7 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 
 	db := &DB{Path: path, write: write, read: read}
 	if migrate {
-		if err := db.ensureWAL(ctx); err != nil {
-			db.Close()
-			return nil, err
-		}
-		if err := db.migrate(ctx); err != nil {
+		if err := db.Migrate(ctx); err != nil {
 			db.Close()
 			return nil, err
 		}
@@ -164,8 +160,18 @@ func LatestSchemaVersion() int {
 	return len(ms)
 }
 
-// migrate applies pending migrations, each in its own transaction together
-// with its row in schema_migrations.
+// Migrate sets WAL mode on a new database and applies pending migrations,
+// each in its own transaction together with its row in schema_migrations.
+// Only the primary may call it; a node that becomes primary while running
+// calls it then. Migrations are expand-then-contract: a release never
+// breaks the one running beside it during a rolling deploy.
+func (db *DB) Migrate(ctx context.Context) error {
+	if err := db.ensureWAL(ctx); err != nil {
+		return err
+	}
+	return db.migrate(ctx)
+}
+
 func (db *DB) migrate(ctx context.Context) error {
 	if _, err := db.write.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 		version    INTEGER PRIMARY KEY,
