@@ -17,6 +17,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"os"
 	"os/exec"
@@ -65,6 +66,7 @@ type config struct {
 	GossipWAN      bool
 	HTTPURL        string
 	FlyMachineID   string
+	PprofAddr      string
 
 	// Test hooks.
 	refuseWebSocket bool
@@ -129,6 +131,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	key := fs.String("gossip-key", env("GOSSIP_KEY", ""), "base64 gossip encryption key of 16, 24 or 32 bytes (env GOSSIP_KEY)")
 	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
+	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -271,6 +274,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	metrics := app.NewMetrics(hub)
 
 	store := app.NewStore(db, cfg.Node)
+	defer store.Close()
+	store.ObserveBatch = func(n int, took time.Duration) {
+		metrics.WriteBatch.Observe(float64(n))
+		metrics.CommitTime.Observe(took.Seconds())
+	}
 	if cfg.bcryptCost != 0 {
 		store.BcryptCost = cfg.bcryptCost
 	}
@@ -290,7 +298,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		httpURL = "http://" + displayAddr(ln.Addr())
 	}
 
-	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, feed: feed, logger: logger, httpURL: httpURL}
+	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, feed: feed, logger: logger, httpURL: httpURL, signal: make(chan struct{}, 1)}
 	if err := nodes.open(); err != nil {
 		return err
 	}
@@ -331,6 +339,21 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
+	if cfg.PprofAddr != "" {
+		pln, err := net.Listen("tcp", cfg.PprofAddr)
+		if err != nil {
+			return fmt.Errorf("listen on -pprof-addr %s: %w", cfg.PprofAddr, err)
+		}
+		defer pln.Close()
+		pmux := http.NewServeMux()
+		pmux.HandleFunc("/debug/pprof/", pprof.Index)
+		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		psrv := &http.Server{Handler: pmux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = psrv.Serve(pln) }()
+		defer psrv.Close()
+	}
+
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
 	bg.Go(func() { feed.Run(bgCtx) })
@@ -349,6 +372,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	})
 	bg.Go(func() { lfs.Watch(bgCtx, 50*time.Millisecond, func(uint64) { feed.Poke() }) })
 	bg.Go(func() { nodes.refreshMeta(bgCtx) })
+	bg.Go(func() { nodes.signalChanges(bgCtx) })
 	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 
 	serveErr := make(chan error, 1)

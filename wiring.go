@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"notesync/app"
@@ -22,6 +23,10 @@ type clusterWiring struct {
 	httpURL string
 
 	members *cluster.Membership // nil without gossip
+
+	signal    chan struct{} // one slot: changes are pending
+	pendingMu sync.Mutex
+	pending   map[int64]int64 // user → newest committed version
 }
 
 func (w *clusterWiring) open() error {
@@ -92,15 +97,50 @@ func (w *clusterWiring) refreshMeta(ctx context.Context) {
 	}
 }
 
-// committed runs after each local commit: wake the local feed and signal
-// the other nodes with the position to wait for.
+// committed runs after each local commit: wake the local feed and queue a
+// signal for the other nodes. It never blocks the writer.
 func (w *clusterWiring) committed(userID, version int64) {
 	w.feed.Poke()
 	if w.members == nil {
 		return
 	}
-	txid, _ := w.lfs.TXID()
-	w.members.PublishChanged(cluster.Changed{User: userID, Version: version, TXID: txid, At: time.Now().UnixMilli()})
+	w.pendingMu.Lock()
+	if w.pending == nil {
+		w.pending = map[int64]int64{}
+	}
+	if version > w.pending[userID] {
+		w.pending[userID] = version
+	}
+	w.pendingMu.Unlock()
+	select {
+	case w.signal <- struct{}{}:
+	default:
+	}
+}
+
+// signalChanges sends the queued change signals: one message per user
+// with its newest version, however many commits a group commit carried,
+// and the primary's position to wait for.
+func (w *clusterWiring) signalChanges(ctx context.Context) {
+	if w.members == nil {
+		return
+	}
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.signal:
+		}
+		w.pendingMu.Lock()
+		batch := w.pending
+		w.pending = nil
+		w.pendingMu.Unlock()
+		txid, _ := w.lfs.TXID()
+		now := time.Now().UnixMilli()
+		for user, version := range batch {
+			w.members.PublishChanged(cluster.Changed{User: user, Version: version, TXID: txid, At: now})
+		}
+	}
 }
 
 // endSession closes a session's sockets here and on every other node.

@@ -23,6 +23,9 @@ type Metrics struct {
 	// PushDelay is how long after its commit a change was pushed from this
 	// node: the wait for this node's replica to hold it.
 	PushDelay prometheus.Histogram
+	// WriteBatch and CommitTime describe group commits.
+	WriteBatch prometheus.Histogram
+	CommitTime prometheus.Histogram
 }
 
 // NewMetrics registers the node's metrics, reading connection counters from
@@ -50,7 +53,17 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 		Help:    "Time from a change's commit on the primary until this node's replica held it and pushed it.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
-	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay,
+	m.WriteBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "notesync_write_batch_size",
+		Help:    "Writes carried by one group commit.",
+		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
+	})
+	m.CommitTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "notesync_write_batch_seconds",
+		Help:    "Time one group commit's transaction took, begin to commit.",
+		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+	})
+	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay, m.WriteBatch, m.CommitTime,
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections", Help: "Open real-time connections."},
 			func() float64 { return float64(hub.Stats().Connections) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_sent_total", Help: "Real-time messages written to clients."},

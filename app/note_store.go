@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 )
 
@@ -24,12 +25,29 @@ type Store struct {
 	OnCommit func(userID, version int64)
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
-	now        func() time.Time
+	// ObserveBatch, if set, is called after each group commit with the
+	// number of writes it carried and how long the transaction took.
+	ObserveBatch func(writes int, took time.Duration)
+	now          func() time.Time
+
+	writes     chan *writeReq
+	writerDone chan struct{}
+	closeOnce  sync.Once
 }
 
-// NewStore returns a Store over db.
+// NewStore returns a Store over db and starts its writer; Close stops it.
 func NewStore(db *DB, node string) *Store {
-	return &Store{db: db, Node: node, BcryptCost: 10, now: time.Now}
+	s := &Store{db: db, Node: node, BcryptCost: 10, now: time.Now,
+		writes: make(chan *writeReq, MaxBatch), writerDone: make(chan struct{})}
+	go s.runWriter()
+	return s
+}
+
+// Close stops the writer after the writes already queued. No write may be
+// started after Close.
+func (s *Store) Close() {
+	s.closeOnce.Do(func() { close(s.writes) })
+	<-s.writerDone
 }
 
 // DB returns the underlying database.
@@ -67,7 +85,7 @@ func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem 
 	if err := ValidateNoteBody(body); err != nil {
 		return WriteResult{}, err
 	}
-	return s.writeNotes(ctx, userID, idem, func(tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
 		res, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?)`,
 			userID, body, now.UnixMilli(), now.UnixMilli())
 		if err != nil {
@@ -87,7 +105,7 @@ func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body strin
 	if err := ValidateNoteBody(body); err != nil {
 		return WriteResult{}, err
 	}
-	return s.writeNotes(ctx, userID, idem, func(tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
 		var createdMs int64
 		err := tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING created_at`,
 			body, now.UnixMilli(), noteID, userID).Scan(&createdMs)
@@ -103,7 +121,7 @@ func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body strin
 
 // DeleteNote removes one of userID's notes.
 func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, idem Idempotency) (WriteResult, error) {
-	return s.writeNotes(ctx, userID, idem, func(tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ?`, noteID, userID)
 		if err != nil {
 			return 0, nil, "", 0, fmt.Errorf("delete note: %w", err)
@@ -118,25 +136,136 @@ func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, idem Idemp
 // noteOp applies one change inside writeNotes' transaction, given the
 // user's new version. It returns the HTTP status and JSON body (nil for
 // none) to answer with, the change's op and note id.
-type noteOp func(tx *sql.Tx, version int64, now time.Time) (status int, resp any, op string, noteID int64, err error)
+type noteOp func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (status int, resp any, op string, noteID int64, err error)
 
-// writeNotes runs op in one transaction that also bumps the user's version,
-// appends to the change log and records the outcome under the idempotency
-// key; a repeated key answers with the recorded outcome and applies nothing.
+// writeNotes applies op in a transaction that also bumps the user's
+// version, appends to the change log and records the outcome under the
+// idempotency key; a repeated key answers with the recorded outcome and
+// applies nothing.
+//
+// Writes are group-committed: the store's writer takes every write waiting
+// at the moment into one transaction, each in a savepoint of its own (so one
+// failing write leaves the others), and commits once. Each caller learns its
+// outcome only after that commit. Under LiteFS a commit costs a few
+// milliseconds whatever its size, so sharing it is what lets concurrent
+// writers go past one commit's worth of writes a second.
 func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, op noteOp) (WriteResult, error) {
+	req := &writeReq{ctx: ctx, userID: userID, idem: idem, op: op, done: make(chan writeDone, 1)}
+	select {
+	case s.writes <- req:
+	case <-ctx.Done():
+		return WriteResult{}, ctx.Err()
+	}
+	// Once queued, wait for the outcome even if the caller gives up: the
+	// write may be in a transaction already.
+	d := <-req.done
+	return d.result, d.err
+}
+
+// writeReq is one write waiting for the writer.
+type writeReq struct {
+	ctx    context.Context
+	userID int64
+	idem   Idempotency
+	op     noteOp
+	done   chan writeDone
+}
+
+type writeDone struct {
+	result WriteResult
+	err    error
+}
+
+// MaxBatch bounds how many writes share one transaction.
+const MaxBatch = 256
+
+// runWriter commits queued writes in batches until the queue is closed.
+func (s *Store) runWriter() {
+	defer close(s.writerDone)
+	batch := make([]*writeReq, 0, MaxBatch)
+	for first := range s.writes {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// commitBatch applies a batch in one transaction and tells each caller.
+func (s *Store) commitBatch(batch []*writeReq) {
+	results := make([]writeDone, len(batch))
+	applied := make([]bool, len(batch))
+	fail := func(err error) {
+		for i := range results {
+			if results[i].err == nil {
+				results[i] = writeDone{err: err}
+			}
+		}
+	}
+	ctx := context.Background()
+	began := time.Now()
 	tx, err := s.db.write.BeginTx(ctx, nil)
 	if err != nil {
-		return WriteResult{}, fmt.Errorf("begin: %w", err)
+		fail(fmt.Errorf("begin: %w", err))
+	} else {
+		now := s.now()
+		for i, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				results[i].err = err // gave up before it was applied
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+				results[i].err = fmt.Errorf("savepoint: %w", err)
+				continue
+			}
+			r, err := s.applyWrite(ctx, tx, req, now)
+			if err != nil {
+				_, _ = tx.ExecContext(ctx, `ROLLBACK TO w`)
+			}
+			if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil && err == nil {
+				err = fmt.Errorf("release savepoint: %w", rerr)
+			}
+			results[i] = writeDone{result: r, err: err}
+			applied[i] = err == nil && !r.Replayed
+		}
+		if err := tx.Commit(); err != nil {
+			_ = tx.Rollback()
+			for i := range applied {
+				applied[i] = false
+			}
+			fail(fmt.Errorf("commit: %w", err))
+		}
 	}
-	defer tx.Rollback()
-	now := s.now()
+	if s.ObserveBatch != nil {
+		s.ObserveBatch(len(batch), time.Since(began))
+	}
+	// Notify after the commit, never before.
+	for i, req := range batch {
+		if applied[i] && s.OnCommit != nil {
+			s.OnCommit(req.userID, results[i].result.Version)
+		}
+		req.done <- results[i]
+	}
+}
 
+// applyWrite runs one write inside the batch's transaction.
+func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (WriteResult, error) {
+	userID, idem := req.userID, req.idem
 	if idem.Key != "" {
 		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, now); err != nil || ok {
 			return r, err
 		}
 	}
-
 	var version int64
 	if err := tx.QueryRowContext(ctx, `UPDATE users SET version = version + 1 WHERE id = ? RETURNING version`, userID).Scan(&version); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
@@ -144,7 +273,7 @@ func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, 
 		}
 		return WriteResult{}, fmt.Errorf("bump version: %w", err)
 	}
-	status, resp, opName, noteID, err := op(tx, version, now)
+	status, resp, opName, noteID, err := req.op(ctx, tx, version, now)
 	if err != nil {
 		return WriteResult{}, err
 	}
@@ -163,12 +292,6 @@ func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, 
 			userID, idem.Key, idem.Fingerprint, status, body, now.UnixMilli()); err != nil {
 			return WriteResult{}, fmt.Errorf("record idempotency key: %w", err)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return WriteResult{}, fmt.Errorf("commit: %w", err)
-	}
-	if s.OnCommit != nil {
-		s.OnCommit(userID, version)
 	}
 	return WriteResult{Status: status, Body: body, Version: version}, nil
 }

@@ -23,6 +23,7 @@ func newTestStore(t testing.TB) *Store {
 	t.Cleanup(func() { db.Close() })
 	s := NewStore(db, "node1")
 	s.BcryptCost = bcrypt.MinCost
+	t.Cleanup(s.Close)
 	return s
 }
 
@@ -254,6 +255,56 @@ func TestNotes(t *testing.T) {
 			t.Fatalf("%+v %v", notes, err)
 		}
 	})
+}
+
+func TestGroupCommit(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	users := []*User{mustUser(t, s, "alice"), mustUser(t, s, "bob")}
+	var commits sync.Map
+	s.OnCommit = func(user, version int64) { commits.Store([2]int64{user, version}, true) }
+
+	const perUser = 100
+	var wg sync.WaitGroup
+	errs := make(chan error, 4*perUser)
+	for _, u := range users {
+		for i := 0; i < perUser; i++ {
+			wg.Add(2)
+			go func() {
+				defer wg.Done()
+				if _, err := s.CreateNote(ctx, u.ID, "n", Idempotency{}); err != nil {
+					errs <- err
+				}
+			}()
+			go func() {
+				// Interleaved failures roll back alone.
+				defer wg.Done()
+				if _, err := s.DeleteNote(ctx, u.ID, 1_000_000, Idempotency{}); ErrorCode(err) != ENOTFOUND {
+					errs <- err
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, u := range users {
+		notes, v, err := s.ListNotes(ctx, u.ID)
+		if err != nil || v != perUser || len(notes) != perUser {
+			t.Fatalf("%s: %d notes at v%d (%v), want %d", u.Username, len(notes), v, err, perUser)
+		}
+		for ver := int64(1); ver <= perUser; ver++ {
+			if _, ok := commits.Load([2]int64{u.ID, ver}); !ok {
+				t.Fatalf("%s: no commit notice for v%d", u.Username, ver)
+			}
+		}
+	}
+	cs, _ := s.ChangesAfter(ctx, 0, 10*perUser)
+	if len(cs) != 2*perUser {
+		t.Fatalf("%d changes logged, want %d", len(cs), 2*perUser)
+	}
 }
 
 func TestUsers(t *testing.T) {

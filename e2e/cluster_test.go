@@ -48,7 +48,7 @@ type localCluster struct {
 
 // startCluster builds the binary and starts n nodes on a loopback address
 // of their own, node1 primary, with a supervisor that restarts dead nodes.
-func startCluster(t testing.TB, n int) *localCluster {
+func startCluster(t testing.TB, n int, env ...string) *localCluster {
 	t.Helper()
 	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
 	root, err := filepath.Abs("..")
@@ -71,7 +71,7 @@ func startCluster(t testing.TB, n int) *localCluster {
 	l := &cluster.Launcher{
 		N: n, BasePort: 18081, Host: host, Dir: filepath.Join(dir, "nodes"),
 		Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
-		ExtraEnv: []string{"LOG_LEVEL=warn"},
+		ExtraEnv: append([]string{"LOG_LEVEL=warn"}, nonEmpty(env)...),
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := l.Start(ctx); err != nil {
@@ -462,4 +462,14 @@ func TestClusterFaults(t *testing.T) {
 			t.Fatalf("the retried write appears %d times, want once", n)
 		}
 	})
+}
+
+func nonEmpty(ss []string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
 }

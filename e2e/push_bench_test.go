@@ -4,8 +4,11 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"sort"
 	"strconv"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -17,7 +20,7 @@ import (
 // the same node and on a socket of a replica. The difference is the time
 // the replica took to hold the change (replication lag plus its feed).
 func BenchmarkClusterPush(b *testing.B) {
-	c := startCluster(b, 3)
+	c := startCluster(b, 3, os.Getenv("BENCH_NODE_ENV"))
 	u := signup(b, c.URL(1), "bench")
 	same, err := u.dial(c.URL(1), "")
 	if err != nil {
@@ -84,4 +87,53 @@ func BenchmarkClusterPush(b *testing.B) {
 	b.ReportMetric(pct(sameLat, 0.99), "same-node-p99-ms")
 	b.ReportMetric(pct(crossLat, 0.5), "cross-node-p50-ms")
 	b.ReportMetric(pct(crossLat, 0.99), "cross-node-p99-ms")
+}
+
+// BenchmarkClusterWrites measures note writes through the HTTP API of the
+// LiteFS primary with 64 writers at once: throughput and write latency when
+// every commit goes through the FUSE mount.
+func BenchmarkClusterWrites(b *testing.B) {
+	c := startCluster(b, 3, os.Getenv("BENCH_NODE_ENV"))
+	u := signup(b, c.URL(1), "writer")
+	u.http.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+	const writers = 64
+	lat := make([]time.Duration, b.N)
+	next := make(chan int, b.N)
+	for i := 0; i < b.N; i++ {
+		next <- i
+	}
+	close(next)
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				t0 := time.Now()
+				status, body, _, err := u.do("POST", c.URL(1)+"/api/notes", `{"body":"load"}`, "Idempotency-Key", "lw-"+strconv.Itoa(i))
+				if err != nil || status != http.StatusCreated {
+					b.Errorf("write: %d %s %v", status, body, err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
+	if _, m, _, err := u.do("GET", c.URL(1)+"/metrics", ""); err == nil {
+		for _, line := range strings.Split(m, "\n") {
+			if strings.HasPrefix(line, "notesync_write_batch_size_sum") || strings.HasPrefix(line, "notesync_write_batch_size_count") ||
+				strings.HasPrefix(line, "notesync_write_batch_seconds_sum") || strings.HasPrefix(line, "notesync_write_batch_seconds_count") {
+				b.Log(line)
+			}
+		}
+	}
 }
