@@ -768,6 +768,11 @@
       return;
     }
     session.es = es;
+    // Whether this stream ever reached the server: if SSE cannot connect
+    // either, the server is down rather than WebSocket-hostile, so the next
+    // attempt goes back to trying the WebSocket first.
+    let reached = false;
+    es.onopen = () => { reached = true; };
 
     const onEvent = (e) => {
       if (es !== session.es) return;
@@ -797,6 +802,10 @@
       // We run our own backoff rather than the browser's built-in retry, so
       // the delays, the attempts log and the since= parameter stay ours.
       closeEventSource();
+      if (!reached) {
+        session.preferSSE = false;
+        session.wsFailuresBeforeOpen = 0;
+      }
       if (refused) checkSessionThenEnd({ otherwise: scheduleReconnect });
       else scheduleReconnect();
     };
