@@ -501,21 +501,28 @@ func litefsBinary() (string, error) {
 }
 
 // prune deletes stale change-log rows, idempotency keys and sessions every
-// ten minutes.
+// ten minutes, on the primary (writes happen there only).
 func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
-	t := time.NewTicker(10 * time.Minute)
+	every(ctx, 10*time.Minute, func() {
+		if !lfs.IsPrimary() {
+			return
+		}
+		if err := store.Prune(ctx, time.Hour); err != nil && ctx.Err() == nil {
+			logger.Warn("prune", "err", err)
+		}
+	})
+}
+
+// every calls fn every d until ctx ends.
+func every(ctx context.Context, d time.Duration, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if !lfs.IsPrimary() {
-				continue // writes happen on the primary only
-			}
-			if err := store.Prune(ctx, time.Hour); err != nil && ctx.Err() == nil {
-				logger.Warn("prune", "err", err)
-			}
+			fn()
 		}
 	}
 }

@@ -85,16 +85,7 @@ func (w *clusterWiring) refreshMeta(ctx context.Context) {
 	if w.members == nil {
 		return
 	}
-	t := time.NewTicker(3 * time.Second)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_ = w.members.RefreshMeta()
-		}
-	}
+	every(ctx, 3*time.Second, func() { _ = w.members.RefreshMeta() })
 }
 
 // committed runs after each local commit: wake the local feed and queue a
@@ -285,23 +276,16 @@ func (w *clusterWiring) migrateOnPromotion(ctx context.Context, db *app.DB) {
 	if !w.lfs.Enabled() {
 		return
 	}
-	t := time.NewTicker(500 * time.Millisecond)
-	defer t.Stop()
 	was := w.lfs.IsPrimary()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	every(ctx, 500*time.Millisecond, func() {
 		now := w.lfs.IsPrimary()
 		if now && !was {
 			w.logger.Info("promoted to primary")
 			if err := db.Migrate(ctx); err != nil {
 				w.logger.Error("migrate after promotion", "err", err)
-				continue // try again on the next tick
+				return // try again on the next tick
 			}
 		}
 		was = now
-	}
+	})
 }

@@ -46,18 +46,9 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 			return nil, fmt.Errorf("create database dir: %w", err)
 		}
 	}
-	params := url.Values{}
-	params.Set("_busy_timeout", strconv.Itoa(int(BusyTimeout/time.Millisecond)))
-	params.Set("_foreign_keys", "on")
-	params.Set("_synchronous", "NORMAL")
-	wp := url.Values{}
-	for k, v := range params {
-		wp[k] = v
-	}
 	// Writers take the lock at BEGIN so concurrent transactions queue on the
 	// busy timeout instead of failing on upgrade.
-	wp.Set("_txlock", "immediate")
-	write, err := sql.Open("sqlite3", "file:"+path+"?"+wp.Encode())
+	write, err := sql.Open("sqlite3", dsn(path, "_txlock", "immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open db %q: %w", path, err)
 	}
@@ -66,12 +57,7 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 	write.SetConnMaxLifetime(0)
 	write.SetConnMaxIdleTime(0)
 
-	rp := url.Values{}
-	for k, v := range params {
-		rp[k] = v
-	}
-	rp.Set("_query_only", "true")
-	read, err := sql.Open("sqlite3", "file:"+path+"?"+rp.Encode())
+	read, err := sql.Open("sqlite3", dsn(path, "_query_only", "true"))
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open db %q: %w", path, err)
@@ -89,6 +75,17 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 		}
 	}
 	return db, nil
+}
+
+// dsn is the connection string of path with the settings every
+// connection shares, plus one of its own (key, value).
+func dsn(path, key, value string) string {
+	params := url.Values{}
+	params.Set("_busy_timeout", strconv.Itoa(int(BusyTimeout/time.Millisecond)))
+	params.Set("_foreign_keys", "on")
+	params.Set("_synchronous", "NORMAL")
+	params.Set(key, value)
+	return "file:" + path + "?" + params.Encode()
 }
 
 // Close closes both pools.
