@@ -243,8 +243,14 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 		if m.Name == st.Primary {
 			role = "primary"
 		}
+		link := m.HTTP
+		if w.cfg.FlyMachineID != "" && m.Machine != "" {
+			// A node's private address is no use to a browser: on Fly a tab
+			// reaches a node through the app's URL, pinned to the machine.
+			link = "/?node=" + m.Machine
+		}
 		st.Members = append(st.Members, memberStatus{
-			Name: m.Name, Region: m.Region, Addr: m.Addr, HTTPURL: m.HTTP,
+			Name: m.Name, Region: m.Region, Addr: m.Addr, HTTPURL: link,
 			State: m.State, Role: role, Connections: m.Connections,
 		})
 	}

@@ -33,9 +33,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		fail(fmt.Sprintf("database schema is at version %d, behind the %d this build expects", have, want))
 		return
 	}
+	note := ""
 	if have > want {
-		fail(fmt.Sprintf("database schema is at version %d, ahead of the %d this build understands", have, want))
-		return
+		// Expand-then-contract: a newer release's schema still serves this
+		// one, so the node stays ready and says why its numbers differ.
+		note = fmt.Sprintf("database schema is at version %d, ahead of the %d this build knows: a newer release migrated it (expand-then-contract keeps this build working)", have, want)
 	}
 	if s.Ready != nil {
 		if err := s.Ready(ctx); err != nil {
@@ -43,7 +45,11 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"status": "ready", "node": s.Node, "schema": schema})
+	body := map[string]any{"status": "ready", "node": s.Node, "schema": schema}
+	if note != "" {
+		body["note"] = note
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // handleCluster describes the cluster; a node on its own is a cluster of one.

@@ -415,3 +415,28 @@ func TestOperations(t *testing.T) {
 		t.Fatalf("htmx not served: %d", resp.StatusCode)
 	}
 }
+
+func TestReadyzSchema(t *testing.T) {
+	ts := newTestServer(t)
+	b := ts.browser(t)
+	get := func() (int, string) {
+		resp, body := b.do("GET", "/readyz", "", "")
+		return resp.StatusCode, body
+	}
+	t.Run("a newer release's schema: still ready, and says so", func(t *testing.T) {
+		ts.store.db.write.Exec("INSERT INTO schema_migrations (version, name, applied_at) VALUES (99, 'next', 0)")
+		defer ts.store.db.write.Exec("DELETE FROM schema_migrations WHERE version = 99")
+		status, body := get()
+		if status != 200 || !strings.Contains(body, `"have":99`) || !strings.Contains(body, "ahead") {
+			t.Fatalf("%d %s", status, body)
+		}
+	})
+	t.Run("a schema behind this build: not ready, and says why", func(t *testing.T) {
+		ts.store.db.write.Exec("UPDATE schema_migrations SET version = -version")
+		defer ts.store.db.write.Exec("UPDATE schema_migrations SET version = -version")
+		status, body := get()
+		if status != 503 || !strings.Contains(body, "behind") {
+			t.Fatalf("%d %s", status, body)
+		}
+	})
+}

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"net"
 	"net/http"
 )
 
@@ -18,9 +19,14 @@ type Pinner struct {
 	MachineOf func(name string) (string, bool)
 }
 
-// Wrap returns next behind the pin check.
+// Wrap returns next behind the pin check. It also takes the client's
+// address from Fly-Client-IP, which Fly's proxy sets: the connection itself
+// comes from the proxy, and per-address limits must see the client.
 func (p *Pinner) Wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ip := net.ParseIP(r.Header.Get("Fly-Client-IP")); ip != nil {
+			r.RemoteAddr = net.JoinHostPort(ip.String(), "0")
+		}
 		if replay := p.replay(r); replay != "" {
 			w.Header().Set("fly-replay", replay)
 			w.WriteHeader(http.StatusConflict)

@@ -41,3 +41,22 @@ func TestPinner(t *testing.T) {
 		}
 	}
 }
+
+func TestPinnerTakesFlyClientIP(t *testing.T) {
+	var seen string
+	p := &Pinner{Node: "n", MachineOf: func(string) (string, bool) { return "", false }}
+	h := p.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { seen = r.RemoteAddr }))
+	req := httptest.NewRequest("POST", "/login", nil)
+	req.Header.Set("Fly-Client-IP", "203.0.113.9")
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if seen != "203.0.113.9:0" {
+		t.Fatalf("RemoteAddr %q, want the client's", seen)
+	}
+	req = httptest.NewRequest("POST", "/login", nil)
+	req.Header.Set("Fly-Client-IP", "not an ip")
+	req.RemoteAddr = "10.0.0.1:5555"
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if seen != "10.0.0.1:5555" {
+		t.Fatalf("RemoteAddr %q changed by a bad header", seen)
+	}
+}
