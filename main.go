@@ -373,6 +373,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	bg.Go(func() { lfs.Watch(bgCtx, 50*time.Millisecond, func(uint64) { feed.Poke() }) })
 	bg.Go(func() { nodes.refreshMeta(bgCtx) })
 	bg.Go(func() { nodes.signalChanges(bgCtx) })
+	bg.Go(func() { nodes.closeEndedSessions(bgCtx, sessions, 15*time.Second) })
 	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 
 	serveErr := make(chan error, 1)

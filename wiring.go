@@ -295,3 +295,20 @@ func (w *clusterWiring) migrateOnPromotion(ctx context.Context, db *app.DB) {
 		was = now
 	})
 }
+
+// closeEndedSessions closes, every interval, the sockets of sessions that
+// ended elsewhere: log-out on another node tells this one over gossip, and
+// this sweep catches a lost packet. The cookie stops authenticating at once
+// everywhere (the session row is gone); its open sockets close within one
+// interval at worst.
+func (w *clusterWiring) closeEndedSessions(ctx context.Context, sessions *app.SessionStore, interval time.Duration) {
+	every(ctx, interval, func() {
+		ended, err := sessions.Ended(ctx, w.hub.Sessions())
+		if err != nil && ctx.Err() == nil {
+			w.logger.Warn("check open sessions", "err", err)
+		}
+		for _, id := range ended {
+			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+		}
+	})
+}

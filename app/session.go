@@ -192,6 +192,26 @@ func (st *SessionStore) waitReplicated(ctx context.Context, sc sessionCookie) (m
 	return nil, nil
 }
 
+// Ended returns which of ids are no longer live sessions (logged out or
+// expired), as this node's database knows them.
+func (st *SessionStore) Ended(ctx context.Context, ids []string) ([]string, error) {
+	var ended []string
+	now := st.store.now().UnixMilli()
+	for _, id := range ids {
+		var expires int64
+		err := st.store.db.read.QueryRowContext(ctx, `SELECT expires_at FROM sessions WHERE id = ?`, id).Scan(&expires)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+			ended = append(ended, id)
+		case err != nil:
+			return ended, fmt.Errorf("read session: %w", err)
+		case expires < now:
+			ended = append(ended, id)
+		}
+	}
+	return ended, nil
+}
+
 func newSessionID() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -76,4 +77,29 @@ func TestSessionOnReplica(t *testing.T) {
 			t.Fatalf("found=%v after %v", ok, time.Since(start))
 		}
 	})
+}
+
+func TestSessionsEnded(t *testing.T) {
+	s := newTestStore(t)
+	u := mustUser(t, s, "alice")
+	st := NewSessionStore(s, []byte("a secret of enough length"))
+	save := func() string {
+		req := httptest.NewRequest("POST", "/login", nil)
+		sess, _ := st.New(req, SessionCookie)
+		sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
+		if err := st.Save(req, httptest.NewRecorder(), sess); err != nil {
+			t.Fatal(err)
+		}
+		return sess.ID
+	}
+	live, gone, expired := save(), save(), save()
+	s.db.write.Exec(`DELETE FROM sessions WHERE id = ?`, gone)
+	s.db.write.Exec(`UPDATE sessions SET expires_at = 1 WHERE id = ?`, expired)
+	ended, err := st.Ended(context.Background(), []string{live, gone, expired})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ended) != 2 || ended[0] != gone || ended[1] != expired {
+		t.Fatalf("ended %v, want [%s %s]", ended, gone, expired)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -285,6 +286,33 @@ func TestClusterFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("log-out on one node closes the session's sockets on every node", func(t *testing.T) {
+		carol := signup(t, c.URL(1), "carol")
+		var socks []*websocket.Conn
+		for i := 1; i <= 3; i++ {
+			ws, err := carol.dial(c.URL(i), "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ws.CloseNow()
+			read(ws, 5*time.Second)
+			socks = append(socks, ws)
+		}
+		// The client follows the 303 to /login.
+		if status, _, _, err := carol.do("POST", c.URL(2)+"/logout", ""); err != nil || status != http.StatusOK {
+			t.Fatalf("logout: %d %v", status, err)
+		}
+		for i, ws := range socks {
+			_, err := read(ws, 20*time.Second)
+			if code := websocket.CloseStatus(err); code != websocket.StatusPolicyViolation {
+				t.Errorf("node%d: socket ended with %v, want 1008", i+1, err)
+			}
+		}
+		if status, _, _, _ := carol.do("GET", c.URL(3)+"/api/notes", ""); status != http.StatusUnauthorized {
+			t.Errorf("the cookie still works on node3: %d", status)
+		}
+	})
+
 	t.Run("a killed replica comes back and its tabs converge", func(t *testing.T) {
 		ws, err := bob.dial(c.URL(3), "")
 		if err != nil {
@@ -391,6 +419,20 @@ func TestClusterFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		<-done
+		// LiteFS is reaped before its app has finished dying; a write sent
+		// to a listener that is still closing has an unknown outcome (504).
+		// Wait until node1 refuses connections: then it is down for sure.
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(c.URL(1), "http://"))
+			if err != nil {
+				break
+			}
+			conn.Close()
+			if time.Now().After(deadline) {
+				t.Fatal("node1 still accepts connections after SIGKILL")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 		start := time.Now()
 		status, body, hdr, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"refused while down"}`, "Idempotency-Key", "dead-1")
 		if err != nil || status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || time.Since(start) > 5*time.Second {

@@ -151,6 +151,23 @@ func (h *Hub) CloseSession(sessionID string, code StatusCode, reason string) int
 	return len(victims)
 }
 
+// Sessions returns the distinct session ids of the open connections.
+func (h *Hub) Sessions() []string {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	seen := map[string]bool{}
+	var ids []string
+	for _, cs := range h.users {
+		for _, c := range cs {
+			if id := c.id.SessionID; id != "" && !seen[id] {
+				seen[id] = true
+				ids = append(ids, id)
+			}
+		}
+	}
+	return ids
+}
+
 // HasUser reports whether userID has at least one open connection here.
 func (h *Hub) HasUser(userID int64) bool {
 	h.mu.RLock()

@@ -314,6 +314,9 @@ func TestWebSocket(t *testing.T) {
 		read(t, a)
 		read(t, b)
 		f.waitConns(t, 2)
+		if got := f.hub.Sessions(); len(got) != 2 {
+			t.Fatalf("Sessions() = %v, want s1 and s2", got)
+		}
 		if n := f.hub.CloseSession("s1", StatusPolicyViolation, "auth_required"); n != 1 {
 			t.Fatalf("closed %d, want 1", n)
 		}
