@@ -341,3 +341,22 @@ func TestFlags(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+func TestClusterCommand(t *testing.T) {
+	t.Run("without FUSE it stops at once, saying what to install", func(t *testing.T) {
+		t.Setenv("PATH", t.TempDir()) // no fusermount3 to be found
+		start := time.Now()
+		err := run(context.Background(), []string{"cluster"}, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "fuse3") || time.Since(start) > 2*time.Second {
+			t.Fatalf("got %v after %v", err, time.Since(start))
+		}
+	})
+	t.Run("bad -n and -base-port are refused by name", func(t *testing.T) {
+		for _, args := range [][]string{{"cluster", "-n", "0"}, {"cluster", "-base-port", "70000"}} {
+			err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
+			if err == nil || !strings.Contains(err.Error(), args[1]) {
+				t.Errorf("%v: got %v", args, err)
+			}
+		}
+	})
+}
