@@ -68,6 +68,12 @@ type config struct {
 	FlyMachineID   string
 	PprofAddr      string
 
+	// Assistant (issue 5): an OpenAI-compatible chat-completions server;
+	// empty base URL: the built-in planner. The key is never logged.
+	AssistantBaseURL string
+	AssistantModel   string
+	AssistantAPIKey  string
+
 	// Test hooks.
 	refuseWebSocket bool
 	bcryptCost      int
@@ -132,6 +138,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
+	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
+	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
+	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -207,6 +216,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.HTTPURL != "" {
 		if u, err := url.Parse(c.HTTPURL); err != nil || u.Scheme == "" || u.Host == "" {
 			return nil, fmt.Errorf("invalid -http-url (HTTP_URL) %q: want http://host:port", c.HTTPURL)
+		}
+	}
+	if c.AssistantBaseURL != "" {
+		if u, err := url.Parse(c.AssistantBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid -assistant-base-url (ASSISTANT_BASE_URL) %q: want http(s)://host[:port]/path", c.AssistantBaseURL)
 		}
 	}
 	return c, nil
@@ -321,6 +335,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		ClusterStatus:   nodes.status,
 		EndSession:      nodes.endSession,
 		RefuseWebSocket: cfg.refuseWebSocket,
+
+		AssistantBaseURL: cfg.AssistantBaseURL,
+		AssistantModel:   cfg.AssistantModel,
+		AssistantAPIKey:  cfg.AssistantAPIKey,
 	})
 	if err != nil {
 		return err

@@ -16,6 +16,7 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("POST /signup", s.handleSignup)
 	mux.HandleFunc("POST /logout", s.handleLogout)
 	mux.Handle("GET /notes", s.requireUser(s.handleNotesFragment))
+	mux.HandleFunc("GET /assistant", s.handleAssistantPage)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 
 	// JSON API.
@@ -24,6 +25,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("PATCH /api/notes/{id}", s.requireUser(s.handleNoteUpdate))
 	mux.Handle("DELETE /api/notes/{id}", s.requireUser(s.handleNoteDelete))
 	mux.Handle("GET /api/cluster", s.requireUser(s.handleCluster))
+	mux.Handle("POST /api/assistant", s.requireUser(s.handleAssistant))
 	mux.HandleFunc("/api/", s.handleAPINotFound)
 
 	// Real time.

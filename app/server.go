@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"notesync/realtime"
@@ -52,6 +53,19 @@ type Config struct {
 	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
 	// fallback in tests.
 	RefuseWebSocket bool
+
+	// Assistant (POST /api/assistant). With AssistantBaseURL empty the
+	// built-in planner answers; otherwise the OpenAI-compatible
+	// chat-completions server at that URL, with AssistantModel and
+	// AssistantAPIKey (never logged, never sent to the browser). Zero
+	// limits take defaults: 60 s per upstream call, 6 rounds, 20 tool calls.
+	AssistantBaseURL      string
+	AssistantModel        string
+	AssistantAPIKey       string
+	AssistantTimeout      time.Duration
+	AssistantMaxRounds    int
+	AssistantMaxToolCalls int
+	AssistantHTTPClient   *http.Client // optional
 }
 
 // Server is the notes HTTP service: pages, JSON API, real-time endpoints and
@@ -63,6 +77,8 @@ type Server struct {
 	userLimit *Limiter // failed log-ins per username
 	addrLimit *Limiter // failed log-ins per client address
 	handler   http.Handler
+
+	assistantRuns sync.Map // user id → struct{}: the user's running agent
 }
 
 // NewServer builds the server; templates are parsed once here.

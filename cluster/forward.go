@@ -106,9 +106,15 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 				return
 			}
 			if !isWrite(r) || f.IsPrimary() {
-				ctx, cancel := context.WithDeadline(r2.Context(), deadline)
+				// The replica stops waiting at the deadline, so work that has
+				// not answered by then is cut short. Once the response has
+				// begun (a streamed answer), the replica is relaying it, and
+				// it runs until the client goes away.
+				ctx, cancel := context.WithCancel(r2.Context())
 				defer cancel()
-				next.ServeHTTP(w, r2.WithContext(ctx))
+				timer := time.AfterFunc(time.Until(deadline), cancel)
+				defer timer.Stop()
+				next.ServeHTTP(&headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}, r2.WithContext(ctx))
 				return
 			}
 			// Forwarded to a node that is no longer primary: never forward
@@ -200,3 +206,33 @@ func writeError(w http.ResponseWriter, status, retryAfter int, msg string) {
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(map[string]string{"error": msg})
 }
+
+// headerWatch calls started when the response's header is written.
+type headerWatch struct {
+	http.ResponseWriter
+	started func()
+	once    bool
+}
+
+func (h *headerWatch) WriteHeader(code int) {
+	if !h.once {
+		h.once = true
+		h.started()
+	}
+	h.ResponseWriter.WriteHeader(code)
+}
+
+func (h *headerWatch) Write(p []byte) (int, error) {
+	if !h.once {
+		h.WriteHeader(http.StatusOK)
+	}
+	return h.ResponseWriter.Write(p)
+}
+
+func (h *headerWatch) Flush() {
+	if f, ok := h.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (h *headerWatch) Unwrap() http.ResponseWriter { return h.ResponseWriter }

@@ -130,6 +130,31 @@ func TestForwarder(t *testing.T) {
 	})
 }
 
+func TestForwardedStreamOutlivesTheDeadline(t *testing.T) {
+	f := &Forwarder{Secret: []byte("s3cret"), Node: "node1", IsPrimary: func() bool { return true }, PrimaryURL: func() string { return "" },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	p := httptest.NewServer(f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		w.WriteHeader(http.StatusOK)
+		for i := 0; i < 4; i++ {
+			io.WriteString(w, "data: tick\n\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(150 * time.Millisecond):
+			}
+		}
+		io.WriteString(w, "data: done\n\n")
+	})))
+	defer p.Close()
+	r := replica(t, p.URL, 200*time.Millisecond)
+	resp, body := post(t, r.URL+"/api/assistant")
+	if resp.StatusCode != http.StatusOK || !strings.Contains(body, "data: done") {
+		t.Fatalf("a stream longer than the forward deadline was cut: %d %q", resp.StatusCode, body)
+	}
+}
+
 func TestForwarderOnFly(t *testing.T) {
 	primary := "instance=6e82d49b"
 	f := &Forwarder{Secret: []byte("s"), Node: "r", IsPrimary: func() bool { return false },
