@@ -3,7 +3,7 @@
 
 GO ?= go
 
-.PHONY: run cluster test test-deps vet fmt bench
+.PHONY: run cluster test test-deps vet fmt bench gobench
 
 run:
 	$(GO) run .
@@ -23,5 +23,11 @@ vet:
 test: test-deps vet
 	$(GO) test -race -count=1 -timeout 30m ./...
 
+# The load tool (bench/): one node it starts itself unless ARGS say
+# otherwise, e.g. make bench ARGS='-start cluster -users 30 -clients 150'.
 bench:
+	$(GO) run ./bench $(or $(ARGS),-start single)
+
+# The Go benchmarks of every package.
+gobench:
 	$(GO) test -run '^$$' -bench . -benchmem ./...

@@ -1,0 +1,354 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// The coordinator and its worker processes talk JSON over the worker's
+// stdin and stdout: one command in, one reply out, plus unsolicited
+// "progress" replies every 500 ms.
+
+// workerEnv marks a re-executed process as a worker (also `-worker`).
+const workerEnv = "NOTESYNC_LOAD_WORKER"
+
+type connSpec struct {
+	ID     int    `json:"id"`
+	User   int    `json:"user"`
+	Node   int    `json:"node"` // index into the URL list
+	URL    string `json:"url"`
+	Cookie string `json:"cookie"`
+}
+
+type command struct {
+	Cmd         string     `json:"cmd"` // dial, dump, quit
+	Conns       []connSpec `json:"conns,omitempty"`
+	Concurrency int        `json:"concurrency,omitempty"`
+	StaleEvery  int        `json:"stale_every,omitempty"`
+}
+
+// event is one thing a connection saw.
+type event struct {
+	Conn    int    `json:"c"`
+	Kind    string `json:"k"` // hello, reconnect, changed, sync, close
+	Version int64  `json:"v,omitempty"`
+	At      int64  `json:"t"` // arrival, UnixNano
+	Code    int    `json:"code,omitempty"`
+}
+
+type reply struct {
+	Type   string  `json:"type"` // progress, dialed, dump, error
+	Opened int64   `json:"opened"`
+	Failed int64   `json:"failed"`
+	Err    string  `json:"err,omitempty"`
+	Events []event `json:"events,omitempty"`
+	// Counters.
+	Deliveries  int64 `json:"deliveries"`
+	Closes      int64 `json:"closes"`
+	Open        int64 `json:"open"`
+	StaleChecks int64 `json:"stale_checks"`
+	Stale       int64 `json:"stale"`
+	StaleErrors int64 `json:"stale_errors"`
+}
+
+type wconn struct {
+	spec connSpec
+	mu   sync.Mutex
+	ws   *websocket.Conn
+	evs  []event
+	last int64
+}
+
+func (c *wconn) add(e event) {
+	c.mu.Lock()
+	c.evs = append(c.evs, e)
+	if (e.Kind == "changed" || e.Kind == "sync" || e.Kind == "hello" || e.Kind == "reconnect") && e.Version > c.last {
+		c.last = e.Version
+	}
+	c.mu.Unlock()
+}
+
+type worker struct {
+	outMu sync.Mutex
+	enc   *json.Encoder
+
+	quitting   atomic.Bool
+	staleEvery int64
+	pushes     atomic.Int64
+	opened     atomic.Int64
+	failed     atomic.Int64
+	deliveries atomic.Int64
+	closes     atomic.Int64
+	open       atomic.Int64
+	staleCk    atomic.Int64
+	stale      atomic.Int64
+	staleErr   atomic.Int64
+	readers    sync.WaitGroup
+	connsMu    sync.Mutex
+	conns      []*wconn
+	httpc      *http.Client
+}
+
+func (w *worker) send(r reply) {
+	w.outMu.Lock()
+	defer w.outMu.Unlock()
+	_ = w.enc.Encode(r)
+}
+
+func (w *worker) counters(typ string) reply {
+	return reply{Type: typ, Opened: w.opened.Load(), Failed: w.failed.Load(),
+		Deliveries: w.deliveries.Load(), Closes: w.closes.Load(), Open: w.open.Load(),
+		StaleChecks: w.staleCk.Load(), Stale: w.stale.Load(), StaleErrors: w.staleErr.Load()}
+}
+
+// runWorker serves commands from in until "quit" or the end of in.
+func runWorker(in io.Reader, out io.Writer) error {
+	signal.Ignore(os.Interrupt) // the coordinator stops us by closing stdin
+	w := &worker{enc: json.NewEncoder(out), httpc: &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{Proxy: nil, MaxConnsPerHost: 32, MaxIdleConnsPerHost: 32},
+	}}
+	stop := make(chan struct{})
+	defer close(stop)
+	go func() {
+		t := time.NewTicker(500 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				w.send(w.counters("progress"))
+			}
+		}
+	}()
+	dec := json.NewDecoder(in)
+	for {
+		var cmd command
+		if err := dec.Decode(&cmd); err != nil {
+			w.closeAll()
+			if err == io.EOF {
+				return nil
+			}
+			return err
+		}
+		switch cmd.Cmd {
+		case "dial":
+			w.staleEvery = int64(cmd.StaleEvery)
+			w.dialAll(cmd.Conns, cmd.Concurrency)
+			w.send(w.counters("dialed"))
+		case "dump":
+			r := w.counters("dump")
+			w.connsMu.Lock()
+			for _, c := range w.conns {
+				c.mu.Lock()
+				r.Events = append(r.Events, c.evs...)
+				c.mu.Unlock()
+			}
+			w.connsMu.Unlock()
+			w.send(r)
+		case "quit":
+			w.closeAll()
+			w.send(w.counters("quit"))
+			return nil
+		default:
+			w.send(reply{Type: "error", Err: "unknown command " + cmd.Cmd})
+		}
+	}
+}
+
+func (w *worker) closeAll() {
+	w.quitting.Store(true)
+	w.connsMu.Lock()
+	conns := append([]*wconn(nil), w.conns...)
+	w.connsMu.Unlock()
+	for _, c := range conns {
+		c.mu.Lock()
+		ws := c.ws
+		c.mu.Unlock()
+		if ws != nil {
+			ws.CloseNow()
+		}
+	}
+	done := make(chan struct{})
+	go func() { w.readers.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+	}
+}
+
+// wsURL is the socket URL; since < 0 leaves since out (a first dial).
+func wsURL(base string, since int64) string {
+	u := "ws" + strings.TrimPrefix(base, "http") + "/ws"
+	if since >= 0 {
+		u += "?since=" + strconv.FormatInt(since, 10)
+	}
+	return u
+}
+
+type msg struct {
+	Type    string `json:"type"`
+	Op      string `json:"op"`
+	Version int64  `json:"version"`
+}
+
+// dialOnce opens one socket and reads its hello.
+func dialOnce(spec connSpec, since int64) (*websocket.Conn, int64, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, wsURL(spec.URL, since), &websocket.DialOptions{
+		HTTPHeader: http.Header{"Cookie": {spec.Cookie}},
+	})
+	if err != nil {
+		return nil, 0, err
+	}
+	_, p, err := ws.Read(ctx)
+	if err != nil {
+		ws.CloseNow()
+		return nil, 0, fmt.Errorf("reading hello: %w", err)
+	}
+	var m msg
+	if err := json.Unmarshal(p, &m); err != nil || m.Type != "hello" {
+		ws.CloseNow()
+		return nil, 0, fmt.Errorf("first message is not hello: %s", p)
+	}
+	return ws, m.Version, nil
+}
+
+func (w *worker) dialAll(specs []connSpec, concurrency int) {
+	if concurrency <= 0 {
+		concurrency = 64
+	}
+	sem := make(chan struct{}, concurrency)
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for _, s := range specs {
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			var ws *websocket.Conn
+			var v int64
+			var err error
+			for attempt := 0; attempt < 3; attempt++ {
+				if ws, v, err = dialOnce(s, -1); err == nil {
+					break
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if err != nil {
+				w.failed.Add(1)
+				firstErr.CompareAndSwap(nil, err.Error())
+				return
+			}
+			c := &wconn{spec: s, ws: ws}
+			c.add(event{Conn: s.ID, Kind: "hello", Version: v, At: time.Now().UnixNano()})
+			w.connsMu.Lock()
+			w.conns = append(w.conns, c)
+			w.connsMu.Unlock()
+			w.opened.Add(1)
+			w.open.Add(1)
+			w.readers.Add(1)
+			go w.read(c)
+		}()
+	}
+	wg.Wait()
+}
+
+// read records every message of c, and reconnects with since= after a
+// close that the worker did not ask for.
+func (w *worker) read(c *wconn) {
+	defer w.readers.Done()
+	ws := c.ws
+	for {
+		_, p, err := ws.Read(context.Background())
+		if err != nil {
+			w.open.Add(-1)
+			if w.quitting.Load() {
+				return
+			}
+			w.closes.Add(1)
+			c.add(event{Conn: c.spec.ID, Kind: "close", Code: int(websocket.CloseStatus(err)), At: time.Now().UnixNano()})
+			ws = w.reconnect(c)
+			if ws == nil {
+				return
+			}
+			w.open.Add(1)
+			continue
+		}
+		at := time.Now().UnixNano()
+		var m msg
+		if json.Unmarshal(p, &m) != nil || m.Type != "note_changed" {
+			continue
+		}
+		kind := "changed"
+		if m.Op == "sync" {
+			kind = "sync"
+		}
+		c.add(event{Conn: c.spec.ID, Kind: kind, Version: m.Version, At: at})
+		w.deliveries.Add(1)
+		if kind == "changed" && w.staleEvery > 0 && w.pushes.Add(1)%w.staleEvery == 0 {
+			go w.checkStale(c.spec, m.Version)
+		}
+	}
+}
+
+func (w *worker) reconnect(c *wconn) *websocket.Conn {
+	for attempt := 0; attempt < 50 && !w.quitting.Load(); attempt++ {
+		time.Sleep(time.Duration(100+attempt*100+rand.IntN(100)) * time.Millisecond)
+		c.mu.Lock()
+		since := c.last
+		c.mu.Unlock()
+		ws, v, err := dialOnce(c.spec, since)
+		if err != nil {
+			continue
+		}
+		c.add(event{Conn: c.spec.ID, Kind: "reconnect", Version: v, At: time.Now().UnixNano()})
+		c.mu.Lock()
+		c.ws = ws
+		c.mu.Unlock()
+		if w.quitting.Load() {
+			ws.CloseNow()
+		}
+		return ws
+	}
+	return nil
+}
+
+// checkStale GETs the notes on the connection's node right after a push
+// and checks that they are at least at the pushed version.
+func (w *worker) checkStale(spec connSpec, v int64) {
+	req, _ := http.NewRequest("GET", spec.URL+"/api/notes", nil)
+	req.Header.Set("Cookie", spec.Cookie)
+	resp, err := w.httpc.Do(req)
+	if err != nil {
+		w.staleErr.Add(1)
+		return
+	}
+	defer resp.Body.Close()
+	var out struct {
+		Version int64 `json:"version"`
+	}
+	if resp.StatusCode != 200 || json.NewDecoder(resp.Body).Decode(&out) != nil {
+		w.staleErr.Add(1)
+		return
+	}
+	w.staleCk.Add(1)
+	if out.Version < v {
+		w.stale.Add(1)
+	}
+}
