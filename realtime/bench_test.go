@@ -5,8 +5,8 @@ package realtime
 // Benchmarks of the hub over real loopback WebSockets.
 //
 // The WebSocket clients of every benchmark run in a separate process: the
-// test binary itself, re-executed with -test.run=^TestBenchClientProcess$ and
-// NOTESYNC_BENCH_CLIENT=1, which turns that test into a client driver. That
+// test binary itself, re-executed with NOTESYNC_BENCH_CLIENT=1, which makes
+// TestMain run the client driver instead of the tests. That
 // keeps 10,000 connections within the per-process file limit (one fd per
 // side) and leaves the server's CPU and allocation figures free of client
 // work. The driver is controlled over its stdin and answers on its stdout
@@ -48,7 +48,7 @@ import (
 
 // Environment of the client driver process.
 const (
-	benchClientEnv = "NOTESYNC_BENCH_CLIENT" // "1": TestBenchClientProcess drives clients
+	benchClientEnv = "NOTESYNC_BENCH_CLIENT" // "1": the test binary drives clients (TestMain)
 	benchURLEnv    = "NOTESYNC_BENCH_URL"    // ws://127.0.0.1:port/ws
 	benchConnsEnv  = "NOTESYNC_BENCH_CONNS"  // connections to open
 	benchUsersEnv  = "NOTESYNC_BENCH_USERS"  // connection i belongs to user i%users+1
@@ -172,7 +172,7 @@ func startBenchClients(b *testing.B, s *benchServer, conns, users int) *benchCli
 	if err != nil {
 		b.Fatal(err)
 	}
-	cmd := exec.Command(exe, "-test.run=^TestBenchClientProcess$", "-test.count=1", "-test.timeout=15m")
+	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(),
 		benchClientEnv+"=1",
 		benchURLEnv+"="+s.url,
@@ -519,16 +519,18 @@ func BenchmarkIdleConnectionMemory(b *testing.B) {
 	b.ReportMetric(allocs/n, "allocs/conn")
 }
 
-// TestBenchClientProcess is the client driver of the benchmarks above. It
-// does nothing unless NOTESYNC_BENCH_CLIENT is set: a benchmark starts it in
-// a process of its own.
-func TestBenchClientProcess(t *testing.T) {
-	if os.Getenv(benchClientEnv) == "" {
-		t.Skip("client driver for the benchmarks; runs only when a benchmark starts it")
+// TestMain turns the test binary into the benchmarks' client driver when a
+// benchmark starts it with NOTESYNC_BENCH_CLIENT set; otherwise it runs the
+// package's tests and benchmarks as usual.
+func TestMain(m *testing.M) {
+	if os.Getenv(benchClientEnv) != "" {
+		if err := runBenchClients(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintln(os.Stderr, "bench client:", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
 	}
-	if err := runBenchClients(os.Stdin, os.Stdout); err != nil {
-		t.Fatal(err)
-	}
+	os.Exit(m.Run())
 }
 
 // runBenchClients serves the driver's commands (see the top of this file)
