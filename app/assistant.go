@@ -108,6 +108,9 @@ func readAssistantMessage(w http.ResponseWriter, r *http.Request) (string, error
 	return msg, nil
 }
 
+// assistantKeepAlive is how often an idle stream gets an SSE comment.
+const assistantKeepAlive = 5 * time.Second
+
 // handleAssistant runs one agent for the user and streams its events.
 func (s *Server) handleAssistant(w http.ResponseWriter, r *http.Request, u *Session) {
 	msg, err := readAssistantMessage(w, r)
@@ -131,40 +134,24 @@ func (s *Server) handleAssistant(w http.ResponseWriter, r *http.Request, u *Sess
 	em := &sseEmitter{w: w, rc: http.NewResponseController(w)}
 	em.flush()
 
-	// A request forwarded by a replica carries the forwarder's time bound
-	// for a write (a few seconds), which would cut the stream short. The
-	// stream has begun, so it is bounded by the assistant's own limits
-	// instead; the client going away is still seen, as a cancelled request
-	// or as a failed write (keep-alive comments below make one soon).
-	ctx, stop := context.WithCancel(context.WithoutCancel(r.Context()))
+	// The agent stops when the client goes away (the page's Cancel, a
+	// closed tab), seen as the request ending or as a failed write; the
+	// keep-alive comments make a write, and so a dead peer's error, happen
+	// even while the model is thinking.
+	ctx, stop := context.WithCancel(r.Context())
 	em.onFail = stop
-	keepAlive := 15 * time.Second
-	if _, ok := r.Context().Deadline(); ok {
-		keepAlive = time.Second
-	}
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	defer stop()
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		t := time.NewTicker(keepAlive)
+		t := time.NewTicker(assistantKeepAlive)
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
-			case <-r.Context().Done():
-				if !errors.Is(r.Context().Err(), context.DeadlineExceeded) {
-					stop()
-					return
-				}
-				select { // the bound passed: watch the writes only
-				case <-ctx.Done():
-					return
-				case <-t.C:
-					em.comment("keep-alive")
-				}
 			case <-t.C:
 				em.comment("keep-alive")
 			}
