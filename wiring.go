@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -148,14 +149,12 @@ func (w *clusterWiring) ready(ctx context.Context) error {
 		return err
 	}
 	if w.members != nil && !w.members.Joined() {
-		return errString("not joined to the cluster yet")
+		return errNotJoined
 	}
 	return nil
 }
 
-type errString string
-
-func (e errString) Error() string { return string(e) }
+var errNotJoined = errors.New("not joined to the cluster yet")
 
 // primary returns the member that holds the LiteFS lease, if known.
 func (w *clusterWiring) primary() (cluster.Member, bool) {

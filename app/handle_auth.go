@@ -67,7 +67,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.renderAuthError(w, r, "login", username, &Error{
 			Code:       ETOOMANY,
 			Message:    "too many failed log-ins; try again later",
-			RetryAfter: int(math.Ceil(wait.Seconds())),
+			RetryAfter: retryAfter(wait),
 		})
 		return
 	}

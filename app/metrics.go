@@ -77,9 +77,6 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 	return m
 }
 
-// Registry lets other parts of the node register their own metrics.
-func (m *Metrics) Registry() *prometheus.Registry { return m.reg }
-
 // Handler serves the metrics in the Prometheus text format.
 func (m *Metrics) Handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})

@@ -15,9 +15,6 @@ import (
 	"github.com/hashicorp/memberlist"
 )
 
-// DefaultGossipPort is memberlist's port when an address names none.
-const DefaultGossipPort = 7946
-
 // Meta is what a node tells the others about itself (memberlist node
 // metadata, at most 512 bytes).
 type Meta struct {

@@ -168,13 +168,6 @@ func (h *Hub) Sessions() []string {
 	return ids
 }
 
-// HasUser reports whether userID has at least one open connection here.
-func (h *Hub) HasUser(userID int64) bool {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	return len(h.users[userID]) > 0
-}
-
 // Stats returns the hub's counters.
 func (h *Hub) Stats() Stats {
 	return Stats{
