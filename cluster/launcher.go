@@ -47,8 +47,9 @@ type Launcher struct {
 	// ReadyTimeout bounds the wait for every node's /readyz.
 	ReadyTimeout time.Duration
 
-	mu    sync.Mutex
-	nodes []*nodeProc
+	mu     sync.Mutex
+	nodes  []*nodeProc
+	exited chan *nodeProc // nodes whose process ended, for Supervise
 }
 
 // nodeProc is one supervised LiteFS process with its app.
@@ -168,6 +169,7 @@ func (l *Launcher) Start(ctx context.Context) error {
 		unmount(n.fuseDir) // stale mount of an earlier crash
 		l.nodes = append(l.nodes, n)
 	}
+	l.exited = make(chan *nodeProc, len(l.nodes))
 	for _, n := range l.nodes {
 		if err := l.start(n); err != nil {
 			l.Stop()
@@ -204,40 +206,22 @@ func (l *Launcher) Run(ctx context.Context) error {
 // Supervise restarts any node whose process exits, until ctx ends.
 func (l *Launcher) Supervise(ctx context.Context) {
 	for {
-		l.mu.Lock()
-		var exited *nodeProc
-		cases := make([]<-chan struct{}, 0, len(l.nodes))
-		for _, n := range l.nodes {
-			cases = append(cases, n.done)
-		}
-		l.mu.Unlock()
-		exitCh := make(chan *nodeProc, len(cases))
-		stop := make(chan struct{})
-		for i, c := range cases {
-			go func() {
-				select {
-				case <-c:
-					exitCh <- l.nodes[i]
-				case <-stop:
-				}
-			}()
-		}
+		var n *nodeProc
 		select {
 		case <-ctx.Done():
-			close(stop)
 			return
-		case exited = <-exitCh:
-			close(stop)
+		case n = <-l.exited:
 		}
-		l.Logger.Warn("node exited; restarting", "node", exited.name)
-		unmount(exited.fuseDir)
+		l.Logger.Warn("node exited; restarting", "node", n.name)
+		unmount(n.fuseDir)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
-		if err := l.start(exited); err != nil {
-			l.Logger.Error("restart node", "node", exited.name, "err", err)
+		if err := l.start(n); err != nil {
+			l.Logger.Error("restart node; trying again", "node", n.name, "err", err)
+			l.exited <- n // room: each node is queued at most once
 		}
 	}
 }
@@ -261,6 +245,10 @@ func (l *Launcher) start(n *nodeProc) error {
 		_ = cmd.Wait()
 		logf.Close()
 		close(done)
+		select {
+		case l.exited <- n:
+		default:
+		}
 	}()
 	l.mu.Lock()
 	n.cmd, n.done = cmd, done
