@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"notesync/cluster"
 )
@@ -73,5 +79,52 @@ func smoke(t *testing.T, mode string) {
 	}
 	if res.PushAll.N != 160 || res.WriteLatency.N != 40 {
 		t.Errorf("push latency samples %d, write latency samples %d", res.PushAll.N, res.WriteLatency.N)
+	}
+}
+
+// TestWorkerDialsFromItsSource checks that a worker's sockets and stale-check
+// requests leave from the loopback address it was given.
+func TestWorkerDialsFromItsSource(t *testing.T) {
+	seen := make(chan string, 2)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host, _, _ := net.SplitHostPort(r.RemoteAddr)
+		seen <- host
+		if r.URL.Path == "/api/notes" {
+			io.WriteString(w, `{"version":1}`)
+			return
+		}
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ws.Write(r.Context(), websocket.MessageText, []byte(`{"type":"hello","version":1}`))
+	}))
+	defer srv.Close()
+
+	src := workerSource(6)
+	if src != "127.0.1.7" {
+		t.Fatalf("workerSource(6) = %s", src)
+	}
+	if !loopbackV4([]string{srv.URL}) || loopbackV4([]string{"http://localhost:8080"}) {
+		t.Fatal("loopbackV4 misjudges its URLs")
+	}
+	w := &worker{}
+	if err := w.useSource(src); err != nil {
+		t.Fatal(err)
+	}
+	ws, v, err := w.dialOnce(connSpec{URL: srv.URL}, -1)
+	if err != nil || v != 1 {
+		t.Fatalf("dial: v%d %v", v, err)
+	}
+	ws.CloseNow()
+	w.checkStale(connSpec{URL: srv.URL}, 1)
+	for i := 0; i < 2; i++ {
+		if got := <-seen; got != src {
+			t.Errorf("request %d came from %s, want %s", i, got, src)
+		}
+	}
+	if err := w.useSource("10.1.2.3"); err == nil {
+		t.Error("a non-loopback source was accepted")
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -220,9 +221,36 @@ type workerProc struct {
 	done    chan struct{}
 }
 
-func startWorker(exe string) (*workerProc, error) {
+// loopbackV4 reports whether every URL names an IPv4 loopback address, so
+// that workers can dial from loopback addresses of their own.
+func loopbackV4(urls []string) bool {
+	for _, u := range urls {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return false
+		}
+		ip := net.ParseIP(pu.Hostname())
+		if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}
+
+// workerSource is the address worker i dials from: 127.0.1.(i+1). A socket
+// is one (source, port, node) tuple, so each worker has the whole ephemeral
+// port range (about 28,000 here) to every node, whatever the other
+// workers and the sockets of a previous run in TIME_WAIT hold.
+func workerSource(i int) string {
+	return fmt.Sprintf("127.0.%d.%d", 1+i/254, 1+i%254)
+}
+
+func startWorker(exe, source string) (*workerProc, error) {
 	cmd := exec.Command(exe, "-worker")
 	cmd.Env = append(os.Environ(), workerEnv+"=1")
+	if source != "" {
+		cmd.Env = append(cmd.Env, sourceEnv+"="+source)
+	}
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	in, err := cmd.StdinPipe()
@@ -515,8 +543,13 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			w.stop()
 		}
 	}()
-	for range workers {
-		w, err := startWorker(cfg.Exe)
+	spread := loopbackV4(urls)
+	for i := range workers {
+		source := ""
+		if spread {
+			source = workerSource(i)
+		}
+		w, err := startWorker(cfg.Exe, source)
 		if err != nil {
 			return nil, fmt.Errorf("starting a worker: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -24,6 +25,11 @@ import (
 
 // workerEnv marks a re-executed process as a worker (also `-worker`).
 const workerEnv = "NOTESYNC_LOAD_WORKER"
+
+// sourceEnv is the loopback address a worker dials from (unset: the
+// kernel's choice). Each worker gets its own, so that its sockets have a
+// whole ephemeral port range per node instead of sharing one.
+const sourceEnv = "NOTESYNC_LOAD_SOURCE"
 
 type connSpec struct {
 	ID     int    `json:"id"`
@@ -99,7 +105,27 @@ type worker struct {
 	readers    sync.WaitGroup
 	connsMu    sync.Mutex
 	conns      []*wconn
-	httpc      *http.Client
+	httpc      *http.Client // stale-check GETs
+	wsc        *http.Client // WebSocket handshakes
+}
+
+// useSource makes the worker's sockets and requests start from source (an
+// IP address; "" for the kernel's choice).
+func (w *worker) useSource(source string) error {
+	d := &net.Dialer{Timeout: 10 * time.Second}
+	if source != "" {
+		ip := net.ParseIP(source)
+		if ip == nil || !ip.IsLoopback() {
+			return fmt.Errorf("source %q is not a loopback address", source)
+		}
+		d.LocalAddr = &net.TCPAddr{IP: ip}
+	}
+	w.httpc = &http.Client{
+		Timeout:   10 * time.Second,
+		Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext, MaxConnsPerHost: 32, MaxIdleConnsPerHost: 32},
+	}
+	w.wsc = &http.Client{Transport: &http.Transport{Proxy: nil, DialContext: d.DialContext}}
+	return nil
 }
 
 func (w *worker) send(r reply) {
@@ -117,10 +143,10 @@ func (w *worker) counters(typ string) reply {
 // runWorker serves commands from in until "quit" or the end of in.
 func runWorker(in io.Reader, out io.Writer) error {
 	signal.Ignore(os.Interrupt) // the coordinator stops us by closing stdin
-	w := &worker{enc: json.NewEncoder(out), httpc: &http.Client{
-		Timeout:   10 * time.Second,
-		Transport: &http.Transport{Proxy: nil, MaxConnsPerHost: 32, MaxIdleConnsPerHost: 32},
-	}}
+	w := &worker{enc: json.NewEncoder(out)}
+	if err := w.useSource(os.Getenv(sourceEnv)); err != nil {
+		return err
+	}
 	stop := make(chan struct{})
 	defer close(stop)
 	go func() {
@@ -207,10 +233,11 @@ type msg struct {
 }
 
 // dialOnce opens one socket and reads its hello.
-func dialOnce(spec connSpec, since int64) (*websocket.Conn, int64, error) {
+func (w *worker) dialOnce(spec connSpec, since int64) (*websocket.Conn, int64, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, wsURL(spec.URL, since), &websocket.DialOptions{
+		HTTPClient: w.wsc,
 		HTTPHeader: http.Header{"Cookie": {spec.Cookie}},
 	})
 	if err != nil {
@@ -245,7 +272,7 @@ func (w *worker) dialAll(specs []connSpec, concurrency int) {
 			var v int64
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
-				if ws, v, err = dialOnce(s, -1); err == nil {
+				if ws, v, err = w.dialOnce(s, -1); err == nil {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
@@ -313,7 +340,7 @@ func (w *worker) reconnect(c *wconn) *websocket.Conn {
 		c.mu.Lock()
 		since := c.last
 		c.mu.Unlock()
-		ws, v, err := dialOnce(c.spec, since)
+		ws, v, err := w.dialOnce(c.spec, since)
 		if err != nil {
 			continue
 		}
