@@ -246,6 +246,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return serve(ctx, cfg, stdout, stderr)
 }
 
+// sessionCacheTTL is how long a node keeps a session it read. Log-out
+// drops it at once here and, through gossip, on every other node; the TTL
+// bounds the window on a node whose gossip packet was lost.
+const sessionCacheTTL = time.Second
+
 // serve wires the packages together and serves until ctx ends, then shuts
 // down in order: stop accepting, close sockets with 1001, finish requests in
 // flight, close the database.
@@ -312,16 +317,17 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		httpURL = "http://" + displayAddr(ln.Addr())
 	}
 
-	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, feed: feed, logger: logger, httpURL: httpURL, signal: make(chan struct{}, 1)}
+	sessions := app.NewSessionStore(store, secret)
+	sessions.IsPrimary = lfs.IsPrimary
+	sessions.ReplicaWait = 3 * time.Second
+	sessions.CacheFor(sessionCacheTTL)
+
+	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, feed: feed, sessions: sessions, logger: logger, httpURL: httpURL, signal: make(chan struct{}, 1)}
 	if err := nodes.open(); err != nil {
 		return err
 	}
 	defer nodes.close()
 	store.OnCommit = nodes.committed
-
-	sessions := app.NewSessionStore(store, secret)
-	sessions.IsPrimary = lfs.IsPrimary
-	sessions.ReplicaWait = 3 * time.Second
 	srv, err := app.NewServer(app.Config{
 		Store:           store,
 		Sessions:        sessions,
@@ -391,7 +397,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	bg.Go(func() { lfs.Watch(bgCtx, 50*time.Millisecond, func(uint64) { feed.Poke() }) })
 	bg.Go(func() { nodes.refreshMeta(bgCtx) })
 	bg.Go(func() { nodes.signalChanges(bgCtx) })
-	bg.Go(func() { nodes.closeEndedSessions(bgCtx, sessions, 15*time.Second) })
+	bg.Go(func() { nodes.closeEndedSessions(bgCtx, 15*time.Second) })
 	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 
 	serveErr := make(chan error, 1)

@@ -16,12 +16,13 @@ import (
 // membership, LiteFS roles and write forwarding. With no gossip configured
 // it describes a cluster of one.
 type clusterWiring struct {
-	cfg     *config
-	lfs     *cluster.LiteFS
-	hub     *realtime.Hub
-	feed    *app.Feed
-	logger  *slog.Logger
-	httpURL string
+	cfg      *config
+	lfs      *cluster.LiteFS
+	hub      *realtime.Hub
+	feed     *app.Feed
+	sessions *app.SessionStore
+	logger   *slog.Logger
+	httpURL  string
 
 	members *cluster.Membership // nil without gossip
 
@@ -47,6 +48,7 @@ func (w *clusterWiring) open() error {
 		// than at the next position check.
 		OnChanged: func(cluster.Changed) { w.feed.Poke() },
 		OnEndSession: func(id string) {
+			w.sessions.MarkEnded(id)
 			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 		},
 		OnBroadcast: func(user int64, typ string, data []byte) {
@@ -137,6 +139,7 @@ func (w *clusterWiring) signalChanges(ctx context.Context) {
 
 // endSession closes a session's sockets here and on every other node.
 func (w *clusterWiring) endSession(id string) {
+	w.sessions.MarkEnded(id)
 	w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 	if w.members != nil {
 		w.members.PublishEndSession(id)
@@ -300,13 +303,14 @@ func (w *clusterWiring) migrateOnPromotion(ctx context.Context, db *app.DB) {
 // this sweep catches a lost packet. The cookie stops authenticating at once
 // everywhere (the session row is gone); its open sockets close within one
 // interval at worst.
-func (w *clusterWiring) closeEndedSessions(ctx context.Context, sessions *app.SessionStore, interval time.Duration) {
+func (w *clusterWiring) closeEndedSessions(ctx context.Context, interval time.Duration) {
 	every(ctx, interval, func() {
-		ended, err := sessions.Ended(ctx, w.hub.Sessions())
+		ended, err := w.sessions.Ended(ctx, w.hub.Sessions())
 		if err != nil && ctx.Err() == nil {
 			w.logger.Warn("check open sessions", "err", err)
 		}
 		for _, id := range ended {
+			w.sessions.MarkEnded(id)
 			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 		}
 	})

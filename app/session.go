@@ -41,6 +41,26 @@ type SessionStore struct {
 	// primary a moment ago and is still replicating.
 	IsPrimary   func() bool
 	ReplicaWait time.Duration
+
+	cache *sessionCache // nil: every request reads the database
+}
+
+// CacheFor keeps sessions read from the database for up to ttl, so that a
+// burst of requests reads the sessions table once. Log-out here, and
+// Ended (called when another node says a session ended), end a session
+// here at once, even before this node's replica has the log-out; ttl bounds
+// how long a node that missed that word still accepts it. Call it before
+// serving.
+func (st *SessionStore) CacheFor(ttl time.Duration) {
+	st.cache = newSessionCache(ttl)
+}
+
+// MarkEnded tells the store that a session ended (on another node): it no
+// longer authenticates here, whatever this node's database still holds.
+func (st *SessionStore) MarkEnded(id string) {
+	if st.cache != nil {
+		st.cache.end(id, st.store.now())
+	}
 }
 
 // sessionCookie is what the cookie carries, signed: the session id, and when
@@ -92,7 +112,7 @@ func (st *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		return s, nil // forged, tampered or expired cookie: anonymous
 	}
 	values, err := st.load(r.Context(), sc.ID)
-	if err == nil && values == nil && st.mayBeReplicating(sc) {
+	if err == nil && values == nil && st.mayBeReplicating(sc) && !st.knownEnded(sc.ID) {
 		values, err = st.waitReplicated(r.Context(), sc)
 	}
 	if err != nil || values == nil {
@@ -110,7 +130,9 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 	s.Options.Secure = isHTTPS(r)
 	if s.Options.MaxAge < 0 {
 		if s.ID != "" {
-			if _, err := st.store.db.write.ExecContext(r.Context(), `DELETE FROM sessions WHERE id = ?`, s.ID); err != nil {
+			_, err := st.store.db.write.ExecContext(r.Context(), `DELETE FROM sessions WHERE id = ?`, s.ID)
+			st.MarkEnded(s.ID)
+			if err != nil {
 				return fmt.Errorf("delete session: %w", err)
 			}
 		}
@@ -136,6 +158,9 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 		s.ID, userID, buf.Bytes(), now.UnixMilli(), expires.UnixMilli()); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
+	if st.cache != nil {
+		st.cache.drop(s.ID)
+	}
 	encoded, err := st.codec.Encode(s.Name(), sessionCookie{ID: s.ID, Created: now.UnixMilli()})
 	if err != nil {
 		return fmt.Errorf("sign session cookie: %w", err)
@@ -144,9 +169,18 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 	return nil
 }
 
-// load reads a live session's values; nil when it does not exist or has
-// expired.
+// load reads a live session's values, from the cache when it has them;
+// nil when the session does not exist or has expired.
 func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error) {
+	now := st.store.now()
+	var gen uint64
+	if st.cache != nil {
+		values, ended := st.cache.get(id, now)
+		if values != nil || ended {
+			return values, nil
+		}
+		gen = st.cache.generation()
+	}
 	var data []byte
 	var expires int64
 	err := st.store.db.read.QueryRowContext(ctx, `SELECT data, expires_at FROM sessions WHERE id = ?`, id).Scan(&data, &expires)
@@ -155,14 +189,26 @@ func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error
 	} else if err != nil {
 		return nil, fmt.Errorf("read session: %w", err)
 	}
-	if st.store.now().UnixMilli() > expires {
+	if now.UnixMilli() > expires {
 		return nil, nil
 	}
 	values := map[any]any{}
 	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&values); err != nil {
 		return nil, fmt.Errorf("decode session: %w", err)
 	}
+	if st.cache != nil {
+		st.cache.put(id, values, gen, now, time.UnixMilli(expires))
+	}
 	return values, nil
+}
+
+// knownEnded reports whether the session is known to have ended.
+func (st *SessionStore) knownEnded(id string) bool {
+	if st.cache == nil {
+		return false
+	}
+	_, ended := st.cache.get(id, st.store.now())
+	return ended
 }
 
 // mayBeReplicating reports whether a session that is missing here may just

@@ -6,6 +6,8 @@ import (
 	"net/http/httptest"
 	"testing"
 	"time"
+
+	"github.com/gorilla/sessions"
 )
 
 func TestSessionOnReplica(t *testing.T) {
@@ -102,4 +104,115 @@ func TestSessionsEnded(t *testing.T) {
 	if len(ended) != 2 || ended[0] != gone || ended[1] != expired {
 		t.Fatalf("ended %v, want [%s %s]", ended, gone, expired)
 	}
+}
+
+func TestSessionCache(t *testing.T) {
+	s := newTestStore(t)
+	clock := time.Now()
+	s.now = func() time.Time { return clock }
+	u := mustUser(t, s, "alice")
+	st := NewSessionStore(s, []byte("a secret of enough length"))
+	st.CacheFor(time.Second)
+
+	login := func() (*http.Cookie, string) {
+		req := httptest.NewRequest("POST", "/login", nil)
+		rec := httptest.NewRecorder()
+		sess, _ := st.New(req, SessionCookie)
+		sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
+		if err := st.Save(req, rec, sess); err != nil {
+			t.Fatal(err)
+		}
+		return rec.Result().Cookies()[0], sess.ID
+	}
+	lookup := func(c *http.Cookie) *sessions.Session {
+		r := httptest.NewRequest("GET", "/api/notes", nil)
+		r.AddCookie(c)
+		got, err := st.New(r, SessionCookie)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	// endElsewhere deletes the row as log-out on another node would (the
+	// deletion replicates here; the gossip word may come or not).
+	endElsewhere := func(id string) {
+		if _, err := s.db.write.Exec(`DELETE FROM sessions WHERE id = ?`, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	t.Run("ended on another node: gone once that node's word arrives", func(t *testing.T) {
+		c, id := login()
+		if lookup(c).IsNew {
+			t.Fatal("fresh session not found")
+		}
+		endElsewhere(id)
+		if lookup(c).IsNew {
+			t.Fatal("want the cached session before the word arrives")
+		}
+		st.MarkEnded(id)
+		if !lookup(c).IsNew {
+			t.Fatal("session still accepted after the word arrived")
+		}
+	})
+
+	t.Run("the word arrives before the log-out replicates: refused at once", func(t *testing.T) {
+		c, id := login()
+		st.MarkEnded(id) // the row is still in this node's table
+		if !lookup(c).IsNew {
+			t.Fatal("an ended session was loaded again from a lagging table")
+		}
+	})
+
+	t.Run("ended on another node, word lost: gone after the TTL", func(t *testing.T) {
+		c, id := login()
+		lookup(c)
+		endElsewhere(id)
+		clock = clock.Add(time.Second)
+		if !lookup(c).IsNew {
+			t.Fatal("session still accepted after the cache TTL")
+		}
+	})
+
+	t.Run("log-out here ends it at once", func(t *testing.T) {
+		c, _ := login()
+		r := httptest.NewRequest("POST", "/logout", nil)
+		r.AddCookie(c)
+		sess := lookup(c)
+		sess.Options.MaxAge = -1
+		if err := st.Save(r, httptest.NewRecorder(), sess); err != nil {
+			t.Fatal(err)
+		}
+		if !lookup(c).IsNew {
+			t.Fatal("session accepted after log-out")
+		}
+	})
+
+	t.Run("a caller changing its values does not change the cache", func(t *testing.T) {
+		c, _ := login()
+		lookup(c).Values["username"] = "mallory"
+		if got := lookup(c).Values["username"]; got != "alice" {
+			t.Fatalf("username %v, want alice", got)
+		}
+	})
+
+	t.Run("a read that raced a change is not kept", func(t *testing.T) {
+		c := newSessionCache(time.Minute)
+		now := time.Now()
+		gen := c.generation()
+		c.drop("s1") // the session is saved again while the read is in flight
+		c.put("s1", map[any]any{"user_id": int64(1)}, gen, now, now.Add(time.Hour))
+		if v, _ := c.get("s1", now); v != nil {
+			t.Fatal("stale read kept after a change")
+		}
+	})
+
+	t.Run("an entry never outlives its session", func(t *testing.T) {
+		c := newSessionCache(time.Minute)
+		now := time.Now()
+		c.put("s1", map[any]any{"user_id": int64(1)}, c.generation(), now, now.Add(time.Second))
+		if v, _ := c.get("s1", now.Add(time.Second)); v != nil {
+			t.Fatal("entry served past the session's expiry")
+		}
+	})
 }
