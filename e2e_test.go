@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -267,6 +268,39 @@ func TestShutdownAndRestart(t *testing.T) {
 		t.Fatalf("got %+v, want sync", e)
 	}
 	_ = n2
+}
+
+// TestShutdownRefusesNewConnectionsAtOnce: while a node closes its sockets
+// on shutdown, a tab trying to reconnect is refused at once (and backs
+// off), rather than waiting in the dying process's accept queue.
+func TestShutdownRefusesNewConnectionsAtOnce(t *testing.T) {
+	n := startNode(t)
+	addr := strings.TrimPrefix(n.URL, "http://")
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+	// A tab that never reads: its close handshake holds the shutdown open
+	// for the hub's 3 s bound.
+	ws := c.dialWS("")
+	defer ws.CloseNow()
+
+	n.stop()
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err != nil {
+			break
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("still accepting connections 2 s into the shutdown")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	select {
+	case err := <-n.done:
+		t.Fatalf("the node had already stopped (%v): nothing shows the listener closed first", err)
+	default:
+	}
 }
 
 func TestFlags(t *testing.T) {

@@ -415,10 +415,15 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		logger.Info("shutting down")
 		shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		// Close real-time connections first (1001), so SSE handlers return
-		// and Shutdown does not wait on them.
+		// Stop accepting first: Shutdown closes the listener at once, so a
+		// tab reconnecting during the shutdown is refused at once and backs
+		// off, instead of waiting in the dying process's accept queue for
+		// SYN retransmits. Meanwhile the real-time connections close with
+		// 1001, which ends the SSE handlers Shutdown waits for.
+		shut := make(chan error, 1)
+		go func() { shut <- httpSrv.Shutdown(shutdownCtx) }()
 		hub.Close(3 * time.Second)
-		err = httpSrv.Shutdown(shutdownCtx)
+		err = <-shut
 	}
 	stopBG()
 	bg.Wait()
