@@ -128,3 +128,24 @@ func TestWorkerDialsFromItsSource(t *testing.T) {
 		t.Error("a non-loopback source was accepted")
 	}
 }
+
+// TestBackoffLikeThePage checks the reconnect waits: full jitter under a cap
+// that doubles from 500 ms to 10 s, never below 250 ms.
+func TestBackoffLikeThePage(t *testing.T) {
+	for n, limit := range []time.Duration{500 * time.Millisecond, time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 10 * time.Second, 10 * time.Second} {
+		var most time.Duration
+		for range 2000 {
+			d := backoff(n)
+			if d < 250*time.Millisecond || d >= limit {
+				t.Fatalf("backoff(%d) = %v, want in [250ms, %v)", n, d, limit)
+			}
+			most = max(most, d)
+		}
+		if most < limit*9/10 {
+			t.Errorf("backoff(%d) never went past %v of [250ms, %v): not spread", n, most, limit)
+		}
+	}
+	if d := backoff(60); d >= 10*time.Second {
+		t.Errorf("backoff(60) = %v, over the cap", d)
+	}
+}

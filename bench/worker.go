@@ -334,9 +334,27 @@ func (w *worker) read(c *wconn) {
 	}
 }
 
+// Reconnect backoff, as the page (app/static/app.js) does it: exponential
+// with full jitter, capped, so that the tabs of a restarted node spread
+// their reconnects instead of arriving in one wave.
+const (
+	backoffBase = 500 * time.Millisecond
+	backoffCap  = 10 * time.Second
+	backoffMin  = 250 * time.Millisecond
+)
+
+// backoff is the wait before reconnect attempt n (0-based).
+func backoff(n int) time.Duration {
+	limit := backoffCap
+	if n < 16 && backoffBase<<n < backoffCap {
+		limit = backoffBase << n
+	}
+	return max(backoffMin, rand.N(limit))
+}
+
 func (w *worker) reconnect(c *wconn) *websocket.Conn {
 	for attempt := 0; attempt < 50 && !w.quitting.Load(); attempt++ {
-		time.Sleep(time.Duration(100+attempt*100+rand.IntN(100)) * time.Millisecond)
+		time.Sleep(backoff(attempt))
 		c.mu.Lock()
 		since := c.last
 		c.mu.Unlock()
