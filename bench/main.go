@@ -196,19 +196,25 @@ type result struct {
 
 // storm is the reconnect storm after one node's restart.
 type storm struct {
-	Node             string         `json:"node"`
-	DownSecs         float64        `json:"down_seconds"` // SIGTERM to /readyz 200
-	Conns            int            `json:"conns_on_node"`
-	Closed           int            `json:"conns_closed"`
-	Reconnected      int            `json:"conns_reconnected"`
-	NotCaughtUp      int            `json:"conns_not_caught_up"`
-	ReconnectSecs    float64        `json:"last_reconnect_after_ready_seconds"`
-	CatchUpSecs      float64        `json:"all_caught_up_after_ready_seconds"`
-	Writes           int            `json:"writes"`
-	ErrorsBefore     map[string]int `json:"errors_before_ready"`
-	FailedAfterReady int            `json:"failed_after_ready"`
-	downNs, readyNs  int64
-	node             int
+	Node          string  `json:"node"`
+	DownSecs      float64 `json:"down_seconds"` // SIGTERM to /readyz 200
+	Conns         int     `json:"conns_on_node"`
+	Closed        int     `json:"conns_closed"`
+	Reconnected   int     `json:"conns_reconnected"`
+	NotCaughtUp   int     `json:"conns_not_caught_up"`
+	ReconnectSecs float64 `json:"last_reconnect_after_ready_seconds"`
+	CatchUpSecs   float64 `json:"all_caught_up_after_ready_seconds"`
+	// The same from SIGTERM, and the first reconnect: under a storm the
+	// tool's own /readyz poll waits in the node's accept queue with the
+	// clients, so "ready" as the tool sees it can come after the node is
+	// already taking them back.
+	FirstReconnectSecs float64        `json:"first_reconnect_after_sigterm_seconds"`
+	CatchUpSinceDown   float64        `json:"all_caught_up_after_sigterm_seconds"`
+	Writes             int            `json:"writes"`
+	ErrorsBefore       map[string]int `json:"errors_before_ready"`
+	FailedAfterReady   int            `json:"failed_after_ready"`
+	downNs, readyNs    int64
+	node               int
 }
 
 // ---- workers ----
@@ -1018,11 +1024,16 @@ func analyseStorm(res *result, st *storm, recs []writeRec, evs []event, connUser
 		if reconnected != 0 {
 			st.Reconnected++
 			st.ReconnectSecs = max(st.ReconnectSecs, float64(reconnected-st.readyNs)/1e9)
+			first := float64(reconnected-st.downNs) / 1e9
+			if st.Reconnected == 1 || first < st.FirstReconnectSecs {
+				st.FirstReconnectSecs = first
+			}
 		}
 		if caught == 0 {
 			st.NotCaughtUp++
 		} else {
 			st.CatchUpSecs = max(st.CatchUpSecs, float64(caught-st.readyNs)/1e9)
+			st.CatchUpSinceDown = max(st.CatchUpSinceDown, float64(caught-st.downNs)/1e9)
 		}
 	}
 }
@@ -1062,6 +1073,7 @@ func printTable(w io.Writer, r *result) {
 		f("reconnect storm: node", "%s down %.2fs (SIGTERM to /readyz)", s.Node, s.DownSecs)
 		f("  conns closed / reconnected", "%d / %d of %d (not caught up: %d)", s.Closed, s.Reconnected, s.Conns, s.NotCaughtUp)
 		f("  after ready: last reconnect", "%.2fs, all caught up %.2fs", s.ReconnectSecs, s.CatchUpSecs)
+		f("  after SIGTERM: first reconnect", "%.2fs, all caught up %.2fs", s.FirstReconnectSecs, s.CatchUpSinceDown)
 		f("  writes during storm", "%d: errors before ready %v, failed after ready %d", s.Writes, s.ErrorsBefore, s.FailedAfterReady)
 	} else {
 		f("reconnect storm", "%s", r.ReconnectStorm)
