@@ -382,6 +382,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	var bg sync.WaitGroup
 	bg.Go(func() { feed.Run(bgCtx) })
 	bg.Go(func() { prune(bgCtx, store, lfs, logger) })
+	bg.Go(func() { checkpoint(bgCtx, db, lfs, logger) })
 	// A replica learns that changes arrived from LiteFS's tx events, and,
 	// as a safety net, from its position moving.
 	bg.Go(func() {
@@ -539,6 +540,19 @@ func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *s
 		}
 		if err := store.Prune(ctx, time.Hour); err != nil && ctx.Err() == nil {
 			logger.Warn("prune", "err", err)
+		}
+	})
+}
+
+// checkpoint keeps the WAL short on the node that writes, off the commit
+// path (see app.DB.Checkpoint).
+func checkpoint(ctx context.Context, db *app.DB, lfs *cluster.LiteFS, logger *slog.Logger) {
+	every(ctx, time.Second, func() {
+		if !lfs.IsPrimary() {
+			return
+		}
+		if _, _, err := db.Checkpoint(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn("checkpoint", "err", err)
 		}
 	})
 }

@@ -15,8 +15,24 @@ import (
 	"strings"
 	"time"
 
-	_ "github.com/mattn/go-sqlite3" // registers the "sqlite3" driver
+	"github.com/mattn/go-sqlite3"
 )
+
+// writerDriver is the driver of the writer connection: SQLite, with the
+// WAL's automatic checkpoint moved out of the way (see Checkpoint).
+const writerDriver = "sqlite3_notesync_writer"
+
+// walAutoCheckpoint is the writer's automatic checkpoint threshold in WAL
+// pages: a safety net ten times SQLite's default, reached only if the
+// background checkpoints stop.
+const walAutoCheckpoint = 10000
+
+func init() {
+	sql.Register(writerDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
+		_, err := c.Exec("PRAGMA wal_autocheckpoint = "+strconv.Itoa(walAutoCheckpoint), nil)
+		return err
+	}})
+}
 
 //go:embed migrations/*.sql
 var migrationFS embed.FS
@@ -32,6 +48,7 @@ type DB struct {
 
 	write *sql.DB
 	read  *sql.DB
+	ckpt  *sql.DB // one connection for Checkpoint
 }
 
 // BusyTimeout is how long a connection waits for a lock before SQLITE_BUSY.
@@ -48,7 +65,7 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 	}
 	// Writers take the lock at BEGIN so concurrent transactions queue on the
 	// busy timeout instead of failing on upgrade.
-	write, err := sql.Open("sqlite3", dsn(path, "_txlock", "immediate"))
+	write, err := sql.Open(writerDriver, dsn(path, "_txlock", "immediate"))
 	if err != nil {
 		return nil, fmt.Errorf("open db %q: %w", path, err)
 	}
@@ -67,7 +84,16 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 	read.SetConnMaxIdleTime(0)
 	read.SetConnMaxLifetime(0)
 
-	db := &DB{Path: path, write: write, read: read}
+	ckpt, err := sql.Open("sqlite3", dsn(path, "_busy_timeout", "0"))
+	if err != nil {
+		write.Close()
+		read.Close()
+		return nil, fmt.Errorf("open db %q: %w", path, err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	ckpt.SetMaxIdleConns(1)
+
+	db := &DB{Path: path, write: write, read: read, ckpt: ckpt}
 	if migrate {
 		if err := db.Migrate(ctx); err != nil {
 			db.Close()
@@ -88,9 +114,25 @@ func dsn(path, key, value string) string {
 	return "file:" + path + "?" + params.Encode()
 }
 
-// Close closes both pools.
+// Close closes the pools.
 func (db *DB) Close() error {
-	return errors.Join(db.write.Close(), db.read.Close())
+	return errors.Join(db.write.Close(), db.read.Close(), db.ckpt.Close())
+}
+
+// Checkpoint copies the WAL's committed pages into the database file
+// without waiting for readers or the writer (a PASSIVE checkpoint), and
+// reports how many pages the WAL held and how many were copied. Call it
+// regularly on the node that writes: the writer's own automatic checkpoint
+// is held back (walAutoCheckpoint) because it ran inside the commit of
+// whichever write crossed SQLite's 1,000-page threshold, adding a
+// checkpoint's fsyncs to that write and to its push.
+func (db *DB) Checkpoint(ctx context.Context) (walPages, copied int, err error) {
+	var busy int
+	err = db.ckpt.QueryRowContext(ctx, "PRAGMA wal_checkpoint(PASSIVE)").Scan(&busy, &walPages, &copied)
+	if err != nil {
+		return 0, 0, fmt.Errorf("checkpoint: %w", err)
+	}
+	return walPages, copied, nil
 }
 
 // Ping checks that the database answers a query.

@@ -374,3 +374,40 @@ func mustSchema(t *testing.T, db *DB) int {
 	}
 	return v
 }
+
+// TestCommitsLeaveCheckpointsToCheckpoint: a write's commit does not copy
+// the WAL into the database (SQLite would at 1,000 pages, inside the
+// commit of whichever write crossed it); Checkpoint does, in the
+// background.
+func TestCommitsLeaveCheckpointsToCheckpoint(t *testing.T) {
+	s := newTestStore(t)
+	u := mustUser(t, s, "alice")
+	ctx := context.Background()
+	body := strings.Repeat("x", 9000) // three pages or so per note
+	for i := 0; i < 400; i++ {
+		if _, err := s.CreateNote(ctx, u.ID, body, Idempotency{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pages, copied, err := s.db.Checkpoint(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pages <= 1000 {
+		t.Fatalf("the WAL held %d pages: the commits checkpointed it themselves", pages)
+	}
+	if copied != pages {
+		t.Fatalf("checkpoint copied %d of %d pages", copied, pages)
+	}
+	// The next write starts the WAL over, so it stays short.
+	if _, err := s.CreateNote(ctx, u.ID, "after", Idempotency{}); err != nil {
+		t.Fatal(err)
+	}
+	if pages, _, err := s.db.Checkpoint(ctx); err != nil || pages > 50 {
+		t.Fatalf("after a checkpoint and one write the WAL holds %d pages (%v)", pages, err)
+	}
+	notes, _, err := s.ListNotes(ctx, u.ID)
+	if err != nil || len(notes) != 401 {
+		t.Fatalf("%d notes (%v), want 401", len(notes), err)
+	}
+}
