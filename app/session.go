@@ -8,6 +8,7 @@ import (
 	"database/sql"
 	"encoding/base64"
 	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -30,8 +31,9 @@ const SessionTTL = 30 * 24 * time.Hour
 // Reading a session is a read: only Save (log-in, log-out) writes, so a
 // read-only replica can authenticate requests on its own.
 type SessionStore struct {
-	store *Store
-	codec securecookie.Codec
+	store  *Store
+	codec  securecookie.Codec // signs new cookies; JSON inside
+	legacy securecookie.Codec // reads cookies signed before, gob inside
 	// Options are the cookie options of new sessions. Secure is set per
 	// request when it arrived over https.
 	Options sessions.Options
@@ -76,11 +78,19 @@ var _ sessions.Store = (*SessionStore)(nil)
 // secret (any length; at least 32 random bytes advised).
 func NewSessionStore(store *Store, secret []byte) *SessionStore {
 	key := sha512.Sum512(append([]byte("notesync session cookie\x00"), secret...))
+	// The cookie's content is serialized as JSON: gob, securecookie's
+	// default, compiles a decoder for every cookie, which was a seventh of
+	// a node's CPU while thousands of tabs reconnected. Cookies made
+	// before are still read with gob.
 	codec := securecookie.New(key[:], nil)
 	codec.MaxAge(int(SessionTTL / time.Second))
+	codec.SetSerializer(securecookie.JSONEncoder{})
+	legacy := securecookie.New(key[:], nil)
+	legacy.MaxAge(int(SessionTTL / time.Second))
 	return &SessionStore{
-		store: store,
-		codec: codec,
+		store:  store,
+		codec:  codec,
+		legacy: legacy,
 		Options: sessions.Options{
 			Path:     "/",
 			MaxAge:   int(SessionTTL / time.Second),
@@ -108,7 +118,7 @@ func (st *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 		return s, nil
 	}
 	var sc sessionCookie
-	if err := st.codec.Decode(name, c.Value, &sc); err != nil || sc.ID == "" {
+	if err := securecookie.DecodeMulti(name, c.Value, &sc, st.codec, st.legacy); err != nil || sc.ID == "" {
 		return s, nil // forged, tampered or expired cookie: anonymous
 	}
 	values, err := st.load(r.Context(), sc.ID)
@@ -146,16 +156,16 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 	if s.ID == "" {
 		s.ID = newSessionID()
 	}
-	var buf bytes.Buffer
-	if err := gob.NewEncoder(&buf).Encode(s.Values); err != nil {
-		return fmt.Errorf("encode session: %w", err)
+	data, err := encodeSessionValues(s.Values)
+	if err != nil {
+		return err
 	}
 	now := st.store.now()
 	expires := now.Add(time.Duration(s.Options.MaxAge) * time.Second)
 	if _, err := st.store.db.write.ExecContext(r.Context(),
 		`INSERT INTO sessions (id, user_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
 		 ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
-		s.ID, userID, buf.Bytes(), now.UnixMilli(), expires.UnixMilli()); err != nil {
+		s.ID, userID, data, now.UnixMilli(), expires.UnixMilli()); err != nil {
 		return fmt.Errorf("save session: %w", err)
 	}
 	if st.cache != nil {
@@ -192,9 +202,9 @@ func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error
 	if now.UnixMilli() > expires {
 		return nil, nil
 	}
-	values := map[any]any{}
-	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&values); err != nil {
-		return nil, fmt.Errorf("decode session: %w", err)
+	values, err := decodeSessionValues(data)
+	if err != nil {
+		return nil, err
 	}
 	if st.cache != nil {
 		st.cache.put(id, values, gen, now, time.UnixMilli(expires))
@@ -256,6 +266,71 @@ func (st *SessionStore) Ended(ctx context.Context, ids []string) ([]string, erro
 		}
 	}
 	return ended, nil
+}
+
+// jsonSession marks session values stored as JSON. Older rows hold gob,
+// whose stream never starts with a zero byte (every gob message begins
+// with its non-zero length).
+const jsonSession = "\x00J"
+
+// storedSession is the JSON form of the values the app keeps in a session.
+type storedSession struct {
+	UserID   int64  `json:"user_id"`
+	Username string `json:"username,omitempty"`
+}
+
+// encodeSessionValues stores values as JSON when they are the app's usual
+// pair (a fresh gob decoder per read compiles the types each time, which
+// made decoding most of a session read), and as gob otherwise.
+func encodeSessionValues(values map[any]any) ([]byte, error) {
+	var ss storedSession
+	usual := true
+	for k, v := range values {
+		switch {
+		case k == "user_id":
+			ss.UserID, usual = v.(int64)
+		case k == "username":
+			ss.Username, usual = v.(string)
+		default:
+			usual = false
+		}
+		if !usual {
+			break
+		}
+	}
+	if usual {
+		b, err := json.Marshal(ss)
+		if err != nil {
+			return nil, fmt.Errorf("encode session: %w", err)
+		}
+		return append([]byte(jsonSession), b...), nil
+	}
+	var buf bytes.Buffer
+	if err := gob.NewEncoder(&buf).Encode(values); err != nil {
+		return nil, fmt.Errorf("encode session: %w", err)
+	}
+	return buf.Bytes(), nil
+}
+
+// decodeSessionValues reads what encodeSessionValues stored, or a gob row
+// written before.
+func decodeSessionValues(data []byte) (map[any]any, error) {
+	if b, ok := bytes.CutPrefix(data, []byte(jsonSession)); ok {
+		var ss storedSession
+		if err := json.Unmarshal(b, &ss); err != nil {
+			return nil, fmt.Errorf("decode session: %w", err)
+		}
+		values := map[any]any{"user_id": ss.UserID}
+		if ss.Username != "" {
+			values["username"] = ss.Username
+		}
+		return values, nil
+	}
+	values := map[any]any{}
+	if err := gob.NewDecoder(bytes.NewReader(data)).Decode(&values); err != nil {
+		return nil, fmt.Errorf("decode session: %w", err)
+	}
+	return values, nil
 }
 
 func newSessionID() string {

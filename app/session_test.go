@@ -1,9 +1,12 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"testing"
 	"time"
 
@@ -215,4 +218,62 @@ func TestSessionCache(t *testing.T) {
 			t.Fatal("entry served past the session's expiry")
 		}
 	})
+}
+
+func TestSessionValuesStored(t *testing.T) {
+	usual := map[any]any{"user_id": int64(42), "username": "alice"}
+	data, err := encodeSessionValues(usual)
+	if err != nil || !bytes.HasPrefix(data, []byte(jsonSession)) {
+		t.Fatalf("usual values stored as %q (%v), want JSON", data, err)
+	}
+	other := map[any]any{"user_id": int64(42), "flash": []string{"saved"}}
+	odata, err := encodeSessionValues(other)
+	if err != nil || bytes.HasPrefix(odata, []byte(jsonSession)) {
+		t.Fatalf("other values stored as %q (%v), want gob", odata, err)
+	}
+	// A row written before JSON: gob of the usual values.
+	var old bytes.Buffer
+	if err := gob.NewEncoder(&old).Encode(usual); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range map[string]struct {
+		data []byte
+		want map[any]any
+	}{"json": {data, usual}, "gob": {odata, other}, "old gob row": {old.Bytes(), usual}} {
+		got, err := decodeSessionValues(c.data)
+		if err != nil || !reflect.DeepEqual(got, c.want) {
+			t.Errorf("%s: decoded %v (%v), want %v", name, got, err, c.want)
+		}
+	}
+}
+
+// TestSessionCookieMadeBeforeJSON: a cookie signed before cookies held JSON
+// (gob inside) still authenticates.
+func TestSessionCookieMadeBeforeJSON(t *testing.T) {
+	s := newTestStore(t)
+	u := mustUser(t, s, "alice")
+	st := NewSessionStore(s, []byte("a secret of enough length"))
+	req := httptest.NewRequest("POST", "/login", nil)
+	rec := httptest.NewRecorder()
+	sess, _ := st.New(req, SessionCookie)
+	sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
+	if err := st.Save(req, rec, sess); err != nil {
+		t.Fatal(err)
+	}
+	old, err := st.legacy.Encode(SessionCookie, sessionCookie{ID: sess.ID, Created: time.Now().UnixMilli()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("GET", "/api/notes", nil)
+	r.AddCookie(&http.Cookie{Name: SessionCookie, Value: old})
+	got, err := st.New(r, SessionCookie)
+	if err != nil || got.IsNew || got.Values["username"] != "alice" {
+		t.Fatalf("old cookie: new=%v values=%v err=%v", got.IsNew, got.Values, err)
+	}
+	// And a forged one still does not.
+	r = httptest.NewRequest("GET", "/api/notes", nil)
+	r.AddCookie(&http.Cookie{Name: SessionCookie, Value: old[:len(old)-4] + "AAAA"})
+	if got, _ := st.New(r, SessionCookie); !got.IsNew {
+		t.Fatal("a tampered cookie authenticated")
+	}
 }
