@@ -13,6 +13,20 @@ import (
 	"github.com/gorilla/sessions"
 )
 
+// mustLogIn saves a new session for u, as log-in does, and returns its
+// cookie and id.
+func mustLogIn(t testing.TB, st *SessionStore, u *User) (*http.Cookie, string) {
+	t.Helper()
+	req := httptest.NewRequest("POST", "/login", nil)
+	rec := httptest.NewRecorder()
+	sess, _ := st.New(req, SessionCookie)
+	sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
+	if err := st.Save(req, rec, sess); err != nil {
+		t.Fatal(err)
+	}
+	return rec.Result().Cookies()[0], sess.ID
+}
+
 func TestSessionOnReplica(t *testing.T) {
 	s := newTestStore(t)
 	u := mustUser(t, s, "alice")
@@ -22,25 +36,18 @@ func TestSessionOnReplica(t *testing.T) {
 	st.ReplicaWait = 2 * time.Second
 
 	// A session made "on the primary": the row and its cookie.
-	req := httptest.NewRequest("POST", "/login", nil)
-	rec := httptest.NewRecorder()
-	sess, _ := st.New(req, SessionCookie)
-	sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
-	if err := st.Save(req, rec, sess); err != nil {
-		t.Fatal(err)
-	}
-	cookie := rec.Result().Cookies()[0]
+	cookie, id := mustLogIn(t, st, u)
 	var row struct {
 		data             []byte
 		created, expires int64
 	}
-	if err := s.db.read.QueryRow(`SELECT data, created_at, expires_at FROM sessions WHERE id = ?`, sess.ID).Scan(&row.data, &row.created, &row.expires); err != nil {
+	if err := s.db.read.QueryRow(`SELECT data, created_at, expires_at FROM sessions WHERE id = ?`, id).Scan(&row.data, &row.created, &row.expires); err != nil {
 		t.Fatal(err)
 	}
-	remove := func() { s.db.write.Exec(`DELETE FROM sessions WHERE id = ?`, sess.ID) }
+	remove := func() { s.db.write.Exec(`DELETE FROM sessions WHERE id = ?`, id) }
 	restore := func() {
 		s.db.write.Exec(`INSERT INTO sessions (id, user_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)`,
-			sess.ID, u.ID, row.data, row.created, row.expires)
+			id, u.ID, row.data, row.created, row.expires)
 	}
 	lookup := func() (*http.Request, bool) {
 		r := httptest.NewRequest("GET", "/api/notes", nil)
@@ -89,13 +96,8 @@ func TestSessionsEnded(t *testing.T) {
 	u := mustUser(t, s, "alice")
 	st := NewSessionStore(s, []byte("a secret of enough length"))
 	save := func() string {
-		req := httptest.NewRequest("POST", "/login", nil)
-		sess, _ := st.New(req, SessionCookie)
-		sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
-		if err := st.Save(req, httptest.NewRecorder(), sess); err != nil {
-			t.Fatal(err)
-		}
-		return sess.ID
+		_, id := mustLogIn(t, st, u)
+		return id
 	}
 	live, gone, expired := save(), save(), save()
 	s.db.write.Exec(`DELETE FROM sessions WHERE id = ?`, gone)
@@ -117,16 +119,7 @@ func TestSessionCache(t *testing.T) {
 	st := NewSessionStore(s, []byte("a secret of enough length"))
 	st.CacheFor(time.Second)
 
-	login := func() (*http.Cookie, string) {
-		req := httptest.NewRequest("POST", "/login", nil)
-		rec := httptest.NewRecorder()
-		sess, _ := st.New(req, SessionCookie)
-		sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
-		if err := st.Save(req, rec, sess); err != nil {
-			t.Fatal(err)
-		}
-		return rec.Result().Cookies()[0], sess.ID
-	}
+	login := func() (*http.Cookie, string) { return mustLogIn(t, st, u) }
 	lookup := func(c *http.Cookie) *sessions.Session {
 		r := httptest.NewRequest("GET", "/api/notes", nil)
 		r.AddCookie(c)
@@ -253,14 +246,8 @@ func TestSessionCookieMadeBeforeJSON(t *testing.T) {
 	s := newTestStore(t)
 	u := mustUser(t, s, "alice")
 	st := NewSessionStore(s, []byte("a secret of enough length"))
-	req := httptest.NewRequest("POST", "/login", nil)
-	rec := httptest.NewRecorder()
-	sess, _ := st.New(req, SessionCookie)
-	sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
-	if err := st.Save(req, rec, sess); err != nil {
-		t.Fatal(err)
-	}
-	old, err := st.legacy.Encode(SessionCookie, sessionCookie{ID: sess.ID, Created: time.Now().UnixMilli()})
+	_, id := mustLogIn(t, st, u)
+	old, err := st.legacy.Encode(SessionCookie, sessionCookie{ID: id, Created: time.Now().UnixMilli()})
 	if err != nil {
 		t.Fatal(err)
 	}
