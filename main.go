@@ -531,29 +531,33 @@ func litefsBinary() (string, error) {
 	return strings.TrimSpace(string(out)), nil
 }
 
-// prune deletes stale change-log rows, idempotency keys and sessions every
-// ten minutes, on the primary (writes happen there only).
-func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
-	every(ctx, 10*time.Minute, func() {
+// onPrimary runs fn every d while this node is the primary (the node that
+// writes), logging what fails as what.
+func onPrimary(ctx context.Context, lfs *cluster.LiteFS, logger *slog.Logger, d time.Duration, what string, fn func(context.Context) error) {
+	every(ctx, d, func() {
 		if !lfs.IsPrimary() {
 			return
 		}
-		if err := store.Prune(ctx, time.Hour); err != nil && ctx.Err() == nil {
-			logger.Warn("prune", "err", err)
+		if err := fn(ctx); err != nil && ctx.Err() == nil {
+			logger.Warn(what, "err", err)
 		}
+	})
+}
+
+// prune deletes stale change-log rows, idempotency keys and sessions every
+// ten minutes, on the primary (writes happen there only).
+func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
+	onPrimary(ctx, lfs, logger, 10*time.Minute, "prune", func(ctx context.Context) error {
+		return store.Prune(ctx, time.Hour)
 	})
 }
 
 // checkpoint keeps the WAL short on the node that writes, off the commit
 // path (see app.DB.Checkpoint).
 func checkpoint(ctx context.Context, db *app.DB, lfs *cluster.LiteFS, logger *slog.Logger) {
-	every(ctx, time.Second, func() {
-		if !lfs.IsPrimary() {
-			return
-		}
-		if _, _, err := db.Checkpoint(ctx); err != nil && ctx.Err() == nil {
-			logger.Warn("checkpoint", "err", err)
-		}
+	onPrimary(ctx, lfs, logger, time.Second, "checkpoint", func(ctx context.Context) error {
+		_, _, err := db.Checkpoint(ctx)
+		return err
 	})
 }
 

@@ -65,33 +65,21 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 	}
 	// Writers take the lock at BEGIN so concurrent transactions queue on the
 	// busy timeout instead of failing on upgrade.
-	write, err := sql.Open(writerDriver, dsn(path, "_txlock", "immediate"))
+	write, err := openPool(writerDriver, dsn(path, "_txlock", "immediate"), 1)
 	if err != nil {
 		return nil, fmt.Errorf("open db %q: %w", path, err)
 	}
-	write.SetMaxOpenConns(1)
-	write.SetMaxIdleConns(1)
-	write.SetConnMaxLifetime(0)
-	write.SetConnMaxIdleTime(0)
-
-	read, err := sql.Open("sqlite3", dsn(path, "_query_only", "true"))
+	read, err := openPool("sqlite3", dsn(path, "_query_only", "true"), 8)
 	if err != nil {
 		write.Close()
 		return nil, fmt.Errorf("open db %q: %w", path, err)
 	}
-	read.SetMaxOpenConns(8)
-	read.SetMaxIdleConns(8)
-	read.SetConnMaxIdleTime(0)
-	read.SetConnMaxLifetime(0)
-
-	ckpt, err := sql.Open("sqlite3", dsn(path, "_busy_timeout", "0"))
+	ckpt, err := openPool("sqlite3", dsn(path, "_busy_timeout", "0"), 1)
 	if err != nil {
 		write.Close()
 		read.Close()
 		return nil, fmt.Errorf("open db %q: %w", path, err)
 	}
-	ckpt.SetMaxOpenConns(1)
-	ckpt.SetMaxIdleConns(1)
 
 	db := &DB{Path: path, write: write, read: read, ckpt: ckpt}
 	if migrate {
@@ -100,6 +88,19 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 			return nil, err
 		}
 	}
+	return db, nil
+}
+
+// openPool opens a pool of at most conns connections that are kept open.
+func openPool(driver, dsn string, conns int) (*sql.DB, error) {
+	db, err := sql.Open(driver, dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(conns)
+	db.SetMaxIdleConns(conns)
+	db.SetConnMaxLifetime(0)
+	db.SetConnMaxIdleTime(0)
 	return db, nil
 }
 

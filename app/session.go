@@ -49,7 +49,7 @@ type SessionStore struct {
 
 // CacheFor keeps sessions read from the database for up to ttl, so that a
 // burst of requests reads the sessions table once. Log-out here, and
-// Ended (called when another node says a session ended), end a session
+// MarkEnded (called when another node says a session ended), end a session
 // here at once, even before this node's replica has the log-out; ttl bounds
 // how long a node that missed that word still accepts it. Call it before
 // serving.
