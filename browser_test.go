@@ -1,6 +1,6 @@
 package main
 
-// Real-browser tests of the notes page (SPEC §5): two tabs of one Chromium,
+// Real-browser tests of the notes page (docs/PROTOCOL.md §5): two tabs of one Chromium,
 // driven over the DevTools protocol with chromedp (through
 // internal/browsertest), against a node started in-process by startNode.
 //

@@ -97,7 +97,7 @@ func (f *Feed) Run(ctx context.Context) {
 	}
 }
 
-// noteChanged is the note_changed message of SPEC §4.
+// noteChanged is the note_changed message of docs/PROTOCOL.md §4.
 type noteChanged struct {
 	Type    string `json:"type"`
 	Op      string `json:"op"`

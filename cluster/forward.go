@@ -27,7 +27,7 @@ const (
 	HeaderSignature = "X-Notesync-Signature"
 )
 
-// DefaultForwardTimeout bounds a forwarded write: SPEC §3 wants an answer
+// DefaultForwardTimeout bounds a forwarded write: docs/PROTOCOL.md §3 wants an answer
 // within 5 s while no primary is reachable.
 const DefaultForwardTimeout = 4500 * time.Millisecond
 

@@ -5,7 +5,7 @@ import (
 	"net/http"
 )
 
-// Pinner routes requests that a tab pinned to another node (SPEC §3: the
+// Pinner routes requests that a tab pinned to another node (docs/PROTOCOL.md §3: the
 // pin lives in the tab's URL, ?node=NAME or ?region=CODE, never in a cookie,
 // so each tab of one browser can sit on a different node). On Fly.io the
 // request is answered with a fly-replay header and Fly's proxy replays it on

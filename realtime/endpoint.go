@@ -12,7 +12,7 @@ import (
 // without a valid session.
 var ErrUnauthenticated = errors.New("realtime: unauthenticated")
 
-// Endpoint serves the real-time protocol of SPEC §4 over WebSocket (ServeWS)
+// Endpoint serves the real-time protocol of docs/PROTOCOL.md §4 over WebSocket (ServeWS)
 // and Server-Sent Events (ServeSSE) for one Hub. Its fields are set before
 // the first request and not changed afterwards.
 type Endpoint struct {
@@ -28,7 +28,7 @@ type Endpoint struct {
 	Version func(ctx context.Context, userID int64) (int64, error)
 
 	// CatchUp builds the message sent right after hello when the client's
-	// since is below the current version (SPEC §4: op "sync").
+	// since is below the current version (docs/PROTOCOL.md §4: op "sync").
 	CatchUp func(version int64) Message
 
 	// OnOpen, OnMessage and OnClose are optional callbacks for code built on

@@ -20,7 +20,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// Defaults for a Hub's tunables (SPEC §4).
+// Defaults for a Hub's tunables (docs/PROTOCOL.md §4).
 const (
 	DefaultQueueSize    = 64
 	DefaultWriteTimeout = 10 * time.Second

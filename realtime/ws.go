@@ -151,7 +151,7 @@ const (
 	clientBinary                   // binary: not part of the protocol, closes with 1003
 )
 
-// classify parses one client message (SPEC §4). Size is enforced by the
+// classify parses one client message (docs/PROTOCOL.md §4). Size is enforced by the
 // read limit before a message gets here.
 func classify(typ websocket.MessageType, p []byte) clientKind {
 	switch {

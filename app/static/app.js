@@ -11,7 +11,7 @@
 //     failure once with the same key;
 //   * carries the tab's pin (?node= / ?region=) on every request it makes.
 //
-// The DOM and wire contract is SPEC.md, sections 3–5. The only
+// The DOM and wire contract is docs/PROTOCOL.md, sections 3–5. The only
 // global is window.notesync ({transport, attempts, version}), read by tests.
 (() => {
   'use strict';

@@ -1,4 +1,4 @@
-// Package browsertest drives the notes page (SPEC §5) in a real Chromium
+// Package browsertest drives the notes page (docs/PROTOCOL.md §5) in a real Chromium
 // over the DevTools protocol with chromedp, for the tests of package main
 // and of e2e. Only test code imports it, so the notesync binary does not
 // link chromedp.
