@@ -423,39 +423,12 @@ func (t *noteTools) run(ctx context.Context, callID, name string, raw json.RawMe
 		return nil, "arguments must be a JSON object: " + plainJSONError(err), nil
 	}
 	var (
-		res WriteResult
+		res NoteWrite
 		err error
 	)
 	switch name {
 	case "list_notes", "search_notes":
-		query := ""
-		if name == "search_notes" {
-			if args.Query == nil || strings.TrimSpace(*args.Query) == "" {
-				return nil, `missing "query"`, nil
-			}
-			query = strings.TrimSpace(*args.Query)
-			if utf8.RuneCountInString(query) > assistantMaxSearchChars {
-				return nil, fmt.Sprintf(`"query" is over %d characters`, assistantMaxSearchChars), nil
-			}
-		}
-		notes, version, err := t.store.ListNotes(ctx, t.userID)
-		if err != nil {
-			return t.failed(ctx, err)
-		}
-		found := make([]Note, 0, len(notes))
-		lq := strings.ToLower(query)
-		for _, n := range notes {
-			if query == "" || strings.Contains(strings.ToLower(n.Body), lq) {
-				found = append(found, n)
-			}
-		}
-		out := map[string]any{"version": version, "count": len(found)}
-		if len(found) > assistantMaxListed {
-			found = found[:assistantMaxListed]
-			out["truncated"] = true
-		}
-		out["notes"] = found
-		return out, "", nil
+		return t.list(ctx, name, args)
 	case "create_note":
 		body, msg := args.body()
 		if msg != "" {
@@ -478,21 +451,46 @@ func (t *noteTools) run(ctx context.Context, callID, name string, raw json.RawMe
 			return nil, msg, nil
 		}
 		res, err = t.store.DeleteNote(ctx, t.userID, id, t.idem(callID, name, raw))
-		if err == nil && res.Status < 300 {
+		if err == nil {
 			return map[string]any{"deleted": id, "version": res.Version}, "", nil
 		}
 	}
 	if err != nil {
 		return t.failed(ctx, err)
 	}
-	if res.Status >= 300 { // a replayed failure
-		var e struct {
-			Error string `json:"error"`
+	return res, "", nil
+}
+
+// list runs list_notes and search_notes.
+func (t *noteTools) list(ctx context.Context, name string, args toolArgs) (any, string, error) {
+	query := ""
+	if name == "search_notes" {
+		if args.Query == nil || strings.TrimSpace(*args.Query) == "" {
+			return nil, `missing "query"`, nil
 		}
-		_ = json.Unmarshal(res.Body, &e)
-		return nil, cmpStr(e.Error, "failed"), nil
+		query = strings.TrimSpace(*args.Query)
+		if utf8.RuneCountInString(query) > assistantMaxSearchChars {
+			return nil, fmt.Sprintf(`"query" is over %d characters`, assistantMaxSearchChars), nil
+		}
 	}
-	return json.RawMessage(res.Body), "", nil
+	notes, version, err := t.store.ListNotes(ctx, t.userID)
+	if err != nil {
+		return t.failed(ctx, err)
+	}
+	found := make([]Note, 0, len(notes))
+	lq := strings.ToLower(query)
+	for _, n := range notes {
+		if query == "" || strings.Contains(strings.ToLower(n.Body), lq) {
+			found = append(found, n)
+		}
+	}
+	out := map[string]any{"version": version, "count": len(found)}
+	if len(found) > assistantMaxListed {
+		found = found[:assistantMaxListed]
+		out["truncated"] = true
+	}
+	out["notes"] = found
+	return out, "", nil
 }
 
 // failed turns a Store error into a message for the model, or ends the run
@@ -505,13 +503,6 @@ func (t *noteTools) failed(ctx context.Context, err error) (any, string, error) 
 		return nil, "", err
 	}
 	return nil, ErrorMessage(err), nil
-}
-
-func cmpStr(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }
 
 // plainJSONError shortens an encoding/json error for the model.

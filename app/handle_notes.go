@@ -111,7 +111,7 @@ func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *Ses
 		return
 	}
 	res, err := s.Store.CreateNote(r.Context(), u.ID, body, idem)
-	s.writeResult(w, r, res, err)
+	s.writeNote(w, r, http.StatusCreated, res, err)
 }
 
 func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Session) {
@@ -126,7 +126,7 @@ func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Ses
 		return
 	}
 	res, err := s.Store.UpdateNote(r.Context(), u.ID, id, body, idem)
-	s.writeResult(w, r, res, err)
+	s.writeNote(w, r, http.StatusOK, res, err)
 }
 
 func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Session) {
@@ -141,11 +141,12 @@ func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Ses
 		return
 	}
 	res, err := s.Store.DeleteNote(r.Context(), u.ID, id, idem)
-	s.writeResult(w, r, res, err)
+	s.writeNote(w, r, http.StatusNoContent, res, err)
 }
 
-// writeResult answers a write with its (possibly replayed) outcome.
-func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res WriteResult, err error) {
+// writeNote answers a note write with its (possibly replayed) outcome:
+// {"note", "version"} with status, or no body for 204.
+func (s *Server) writeNote(w http.ResponseWriter, r *http.Request, status int, res NoteWrite, err error) {
 	if err != nil {
 		if errors.Is(err, context.Canceled) {
 			return
@@ -159,14 +160,11 @@ func (s *Server) writeResult(w http.ResponseWriter, r *http.Request, res WriteRe
 	if res.Version > 0 {
 		w.Header().Set("X-Notes-Version", strconv.FormatInt(res.Version, 10))
 	}
-	if len(res.Body) == 0 {
-		w.WriteHeader(res.Status)
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(res.Status)
-	_, _ = w.Write(res.Body)
-	_, _ = w.Write([]byte("\n"))
+	writeJSON(w, status, res)
 }
 
 // noteID parses the {id} path value.

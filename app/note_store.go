@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"sync"
 	"time"
 )
@@ -66,77 +65,70 @@ type Idempotency struct {
 // IdempotencyTTL is how long the first outcome of a keyed write is kept.
 const IdempotencyTTL = 24 * time.Hour
 
-// WriteResult is the outcome of a write as the client sees it.
-type WriteResult struct {
-	Status   int
-	Body     []byte // JSON; empty for 204
-	Version  int64
-	Replayed bool // answered from the idempotency record; nothing was applied
-}
-
-// noteResponse is the JSON body of a created or updated note.
-type noteResponse struct {
+// NoteWrite is the outcome of a note write: the note as the write left it
+// (for a delete, as it was) and the user's version after it.
+type NoteWrite struct {
 	Note    Note  `json:"note"`
 	Version int64 `json:"version"`
+	// Replayed reports an answer from the idempotency record: nothing was
+	// applied this time.
+	Replayed bool `json:"-"`
 }
 
 // CreateNote adds a note for userID.
-func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem Idempotency) (WriteResult, error) {
+func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem Idempotency) (NoteWrite, error) {
 	if err := ValidateNoteBody(body); err != nil {
-		return WriteResult{}, err
+		return NoteWrite{}, err
 	}
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
 		res, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?)`,
 			userID, body, now.UnixMilli(), now.UnixMilli())
 		if err != nil {
-			return 0, nil, "", 0, fmt.Errorf("insert note: %w", err)
+			return Note{}, "", fmt.Errorf("insert note: %w", err)
 		}
 		id, err := res.LastInsertId()
 		if err != nil {
-			return 0, nil, "", 0, err
+			return Note{}, "", err
 		}
-		n := Note{ID: id, Body: body, CreatedAt: now.UTC().Truncate(time.Millisecond)}
-		return http.StatusCreated, noteResponse{Note: n, Version: version}, OpCreated, id, nil
+		return Note{ID: id, Body: body, CreatedAt: now.UTC().Truncate(time.Millisecond)}, OpCreated, nil
 	})
 }
 
 // UpdateNote replaces the body of one of userID's notes.
-func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, idem Idempotency) (WriteResult, error) {
+func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, idem Idempotency) (NoteWrite, error) {
 	if err := ValidateNoteBody(body); err != nil {
-		return WriteResult{}, err
+		return NoteWrite{}, err
 	}
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
 		var createdMs int64
 		err := tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING created_at`,
 			body, now.UnixMilli(), noteID, userID).Scan(&createdMs)
 		if errors.Is(err, sql.ErrNoRows) {
-			return 0, nil, "", 0, Errorf(ENOTFOUND, "note %d not found", noteID)
+			return Note{}, "", Errorf(ENOTFOUND, "note %d not found", noteID)
 		} else if err != nil {
-			return 0, nil, "", 0, fmt.Errorf("update note: %w", err)
+			return Note{}, "", fmt.Errorf("update note: %w", err)
 		}
-		n := Note{ID: noteID, Body: body, CreatedAt: time.UnixMilli(createdMs).UTC()}
-		return http.StatusOK, noteResponse{Note: n, Version: version}, OpUpdated, noteID, nil
+		return Note{ID: noteID, Body: body, CreatedAt: time.UnixMilli(createdMs).UTC()}, OpUpdated, nil
 	})
 }
 
 // DeleteNote removes one of userID's notes.
-func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, idem Idempotency) (WriteResult, error) {
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (int, any, string, int64, error) {
+func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, idem Idempotency) (NoteWrite, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
 		res, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ?`, noteID, userID)
 		if err != nil {
-			return 0, nil, "", 0, fmt.Errorf("delete note: %w", err)
+			return Note{}, "", fmt.Errorf("delete note: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n == 0 {
-			return 0, nil, "", 0, Errorf(ENOTFOUND, "note %d not found", noteID)
+			return Note{}, "", Errorf(ENOTFOUND, "note %d not found", noteID)
 		}
-		return http.StatusNoContent, nil, OpDeleted, noteID, nil
+		return Note{ID: noteID}, OpDeleted, nil
 	})
 }
 
-// noteOp applies one change inside writeNotes' transaction, given the
-// user's new version. It returns the HTTP status and JSON body (nil for
-// none) to answer with, the change's op and note id.
-type noteOp func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) (status int, resp any, op string, noteID int64, err error)
+// noteOp applies one change inside writeNotes' transaction. It returns the
+// note as the change left it and the change's op.
+type noteOp func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error)
 
 // writeNotes applies op in a transaction that also bumps the user's
 // version, appends to the change log and records the outcome under the
@@ -149,12 +141,12 @@ type noteOp func(ctx context.Context, tx *sql.Tx, version int64, now time.Time) 
 // outcome only after that commit. Under LiteFS a commit costs a few
 // milliseconds whatever its size, so sharing it is what lets concurrent
 // writers go past one commit's worth of writes a second.
-func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, op noteOp) (WriteResult, error) {
+func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, op noteOp) (NoteWrite, error) {
 	req := &writeReq{ctx: ctx, userID: userID, idem: idem, op: op, done: make(chan writeDone, 1)}
 	select {
 	case s.writes <- req:
 	case <-ctx.Done():
-		return WriteResult{}, ctx.Err()
+		return NoteWrite{}, ctx.Err()
 	}
 	// Once queued, wait for the outcome even if the caller gives up: the
 	// write may be in a transaction already.
@@ -172,7 +164,7 @@ type writeReq struct {
 }
 
 type writeDone struct {
-	result WriteResult
+	result NoteWrite
 	err    error
 }
 
@@ -259,7 +251,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 }
 
 // applyWrite runs one write inside the batch's transaction.
-func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (WriteResult, error) {
+func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (NoteWrite, error) {
 	userID, idem := req.userID, req.idem
 	if idem.Key != "" {
 		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, now); err != nil || ok {
@@ -269,63 +261,81 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 	var version int64
 	if err := tx.QueryRowContext(ctx, `UPDATE users SET version = version + 1 WHERE id = ? RETURNING version`, userID).Scan(&version); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return WriteResult{}, Errorf(EUNAUTHORIZED, "no such user")
+			return NoteWrite{}, Errorf(EUNAUTHORIZED, "no such user")
 		}
-		return WriteResult{}, fmt.Errorf("bump version: %w", err)
+		return NoteWrite{}, fmt.Errorf("bump version: %w", err)
 	}
-	status, resp, opName, noteID, err := req.op(ctx, tx, version, now)
+	note, opName, err := req.op(ctx, tx, now)
 	if err != nil {
-		return WriteResult{}, err
+		return NoteWrite{}, err
 	}
 	if _, err := tx.ExecContext(ctx, `INSERT INTO changes (user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		userID, version, opName, noteID, s.Node, now.UnixMilli()); err != nil {
-		return WriteResult{}, fmt.Errorf("append change: %w", err)
+		userID, version, opName, note.ID, s.Node, now.UnixMilli()); err != nil {
+		return NoteWrite{}, fmt.Errorf("append change: %w", err)
 	}
-	body := []byte{} // NOT NULL in the idempotency record, even for a 204
-	if resp != nil {
-		if body, err = json.Marshal(resp); err != nil {
-			return WriteResult{}, err
-		}
-	}
+	res := NoteWrite{Note: note, Version: version}
 	if idem.Key != "" {
-		if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency (user_id, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-			userID, idem.Key, idem.Fingerprint, status, body, now.UnixMilli()); err != nil {
-			return WriteResult{}, fmt.Errorf("record idempotency key: %w", err)
+		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, now); err != nil {
+			return NoteWrite{}, err
 		}
 	}
-	return WriteResult{Status: status, Body: body, Version: version}, nil
+	return res, nil
+}
+
+// outcomeCodes are the codes the idempotency record keeps for each op. They
+// are HTTP's numbers because the record's status column is read as one by
+// releases that answer a replay straight from it; a rolling deploy runs such
+// a release beside this one.
+var outcomeCodes = map[string]int{OpCreated: 201, OpUpdated: 200, OpDeleted: 204}
+
+// recordIdempotency keeps the outcome of a keyed write.
+func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem Idempotency, op string, res NoteWrite, now time.Time) error {
+	body := []byte{} // a delete keeps no note, as releases before this one expect
+	if op != OpDeleted {
+		var err error
+		if body, err = json.Marshal(res); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency (user_id, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, idem.Key, idem.Fingerprint, outcomeCodes[op], body, now.UnixMilli()); err != nil {
+		return fmt.Errorf("record idempotency key: %w", err)
+	}
+	return nil
 }
 
 // lookupIdempotency returns the recorded outcome of idem, if any.
-func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem Idempotency, now time.Time) (WriteResult, bool, error) {
+func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem Idempotency, now time.Time) (NoteWrite, bool, error) {
 	var (
 		fp      string
-		status  int
 		body    []byte
 		created int64
 	)
-	err := tx.QueryRowContext(ctx, `SELECT fingerprint, status, body, created_at FROM idempotency WHERE user_id = ? AND key = ?`,
-		userID, idem.Key).Scan(&fp, &status, &body, &created)
+	err := tx.QueryRowContext(ctx, `SELECT fingerprint, body, created_at FROM idempotency WHERE user_id = ? AND key = ?`,
+		userID, idem.Key).Scan(&fp, &body, &created)
 	if errors.Is(err, sql.ErrNoRows) {
-		return WriteResult{}, false, nil
+		return NoteWrite{}, false, nil
 	} else if err != nil {
-		return WriteResult{}, false, fmt.Errorf("read idempotency key: %w", err)
+		return NoteWrite{}, false, fmt.Errorf("read idempotency key: %w", err)
 	}
 	if now.Sub(time.UnixMilli(created)) > IdempotencyTTL {
 		// Expired: forget it and apply the write anew.
 		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE user_id = ? AND key = ?`, userID, idem.Key); err != nil {
-			return WriteResult{}, false, fmt.Errorf("expire idempotency key: %w", err)
+			return NoteWrite{}, false, fmt.Errorf("expire idempotency key: %w", err)
 		}
-		return WriteResult{}, false, nil
+		return NoteWrite{}, false, nil
 	}
 	if fp != idem.Fingerprint {
-		return WriteResult{}, false, Errorf(EUNPROCESSABLE, "Idempotency-Key was already used for a different request")
+		return NoteWrite{}, false, Errorf(EUNPROCESSABLE, "Idempotency-Key was already used for a different request")
 	}
-	var v struct {
-		Version int64 `json:"version"`
+	var res NoteWrite
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &res); err != nil {
+			return NoteWrite{}, false, fmt.Errorf("read idempotency record: %w", err)
+		}
 	}
-	_ = json.Unmarshal(body, &v)
-	return WriteResult{Status: status, Body: body, Version: v.Version, Replayed: true}, true, nil
+	res.Replayed = true
+	return res, true, nil
 }
 
 // ListNotes returns userID's notes, newest first, and the version they are

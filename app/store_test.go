@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"database/sql"
-	"net/http"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -93,7 +92,7 @@ func TestNotes(t *testing.T) {
 		s := newTestStore(t)
 		u := mustUser(t, s, "alice")
 		r1, err := s.CreateNote(ctx, u.ID, "one", Idempotency{})
-		if err != nil || r1.Status != http.StatusCreated || r1.Version != 1 {
+		if err != nil || r1.Note.ID == 0 || r1.Note.Body != "one" || r1.Version != 1 {
 			t.Fatalf("create: %+v %v", r1, err)
 		}
 		r2, _ := s.CreateNote(ctx, u.ID, "two", Idempotency{})
@@ -102,7 +101,7 @@ func TestNotes(t *testing.T) {
 			t.Fatalf("update: %+v %v", r3, err)
 		}
 		r4, err := s.DeleteNote(ctx, u.ID, 1, Idempotency{})
-		if err != nil || r4.Status != http.StatusNoContent || r4.Version != 4 {
+		if err != nil || r4.Note.ID != 1 || r4.Version != 4 {
 			t.Fatalf("delete: %+v %v", r4, err)
 		}
 		notes, v, err := s.ListNotes(ctx, u.ID)
@@ -171,7 +170,7 @@ func TestNotes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !r2.Replayed || r2.Status != r1.Status || string(r2.Body) != string(r1.Body) {
+		if !r2.Replayed || r2.Note != r1.Note || r2.Version != r1.Version {
 			t.Fatalf("repeat answered %+v, want replay of %+v", r2, r1)
 		}
 		if notes, v, _ := s.ListNotes(ctx, u.ID); len(notes) != 1 || v != 1 {
@@ -184,8 +183,8 @@ func TestNotes(t *testing.T) {
 		u := mustUser(t, s, "alice")
 		idem := Idempotency{Key: "same", Fingerprint: "POST /api/notes y"}
 		var wg sync.WaitGroup
-		bodies := make([]string, 8)
-		for i := range bodies {
+		answers := make([]NoteWrite, 8)
+		for i := range answers {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
@@ -194,13 +193,14 @@ func TestNotes(t *testing.T) {
 					t.Error(err)
 					return
 				}
-				bodies[i] = string(r.Body)
+				r.Replayed = false
+				answers[i] = r
 			}()
 		}
 		wg.Wait()
-		for _, b := range bodies {
-			if b != bodies[0] {
-				t.Fatalf("answers differ: %s vs %s", b, bodies[0])
+		for _, a := range answers {
+			if a != answers[0] {
+				t.Fatalf("answers differ: %+v vs %+v", a, answers[0])
 			}
 		}
 		if notes, _, _ := s.ListNotes(ctx, u.ID); len(notes) != 1 {
@@ -215,7 +215,7 @@ func TestNotes(t *testing.T) {
 		idem := Idempotency{Key: "del-1", Fingerprint: "DELETE /api/notes/1"}
 		for i := 0; i < 2; i++ {
 			r, err := s.DeleteNote(ctx, u.ID, 1, idem)
-			if err != nil || r.Status != http.StatusNoContent {
+			if err != nil || r.Replayed != (i == 1) {
 				t.Fatalf("delete %d: %+v %v", i, r, err)
 			}
 		}
