@@ -1,0 +1,224 @@
+package app
+
+// The group-commit writer: every note write goes through it.
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// noteOp applies one change inside writeNotes' transaction. It returns the
+// note as the change left it and the change's op.
+type noteOp func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error)
+
+// writeNotes applies op in a transaction that also bumps the user's
+// version, appends to the change log and records the outcome under the
+// idempotency key; a repeated key answers with the recorded outcome and
+// applies nothing.
+//
+// Writes are group-committed: the store's writer takes every write waiting
+// at the moment into one transaction, each in a savepoint of its own (so one
+// failing write leaves the others), and commits once. Each caller learns its
+// outcome only after that commit. Under LiteFS a commit costs a few
+// milliseconds whatever its size, so sharing it is what lets concurrent
+// writers go past one commit's worth of writes a second.
+func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, op noteOp) (NoteWrite, error) {
+	req := &writeReq{ctx: ctx, userID: userID, idem: idem, op: op, done: make(chan writeDone, 1)}
+	select {
+	case s.writes <- req:
+	case <-ctx.Done():
+		return NoteWrite{}, ctx.Err()
+	}
+	// Once queued, wait for the outcome even if the caller gives up: the
+	// write may be in a transaction already.
+	d := <-req.done
+	return d.result, d.err
+}
+
+// writeReq is one write waiting for the writer.
+type writeReq struct {
+	ctx    context.Context
+	userID int64
+	idem   Idempotency
+	op     noteOp
+	done   chan writeDone
+}
+
+type writeDone struct {
+	result NoteWrite
+	err    error
+}
+
+// MaxBatch bounds how many writes share one transaction.
+const MaxBatch = 256
+
+// runWriter commits queued writes in batches until the queue is closed.
+func (s *Store) runWriter() {
+	defer close(s.writerDone)
+	batch := make([]*writeReq, 0, MaxBatch)
+	for first := range s.writes {
+		batch = append(batch[:0], first)
+	fill:
+		for len(batch) < MaxBatch {
+			select {
+			case r, ok := <-s.writes:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			default:
+				break fill
+			}
+		}
+		s.commitBatch(batch)
+	}
+}
+
+// commitBatch applies a batch in one transaction and tells each caller.
+func (s *Store) commitBatch(batch []*writeReq) {
+	results := make([]writeDone, len(batch))
+	applied := make([]bool, len(batch))
+	fail := func(err error) {
+		for i := range results {
+			if results[i].err == nil {
+				results[i] = writeDone{err: err}
+			}
+		}
+	}
+	ctx := context.Background()
+	began := time.Now()
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		fail(fmt.Errorf("begin: %w", err))
+	} else {
+		now := s.now()
+		for i, req := range batch {
+			if err := req.ctx.Err(); err != nil {
+				results[i].err = err // gave up before it was applied
+				continue
+			}
+			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
+				results[i].err = fmt.Errorf("savepoint: %w", err)
+				continue
+			}
+			r, err := s.applyWrite(ctx, tx, req, now)
+			if err != nil {
+				_, _ = tx.ExecContext(ctx, `ROLLBACK TO w`)
+			}
+			if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil && err == nil {
+				err = fmt.Errorf("release savepoint: %w", rerr)
+			}
+			results[i] = writeDone{result: r, err: err}
+			applied[i] = err == nil && !r.Replayed
+		}
+		if err := tx.Commit(); err != nil {
+			_ = tx.Rollback()
+			for i := range applied {
+				applied[i] = false
+			}
+			fail(fmt.Errorf("commit: %w", err))
+		}
+	}
+	if s.ObserveBatch != nil {
+		s.ObserveBatch(len(batch), time.Since(began))
+	}
+	// Notify after the commit, never before.
+	for i, req := range batch {
+		if applied[i] && s.OnCommit != nil {
+			s.OnCommit(req.userID, results[i].result.Version)
+		}
+		req.done <- results[i]
+	}
+}
+
+// applyWrite runs one write inside the batch's transaction.
+func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (NoteWrite, error) {
+	userID, idem := req.userID, req.idem
+	if idem.Key != "" {
+		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, now); err != nil || ok {
+			return r, err
+		}
+	}
+	var version int64
+	if err := tx.QueryRowContext(ctx, `UPDATE users SET version = version + 1 WHERE id = ? RETURNING version`, userID).Scan(&version); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return NoteWrite{}, Errorf(EUNAUTHORIZED, "no such user")
+		}
+		return NoteWrite{}, fmt.Errorf("bump version: %w", err)
+	}
+	note, opName, err := req.op(ctx, tx, now)
+	if err != nil {
+		return NoteWrite{}, err
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO changes (user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, version, opName, note.ID, s.Node, now.UnixMilli()); err != nil {
+		return NoteWrite{}, fmt.Errorf("append change: %w", err)
+	}
+	res := NoteWrite{Note: note, Version: version}
+	if idem.Key != "" {
+		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, now); err != nil {
+			return NoteWrite{}, err
+		}
+	}
+	return res, nil
+}
+
+// outcomeCodes are the codes the idempotency record keeps for each op. They
+// are HTTP's numbers because the record's status column is read as one by
+// releases that answer a replay straight from it; a rolling deploy runs such
+// a release beside this one.
+var outcomeCodes = map[string]int{OpCreated: 201, OpUpdated: 200, OpDeleted: 204}
+
+// recordIdempotency keeps the outcome of a keyed write.
+func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem Idempotency, op string, res NoteWrite, now time.Time) error {
+	body := []byte{} // a delete keeps no note, as releases before this one expect
+	if op != OpDeleted {
+		var err error
+		if body, err = json.Marshal(res); err != nil {
+			return err
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO idempotency (user_id, key, fingerprint, status, body, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		userID, idem.Key, idem.Fingerprint, outcomeCodes[op], body, now.UnixMilli()); err != nil {
+		return fmt.Errorf("record idempotency key: %w", err)
+	}
+	return nil
+}
+
+// lookupIdempotency returns the recorded outcome of idem, if any.
+func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem Idempotency, now time.Time) (NoteWrite, bool, error) {
+	var (
+		fp      string
+		body    []byte
+		created int64
+	)
+	err := tx.QueryRowContext(ctx, `SELECT fingerprint, body, created_at FROM idempotency WHERE user_id = ? AND key = ?`,
+		userID, idem.Key).Scan(&fp, &body, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return NoteWrite{}, false, nil
+	} else if err != nil {
+		return NoteWrite{}, false, fmt.Errorf("read idempotency key: %w", err)
+	}
+	if now.Sub(time.UnixMilli(created)) > IdempotencyTTL {
+		// Expired: forget it and apply the write anew.
+		if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE user_id = ? AND key = ?`, userID, idem.Key); err != nil {
+			return NoteWrite{}, false, fmt.Errorf("expire idempotency key: %w", err)
+		}
+		return NoteWrite{}, false, nil
+	}
+	if fp != idem.Fingerprint {
+		return NoteWrite{}, false, Errorf(EUNPROCESSABLE, "Idempotency-Key was already used for a different request")
+	}
+	var res NoteWrite
+	if len(body) > 0 {
+		if err := json.Unmarshal(body, &res); err != nil {
+			return NoteWrite{}, false, fmt.Errorf("read idempotency record: %w", err)
+		}
+	}
+	res.Replayed = true
+	return res, true, nil
+}
