@@ -383,6 +383,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	bg.Go(func() { feed.Run(bgCtx) })
 	bg.Go(func() { prune(bgCtx, store, lfs, logger) })
 	bg.Go(func() { checkpoint(bgCtx, db, lfs, logger) })
+	bg.Go(func() { purge(bgCtx, store, lfs, logger) })
 	// A replica learns that changes arrived from LiteFS's tx events, and,
 	// as a safety net, from its position moving.
 	bg.Go(func() {
@@ -549,6 +550,15 @@ func onPrimary(ctx context.Context, lfs *cluster.LiteFS, logger *slog.Logger, d 
 func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
 	onPrimary(ctx, lfs, logger, 10*time.Minute, "prune", func(ctx context.Context) error {
 		return store.Prune(ctx, time.Hour)
+	})
+}
+
+// purge forgets deleted notes once their undo window has passed, on the
+// primary; a check that finds none costs a read.
+func purge(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
+	onPrimary(ctx, lfs, logger, app.UndoWindow/3, "purge deleted notes", func(ctx context.Context) error {
+		_, err := store.Purge(ctx)
+		return err
 	})
 }
 

@@ -21,6 +21,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -337,25 +338,45 @@ type toolSpec struct {
 }
 
 var assistantTools = []toolSpec{
-	{"list_notes", "List the user's notes, newest first.", map[string]any{
+	{"list_notes", "List the user's notes, newest first, each with its id and rev (revision).", map[string]any{
 		"type": "object", "properties": map[string]any{}, "additionalProperties": false}},
-	{"search_notes", "Find the user's notes whose text contains the query (case-insensitive).", map[string]any{
+	{"search_notes", "Find the user's notes whose text contains the query (case-insensitive), each with its id and rev.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"query": map[string]any{"type": "string", "description": "text to look for"}},
 		"required": []string{"query"}, "additionalProperties": false}},
+	{"read_note", "Read the note with the given id, with its rev.", map[string]any{
+		"type": "object", "properties": map[string]any{
+			"id": map[string]any{"type": "integer", "description": "the note's id"}},
+		"required": []string{"id"}, "additionalProperties": false}},
 	{"create_note", "Create a note with the given text.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"body": map[string]any{"type": "string", "description": "the note's text, 1 to 10000 characters"}},
 		"required": []string{"body"}, "additionalProperties": false}},
-	{"update_note", "Replace the text of the note with the given id.", map[string]any{
+	{"update_note", "Replace the text of the note with the given id. If the note changed since you read it, nothing is changed and the error says how it reads now.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"id":   map[string]any{"type": "integer", "description": "the note's id"},
+			"rev":  map[string]any{"type": "integer", "description": "the note's rev as you read it"},
 			"body": map[string]any{"type": "string", "description": "the new text, 1 to 10000 characters"}},
-		"required": []string{"id", "body"}, "additionalProperties": false}},
-	{"delete_note", "Delete the note with the given id.", map[string]any{
+		"required": []string{"id", "rev", "body"}, "additionalProperties": false}},
+	{"delete_note", "Delete the note with the given id. If the note changed since you read it, nothing is deleted and the error says how it reads now.", map[string]any{
 		"type": "object", "properties": map[string]any{
-			"id": map[string]any{"type": "integer", "description": "the note's id"}},
-		"required": []string{"id"}, "additionalProperties": false}},
+			"id":  map[string]any{"type": "integer", "description": "the note's id"},
+			"rev": map[string]any{"type": "integer", "description": "the note's rev as you read it"}},
+		"required": []string{"id", "rev"}, "additionalProperties": false}},
+}
+
+// toolNames lists the tools' names for messages, as "a, b and c".
+func toolNames() string {
+	names := make([]string, len(assistantTools))
+	for i, t := range assistantTools {
+		names[i] = t.Name
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
+}
+
+// isTool reports whether name is one of assistantTools.
+func isTool(name string) bool {
+	return slices.ContainsFunc(assistantTools, func(t toolSpec) bool { return t.Name == name })
 }
 
 // noteTools runs the tools against the Store as one user.
@@ -371,23 +392,29 @@ type toolArgs struct {
 	Query *string         `json:"query"`
 	Body  *string         `json:"body"`
 	ID    json.RawMessage `json:"id"`
+	Rev   json.RawMessage `json:"rev"`
 }
 
-func (a toolArgs) id() (int64, string) {
-	if len(a.ID) == 0 || string(a.ID) == "null" {
-		return 0, `missing "id"`
+func (a toolArgs) id() (int64, string) { return positiveArg("id", a.ID) }
+
+func (a toolArgs) rev() (int64, string) { return positiveArg("rev", a.Rev) }
+
+// positiveArg reads a positive integer argument, tolerating "12" and 12.0.
+func positiveArg(name string, raw json.RawMessage) (int64, string) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, fmt.Sprintf("missing %q", name)
 	}
-	s := strings.Trim(string(a.ID), `"`) // tolerate "12"
-	id, err := strconv.ParseInt(s, 10, 64)
+	s := strings.Trim(string(raw), `"`)
+	v, err := strconv.ParseInt(s, 10, 64)
 	if err != nil {
 		if f, ferr := strconv.ParseFloat(s, 64); ferr == nil && f == float64(int64(f)) {
-			id, err = int64(f), nil
+			v, err = int64(f), nil
 		}
 	}
-	if err != nil || id <= 0 {
-		return 0, `"id" must be a positive integer`
+	if err != nil || v <= 0 {
+		return 0, fmt.Sprintf("%q must be a positive integer", name)
 	}
-	return id, ""
+	return v, ""
 }
 
 func (a toolArgs) body() (string, string) {
@@ -413,48 +440,60 @@ func (t *noteTools) idem(callID, name string, args json.RawMessage) Idempotency 
 }
 
 func (t *noteTools) run(ctx context.Context, callID, name string, raw json.RawMessage) (any, string, error) {
-	var args toolArgs
-	switch name {
-	case "list_notes", "search_notes", "create_note", "update_note", "delete_note":
-	default:
-		return nil, fmt.Sprintf("unknown tool %q; the tools are list_notes, search_notes, create_note, update_note and delete_note", name), nil
+	if !isTool(name) {
+		return nil, fmt.Sprintf("unknown tool %q; the tools are %s", name, toolNames()), nil
 	}
+	var args toolArgs
 	if err := json.Unmarshal(raw, &args); err != nil {
 		return nil, "arguments must be a JSON object: " + plainJSONError(err), nil
 	}
-	var (
-		res NoteWrite
-		err error
-	)
 	switch name {
 	case "list_notes", "search_notes":
 		return t.list(ctx, name, args)
+	case "read_note":
+		id, msg := args.id()
+		if msg != "" {
+			return nil, msg, nil
+		}
+		note, version, err := t.store.GetNote(ctx, t.userID, id)
+		if err != nil {
+			return t.failed(ctx, err)
+		}
+		return NoteWrite{Note: note, Version: version}, "", nil
 	case "create_note":
 		body, msg := args.body()
 		if msg != "" {
 			return nil, msg, nil
 		}
-		res, err = t.store.CreateNote(ctx, t.userID, body, t.idem(callID, name, raw))
-	case "update_note":
-		id, msg := args.id()
-		if msg != "" {
-			return nil, msg, nil
-		}
-		body, msg := args.body()
-		if msg != "" {
-			return nil, msg, nil
-		}
-		res, err = t.store.UpdateNote(ctx, t.userID, id, body, t.idem(callID, name, raw))
-	case "delete_note":
-		id, msg := args.id()
-		if msg != "" {
-			return nil, msg, nil
-		}
-		res, err = t.store.DeleteNote(ctx, t.userID, id, t.idem(callID, name, raw))
-		if err == nil {
-			return map[string]any{"deleted": id, "version": res.Version}, "", nil
-		}
+		res, err := t.store.CreateNote(ctx, t.userID, body, t.idem(callID, name, raw))
+		return t.wrote(ctx, res, err)
 	}
+	// update_note and delete_note change a note as it was read.
+	id, msg := args.id()
+	if msg != "" {
+		return nil, msg, nil
+	}
+	rev, msg := args.rev()
+	if msg != "" {
+		return nil, msg, nil
+	}
+	if name == "delete_note" {
+		res, err := t.store.DeleteNote(ctx, t.userID, id, Revs{rev}, t.idem(callID, name, raw))
+		if err != nil {
+			return t.failed(ctx, err)
+		}
+		return map[string]any{"deleted": id, "version": res.Version}, "", nil
+	}
+	body, msg := args.body()
+	if msg != "" {
+		return nil, msg, nil
+	}
+	res, err := t.store.UpdateNote(ctx, t.userID, id, body, Revs{rev}, t.idem(callID, name, raw))
+	return t.wrote(ctx, res, err)
+}
+
+// wrote turns a write's outcome into a tool result.
+func (t *noteTools) wrote(ctx context.Context, res NoteWrite, err error) (any, string, error) {
 	if err != nil {
 		return t.failed(ctx, err)
 	}
@@ -499,8 +538,15 @@ func (t *noteTools) failed(ctx context.Context, err error) (any, string, error) 
 	if ctx.Err() != nil {
 		return nil, "", ctx.Err()
 	}
-	if ErrorCode(err) == EINTERNAL {
+	var e *Error
+	switch {
+	case ErrorCode(err) == EINTERNAL:
 		return nil, "", err
+	case errors.As(err, &e) && e.Code == ESTALE && e.Note != nil:
+		// Reported, never retried on the model's own: the user's words in
+		// the newer revision must not be overwritten unseen.
+		return nil, fmt.Sprintf("conflict: note %d was changed elsewhere since it was read, so nothing was changed. It is now at rev %d and says %s. Tell the user; change it only if they ask again.",
+			e.Note.ID, e.Note.Rev, quote(e.Note.Body)), nil
 	}
 	return nil, ErrorMessage(err), nil
 }

@@ -17,9 +17,10 @@ import (
 	"time"
 )
 
-const assistantSystemPrompt = `You are the notesync assistant. You work on the signed-in user's notes, ` +
-	`only through the tools list_notes, search_notes, create_note, update_note and delete_note. ` +
-	`To change or delete notes described in words, search for them first and use their ids. ` +
+var assistantSystemPrompt = `You are the notesync assistant. You work on the signed-in user's notes, ` +
+	`only through the tools ` + toolNames() + `. ` +
+	`To change or delete notes described in words, search for them first and use their ids and revs. ` +
+	`When a tool reports a conflict, tell the user what the note says now and do not retry unless they ask. ` +
 	`Answer briefly in plain language and say what you changed.`
 
 // openAIModel is the configuration of one upstream chat-completions server.

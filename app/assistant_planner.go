@@ -186,7 +186,11 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		}
 	case "update":
 		say(em, fmt.Sprintf("Updating note %d. ", p.ID))
-		out, err := run.call(ctx, "", "update_note", argsJSON(map[string]any{"id": p.ID, "body": p.Body}))
+		note, ok, err := plannerRead(ctx, run, p.ID, "update")
+		if err != nil || !ok {
+			return err
+		}
+		out, err := run.call(ctx, "", "update_note", argsJSON(map[string]any{"id": p.ID, "rev": note.Rev, "body": p.Body}))
 		if err != nil {
 			return err
 		}
@@ -197,7 +201,11 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		say(em, fmt.Sprintf("Done: note %d now says %s.", p.ID, quote(p.Body)))
 	case "delete":
 		say(em, fmt.Sprintf("Deleting note %d. ", p.ID))
-		out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": p.ID}))
+		note, ok, err := plannerRead(ctx, run, p.ID, "delete")
+		if err != nil || !ok {
+			return err
+		}
+		out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": p.ID, "rev": note.Rev}))
 		if err != nil {
 			return err
 		}
@@ -221,17 +229,17 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 			say(em, "No note matches, so nothing was deleted.")
 			return nil
 		}
-		deleted, failed := 0, 0
+		deleted, failed := 0, []string{}
 		for _, n := range notes {
 			if run.calls >= run.maxCalls {
 				break
 			}
-			out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": n.ID}))
+			out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": n.ID, "rev": n.Rev}))
 			if err != nil {
 				return err
 			}
 			if out.Error != "" {
-				failed++
+				failed = append(failed, fmt.Sprintf("\n• note %d: %s", n.ID, out.Error))
 			} else {
 				deleted++
 			}
@@ -240,12 +248,34 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		if deleted == len(notes) {
 			answer = fmt.Sprintf("Deleted %d matching note%s.", deleted, plural(deleted))
 		}
-		if left := len(notes) - deleted - failed; left > 0 {
+		if left := len(notes) - deleted - len(failed); left > 0 {
 			answer += fmt.Sprintf(" I stopped at the limit of %d tool calls per request; ask again for the rest.", run.maxCalls)
+		}
+		if len(failed) > 0 {
+			answer += " Not deleted:" + strings.Join(failed, "")
 		}
 		say(em, answer)
 	}
 	return nil
+}
+
+// plannerRead reads a note before the planner changes it, so that the
+// change names the revision it was made against. ok is false when the read
+// failed; the user has been told why.
+func plannerRead(ctx context.Context, run *agentRun, id int64, what string) (Note, bool, error) {
+	out, err := run.call(ctx, "", "read_note", argsJSON(map[string]any{"id": id}))
+	if err != nil || out.Error != "" {
+		if err == nil {
+			say(run.em, fmt.Sprintf("I could not %s it: %s", what, out.Error))
+		}
+		return Note{}, false, err
+	}
+	var r struct {
+		Note Note `json:"note"`
+	}
+	b, _ := json.Marshal(out.Result)
+	_ = json.Unmarshal(b, &r)
+	return r.Note, true, nil
 }
 
 func plural(n int) string {

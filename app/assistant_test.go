@@ -310,7 +310,7 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("%d upstream calls, want 2", len(reqs))
 	}
-	if reqs[0]["model"] != "fake-model" || reqs[0]["stream"] != true || len(reqs[0]["tools"].([]any)) != 5 {
+	if reqs[0]["model"] != "fake-model" || reqs[0]["stream"] != true || len(reqs[0]["tools"].([]any)) != len(assistantTools) {
 		t.Errorf("first upstream request %v", reqs[0])
 	}
 	if fake.auth[0] != "Bearer sk-test-secret-key" {
@@ -412,12 +412,13 @@ func TestAssistantModelFailures(t *testing.T) {
 				toolChunk(1, "c2", "update_note", `{"id":-3,"body":"x"}`),
 				toolChunk(2, "c3", "delete_note", `not json`),
 				toolChunk(3, "c4", "create_note", `{"body":42}`),
-				toolChunk(4, "c5", "delete_note", `{"id":999}`),
+				toolChunk(4, "c5", "delete_note", `{"id":999,"rev":1}`),
 				toolChunk(5, "c6", "search_notes", `{}`),
+				toolChunk(6, "c7", "update_note", `{"id":1,"body":"x"}`),
 				finishChunk("tool_calls"),
 			),
 			textReply("I could not."),
-		}, toolErrorSays("body must not be empty", "positive integer", "must be a JSON object", `"body" must be a string`, "not found", `missing "query"`)},
+		}, toolErrorSays("body must not be empty", "positive integer", "must be a JSON object", `"body" must be a string`, "not found", `missing "query"`, `missing "rev"`)},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -598,13 +599,15 @@ func (r *recordingTools) run(_ context.Context, _, name string, args json.RawMes
 	case "search_notes", "list_notes":
 		return map[string]any{"notes": r.found, "count": len(r.found)}, "", nil
 	case "create_note":
-		return map[string]any{"note": Note{ID: 1, Body: "x"}}, "", nil
+		return map[string]any{"note": Note{ID: 1, Body: "x", Rev: 1}}, "", nil
+	case "read_note":
+		return map[string]any{"note": Note{ID: 1, Body: "x", Rev: 4}}, "", nil
 	}
 	return map[string]any{}, "", nil
 }
 
 func TestAssistantPlanner(t *testing.T) {
-	found := []Note{{ID: 3, Body: "Dentist on Tuesday"}, {ID: 7, Body: "call the dentist"}}
+	found := []Note{{ID: 3, Body: "Dentist on Tuesday", Rev: 1}, {ID: 7, Body: "call the dentist", Rev: 2}}
 	cases := []struct {
 		msg   string
 		calls []string
@@ -623,13 +626,13 @@ func TestAssistantPlanner(t *testing.T) {
 		{"find notes about the dentist", []string{`search_notes {"query":"dentist"}`}},
 		{"find milk", []string{`search_notes {"query":"milk"}`}},
 		{"look for \"oat milk\"?", []string{`search_notes {"query":"oat milk"}`}},
-		{"update note 12 to buy oat milk", []string{`update_note {"body":"buy oat milk","id":12}`}},
-		{"change note #4: call dad", []string{`update_note {"body":"call dad","id":4}`}},
-		{"delete note 12", []string{`delete_note {"id":12}`}},
-		{"remove note #5.", []string{`delete_note {"id":5}`}},
-		{"delete my notes about the dentist", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3}`, `delete_note {"id":7}`}},
-		{"delete notes containing dentist", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3}`, `delete_note {"id":7}`}},
-		{"Remove all notes mentioning the dentist!", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3}`, `delete_note {"id":7}`}},
+		{"update note 12 to buy oat milk", []string{`read_note {"id":12}`, `update_note {"body":"buy oat milk","id":12,"rev":4}`}},
+		{"change note #4: call dad", []string{`read_note {"id":4}`, `update_note {"body":"call dad","id":4,"rev":4}`}},
+		{"delete note 12", []string{`read_note {"id":12}`, `delete_note {"id":12,"rev":4}`}},
+		{"remove note #5.", []string{`read_note {"id":5}`, `delete_note {"id":5,"rev":4}`}},
+		{"delete my notes about the dentist", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3,"rev":1}`, `delete_note {"id":7,"rev":2}`}},
+		{"delete notes containing dentist", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3,"rev":1}`, `delete_note {"id":7,"rev":2}`}},
+		{"Remove all notes mentioning the dentist!", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3,"rev":1}`, `delete_note {"id":7,"rev":2}`}},
 		{"what's the weather?", nil},
 		{"hello", nil},
 		{"delete everything", nil},
@@ -735,5 +738,75 @@ func TestAssistantModelToolCallsWithoutIndex(t *testing.T) {
 	}
 	if notes := ts.notesOf(t, b); len(notes) != 2 {
 		t.Fatalf("notes %+v", notes)
+	}
+}
+
+// editsBetween is a toolRunner that lets another tab edit a note right
+// after the agent has read it.
+type editsBetween struct {
+	toolRunner
+	edit  func()
+	calls []string
+}
+
+func (e *editsBetween) run(ctx context.Context, id, name string, args json.RawMessage) (any, string, error) {
+	e.calls = append(e.calls, name)
+	res, msg, err := e.toolRunner.run(ctx, id, name, args)
+	if name == "read_note" || name == "search_notes" {
+		e.edit()
+	}
+	return res, msg, err
+}
+
+func TestAssistantReportsConflicts(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	for i, c := range []struct{ msg, tool string }{
+		{"update note %d to the assistant's words", "update_note"},
+		{"delete note %d", "delete_note"},
+		{"delete my notes about kept", "delete_note"},
+	} {
+		u := mustUser(t, s, fmt.Sprintf("user%d", i))
+		w, _ := s.CreateNote(ctx, u.ID, "kept words", Idempotency{})
+		id := w.Note.ID
+		msg := c.msg
+		if strings.Contains(msg, "%d") {
+			msg = fmt.Sprintf(msg, id)
+		}
+		t.Run(msg, func(t *testing.T) {
+			tools := &editsBetween{
+				toolRunner: &noteTools{store: s, userID: u.ID, request: newRequestID()},
+				edit: func() {
+					if _, err := s.UpdateNote(ctx, u.ID, id, "kept words, edited in a tab meanwhile", nil, Idempotency{}); err != nil {
+						t.Error(err)
+					}
+				},
+			}
+			var out bytes.Buffer
+			run := &agentRun{tools: tools, em: &sseEmitter{w: &out}, maxCalls: 20}
+			if err := runPlanner(ctx, msg, run); err != nil {
+				t.Fatal(err)
+			}
+			evs := readSSE(t, &out)
+			var toolErr string
+			for _, e := range eventsOf(evs, "tool_result") {
+				if e.Data["name"] == c.tool {
+					toolErr, _ = e.Data["error"].(string)
+				}
+			}
+			if !strings.Contains(toolErr, "conflict") || !strings.Contains(toolErr, "edited in a tab meanwhile") {
+				t.Errorf("%s's result: %q, want a conflict naming the newer text", c.tool, toolErr)
+			}
+			if n := strings.Count(strings.Join(tools.calls, " "), c.tool); n != 1 {
+				t.Errorf("calls %v: %s tried %d times, want once (no blind retry)", tools.calls, c.tool, n)
+			}
+			if answer := tokens(evs); !strings.Contains(answer, "changed elsewhere") {
+				t.Errorf("the answer does not tell the user: %q", answer)
+			}
+			n, _, err := s.GetNote(ctx, u.ID, id)
+			if err != nil || n.Body != "kept words, edited in a tab meanwhile" {
+				t.Errorf("the note is now %+v (%v): the tab's words were overwritten or deleted", n, err)
+			}
+		})
 	}
 }

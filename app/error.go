@@ -20,6 +20,7 @@ const (
 	EUNSUPPORTED   = "unsupported"   // wrong content type
 	ETOOLARGE      = "too_large"     // request body over the limit
 	EUNPROCESSABLE = "unprocessable" // well-formed but cannot be applied
+	ESTALE         = "stale"         // made against a revision that is no longer current
 )
 
 // Error is the one error type of the notes domain. Message is safe to show
@@ -30,6 +31,9 @@ type Error struct {
 	Err     error
 	// RetryAfter, when positive, is sent as a Retry-After header (seconds).
 	RetryAfter int
+	// Note, with ESTALE, is the note as it is now, so that the client can
+	// show both versions.
+	Note *Note
 }
 
 func (e *Error) Error() string {
@@ -77,6 +81,7 @@ var codeStatus = map[string]int{
 	EUNSUPPORTED:   http.StatusUnsupportedMediaType,
 	ETOOLARGE:      http.StatusRequestEntityTooLarge,
 	EUNPROCESSABLE: http.StatusUnprocessableEntity,
+	ESTALE:         http.StatusPreconditionFailed,
 }
 
 // ErrorStatus maps err to its HTTP status: the one place where domain errors

@@ -3,6 +3,7 @@ package app
 import (
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -57,6 +58,43 @@ func FuzzValidateNoteBody(f *testing.F) {
 		valid := utf8.ValidString(s) && utf8.RuneCountInString(s) >= 1 && utf8.RuneCountInString(s) <= MaxNoteChars
 		if (err == nil) != valid {
 			t.Fatalf("%q: err=%v, valid=%v", s, err, valid)
+		}
+	})
+}
+
+// FuzzParseIfMatch: any header either parses or is EINVALID, never panics;
+// what it allows round-trips through etag; and a revision written by etag
+// is always allowed.
+func FuzzParseIfMatch(f *testing.F) {
+	for _, s := range []string{`"1"`, `*`, `W/"2"`, `"1", "2"`, `"a"`, `1`, `"1`, `"1" "2"`, `"1",`, ``, `,`, `"0"`, `"-1"`, `"01"`, "\"\x7f\"", `W/`, `"9223372036854775808"`} {
+		f.Add(s, int64(3))
+	}
+	f.Fuzz(func(t *testing.T, h string, rev int64) {
+		revs, err := parseIfMatch([]string{h})
+		if err != nil {
+			if ErrorCode(err) != EINVALID {
+				t.Fatalf("%q: error %v is not EINVALID", h, err)
+			}
+			return
+		}
+		if len(revs) > 0 {
+			var tags []string
+			for _, r := range revs {
+				if r < 0 {
+					t.Fatalf("%q: negative revision %d", h, r)
+				}
+				tags = append(tags, etag(r))
+			}
+			again, err := parseIfMatch([]string{strings.Join(tags, ", ")})
+			if err != nil || !slices.Equal(again, revs) && !(len(revs) == 1 && revs[0] == 0) {
+				t.Fatalf("%q: %v does not round-trip: %v %v", h, revs, again, err)
+			}
+		}
+		if rev > 0 {
+			got, err := parseIfMatch([]string{h + ", " + etag(rev)})
+			if err == nil && !got.allow(rev) {
+				t.Fatalf("%q + %s: revision %d not allowed (%v)", h, etag(rev), rev, got)
+			}
 		}
 	})
 }

@@ -114,8 +114,22 @@ func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *Ses
 	s.writeNote(w, r, http.StatusCreated, res, err)
 }
 
-func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNoteGet(w http.ResponseWriter, r *http.Request, u *Session) {
 	id, err := noteID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	note, version, err := s.Store.GetNote(r.Context(), u.ID, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeNote(w, r, http.StatusOK, NoteWrite{Note: note, Version: version}, nil)
+}
+
+func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Session) {
+	id, ifRev, err := noteTarget(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -125,11 +139,26 @@ func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Ses
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.Store.UpdateNote(r.Context(), u.ID, id, body, idem)
+	res, err := s.Store.UpdateNote(r.Context(), u.ID, id, body, ifRev, idem)
 	s.writeNote(w, r, http.StatusOK, res, err)
 }
 
 func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Session) {
+	id, ifRev, err := noteTarget(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	idem, err := idempotency(r, "")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.DeleteNote(r.Context(), u.ID, id, ifRev, idem)
+	s.writeNote(w, r, http.StatusNoContent, res, err)
+}
+
+func (s *Server) handleNoteRestore(w http.ResponseWriter, r *http.Request, u *Session) {
 	id, err := noteID(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -140,8 +169,8 @@ func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Ses
 		s.writeError(w, r, err)
 		return
 	}
-	res, err := s.Store.DeleteNote(r.Context(), u.ID, id, idem)
-	s.writeNote(w, r, http.StatusNoContent, res, err)
+	res, err := s.Store.RestoreNote(r.Context(), u.ID, id, idem)
+	s.writeNote(w, r, http.StatusOK, res, err)
 }
 
 // writeNote answers a note write with its (possibly replayed) outcome:
@@ -160,11 +189,25 @@ func (s *Server) writeNote(w http.ResponseWriter, r *http.Request, status int, r
 	if res.Version > 0 {
 		w.Header().Set("X-Notes-Version", strconv.FormatInt(res.Version, 10))
 	}
+	if res.Note.Rev > 0 && status != http.StatusNoContent {
+		w.Header().Set("ETag", etag(res.Note.Rev))
+	}
 	if status == http.StatusNoContent {
 		w.WriteHeader(status)
 		return
 	}
 	writeJSON(w, status, res)
+}
+
+// noteTarget parses the {id} path value and the If-Match header of a
+// write to one note.
+func noteTarget(r *http.Request) (int64, Revs, error) {
+	id, err := noteID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	revs, err := parseIfMatch(r.Header.Values("If-Match"))
+	return id, revs, err
 }
 
 // noteID parses the {id} path value.
@@ -251,7 +294,12 @@ func idempotency(r *http.Request, body string) (Idempotency, error) {
 		return Idempotency{}, Errorf(EINVALID, "Idempotency-Key must be 1–255 printable ASCII characters")
 	}
 	sum := sha256.Sum256([]byte(body))
-	return Idempotency{Key: key, Fingerprint: r.Method + " " + r.URL.Path + " " + hex.EncodeToString(sum[:])}, nil
+	fp := r.Method + " " + r.URL.Path + " " + hex.EncodeToString(sum[:])
+	if im := r.Header.Values("If-Match"); len(im) > 0 {
+		// The same key with another precondition is another request.
+		fp += " if-match " + strings.Join(im, ",")
+	}
+	return Idempotency{Key: key, Fingerprint: fp}, nil
 }
 
 func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) {

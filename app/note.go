@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -13,7 +14,15 @@ type Note struct {
 	ID        int64     `json:"id"`
 	Body      string    `json:"body"`
 	CreatedAt time.Time `json:"created_at"`
+	UpdatedAt time.Time `json:"updated_at"`
+	// Rev is 1 when the note is created and grows by one with every update
+	// (docs/PROTOCOL.md §6). A write made against an older revision fails
+	// with ESTALE.
+	Rev int64 `json:"rev"`
 }
+
+// UndoWindow is how long after its delete a note can be restored.
+const UndoWindow = 30 * time.Second
 
 // Change ops recorded in the change log and pushed as note_changed.
 const (
@@ -33,6 +42,20 @@ type Change struct {
 	NoteID    int64
 	Node      string
 	CreatedAt time.Time
+}
+
+// snippet is the first words of a note, at most 40 characters: how the
+// page names a note's controls and messages (app.js has its twin).
+func snippet(body string) string {
+	words := strings.Fields(body)
+	if len(words) > 6 {
+		words = words[:6]
+	}
+	s := strings.Join(words, " ")
+	if r := []rune(s); len(r) > 40 {
+		s = string(r[:39]) + "…"
+	}
+	return s
 }
 
 // ValidateNoteBody checks a note body: 1–10,000 characters of valid UTF-8.

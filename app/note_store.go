@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 )
@@ -74,55 +75,138 @@ type NoteWrite struct {
 	Replayed bool `json:"-"`
 }
 
-// CreateNote adds a note for userID.
+// Revs are the revisions a note may be at for a write to apply to it (the
+// client's If-Match). Empty: any revision.
+type Revs []int64
+
+func (r Revs) allow(rev int64) bool { return len(r) == 0 || slices.Contains(r, rev) }
+
+// noteColumns are the columns scanNote reads, in its order.
+const noteColumns = `id, body, created_at, updated_at, rev`
+
+// scanNote reads one row of noteColumns.
+func scanNote(row interface{ Scan(...any) error }) (Note, error) {
+	var n Note
+	var created, updated int64
+	if err := row.Scan(&n.ID, &n.Body, &created, &updated, &n.Rev); err != nil {
+		return Note{}, err
+	}
+	n.CreatedAt = time.UnixMilli(created).UTC()
+	n.UpdatedAt = time.UnixMilli(updated).UTC()
+	return n, nil
+}
+
+// CreateNote adds a note for userID, at revision 1. Its id is new: ids are
+// never used again, not even after the note is deleted.
 func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem Idempotency) (NoteWrite, error) {
 	if err := ValidateNoteBody(body); err != nil {
 		return NoteWrite{}, err
 	}
 	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
-		res, err := tx.ExecContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at) VALUES (?, ?, ?, ?)`,
-			userID, body, now.UnixMilli(), now.UnixMilli())
+		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at, rev) VALUES (?, ?, ?, ?, 1)
+			RETURNING `+noteColumns, userID, body, now.UnixMilli(), now.UnixMilli()))
 		if err != nil {
 			return Note{}, "", fmt.Errorf("insert note: %w", err)
 		}
-		id, err := res.LastInsertId()
-		if err != nil {
-			return Note{}, "", err
-		}
-		return Note{ID: id, Body: body, CreatedAt: now.UTC().Truncate(time.Millisecond)}, OpCreated, nil
+		return n, OpCreated, nil
 	})
 }
 
-// UpdateNote replaces the body of one of userID's notes.
-func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, idem Idempotency) (NoteWrite, error) {
+// UpdateNote replaces the body of one of userID's notes and bumps its
+// revision. When the note's revision is not one of ifRev, nothing changes
+// and the error is ESTALE with the note as it is.
+func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, ifRev Revs, idem Idempotency) (NoteWrite, error) {
 	if err := ValidateNoteBody(body); err != nil {
 		return NoteWrite{}, err
 	}
 	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
-		var createdMs int64
-		err := tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ? WHERE id = ? AND user_id = ? RETURNING created_at`,
-			body, now.UnixMilli(), noteID, userID).Scan(&createdMs)
-		if errors.Is(err, sql.ErrNoRows) {
-			return Note{}, "", Errorf(ENOTFOUND, "note %d not found", noteID)
-		} else if err != nil {
+		if _, err := currentNote(ctx, tx, userID, noteID, ifRev); err != nil {
+			return Note{}, "", err
+		}
+		n, err := scanNote(tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ?, rev = rev + 1 WHERE id = ?
+			RETURNING `+noteColumns, body, now.UnixMilli(), noteID))
+		if err != nil {
 			return Note{}, "", fmt.Errorf("update note: %w", err)
 		}
-		return Note{ID: noteID, Body: body, CreatedAt: time.UnixMilli(createdMs).UTC()}, OpUpdated, nil
+		return n, OpUpdated, nil
 	})
 }
 
-// DeleteNote removes one of userID's notes.
-func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, idem Idempotency) (NoteWrite, error) {
+// DeleteNote removes one of userID's notes, under the same revision check
+// as UpdateNote. The note is kept for UndoWindow, so RestoreNote can bring
+// it back.
+func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, ifRev Revs, idem Idempotency) (NoteWrite, error) {
 	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
-		res, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ? AND user_id = ?`, noteID, userID)
+		n, err := currentNote(ctx, tx, userID, noteID, ifRev)
 		if err != nil {
+			return Note{}, "", err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deleted_notes (id, user_id, body, created_at, updated_at, rev, deleted_at)
+			SELECT id, user_id, body, created_at, updated_at, rev, ? FROM notes WHERE id = ?`, now.UnixMilli(), noteID); err != nil {
+			return Note{}, "", fmt.Errorf("keep deleted note: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ?`, noteID); err != nil {
 			return Note{}, "", fmt.Errorf("delete note: %w", err)
 		}
-		if n, _ := res.RowsAffected(); n == 0 {
-			return Note{}, "", Errorf(ENOTFOUND, "note %d not found", noteID)
-		}
-		return Note{ID: noteID}, OpDeleted, nil
+		return n, OpDeleted, nil
 	})
+}
+
+// RestoreNote brings back a note of userID deleted less than UndoWindow
+// ago, with its id, body, created_at and revision: a new change, pushed
+// with op created. A note that is not deleted, or was deleted longer ago,
+// is ENOTFOUND.
+func (s *Store) RestoreNote(ctx context.Context, userID, noteID int64, idem Idempotency) (NoteWrite, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, error) {
+		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (id, user_id, body, created_at, updated_at, rev)
+			SELECT id, user_id, body, created_at, updated_at, rev FROM deleted_notes WHERE id = ? AND user_id = ? AND deleted_at >= ?
+			RETURNING `+noteColumns, noteID, userID, now.Add(-UndoWindow).UnixMilli()))
+		if errors.Is(err, sql.ErrNoRows) {
+			return Note{}, "", Errorf(ENOTFOUND, "note %d cannot be restored: it is not deleted, or it was deleted more than %d seconds ago", noteID, int(UndoWindow/time.Second))
+		} else if err != nil {
+			return Note{}, "", fmt.Errorf("restore note: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deleted_notes WHERE id = ?`, noteID); err != nil {
+			return Note{}, "", fmt.Errorf("restore note: %w", err)
+		}
+		return n, OpCreated, nil
+	})
+}
+
+// currentNote reads one of userID's notes inside a write and checks its
+// revision against ifRev.
+func currentNote(ctx context.Context, tx *sql.Tx, userID, noteID int64, ifRev Revs) (Note, error) {
+	n, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, noteID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Note{}, Errorf(ENOTFOUND, "note %d not found", noteID)
+	} else if err != nil {
+		return Note{}, fmt.Errorf("read note: %w", err)
+	}
+	if !ifRev.allow(n.Rev) {
+		return Note{}, &Error{Code: ESTALE, Message: fmt.Sprintf("note %d was changed elsewhere: it is at revision %d now", noteID, n.Rev), Note: &n}
+	}
+	return n, nil
+}
+
+// GetNote returns one of userID's notes and the user's version, read in
+// one snapshot. A deleted note, or another user's, is ENOTFOUND.
+func (s *Store) GetNote(ctx context.Context, userID, noteID int64) (Note, int64, error) {
+	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return Note{}, 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	version, err := userVersion(ctx, tx, userID)
+	if err != nil {
+		return Note{}, 0, err
+	}
+	n, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, noteID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return Note{}, 0, Errorf(ENOTFOUND, "note %d not found", noteID)
+	} else if err != nil {
+		return Note{}, 0, fmt.Errorf("read note: %w", err)
+	}
+	return n, version, nil
 }
 
 // ListNotes returns userID's notes, newest first, and the version they are
@@ -133,29 +217,36 @@ func (s *Store) ListNotes(ctx context.Context, userID int64) ([]Note, int64, err
 		return nil, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
-	var version int64
-	if err := tx.QueryRowContext(ctx, `SELECT version FROM users WHERE id = ?`, userID).Scan(&version); err != nil {
-		if errors.Is(err, sql.ErrNoRows) {
-			return nil, 0, Errorf(EUNAUTHORIZED, "no such user")
-		}
-		return nil, 0, fmt.Errorf("read version: %w", err)
+	version, err := userVersion(ctx, tx, userID)
+	if err != nil {
+		return nil, 0, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT id, body, created_at FROM notes WHERE user_id = ? ORDER BY id DESC`, userID)
+	rows, err := tx.QueryContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE user_id = ? ORDER BY id DESC`, userID)
 	if err != nil {
 		return nil, 0, fmt.Errorf("list notes: %w", err)
 	}
 	defer rows.Close()
 	notes := []Note{}
 	for rows.Next() {
-		var n Note
-		var ms int64
-		if err := rows.Scan(&n.ID, &n.Body, &ms); err != nil {
+		n, err := scanNote(rows)
+		if err != nil {
 			return nil, 0, err
 		}
-		n.CreatedAt = time.UnixMilli(ms).UTC()
 		notes = append(notes, n)
 	}
 	return notes, version, rows.Err()
+}
+
+// userVersion reads userID's notes version inside tx.
+func userVersion(ctx context.Context, tx *sql.Tx, userID int64) (int64, error) {
+	var version int64
+	if err := tx.QueryRowContext(ctx, `SELECT version FROM users WHERE id = ?`, userID).Scan(&version); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, Errorf(EUNAUTHORIZED, "no such user")
+		}
+		return 0, fmt.Errorf("read version: %w", err)
+	}
+	return version, nil
 }
 
 // Version returns userID's notes version as this node's database holds it.
@@ -221,4 +312,21 @@ func (s *Store) Prune(ctx context.Context, keep time.Duration) error {
 		return fmt.Errorf("prune sessions: %w", err)
 	}
 	return tx.Commit()
+}
+
+// Purge forgets notes deleted more than UndoWindow ago, and reports how
+// many. It writes only when there is something to forget, so calling it
+// often on an idle primary costs a read.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	before := s.now().Add(-UndoWindow).UnixMilli()
+	var due int
+	err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM deleted_notes WHERE deleted_at < ? LIMIT 1)`, before).Scan(&due)
+	if err != nil || due == 0 {
+		return 0, err
+	}
+	res, err := s.db.write.ExecContext(ctx, `DELETE FROM deleted_notes WHERE deleted_at < ?`, before)
+	if err != nil {
+		return 0, fmt.Errorf("purge deleted notes: %w", err)
+	}
+	return res.RowsAffected()
 }

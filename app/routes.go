@@ -22,8 +22,10 @@ func (s *Server) routes() http.Handler {
 	// JSON API.
 	mux.Handle("GET /api/notes", s.requireUser(s.handleNotesList))
 	mux.Handle("POST /api/notes", s.requireUser(s.handleNoteCreate))
+	mux.Handle("GET /api/notes/{id}", s.requireUser(s.handleNoteGet))
 	mux.Handle("PATCH /api/notes/{id}", s.requireUser(s.handleNoteUpdate))
 	mux.Handle("DELETE /api/notes/{id}", s.requireUser(s.handleNoteDelete))
+	mux.Handle("POST /api/notes/{id}/restore", s.requireUser(s.handleNoteRestore))
 	mux.Handle("GET /api/cluster", s.requireUser(s.handleCluster))
 	mux.Handle("POST /api/assistant", s.requireUser(s.handleAssistant))
 	mux.HandleFunc("/api/", s.handleAPINotFound)

@@ -92,6 +92,7 @@ func NewServer(cfg Config) (*Server, error) {
 	tmpl, err := template.New("").Funcs(template.FuncMap{
 		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"human":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
+		"snippet": snippet,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err
@@ -179,9 +180,16 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 && ErrorCode(err) == EINTERNAL {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
+	body := map[string]any{"error": ErrorMessage(err)}
 	var e *Error
-	if errors.As(err, &e) && e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", itoa(e.RetryAfter))
+	if errors.As(err, &e) {
+		if e.RetryAfter > 0 {
+			w.Header().Set("Retry-After", itoa(e.RetryAfter))
+		}
+		if e.Code == ESTALE && e.Note != nil {
+			body["note"] = e.Note
+			w.Header().Set("ETag", etag(e.Note.Rev))
+		}
 	}
-	writeJSON(w, status, map[string]string{"error": ErrorMessage(err)})
+	writeJSON(w, status, body)
 }

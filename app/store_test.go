@@ -96,11 +96,11 @@ func TestNotes(t *testing.T) {
 			t.Fatalf("create: %+v %v", r1, err)
 		}
 		r2, _ := s.CreateNote(ctx, u.ID, "two", Idempotency{})
-		r3, err := s.UpdateNote(ctx, u.ID, 1, "one!", Idempotency{})
+		r3, err := s.UpdateNote(ctx, u.ID, 1, "one!", nil, Idempotency{})
 		if err != nil || r3.Version != 3 {
 			t.Fatalf("update: %+v %v", r3, err)
 		}
-		r4, err := s.DeleteNote(ctx, u.ID, 1, Idempotency{})
+		r4, err := s.DeleteNote(ctx, u.ID, 1, nil, Idempotency{})
 		if err != nil || r4.Note.ID != 1 || r4.Version != 4 {
 			t.Fatalf("delete: %+v %v", r4, err)
 		}
@@ -130,10 +130,10 @@ func TestNotes(t *testing.T) {
 		a, b := mustUser(t, s, "alice"), mustUser(t, s, "bob")
 		r, _ := s.CreateNote(ctx, a.ID, "mine", Idempotency{})
 		_ = r
-		if _, err := s.DeleteNote(ctx, b.ID, 1, Idempotency{}); ErrorCode(err) != ENOTFOUND {
+		if _, err := s.DeleteNote(ctx, b.ID, 1, nil, Idempotency{}); ErrorCode(err) != ENOTFOUND {
 			t.Fatalf("delete other's note: %v, want not found", err)
 		}
-		if _, err := s.UpdateNote(ctx, b.ID, 1, "x", Idempotency{}); ErrorCode(err) != ENOTFOUND {
+		if _, err := s.UpdateNote(ctx, b.ID, 1, "x", nil, Idempotency{}); ErrorCode(err) != ENOTFOUND {
 			t.Fatalf("update other's note: %v, want not found", err)
 		}
 		if v, _ := s.Version(ctx, b.ID); v != 0 {
@@ -214,7 +214,7 @@ func TestNotes(t *testing.T) {
 		s.CreateNote(ctx, u.ID, "x", Idempotency{})
 		idem := Idempotency{Key: "del-1", Fingerprint: "DELETE /api/notes/1"}
 		for i := 0; i < 2; i++ {
-			r, err := s.DeleteNote(ctx, u.ID, 1, idem)
+			r, err := s.DeleteNote(ctx, u.ID, 1, nil, idem)
 			if err != nil || r.Replayed != (i == 1) {
 				t.Fatalf("delete %d: %+v %v", i, r, err)
 			}
@@ -284,7 +284,7 @@ func TestGroupCommit(t *testing.T) {
 			go func() {
 				// Interleaved failures roll back alone.
 				defer wg.Done()
-				if _, err := s.DeleteNote(ctx, u.ID, 1_000_000, Idempotency{}); ErrorCode(err) != ENOTFOUND {
+				if _, err := s.DeleteNote(ctx, u.ID, 1_000_000, nil, Idempotency{}); ErrorCode(err) != ENOTFOUND {
 					errs <- err
 				}
 			}()

@@ -287,6 +287,44 @@ func TestClusterFaults(t *testing.T) {
 		}
 	})
 
+	t.Run("a replica forwards If-Match, and a stale write answers 412 with the note, intact", func(t *testing.T) {
+		replica := c.URL(3)
+		status, body, _, err := bob.do("POST", replica+"/api/notes", `{"body":"first"}`, "Idempotency-Key", "rev-1")
+		if err != nil || status != http.StatusCreated {
+			t.Fatalf("create through node3: %d %s %v", status, body, err)
+		}
+		var created struct{ Note struct{ ID, Rev int64 } }
+		json.Unmarshal([]byte(body), &created)
+		path := fmt.Sprintf("%s/api/notes/%d", replica, created.Note.ID)
+		status, body, hdr, err := bob.do("PATCH", path, `{"body":"second"}`, "If-Match", `"1"`)
+		if err != nil || status != http.StatusOK || hdr.Get("ETag") != `"2"` {
+			t.Fatalf("PATCH with the current revision through node3: %d %s ETag %q %v", status, body, hdr.Get("ETag"), err)
+		}
+		for _, m := range []struct{ method, body string }{{"PATCH", `{"body":"stale"}`}, {"DELETE", ""}} {
+			status, body, hdr, err = bob.do(m.method, path, m.body, "If-Match", `"1"`)
+			var stale struct {
+				Error string
+				Note  struct {
+					ID   int64
+					Body string
+					Rev  int64
+				}
+			}
+			json.Unmarshal([]byte(body), &stale)
+			if err != nil || status != http.StatusPreconditionFailed || stale.Error == "" || stale.Note.ID != created.Note.ID || stale.Note.Body != "second" || stale.Note.Rev != 2 || hdr.Get("ETag") != `"2"` {
+				t.Fatalf("stale %s through node3: %d %s %v", m.method, status, body, err)
+			}
+		}
+		status, body, _, err = bob.do("DELETE", path, "", "If-Match", `"2"`)
+		if err != nil || status != http.StatusNoContent {
+			t.Fatalf("DELETE through node3: %d %s %v", status, body, err)
+		}
+		status, body, _, err = bob.do("POST", path+"/restore", "", "Idempotency-Key", "undo-rev")
+		if err != nil || status != http.StatusOK || !strings.Contains(body, `"second"`) {
+			t.Fatalf("restore through node3: %d %s %v", status, body, err)
+		}
+	})
+
 	t.Run("log-out on one node closes the session's sockets on every node", func(t *testing.T) {
 		carol := signup(t, c.URL(1), "carol")
 		var socks []*websocket.Conn
