@@ -118,6 +118,13 @@ func TestBrowserSync(t *testing.T) {
 	})
 }
 
+func TestBrowserEditsAreNeverLost(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	node := startNode(t)
+	a, b := bt.TwoTabs(t, browser, "frank", node.URL, node.URL)
+	bt.CheckEditsAreNeverLost(t, a, b)
+}
+
 func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	browser := bt.Start(t) // first: skips at once without Chromium
 	node := startNode(t)

@@ -75,3 +75,10 @@ func TestBrowserAcrossNodes(t *testing.T) {
 		}
 	})
 }
+
+func TestBrowserEditsAcrossNodes(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	c := startCluster(t, 3)
+	a, b := bt.TwoTabs(t, browser, "grace", c.URL(1), c.URL(3))
+	bt.CheckEditsAreNeverLost(t, a, b)
+}

@@ -30,6 +30,7 @@
   const LEAVE_MS = 400;             // .note-leaving lifetime (CSS fade is 300 ms)
   const WRITE_RETRY_DELAY_MS = 800; // before the single retry of a 504 / network error
   const OWN_WRITE_WAIT_MS = 2500;   // see waitForOwnWrites()
+  const UNDO_SHOW_MS = 15000;       // Undo after a delete (spec: at least 10 s; restorable for 30 s)
   const CLUSTER_POLL_MS = 5000;
   const EVENT_LOG_MAX = 100;
 
@@ -270,7 +271,10 @@
   const ownCreated = new Set();   // ids this tab created: no flash
   const ownEdits = new Map();     // id -> body this tab saved: no flash
   const pendingDeletes = new Set(); // ids this tab is deleting right now
-  const gone = new Set();         // ids known to be deleted: never re-inserted
+  // ids known to be deleted -> the list version at which they were. A list
+  // at a later version that holds the id again shows a restored note (ids
+  // are never reused); an older one must not bring it back.
+  const gone = new Map();
   const flashTimers = new WeakMap();
 
   const refresh = { wanted: initialVersion, running: false, retryTimer: 0 };
@@ -314,7 +318,7 @@
         // ids/bodies and do not flash them.
         await waitForOwnWrites();
         if (r.version >= notesync.version) {
-          reconcile(r.items);
+          reconcile(r.items, r.version);
           setShownVersion(r.version);
         }
       } while (refresh.wanted > notesync.version);
@@ -353,12 +357,17 @@
   }
 
   const noteId = (el) => el.getAttribute('data-note-id');
+  const noteRev = (el) => toVersion(el.getAttribute('data-rev')) ?? 0;
+  const isEditing = (el) => !!el.querySelector('.note-edit');
+  // Live notes take part in the list's order; leaving ones and ones
+  // deleted elsewhere (kept for their open editor) stay where they are.
   const isLiveNote = (node) => node.nodeType === 1 && node.hasAttribute('data-note-id') &&
-    !node.classList.contains('note-leaving');
+    !node.classList.contains('note-leaving') && !node.classList.contains('note-deleted-elsewhere');
 
   // Bring #notes-list in line with `items` (fresh <li>s from the server, in
-  // the server's order, newest first) without replacing what is unchanged.
-  function reconcile(items) {
+  // the server's order, newest first), a list at `version`, without
+  // replacing what is unchanged.
+  function reconcile(items, version) {
     const existing = new Map();
     for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) {
       const id = noteId(el);
@@ -366,15 +375,21 @@
       if (el.classList.contains('note-leaving') && !pendingDeletes.has(id)) continue;
       existing.set(id, el);
     }
+    for (const fresh of items) {
+      const id = noteId(fresh);
+      if (gone.has(id) && version > gone.get(id)) gone.delete(id); // restored
+    }
 
     const wanted = items.filter((fresh) => !gone.has(noteId(fresh)));
     const keep = new Set(wanted.map(noteId));
 
     // Notes no longer on the server fade out first, in place: the placement
-    // loop below then steps over them instead of pushing them down.
+    // loop below then steps over them instead of pushing them down. A note
+    // open in an editor stays, with what the user typed (docs/PROTOCOL.md §6).
     for (const [id, el] of existing) {
       if (keep.has(id) || pendingDeletes.has(id)) continue;
-      gone.add(id);
+      if (isEditing(el)) { markDeletedElsewhere(el); continue; }
+      gone.set(id, version);
       fadeOutAndRemove(el);
     }
 
@@ -384,6 +399,7 @@
       let el = existing.get(id);
       if (el && pendingDeletes.has(id)) continue; // our delete is in flight
       if (el) {
+        if (el.classList.contains('note-deleted-elsewhere')) clearDeletedElsewhere(el);
         updateNote(el, fresh);
       } else {
         el = document.importNode(fresh, true);
@@ -398,21 +414,60 @@
     }
   }
 
+  // updateNote shows a fresh copy of a note. While the note is open in an
+  // editor, the typed text is never touched: a newer revision is shown
+  // beside it, marked note-changed-elsewhere.
   function updateNote(el, fresh) {
     const id = noteId(el);
     const bodyEl = el.querySelector('.note-body');
     const freshBody = fresh.querySelector('.note-body');
+    const rev = noteRev(fresh);
+    const form = el.querySelector('.note-edit');
     if (bodyEl && freshBody && bodyEl.textContent !== freshBody.textContent) {
       bodyEl.textContent = freshBody.textContent;
+      labelNote(el);
       if (ownEdits.get(id) === freshBody.textContent) ownEdits.delete(id);
-      else flash(el);
+      else if (!form) flash(el);
     }
+    if (rev > noteRev(el)) el.setAttribute('data-rev', String(rev));
+    if (form && rev > Number(form.dataset.baseRev)) markChangedElsewhere(el, form);
     const timeEl = el.querySelector('time');
     const freshTime = fresh.querySelector('time');
     if (timeEl && freshTime && timeEl.dateTime !== freshTime.dateTime) {
       timeEl.dateTime = freshTime.dateTime;
       localizeTimes(el);
     }
+  }
+
+  // applyNote shows a note from a JSON answer ({id, body, rev}).
+  function applyNote(el, note) {
+    const bodyEl = el.querySelector('.note-body');
+    if (bodyEl && typeof note.body === 'string') bodyEl.textContent = note.body;
+    if (note.rev) el.setAttribute('data-rev', String(note.rev));
+    labelNote(el);
+  }
+
+  // The first words of a note, for accessible names and messages.
+  function snippet(text) {
+    const words = String(text || '').trim().split(/\s+/).slice(0, 6).join(' ');
+    return words.length > 40 ? `${words.slice(0, 39)}…` : words;
+  }
+
+  // labelNote names a note's controls after its first words, so that a
+  // screen reader can tell one note's Delete from another's.
+  function labelNote(el) {
+    const words = snippet(el.querySelector('.note-body')?.textContent);
+    const names = {
+      edit: 'Edit note', delete: 'Delete note', 'keep-mine': 'Keep my text for note',
+      'take-theirs': 'Take the other text for note', 'save-as-new': 'Save my text as a new note, from note',
+      'edit-cancel': 'Cancel editing note', 'edit-save': 'Save note',
+    };
+    for (const b of el.querySelectorAll('button[data-action]')) {
+      const name = names[b.dataset.action];
+      if (name) b.setAttribute('aria-label', `${name}: ${words}`);
+    }
+    const ta = el.querySelector('.note-edit textarea');
+    if (ta) ta.setAttribute('aria-label', `Your text for note: ${words}`);
   }
 
   // Glow and fade are driven by setTimeout, never by transitionend /
@@ -426,6 +481,8 @@
   }
 
   function fadeOutAndRemove(el, delay = LEAVE_MS) {
+    // Should it come back (undo), it comes back from elsewhere.
+    ownCreated.delete(noteId(el));
     el.classList.add('note-leaving');
     if (el.dataset.removing) return;
     el.dataset.removing = '1';
@@ -444,7 +501,11 @@
   }
   localizeTimes(listEl);
 
-  // ---------------------------------------------------------------- delete / edit
+  // ---------------------------------------------------------------- delete / edit / undo
+  //
+  // Every edit and delete names the revision it was made against
+  // (If-Match), so that nothing typed or saved elsewhere is overwritten
+  // unseen (docs/PROTOCOL.md §6).
 
   listEl.addEventListener('click', (e) => {
     const btn = e.target.closest('button[data-action]');
@@ -455,59 +516,81 @@
       case 'delete': deleteNote(li); break;
       case 'edit': openEditor(li); break;
       case 'edit-cancel': closeEditor(li); break;
+      case 'keep-mine': keepMine(li); break;
+      case 'take-theirs': closeEditor(li); break;
+      case 'save-as-new': saveAsNew(li); break;
     }
   });
+
+  const ifMatch = (rev) => ({ 'If-Match': `"${rev}"` });
 
   async function deleteNote(li) {
     const id = noteId(li);
     if (pendingDeletes.has(id) || li.dataset.removing) return;
     pendingDeletes.add(id);
+    const hadFocus = li.contains(document.activeElement);
+    const words = snippet(li.querySelector('.note-body')?.textContent);
     const startedAt = Date.now();
     li.classList.add('note-leaving'); // optimistic: start fading at once
     let res = null;
     try {
-      res = await sendWrite('DELETE', `/api/notes/${encodeURIComponent(id)}`);
+      res = await sendWrite('DELETE', `/api/notes/${encodeURIComponent(id)}`, { headers: ifMatch(noteRev(li)) });
     } catch { /* network error after the retry too */ }
     if (res && (res.status === 204 || res.status === 404 || res.ok)) {
-      gone.add(id);
+      gone.set(id, toVersion(res.headers.get('X-Notes-Version')) ?? notesync.version);
       pendingDeletes.delete(id);
       showNoteError('');
       // The fade started at the click; keep the element LEAVE_MS in total.
       fadeOutAndRemove(li, Math.max(0, LEAVE_MS - (Date.now() - startedAt)));
+      if (res.status !== 404) offerUndo(id, words, hadFocus);
       return;
     }
     pendingDeletes.delete(id);
     li.classList.remove('note-leaving');
+    if (res && res.status === 412) {
+      const data = parseJSON(await res.text()) || {};
+      if (data.note) { applyNote(li, data.note); flash(li); }
+      showNoteError('This note was changed elsewhere, so it was not deleted. Its new text is shown; delete it again if you still want to.');
+      return;
+    }
     showNoteError(res ? await errorText(res, 'Could not delete the note')
       : 'Could not reach the server; the note was not deleted.');
     if (res && res.status === 401) checkSessionThenEnd();
   }
 
+  function button(action, text, primary = false) {
+    const b = document.createElement('button');
+    b.type = action === 'edit-save' ? 'submit' : 'button';
+    b.dataset.action = action;
+    b.textContent = text;
+    if (!primary) b.className = 'secondary';
+    return b;
+  }
+
   function openEditor(li) {
-    if (li.querySelector('.note-edit') || li.classList.contains('note-leaving')) return;
+    if (isEditing(li) || li.classList.contains('note-leaving')) return;
     const bodyEl = li.querySelector('.note-body');
     if (!bodyEl) return;
 
     const form = document.createElement('form');
     form.className = 'note-edit';
+    form.dataset.baseRev = String(noteRev(li));
+    form.dataset.baseBody = bodyEl.textContent;
+    const notice = document.createElement('p');
+    notice.className = 'edit-notice';
+    notice.setAttribute('role', 'status');
+    notice.tabIndex = -1;
+    notice.hidden = true;
     const ta = document.createElement('textarea');
     ta.name = 'body';
     ta.required = true;
     ta.maxLength = 10000;
     ta.value = bodyEl.textContent;
     ta.rows = Math.min(12, Math.max(3, ta.value.split('\n').length + 1));
-    ta.setAttribute('aria-label', 'Edit note');
-    const save = document.createElement('button');
-    save.type = 'submit';
-    save.textContent = 'Save';
-    const cancel = document.createElement('button');
-    cancel.type = 'button';
-    cancel.dataset.action = 'edit-cancel';
-    cancel.textContent = 'Cancel';
     const row = document.createElement('div');
     row.className = 'form-row';
-    row.append(save, cancel);
-    form.append(ta, row);
+    row.append(button('edit-save', 'Save', true), button('edit-cancel', 'Cancel'));
+    form.append(notice, ta, row);
 
     form.addEventListener('keydown', (e) => {
       if (e.key === 'Escape') { e.preventDefault(); closeEditor(li); }
@@ -515,50 +598,209 @@
     });
     form.addEventListener('submit', (e) => {
       e.preventDefault();
-      saveEdit(li, form, ta.value);
+      if (li.classList.contains('note-conflict')) keepMine(li);
+      else if (li.classList.contains('note-deleted-elsewhere')) saveAsNew(li);
+      else saveEdit(li, form, ta.value);
     });
 
     li.classList.add('editing');
     bodyEl.after(form);
+    labelNote(li);
     ta.focus();
   }
 
+  // closeEditor drops the editor (and what was typed in it). A note that
+  // was deleted elsewhere goes with it.
   function closeEditor(li) {
     const form = li.querySelector('.note-edit');
     if (form) form.remove();
-    li.classList.remove('editing');
+    li.classList.remove('editing', 'note-changed-elsewhere', 'note-conflict');
+    if (li.classList.contains('note-deleted-elsewhere')) {
+      gone.set(noteId(li), notesync.version);
+      fadeOutAndRemove(li);
+      return;
+    }
+    li.querySelector('button[data-action="edit"]')?.focus();
   }
 
-  async function saveEdit(li, form, body) {
+  // setNotice shows a message and the buttons for it above the editor's
+  // textarea; the editor's own Save goes while they are shown.
+  function setNotice(li, text, buttons = []) {
+    const form = li.querySelector('.note-edit');
+    if (!form) return;
+    const notice = form.querySelector('.edit-notice');
+    notice.replaceChildren(text);
+    if (buttons.length) {
+      const row = document.createElement('span');
+      row.className = 'notice-actions';
+      row.append(...buttons);
+      notice.append(row);
+    }
+    notice.hidden = false;
+    form.querySelector('[data-action="edit-save"]').hidden = buttons.length > 0;
+    labelNote(li);
+  }
+
+  function markChangedElsewhere(li, form) {
+    if (li.classList.contains('note-conflict') || li.classList.contains('note-deleted-elsewhere')) return;
+    li.classList.add('note-changed-elsewhere');
+    setNotice(li, 'Changed elsewhere while you were editing: the new text is shown above. ' +
+      'Your text below is kept; saving will ask which one to keep.');
+  }
+
+  function markDeletedElsewhere(li) {
+    if (li.classList.contains('note-deleted-elsewhere')) return;
+    li.classList.remove('note-changed-elsewhere', 'note-conflict', 'note-flash');
+    li.classList.add('note-deleted-elsewhere');
+    setNotice(li, 'Deleted elsewhere while you were editing. Your text is kept: ',
+      [button('save-as-new', 'Save as a new note', true), button('edit-cancel', 'Discard')]);
+  }
+
+  function clearDeletedElsewhere(li) {
+    li.classList.remove('note-deleted-elsewhere');
+    const form = li.querySelector('.note-edit');
+    if (!form) return;
+    form.querySelector('.edit-notice').hidden = true;
+    form.querySelector('[data-action="edit-save"]').hidden = false;
+    // Restored elsewhere: it is the same note again; a newer revision is
+    // marked by updateNote.
+  }
+
+  // showConflict: the save was refused because the note is at a newer
+  // revision. Both texts are shown, theirs as the note and the user's in
+  // the editor, and the user chooses.
+  function showConflict(li, note) {
+    applyNote(li, note);
+    li.classList.add('note-changed-elsewhere', 'note-conflict');
+    const form = li.querySelector('.note-edit');
+    form.dataset.theirRev = String(note.rev);
+    setNotice(li, 'This note was changed elsewhere before you saved. Its new text is shown above, yours below. ',
+      [button('keep-mine', 'Keep my text', true), button('take-theirs', 'Take the other text')]);
+    form.querySelector('.edit-notice').focus();
+  }
+
+  async function saveEdit(li, form, body, rev = Number(form.dataset.baseRev)) {
     const id = noteId(li);
     const bodyEl = li.querySelector('.note-body');
-    if (bodyEl && bodyEl.textContent === body) { closeEditor(li); return; }
-    form.querySelectorAll('button, textarea').forEach((c) => { c.disabled = true; });
+    const unchanged = body === form.dataset.baseBody && !li.classList.contains('note-conflict');
+    if (unchanged || (bodyEl && bodyEl.textContent === body && noteRev(li) === rev)) { closeEditor(li); return; }
+    const controls = form.querySelectorAll('button, textarea');
+    controls.forEach((c) => { c.disabled = true; });
     const done = beginOwnWrite();
     ownEdits.set(id, body);
     let res = null;
     try {
-      res = await sendWrite('PATCH', `/api/notes/${encodeURIComponent(id)}`, { json: { body } });
+      res = await sendWrite('PATCH', `/api/notes/${encodeURIComponent(id)}`, { json: { body }, headers: ifMatch(rev) });
     } catch { /* network error after the retry too */ }
     try {
-      if (res && res.ok) {
-        const data = parseJSON(await res.text()) || {};
-        const saved = data.note && typeof data.note.body === 'string' ? data.note.body : body;
-        ownEdits.set(id, saved);
-        if (bodyEl) bodyEl.textContent = saved; // no flash: it is our own edit
+      const data = res ? parseJSON(await res.text()) || {} : {};
+      controls.forEach((c) => { c.disabled = false; });
+      if (res && res.ok && data.note) {
+        ownEdits.set(id, data.note.body);
+        applyNote(li, data.note); // no flash: it is our own edit
         closeEditor(li);
         showNoteError('');
         refreshTo(toVersion(data.version));
         return;
       }
       ownEdits.delete(id);
-      form.querySelectorAll('button, textarea').forEach((c) => { c.disabled = false; });
-      showNoteError(res ? await errorText(res, 'Could not save the note')
+      if (res && res.status === 412 && data.note) { showConflict(li, data.note); return; }
+      if (res && res.status === 404) { markDeletedElsewhere(li); return; }
+      showNoteError(res ? (data.error || `Could not save the note (HTTP ${res.status}).`)
         : 'Could not reach the server; the note was not saved.');
       if (res && res.status === 401) checkSessionThenEnd();
     } finally {
       done();
     }
+  }
+
+  // keepMine saves the typed text over the revision the conflict showed.
+  function keepMine(li) {
+    const form = li.querySelector('.note-edit');
+    if (!form) return;
+    const rev = Number(form.dataset.theirRev || form.dataset.baseRev);
+    form.dataset.baseRev = String(rev);
+    saveEdit(li, form, form.querySelector('textarea').value, rev);
+  }
+
+  // saveAsNew keeps the text of a note deleted elsewhere as a new note.
+  async function saveAsNew(li) {
+    const form = li.querySelector('.note-edit');
+    if (!form) return;
+    const body = form.querySelector('textarea').value;
+    const controls = form.querySelectorAll('button, textarea');
+    controls.forEach((c) => { c.disabled = true; });
+    const done = beginOwnWrite();
+    let res = null;
+    try {
+      res = await sendWrite('POST', '/api/notes', { json: { body } });
+    } catch { /* network error after the retry too */ }
+    try {
+      const data = res ? parseJSON(await res.text()) || {} : {};
+      controls.forEach((c) => { c.disabled = false; });
+      if (res && res.status === 201 && data.note) {
+        ownCreated.add(String(data.note.id));
+        gone.set(noteId(li), notesync.version);
+        li.remove();
+        showNoteError('');
+        refreshTo(toVersion(data.version));
+        return;
+      }
+      showNoteError(res ? (data.error || `Could not save the note (HTTP ${res.status}).`)
+        : 'Could not reach the server; the note was not saved.');
+    } finally {
+      done();
+    }
+  }
+
+  // ---------------------------------------------------------------- undo
+
+  const undoBar = $('#undo-bar');
+
+  // offerUndo shows Undo for a note this tab deleted, for UNDO_SHOW_MS
+  // (the server keeps it restorable for 30 s).
+  function offerUndo(id, words, focus) {
+    if (!undoBar) return;
+    const item = document.createElement('p');
+    item.className = 'undo-item';
+    item.dataset.undoId = id;
+    const undo = button('undo', 'Undo', true);
+    undo.setAttribute('aria-label', `Undo deleting note: ${words}`);
+    item.append(`Deleted “${words}”. `, undo);
+    undoBar.append(item);
+    undoBar.hidden = false;
+    const timer = setTimeout(() => dropUndo(item), UNDO_SHOW_MS);
+    undo.addEventListener('click', () => { clearTimeout(timer); undoDelete(id, item); });
+    if (focus) undo.focus();
+  }
+
+  function dropUndo(item) {
+    const hadFocus = item.contains(document.activeElement);
+    item.remove();
+    undoBar.hidden = !undoBar.querySelector('.undo-item');
+    if (hadFocus) noteForm?.querySelector('textarea')?.focus();
+  }
+
+  async function undoDelete(id, item) {
+    const btn = item.querySelector('button');
+    btn.disabled = true;
+    let res = null;
+    try {
+      res = await sendWrite('POST', `/api/notes/${encodeURIComponent(id)}/restore`);
+    } catch { /* network error after the retry too */ }
+    const data = res ? parseJSON(await res.text()) || {} : {};
+    if (res && res.ok && data.note) {
+      ownCreated.add(String(id));
+      gone.delete(String(id));
+      dropUndo(item);
+      refreshTo(toVersion(data.version));
+      return;
+    }
+    btn.disabled = false;
+    item.replaceChildren(res && res.status === 404
+      ? 'Too late to undo: the note is gone for good.'
+      : (data.error || 'Could not reach the server; the note was not restored.'));
+    setTimeout(() => dropUndo(item), 5000);
   }
 
   // ---------------------------------------------------------------- event log
