@@ -38,7 +38,7 @@ type Member struct {
 const (
 	kindChanged    byte = 1 // a user's data changed: poke the change feed
 	kindEndSession byte = 2 // a session ended: close its sockets
-	kindBroadcast  byte = 3 // an ephemeral message for a user's sockets
+	kindEphemeral  byte = 3 // an opaque message for the other nodes (SendToAll, SendTo)
 )
 
 // Changed is the fast signal that a user's data reached Version at the
@@ -54,12 +54,6 @@ type Changed struct {
 
 type endSession struct {
 	ID string `json:"s"`
-}
-
-type broadcast struct {
-	User int64           `json:"u"`
-	Type string          `json:"t"`
-	Data json.RawMessage `json:"d"`
 }
 
 // Membership is this node's place in the cluster. Set the fields, then Open;
@@ -86,7 +80,20 @@ type Membership struct {
 	// receive goroutine: they must not block.
 	OnChanged    func(Changed)
 	OnEndSession func(sessionID string)
-	OnBroadcast  func(user int64, typ string, data []byte)
+	// OnEphemeral gets what another node sent with SendToAll or SendTo.
+	// msg is only valid during the call.
+	OnEphemeral func(msg []byte)
+
+	// OnJoin and OnLeave are told when another node joins (or comes back)
+	// and when it leaves or is declared dead. They must not block.
+	OnJoin, OnLeave func(node string)
+
+	// State and MergeState, when set, exchange a full state with another
+	// node at every push/pull (when a node joins, and every PushPull
+	// interval): State returns this node's, MergeState takes another's.
+	// Both must be quick; buf is only valid during the call.
+	State      func() []byte
+	MergeState func(buf []byte)
 
 	// MetaFunc returns this node's current metadata (called when gossip
 	// asks for it, so it must be quick).
@@ -257,10 +264,21 @@ func (m *Membership) PublishChanged(c Changed) { m.send(kindChanged, c) }
 // PublishEndSession tells every other node to close a session's sockets.
 func (m *Membership) PublishEndSession(id string) { m.send(kindEndSession, endSession{ID: id}) }
 
-// PublishBroadcast sends an ephemeral message for a user's sockets on every
-// other node. data must be small (a UDP packet is ~1400 bytes).
-func (m *Membership) PublishBroadcast(user int64, typ string, data []byte) {
-	m.send(kindBroadcast, broadcast{User: user, Type: typ, Data: data})
+// SendToAll sends msg to every other alive node as one UDP packet each
+// (best effort): what OnEphemeral gets there. msg must fit in a packet
+// (realtime.MaxPeerMessage).
+func (m *Membership) SendToAll(msg []byte) {
+	m.sendAll(append([]byte{kindEphemeral}, msg...))
+}
+
+// SendTo sends msg to the node named node, like SendToAll.
+func (m *Membership) SendTo(node string, msg []byte) error {
+	for _, n := range m.ml.Members() {
+		if n.Name == node {
+			return m.ml.SendBestEffort(n, append([]byte{kindEphemeral}, msg...))
+		}
+	}
+	return fmt.Errorf("send to %s: not a member", node)
 }
 
 // send delivers one message to every other alive node as a single UDP
@@ -272,7 +290,11 @@ func (m *Membership) send(kind byte, v any) {
 	if err != nil {
 		return
 	}
-	msg := append([]byte{kind}, body...)
+	m.sendAll(append([]byte{kind}, body...))
+}
+
+// sendAll sends one framed message to every other alive node.
+func (m *Membership) sendAll(msg []byte) {
 	for _, n := range m.ml.Members() {
 		if n.Name == m.Name || n.State != memberlist.StateAlive {
 			continue
@@ -314,26 +336,45 @@ func (d *delegate) NotifyMsg(b []byte) {
 		if json.Unmarshal(b[1:], &e) == nil && e.ID != "" && m.OnEndSession != nil {
 			m.OnEndSession(e.ID)
 		}
-	case kindBroadcast:
-		var bc broadcast
-		if json.Unmarshal(b[1:], &bc) == nil && m.OnBroadcast != nil {
-			m.OnBroadcast(bc.User, bc.Type, []byte(bc.Data))
+	case kindEphemeral:
+		if m.OnEphemeral != nil {
+			m.OnEphemeral(b[1:])
 		}
 	}
 }
 
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
-func (d *delegate) LocalState(join bool) []byte                { return nil }
-func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
+
+func (d *delegate) LocalState(join bool) []byte {
+	if d.m.State == nil {
+		return nil
+	}
+	return d.m.State()
+}
+
+func (d *delegate) MergeRemoteState(buf []byte, join bool) {
+	if d.m.MergeState != nil && len(buf) > 0 {
+		d.m.MergeState(buf)
+	}
+}
 
 // events logs membership changes.
 type events struct{ m *Membership }
 
 func (e *events) NotifyJoin(n *memberlist.Node) {
+	if n.Name == e.m.Name {
+		return
+	}
 	e.m.Logger.Info("member joined", "member", n.Name, "addr", n.Address())
+	if e.m.OnJoin != nil {
+		e.m.OnJoin(n.Name)
+	}
 }
 func (e *events) NotifyLeave(n *memberlist.Node) {
 	e.m.Logger.Info("member left", "member", n.Name)
+	if e.m.OnLeave != nil {
+		e.m.OnLeave(n.Name)
+	}
 }
 func (e *events) NotifyUpdate(n *memberlist.Node) {}
 

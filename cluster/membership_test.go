@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -35,6 +36,19 @@ type recorder struct {
 	changed    []Changed
 	sessions   []string
 	broadcasts []string
+	events     []string // joined X, left X, merged STATE
+}
+
+func (r *recorder) add(list *[]string, s string) {
+	r.mu.Lock()
+	*list = append(*list, s)
+	r.mu.Unlock()
+}
+
+func (r *recorder) has(list *[]string, s string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Contains(*list, s)
 }
 
 func (r *recorder) count() (int, int) {
@@ -55,11 +69,11 @@ func newMember(t *testing.T, name, bind string, peers []string, key []byte) (*Me
 			rec.changed = append(rec.changed, c)
 			rec.mu.Unlock()
 		},
-		OnBroadcast: func(user int64, typ string, data []byte) {
-			rec.mu.Lock()
-			rec.broadcasts = append(rec.broadcasts, fmt.Sprintf("%d %s %s", user, typ, data))
-			rec.mu.Unlock()
-		},
+		OnEphemeral: func(msg []byte) { rec.add(&rec.broadcasts, string(msg)) },
+		OnJoin:      func(node string) { rec.add(&rec.events, "joined "+node) },
+		OnLeave:     func(node string) { rec.add(&rec.events, "left "+node) },
+		State:       func() []byte { return []byte("state of " + name) },
+		MergeState:  func(buf []byte) { rec.add(&rec.events, "merged "+string(buf)) },
 		OnEndSession: func(id string) {
 			rec.mu.Lock()
 			rec.sessions = append(rec.sessions, id)
@@ -90,9 +104,13 @@ func TestMembership(t *testing.T) {
 	t.Run("nodes with the same key join, see each other's metadata and exchange messages", func(t *testing.T) {
 		a1, a2 := freeAddr(t), freeAddr(t)
 		peers := []string{a1, a2}
-		m1, _ := newMember(t, "n1", a1, peers, key)
+		m1, rec1 := newMember(t, "n1", a1, peers, key)
 		m2, rec2 := newMember(t, "n2", a2, peers, key)
 		waitFor(t, "both joined", func() bool { return len(m1.Members()) == 2 && len(m2.Members()) == 2 && m1.Joined() && m2.Joined() })
+		waitFor(t, "join events and a state exchange", func() bool {
+			return rec1.has(&rec1.events, "joined n2") && rec2.has(&rec2.events, "joined n1") &&
+				(rec1.has(&rec1.events, "merged state of n2") || rec2.has(&rec2.events, "merged state of n1"))
+		})
 		for _, mem := range m2.Members() {
 			if mem.Name == "n1" && (mem.Region != "local" || mem.HTTP != "http://n1" || mem.State != "alive") {
 				t.Fatalf("n1 as n2 sees it: %+v", mem)
@@ -100,16 +118,17 @@ func TestMembership(t *testing.T) {
 		}
 		m1.PublishChanged(Changed{User: 7, Version: 3, TXID: 9})
 		m1.PublishEndSession("sess-1")
-		m1.PublishBroadcast(7, "typing", []byte(`{"type":"typing","note_id":4}`))
+		m1.SendToAll([]byte(`ephemeral to all`))
+		if err := m1.SendTo("n2", []byte(`ephemeral to n2`)); err != nil {
+			t.Fatal(err)
+		}
+		if err := m1.SendTo("nobody", []byte(`x`)); err == nil {
+			t.Error("SendTo a node that is not a member did not fail")
+		}
 		waitFor(t, "messages", func() bool {
 			c, s := rec2.count()
-			rec2.mu.Lock()
-			defer rec2.mu.Unlock()
-			return c == 1 && s == 1 && len(rec2.broadcasts) == 1
+			return c == 1 && s == 1 && rec2.has(&rec2.broadcasts, "ephemeral to all") && rec2.has(&rec2.broadcasts, "ephemeral to n2")
 		})
-		if got, want := rec2.broadcasts[0], `7 typing {"type":"typing","note_id":4}`; got != want {
-			t.Fatalf("broadcast arrived as %q, want %q", got, want)
-		}
 		rec2.mu.Lock()
 		got := rec2.changed[0]
 		rec2.mu.Unlock()
@@ -144,10 +163,11 @@ func TestMembership(t *testing.T) {
 
 	t.Run("a node that leaves is seen as left", func(t *testing.T) {
 		a1, a2 := freeAddr(t), freeAddr(t)
-		m1, _ := newMember(t, "stay", a1, []string{a1, a2}, nil)
+		m1, rec1 := newMember(t, "stay", a1, []string{a1, a2}, nil)
 		m2, _ := newMember(t, "go", a2, []string{a1, a2}, nil)
 		waitFor(t, "joined", func() bool { return len(m1.Members()) == 2 })
 		m2.Close()
+		waitFor(t, "OnLeave", func() bool { return rec1.has(&rec1.events, "left go") })
 		waitFor(t, "left", func() bool {
 			for _, m := range m1.Members() {
 				if m.Name == "go" {

@@ -2,6 +2,8 @@ package realtime
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"sync"
 	"time"
 )
@@ -25,6 +27,7 @@ type transport interface {
 type Conn struct {
 	hub *Hub
 	id  Identity
+	cid string // this connection's id, announced in hello
 	t   transport
 	// notify, when set (SSE), is poked instead of starting a writer goroutine.
 	notify chan struct{}
@@ -35,7 +38,10 @@ type Conn struct {
 	started  bool      // greeting sent; until then messages only queue up
 	writing  bool
 	closed   bool
-	last     int64 // highest Version queued or announced
+	last     int64  // highest Version queued or announced
+	topic    string // what the client has open, for presence
+	tokens   float64
+	refilled time.Time // client-message rate limit (allowMessage)
 	closeErr closeInfo
 	done     chan struct{} // closed when the connection is closed
 	finished chan struct{} // closed when the transport's close has returned
@@ -47,11 +53,63 @@ type closeInfo struct {
 }
 
 func newConn(h *Hub, id Identity, t transport) *Conn {
-	return &Conn{hub: h, id: id, t: t, done: make(chan struct{}), finished: make(chan struct{})}
+	var b [12]byte
+	_, _ = rand.Read(b[:])
+	return &Conn{hub: h, id: id, cid: base64.RawURLEncoding.EncodeToString(b[:]), t: t,
+		tokens: messageBurst, done: make(chan struct{}), finished: make(chan struct{})}
 }
 
 // Identity returns who the connection belongs to.
 func (c *Conn) Identity() Identity { return c.id }
+
+// ID returns the connection's id: random, announced to the client in
+// hello, and found again with Hub.Conn.
+func (c *Conn) ID() string { return c.cid }
+
+// Topic returns what the connection has open ("" for nothing).
+func (c *Conn) Topic() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.topic
+}
+
+// SetTopic records what the client has open now: an opaque string ("" for
+// nothing), counted in its user's presence on every node.
+func (c *Conn) SetTopic(topic string) {
+	c.mu.Lock()
+	changed := c.topic != topic && !c.closed
+	if changed {
+		c.topic = topic
+	}
+	c.mu.Unlock()
+	if changed {
+		c.hub.presence.localChanged(c.id.UserID)
+	}
+}
+
+// Client messages a connection may send: messageRate a second, in bursts
+// of up to messageBurst.
+const (
+	messageRate  = 10
+	messageBurst = 30
+)
+
+// AllowMessage takes one client message from the connection's allowance,
+// and reports false when it has none left: the client sends too fast.
+func (c *Conn) AllowMessage() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if !c.refilled.IsZero() {
+		c.tokens = min(messageBurst, c.tokens+now.Sub(c.refilled).Seconds()*messageRate)
+	}
+	c.refilled = now
+	if c.tokens < 1 {
+		return false
+	}
+	c.tokens--
+	return true
+}
 
 // Send queues m for this connection alone, with the same ordering and
 // backpressure rules as Hub.Broadcast. It reports whether m was queued.

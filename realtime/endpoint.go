@@ -63,6 +63,7 @@ type hello struct {
 	Node    string `json:"node"`
 	Region  string `json:"region"`
 	Version int64  `json:"version"`
+	Conn    string `json:"conn"`
 }
 
 // open registers a connection and queues its greeting: hello, then a
@@ -78,7 +79,7 @@ func (e *Endpoint) open(ctx context.Context, c *Conn, since int64, hasSince bool
 		c.Close(websocketInternalError, "internal error")
 		return err
 	}
-	data, _ := json.Marshal(hello{Type: "hello", Node: e.Node, Region: e.Region, Version: v})
+	data, _ := json.Marshal(hello{Type: "hello", Node: e.Node, Region: e.Region, Version: v, Conn: c.cid})
 	// hello is outside the version filter (Version 0), but over SSE it
 	// carries the version as its id so that Last-Event-ID resumes from it.
 	greeting := []Message{{Type: "hello", Data: data, eventID: v}}

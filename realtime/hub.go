@@ -9,10 +9,34 @@
 // connection that falls behind (more than QueueSize messages waiting, or one
 // write blocked for WriteTimeout) is disconnected and will catch up when it
 // reconnects with ?since=.
+//
+// # A cluster, and presence
+//
+// In a cluster, Peers carries two kinds of ephemeral message between the
+// hubs of the nodes: Publish, which delivers a message to a user's
+// connections on every node, and presence, which tells every connection
+// of a user how many connections the user has open, on which nodes, and
+// what each has open (an opaque topic). Presence needs no code beyond
+// wiring: set Node, Peers (and hand Receive what the peers send), and a
+// PresenceMessage to have it pushed:
+//
+//	hub := realtime.NewHub()
+//	hub.Node = "node1"
+//	hub.Peers = membership // Receive, PeerJoined, PeerLeft, PresenceState wired back
+//	hub.PresenceMessage = realtime.DefaultPresenceMessage
+//	ep := &realtime.Endpoint{Hub: hub, /* ... */
+//		OnMessage: func(c *realtime.Conn, text []byte) {
+//			if string(text) == "viewing:doc-7" {
+//				c.SetTopic("doc-7") // counted in every tab's presence, on every node
+//			}
+//		},
+//	}
+//	hub.Publish(userID, realtime.Message{Type: "typing", Data: data}) // every node
 package realtime
 
 import (
 	"log/slog"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -76,6 +100,8 @@ type Stats struct {
 	Sent        uint64 // messages written to a client
 	Dropped     uint64 // messages discarded because their connection was closed or overflowed
 	SlowClosed  uint64 // connections closed for falling behind
+	PeerPackets uint64 // messages sent to other nodes (Publish, presence)
+	PeerBytes   uint64 // their bytes
 }
 
 // Hub is the registry of open connections by user. Its methods are safe for
@@ -95,26 +121,49 @@ type Hub struct {
 	ObserveLatency func(time.Duration)
 	Logger         *slog.Logger
 
-	mu     sync.RWMutex
-	users  map[int64][]*Conn
-	closed bool
+	// Node names this node in presence (presence.go).
+	Node string
+	// Peers, when set, carries Publish and presence to the other nodes of
+	// a cluster (peers.go); nil for a node on its own. Set it before the
+	// first connection.
+	Peers Peers
+	// PresenceInterval is how long presence changes gather before they go
+	// out (DefaultPresenceInterval).
+	PresenceInterval time.Duration
+	// PresenceMessage, when set, encodes what a connection is told of its
+	// user's presence (DefaultPresenceMessage will do); unset, presence is
+	// counted and shared with other nodes but not pushed to connections.
+	// It must not block.
+	PresenceMessage func(Presence) Message
 
-	conns      atomic.Int64
-	sent       atomic.Uint64
-	dropped    atomic.Uint64
-	slowClosed atomic.Uint64
+	mu       sync.RWMutex
+	users    map[int64][]*Conn
+	byID     map[string]*Conn
+	closed   bool
+	presence *presence
+
+	conns       atomic.Int64
+	sent        atomic.Uint64
+	dropped     atomic.Uint64
+	slowClosed  atomic.Uint64
+	peerPackets atomic.Uint64
+	peerBytes   atomic.Uint64
 }
 
 // NewHub returns a hub with the default settings.
 func NewHub() *Hub {
-	return &Hub{
-		QueueSize:    DefaultQueueSize,
-		WriteTimeout: DefaultWriteTimeout,
-		PingInterval: DefaultPingInterval,
-		PingTimeout:  DefaultPingTimeout,
-		Logger:       slog.Default(),
-		users:        make(map[int64][]*Conn),
+	h := &Hub{
+		QueueSize:        DefaultQueueSize,
+		WriteTimeout:     DefaultWriteTimeout,
+		PingInterval:     DefaultPingInterval,
+		PingTimeout:      DefaultPingTimeout,
+		PresenceInterval: DefaultPresenceInterval,
+		Logger:           slog.Default(),
+		users:            make(map[int64][]*Conn),
+		byID:             make(map[string]*Conn),
 	}
+	h.presence = newPresence(h)
+	return h
 }
 
 // Broadcast queues m for every open connection of userID on this hub and
@@ -175,7 +224,23 @@ func (h *Hub) Stats() Stats {
 		Sent:        h.sent.Load(),
 		Dropped:     h.dropped.Load(),
 		SlowClosed:  h.slowClosed.Load(),
+		PeerPackets: h.peerPackets.Load(),
+		PeerBytes:   h.peerBytes.Load(),
 	}
+}
+
+// countPeerSend counts one message of n bytes sent to other nodes.
+func (h *Hub) countPeerSend(n int) {
+	h.peerPackets.Add(1)
+	h.peerBytes.Add(uint64(n))
+}
+
+// Conn returns the open connection with that id (Conn.ID), if any.
+func (h *Hub) Conn(id string) (*Conn, bool) {
+	h.mu.RLock()
+	defer h.mu.RUnlock()
+	c, ok := h.byID[id]
+	return c, ok
 }
 
 // Close closes every connection with 1001 (going away), refuses new ones, and
@@ -205,33 +270,38 @@ func (h *Hub) Close(timeout time.Duration) {
 // add registers c; it fails once the hub is closed.
 func (h *Hub) add(c *Conn) bool {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	if h.closed {
+		h.mu.Unlock()
 		return false
 	}
 	h.users[c.id.UserID] = append(h.users[c.id.UserID], c)
+	h.byID[c.cid] = c
 	h.conns.Add(1)
+	h.mu.Unlock()
+	h.presence.localChanged(c.id.UserID)
 	return true
 }
 
 // remove unregisters c; it is a no-op for a connection already removed.
 func (h *Hub) remove(c *Conn) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	cs := h.users[c.id.UserID]
-	for i, x := range cs {
-		if x == c {
-			last := len(cs) - 1
-			cs[i] = cs[last]
-			cs[last] = nil
-			cs = cs[:last]
-			if len(cs) == 0 {
-				delete(h.users, c.id.UserID)
-			} else {
-				h.users[c.id.UserID] = cs
-			}
-			h.conns.Add(-1)
-			return
-		}
+	i := slices.Index(cs, c)
+	if i < 0 {
+		h.mu.Unlock()
+		return
 	}
+	last := len(cs) - 1
+	cs[i] = cs[last]
+	cs[last] = nil
+	cs = cs[:last]
+	if len(cs) == 0 {
+		delete(h.users, c.id.UserID)
+	} else {
+		h.users[c.id.UserID] = cs
+	}
+	delete(h.byID, c.cid)
+	h.conns.Add(-1)
+	h.mu.Unlock()
+	h.presence.localChanged(c.id.UserID)
 }

@@ -128,10 +128,16 @@ func (e *Endpoint) readLoop(c *Conn, ws *websocket.Conn) {
 			}
 			return
 		}
-		switch classify(typ, p) {
-		case clientBinary:
+		kind := classify(typ, p)
+		if kind == clientBinary {
 			c.Close(StatusUnsupportedData, "binary messages are not supported")
 			return
+		}
+		if !c.AllowMessage() {
+			c.Close(StatusTryAgainLater, "too many messages")
+			return
+		}
+		switch kind {
 		case clientPing:
 			c.enqueue(pong)
 		case clientText:
