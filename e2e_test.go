@@ -44,20 +44,25 @@ func (c *client) dialWS(query string) *websocket.Conn {
 	return ws
 }
 
-// next reads one JSON message within d.
+// next reads one JSON message within d, passing over presence (whose
+// tests look at it on their own).
 func next(t *testing.T, ws *websocket.Conn, d time.Duration) (event, error) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	defer cancel()
-	_, p, err := ws.Read(ctx)
-	if err != nil {
-		return event{}, err
+	for {
+		_, p, err := ws.Read(ctx)
+		if err != nil {
+			return event{}, err
+		}
+		var e event
+		if err := json.Unmarshal(p, &e); err != nil {
+			t.Fatalf("not JSON: %q", p)
+		}
+		if e.Type != "presence" {
+			return e, nil
+		}
 	}
-	var e event
-	if err := json.Unmarshal(p, &e); err != nil {
-		t.Fatalf("not JSON: %q", p)
-	}
-	return e, nil
 }
 
 func mustNext(t *testing.T, ws *websocket.Conn) event {

@@ -290,6 +290,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 
 	hub := realtime.NewHub()
 	hub.Logger = logger
+	hub.Node = cfg.Node
+	hub.PresenceMessage = app.PresenceMessage
 	metrics := app.NewMetrics(hub)
 
 	store := app.NewStore(db, cfg.Node)

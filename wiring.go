@@ -51,16 +51,22 @@ func (w *clusterWiring) open() error {
 			w.sessions.MarkEnded(id)
 			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 		},
-		OnBroadcast: func(user int64, typ string, data []byte) {
-			w.hub.Broadcast(user, realtime.Message{Type: typ, Data: data})
-		},
+		// Ephemeral messages and presence: realtime's own, carried.
+		OnEphemeral: w.hub.Receive,
+		OnJoin:      w.hub.PeerJoined,
+		OnLeave:     w.hub.PeerLeft,
+		State:       w.hub.PresenceState,
+		MergeState:  w.hub.MergePresenceState,
 	}
 	if err := m.Open(); err != nil {
 		return err
 	}
 	w.members = m
+	w.hub.Peers = m
 	return nil
 }
+
+var _ realtime.Peers = (*cluster.Membership)(nil)
 
 func (w *clusterWiring) close() {
 	if w.members != nil {
@@ -193,6 +199,7 @@ func (w *clusterWiring) forwarder(secret []byte) *cluster.Forwarder {
 		Secret:    secret,
 		Node:      w.cfg.Node,
 		IsPrimary: w.lfs.IsPrimary,
+		ServeHere: app.ServedOnEveryNode,
 		PrimaryURL: func() string {
 			if p, ok := w.primary(); ok {
 				return p.HTTP
@@ -240,6 +247,8 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 	} else {
 		members = []cluster.Member{{Name: w.cfg.Node, Addr: w.httpURL, State: "alive", Meta: w.meta()}}
 	}
+	// Connection counts come from presence, the data every tab is told.
+	conns := w.hub.NodeConnections()
 	for _, m := range members {
 		role := "replica"
 		if m.Name == st.Primary {
@@ -253,7 +262,7 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 		}
 		st.Members = append(st.Members, memberStatus{
 			Name: m.Name, Region: m.Region, Addr: m.Addr, HTTPURL: link,
-			State: m.State, Role: role, Connections: m.Connections,
+			State: m.State, Role: role, Connections: int64(conns[m.Name]),
 		})
 	}
 	return st, nil

@@ -263,13 +263,17 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	defer conn.CloseNow()
 	readMsg := func() map[string]any {
 		t.Helper()
-		_, data, err := conn.Read(ctx)
-		if err != nil {
-			t.Fatalf("ws read: %v", err)
+		for {
+			_, data, err := conn.Read(ctx)
+			if err != nil {
+				t.Fatalf("ws read: %v", err)
+			}
+			var m map[string]any
+			_ = json.Unmarshal(data, &m)
+			if m["type"] != "presence" {
+				return m
+			}
 		}
-		var m map[string]any
-		_ = json.Unmarshal(data, &m)
-		return m
 	}
 	if m := readMsg(); m["type"] != "hello" {
 		t.Fatalf("first ws message %v", m)

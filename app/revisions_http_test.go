@@ -173,17 +173,22 @@ func dialWS(t *testing.T, ts *testServer, b *browser) *websocket.Conn {
 	return ws
 }
 
+// readWS reads the next message other than presence.
 func readWS(t *testing.T, ws *websocket.Conn) map[string]any {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	_, p, err := ws.Read(ctx)
-	if err != nil {
-		t.Fatal(err)
+	for {
+		_, p, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(p, &m); err != nil {
+			t.Fatalf("%s: %v", p, err)
+		}
+		if m["type"] != "presence" {
+			return m
+		}
 	}
-	var m map[string]any
-	if err := json.Unmarshal(p, &m); err != nil {
-		t.Fatalf("%s: %v", p, err)
-	}
-	return m
 }

@@ -26,6 +26,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("PATCH /api/notes/{id}", s.requireUser(s.handleNoteUpdate))
 	mux.Handle("DELETE /api/notes/{id}", s.requireUser(s.handleNoteDelete))
 	mux.Handle("POST /api/notes/{id}/restore", s.requireUser(s.handleNoteRestore))
+	mux.Handle("POST /api/editing", s.requireUser(s.handleEditing))
 	mux.Handle("GET /api/cluster", s.requireUser(s.handleCluster))
 	mux.Handle("POST /api/assistant", s.requireUser(s.handleAssistant))
 	mux.HandleFunc("/api/", s.handleAPINotFound)

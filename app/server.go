@@ -121,6 +121,7 @@ func NewServer(cfg Config) (*Server, error) {
 		CatchUp: func(v int64) realtime.Message {
 			return NoteChangedMessage(Change{Op: OpSync, Version: v, Node: cfg.Node})
 		},
+		OnMessage:       onClientMessage,
 		Node:            cfg.Node,
 		Region:          cfg.Region,
 		RefuseWebSocket: cfg.RefuseWebSocket,

@@ -28,6 +28,8 @@ func newTestServer(t *testing.T) *testServer {
 	t.Helper()
 	store := newTestStore(t)
 	hub := realtime.NewHub()
+	hub.Node = "node1"
+	hub.PresenceMessage = PresenceMessage
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	feed, err := NewFeed(context.Background(), store, hub, logger)
 	if err != nil {

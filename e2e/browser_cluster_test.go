@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	bt "notesync/internal/browsertest"
 )
@@ -74,11 +75,39 @@ func TestBrowserAcrossNodes(t *testing.T) {
 			t.Logf("tab B: the note started fading %.0f ms after the DELETE returned in tab A", lag)
 		}
 	})
+
+	checkPresence(t, a, b)
+	bt.CheckEditsAreNeverLost(t, a, b)
 }
 
-func TestBrowserEditsAcrossNodes(t *testing.T) {
-	browser := bt.Start(t) // first: skips at once without Chromium
-	c := startCluster(t, 3)
-	a, b := bt.TwoTabs(t, browser, "grace", c.URL(1), c.URL(3))
-	bt.CheckEditsAreNeverLost(t, a, b)
+// checkPresence checks #presence and note-editing-elsewhere in tab a on
+// node1 and tab b on node3.
+func checkPresence(t *testing.T, a, b *bt.Tab) {
+	t.Run("#presence in each tab counts both tabs on both nodes, naming the nodes", func(t *testing.T) {
+		for _, tab := range []*bt.Tab{a, b} {
+			tab.WaitFor(t, 5*time.Second, "#presence to count 2 tabs", `document.querySelector('#presence').dataset.tabs === '2'`)
+			p := bt.Eval[struct{ Text, Names string }](t, tab,
+				`({text: document.querySelector('#presence').textContent, names: document.querySelector('#presence-nodes').textContent})`)
+			if p.Text != "2 tabs on 2 nodes" || !strings.Contains(p.Names, "node1: 1") || !strings.Contains(p.Names, "node3: 1") {
+				t.Errorf("%s: #presence %q, node names %q", tab.Name, p.Text, p.Names)
+			}
+		}
+		// The names show on focus, for a keyboard.
+		b.Exec(t, `document.querySelector('#presence').focus()`)
+		if !bt.Eval[bool](t, b, `getComputedStyle(document.querySelector('#presence-nodes')).display !== 'none'`) {
+			t.Errorf("%s: the node names do not show when #presence has the focus", b.Name)
+		}
+	})
+
+	t.Run("a note open in the other tab's editor gets note-editing-elsewhere, and loses it when the editor closes", func(t *testing.T) {
+		id := bt.CreateNote(t, b, "Open in tab A's editor").ID
+		a.WaitFor(t, 5*time.Second, "the new note", bt.HasNote(id))
+		a.ClickNote(t, id, "edit")
+		b.WaitNote(t, id, 5*time.Second, "note-editing-elsewhere", func(s bt.NoteState) bool { return s.Has("note-editing-elsewhere") })
+		if s := a.Note(t, id); s.Has("note-editing-elsewhere") {
+			t.Errorf("%s: its own editor marks the note as edited elsewhere", a.Name)
+		}
+		a.ClickNote(t, id, "edit-cancel")
+		b.WaitNote(t, id, 5*time.Second, "note-editing-elsewhere to go", func(s bt.NoteState) bool { return !s.Has("note-editing-elsewhere") })
+	})
 }

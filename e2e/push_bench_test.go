@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
@@ -43,8 +44,12 @@ func BenchmarkClusterPush(b *testing.B) {
 		go func() {
 			defer close(ch)
 			for {
-				if _, _, err := ws.Read(context.Background()); err != nil {
+				_, p, err := ws.Read(context.Background())
+				if err != nil {
 					return
+				}
+				if !bytes.Contains(p, []byte(`"note_changed"`)) {
+					continue // presence
 				}
 				ch <- time.Now()
 			}

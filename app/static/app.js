@@ -319,6 +319,7 @@
         await waitForOwnWrites();
         if (r.version >= notesync.version) {
           reconcile(r.items, r.version);
+          markEditingElsewhere();
           setShownVersion(r.version);
         }
       } while (refresh.wanted > notesync.version);
@@ -607,6 +608,7 @@
     bodyEl.after(form);
     labelNote(li);
     ta.focus();
+    editorOpened(noteId(li));
   }
 
   // closeEditor drops the editor (and what was typed in it). A note that
@@ -614,6 +616,7 @@
   function closeEditor(li) {
     const form = li.querySelector('.note-edit');
     if (form) form.remove();
+    editorClosed(noteId(li));
     li.classList.remove('editing', 'note-changed-elsewhere', 'note-conflict');
     if (li.classList.contains('note-deleted-elsewhere')) {
       gone.set(noteId(li), notesync.version);
@@ -801,6 +804,85 @@
       ? 'Too late to undo: the note is gone for good.'
       : (data.error || 'Could not reach the server; the note was not restored.'));
     setTimeout(() => dropUndo(item), 5000);
+  }
+
+  // ---------------------------------------------------------------- presence
+  //
+  // The tab reports the note open in its editor (the last one opened, while
+  // several are), and shows what the server says of the user's tabs on
+  // every node (docs/PROTOCOL.md §7).
+
+  const presenceEl = $('#presence');
+  const presenceNodesEl = $('#presence-nodes');
+  const editing = { open: [], conn: '', reported: null, last: null };
+
+  function editorOpened(id) {
+    editing.open = editing.open.filter((x) => x !== id).concat(id);
+    reportEditing();
+  }
+
+  function editorClosed(id) {
+    editing.open = editing.open.filter((x) => x !== id);
+    reportEditing();
+  }
+
+  // reportEditing tells the server which note this tab edits, when that
+  // changed since it was last told on this connection.
+  function reportEditing() {
+    const current = editing.open.length ? Number(editing.open[editing.open.length - 1]) : null;
+    if (current === editing.reported || !editing.conn) return;
+    const msg = { type: 'editing', note_id: current };
+    if (session.ws && session.ws.readyState === WebSocket.OPEN) {
+      try { session.ws.send(JSON.stringify(msg)); } catch { return; }
+    } else if (session.es) {
+      fetch(withPin('/api/editing'), {
+        method: 'POST', credentials: 'same-origin',
+        headers: { 'Content-Type': 'application/json', 'Idempotency-Key': newIdempotencyKey() },
+        body: JSON.stringify({ conn: editing.conn, note_id: current }),
+      }).catch(() => { editing.reported = undefined; });
+    } else {
+      return;
+    }
+    editing.reported = current;
+  }
+
+  function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
+
+  function showPresence(msg) {
+    editing.last = msg;
+    if (presenceEl) {
+      const nodes = msg.nodes && typeof msg.nodes === 'object' ? Object.entries(msg.nodes) : [];
+      const tabs = Number(msg.tabs) || 0;
+      presenceEl.dataset.tabs = String(tabs);
+      presenceEl.textContent = `${plural(tabs, 'tab', 'tabs')} on ${plural(nodes.length, 'node', 'nodes')}`;
+      const names = nodes.sort(([a], [b]) => a.localeCompare(b)).map(([n, k]) => `${n}: ${k}`).join(', ');
+      presenceEl.title = names;
+      if (presenceNodesEl) presenceNodesEl.textContent = names;
+      presenceEl.hidden = false;
+    }
+    markEditingElsewhere();
+  }
+
+  // markEditingElsewhere marks the notes that another tab has open in an
+  // editor: the count less this tab's own, as the server knew it.
+  function markEditingElsewhere() {
+    const msg = editing.last;
+    if (!msg) return;
+    const counts = msg.editing && typeof msg.editing === 'object' ? msg.editing : {};
+    for (const li of listEl.querySelectorAll(':scope > [data-note-id]')) {
+      const id = noteId(li);
+      const others = (Number(counts[id]) || 0) - (msg.own_editing === id ? 1 : 0);
+      li.classList.toggle('note-editing-elsewhere', others > 0);
+      let badge = li.querySelector('.editing-badge');
+      if (others > 0 && !badge) {
+        badge = document.createElement('span');
+        badge.className = 'editing-badge';
+        badge.textContent = 'open in another tab';
+        li.querySelector('.note-meta')?.prepend(badge);
+      } else if (others <= 0 && badge) {
+        badge.remove();
+      }
+    }
   }
 
   // ---------------------------------------------------------------- event log
@@ -1026,6 +1108,7 @@
     };
     es.addEventListener('hello', onEvent);
     es.addEventListener('note_changed', onEvent);
+    es.addEventListener('presence', onEvent);
     es.addEventListener('message', onEvent); // untyped events, if any
 
     // The server's way to say "closed with code N" on a stream.
@@ -1112,10 +1195,17 @@
         setStatus('open', `connected to ${where}${onSSE ? ' via SSE' : ''}`);
         if (onSSE) startWebSocketProbe();
         if (v !== null && v > notesync.version) refreshTo(v);
+        // A new connection knows nothing of this tab's editor yet.
+        editing.conn = typeof msg.conn === 'string' ? msg.conn : '';
+        editing.reported = null;
+        reportEditing();
         break;
       }
       case 'note_changed':
         if (v !== null) refreshTo(v);
+        break;
+      case 'presence':
+        showPresence(msg);
         break;
       default:
         break; // unknown types are logged and otherwise ignored
