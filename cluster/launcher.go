@@ -95,6 +95,32 @@ func (l *Launcher) Start(ctx context.Context) error {
 	if err := CheckFUSE(); err != nil {
 		return err
 	}
+	l.defaults()
+	for i := 1; i <= l.N; i++ {
+		n, err := l.newNode(i)
+		if err != nil {
+			return err
+		}
+		unmount(n.fuseDir) // stale mount of an earlier crash
+		l.nodes = append(l.nodes, n)
+	}
+	l.exited = make(chan *nodeProc, len(l.nodes))
+	for _, n := range l.nodes {
+		if err := l.start(n); err != nil {
+			l.Stop()
+			return err
+		}
+	}
+	if err := l.waitAllReady(ctx); err != nil {
+		l.Stop()
+		return err
+	}
+	fmt.Fprintln(l.Stdout, "cluster ready")
+	return nil
+}
+
+// defaults fills in the fields left empty.
+func (l *Launcher) defaults() {
 	if l.Host == "" {
 		l.Host = "127.0.0.1"
 	}
@@ -115,71 +141,75 @@ func (l *Launcher) Start(ctx context.Context) error {
 		_, _ = rand.Read(k)
 		l.GossipKey = base64.StdEncoding.EncodeToString(k)
 	}
+}
+
+// newNode describes node i (1-based) and creates its directories.
+func (l *Launcher) newNode(i int) (*nodeProc, error) {
+	name := "node" + strconv.Itoa(i)
+	base, err := filepath.Abs(filepath.Join(l.Dir, name))
+	if err != nil {
+		return nil, err
+	}
+	n := &nodeProc{
+		name:     name,
+		httpAddr: l.Host + ":" + strconv.Itoa(l.BasePort+i-1),
+		fuseDir:  filepath.Join(base, "fuse"),
+	}
+	n.env = append(os.Environ(), l.nodeEnv(i, n, base)...)
+	n.env = append(n.env, l.ExtraEnv...)
+	for _, d := range []string{n.fuseDir, filepath.Join(base, "litefs"), filepath.Join(base, "app")} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, err
+		}
+	}
+	return n, nil
+}
+
+// nodeEnv is what node i's LiteFS (litefs.yml) and app read from the
+// environment.
+func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 	var peers []string
-	for i := 1; i <= l.N; i++ {
-		peers = append(peers, l.gossipAddr(i))
+	for j := 1; j <= l.N; j++ {
+		peers = append(peers, l.gossipAddr(j))
 	}
-	for i := 1; i <= l.N; i++ {
-		name := "node" + strconv.Itoa(i)
-		base, err := filepath.Abs(filepath.Join(l.Dir, name))
-		if err != nil {
-			return err
-		}
-		n := &nodeProc{
-			name:     name,
-			httpAddr: l.Host + ":" + strconv.Itoa(l.BasePort+i-1),
-			fuseDir:  filepath.Join(base, "fuse"),
-		}
-		primaryRegion := ""
-		if i == 1 {
-			primaryRegion = "local" // only node1 is a lease candidate
-		}
-		n.env = append(os.Environ(),
-			"LITEFS_DIR="+n.fuseDir,
-			"LITEFS_DATA_DIR="+filepath.Join(base, "litefs"),
-			"LITEFS_HTTP_ADDR="+l.litefsAddr(i),
-			"LITEFS_URL=http://"+l.litefsAddr(i),
-			"LITEFS_LEASE_TYPE=static",
-			// With a static lease every node names the primary's hostname
-			// and URL; a replica reports its own values as the primary's.
-			"LITEFS_LEASE_HOSTNAME=node1",
-			"LITEFS_LEASE_ADVERTISE_URL=http://"+l.litefsAddr(1),
-			"FLY_REGION=local",
-			"PRIMARY_REGION="+primaryRegion,
-			"FLY_CONSUL_URL=",
-			"FLY_APP_NAME=", // set, LiteFS would act as on Fly.io
-			"FLY_MACHINE_ID=",
-			"NOTESYNC_CMD="+l.Exe,
-			"NODE_NAME="+name,
-			"LITEFS_HOSTNAME="+name,
-			"HTTP_ADDR="+n.httpAddr,
-			"DATA_DIR="+filepath.Join(base, "app"),
-			"DATABASE_PATH=",
-			"GOSSIP_BIND="+l.gossipAddr(i),
-			"PEERS="+strings.Join(peers, ","),
-			"GOSSIP_KEY="+l.GossipKey,
-			"SESSION_SECRET="+l.SessionSecret,
-		)
-		n.env = append(n.env, l.ExtraEnv...)
-		for _, d := range []string{n.fuseDir, filepath.Join(base, "litefs"), filepath.Join(base, "app")} {
-			if err := os.MkdirAll(d, 0o755); err != nil {
-				return err
-			}
-		}
-		unmount(n.fuseDir) // stale mount of an earlier crash
-		l.nodes = append(l.nodes, n)
+	primaryRegion := ""
+	if i == 1 {
+		primaryRegion = "local" // only node1 is a lease candidate
 	}
-	l.exited = make(chan *nodeProc, len(l.nodes))
-	for _, n := range l.nodes {
-		if err := l.start(n); err != nil {
-			l.Stop()
-			return err
-		}
+	return []string{
+		"LITEFS_DIR=" + n.fuseDir,
+		"LITEFS_DATA_DIR=" + filepath.Join(base, "litefs"),
+		"LITEFS_HTTP_ADDR=" + l.litefsAddr(i),
+		"LITEFS_URL=http://" + l.litefsAddr(i),
+		"LITEFS_LEASE_TYPE=static",
+		// With a static lease every node names the primary's hostname
+		// and URL; a replica reports its own values as the primary's.
+		"LITEFS_LEASE_HOSTNAME=node1",
+		"LITEFS_LEASE_ADVERTISE_URL=http://" + l.litefsAddr(1),
+		"FLY_REGION=local",
+		"PRIMARY_REGION=" + primaryRegion,
+		"FLY_CONSUL_URL=",
+		"FLY_APP_NAME=", // set, LiteFS would act as on Fly.io
+		"FLY_MACHINE_ID=",
+		"NOTESYNC_CMD=" + l.Exe,
+		"NODE_NAME=" + n.name,
+		"LITEFS_HOSTNAME=" + n.name,
+		"HTTP_ADDR=" + n.httpAddr,
+		"DATA_DIR=" + filepath.Join(base, "app"),
+		"DATABASE_PATH=",
+		"GOSSIP_BIND=" + l.gossipAddr(i),
+		"PEERS=" + strings.Join(peers, ","),
+		"GOSSIP_KEY=" + l.GossipKey,
+		"SESSION_SECRET=" + l.SessionSecret,
 	}
+}
+
+// waitAllReady waits until every node answers /readyz and prints each
+// node's URL and role.
+func (l *Launcher) waitAllReady(ctx context.Context) error {
 	deadline := time.Now().Add(l.ReadyTimeout)
 	for i, n := range l.nodes {
 		if err := waitReady(ctx, "http://"+n.httpAddr, deadline); err != nil {
-			l.Stop()
 			return fmt.Errorf("%s: %w", n.name, err)
 		}
 		role := "replica"
@@ -188,7 +218,6 @@ func (l *Launcher) Start(ctx context.Context) error {
 		}
 		fmt.Fprintf(l.Stdout, "%s  http://%s  %s\n", n.name, n.httpAddr, role)
 	}
-	fmt.Fprintln(l.Stdout, "cluster ready")
 	return nil
 }
 
