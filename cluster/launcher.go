@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -47,9 +49,11 @@ type Launcher struct {
 	// ReadyTimeout bounds the wait for every node's /readyz.
 	ReadyTimeout time.Duration
 
-	mu     sync.Mutex
-	nodes  []*nodeProc
-	exited chan *nodeProc // nodes whose process ended, for Supervise
+	mu      sync.Mutex
+	nodes   []*nodeProc
+	exited  chan *nodeProc // nodes whose process ended, for Supervise
+	lock    *dirLock
+	stopped bool
 }
 
 // nodeProc is one supervised LiteFS process with its app.
@@ -58,6 +62,7 @@ type nodeProc struct {
 	httpAddr string
 	env      []string
 	fuseDir  string
+	logPath  string
 	cmd      *exec.Cmd
 	done     chan struct{} // closed when cmd has exited
 }
@@ -82,6 +87,9 @@ func (l *Launcher) URL(i int) string {
 }
 
 // Ports of node i: HTTP at BasePort+i-1, LiteFS at +100, gossip at +200.
+func (l *Launcher) httpAddr(i int) string {
+	return l.Host + ":" + strconv.Itoa(l.BasePort+i-1)
+}
 func (l *Launcher) litefsAddr(i int) string {
 	return l.Host + ":" + strconv.Itoa(l.BasePort+100+i-1)
 }
@@ -89,20 +97,24 @@ func (l *Launcher) gossipAddr(i int) string {
 	return l.Host + ":" + strconv.Itoa(l.BasePort+200+i-1)
 }
 
-// Start cleans stale mounts, starts every node and waits until all answer
-// /readyz; then it prints each node's URL and role and "cluster ready".
+// Start takes the lock on Dir, clears what an earlier run left behind,
+// starts every node and waits until all answer /readyz; then it prints each
+// node's URL and role and "cluster ready". It refuses, saying why, while
+// another launcher runs from Dir or an address it needs is taken, and
+// fails naming the node and the end of its log when a node does not start.
 func (l *Launcher) Start(ctx context.Context) error {
 	if err := CheckFUSE(); err != nil {
 		return err
 	}
 	l.defaults()
-	for i := 1; i <= l.N; i++ {
-		n, err := l.newNode(i)
-		if err != nil {
-			return err
-		}
-		unmount(n.fuseDir) // stale mount of an earlier crash
-		l.nodes = append(l.nodes, n)
+	lock, err := lockDir(l.Dir, l.describe())
+	if err != nil {
+		return err
+	}
+	l.lock = lock
+	if err := l.prepare(); err != nil {
+		l.lock.release()
+		return err
 	}
 	l.exited = make(chan *nodeProc, len(l.nodes))
 	for _, n := range l.nodes {
@@ -116,6 +128,54 @@ func (l *Launcher) Start(ctx context.Context) error {
 		return err
 	}
 	fmt.Fprintln(l.Stdout, "cluster ready")
+	return nil
+}
+
+// prepare checks the addresses, clears stale mounts and describes the
+// nodes.
+func (l *Launcher) prepare() error {
+	if err := l.checkAddrs(); err != nil {
+		return err
+	}
+	for i := 1; i <= l.N; i++ {
+		n, err := l.newNode(i)
+		if err != nil {
+			return err
+		}
+		if err := clearStaleMount(n.fuseDir, 10*time.Second); err != nil {
+			return err
+		}
+		l.nodes = append(l.nodes, n)
+	}
+	return nil
+}
+
+// describe names this launcher for the lock file: who holds Dir.
+func (l *Launcher) describe() string {
+	ports := strconv.Itoa(l.BasePort)
+	if l.N > 1 {
+		ports += "-" + strconv.Itoa(l.BasePort+l.N-1)
+	}
+	return fmt.Sprintf("pid %d, http://%s:%s", os.Getpid(), l.Host, ports)
+}
+
+// checkAddrs fails, naming the address, when one the nodes will bind on
+// this machine is taken: the nodes would only say so in their logs.
+func (l *Launcher) checkAddrs() error {
+	for i := 1; i <= l.N; i++ {
+		for _, addr := range []string{l.httpAddr(i), l.litefsAddr(i), l.gossipAddr(i)} {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("%s is taken (another cluster or program listens there): stop it, or choose another -base-port", addr)
+			}
+			ln.Close()
+		}
+		pc, err := net.ListenPacket("udp", l.gossipAddr(i))
+		if err != nil {
+			return fmt.Errorf("udp %s is taken (another cluster or program uses it): stop it, or choose another -base-port", l.gossipAddr(i))
+		}
+		pc.Close()
+	}
 	return nil
 }
 
@@ -152,8 +212,9 @@ func (l *Launcher) newNode(i int) (*nodeProc, error) {
 	}
 	n := &nodeProc{
 		name:     name,
-		httpAddr: l.Host + ":" + strconv.Itoa(l.BasePort+i-1),
+		httpAddr: l.httpAddr(i),
 		fuseDir:  filepath.Join(base, "fuse"),
+		logPath:  filepath.Join(base, "node.log"),
 	}
 	n.env = append(os.Environ(), l.nodeEnv(i, n, base)...)
 	n.env = append(n.env, l.ExtraEnv...)
@@ -209,8 +270,14 @@ func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 func (l *Launcher) waitAllReady(ctx context.Context) error {
 	deadline := time.Now().Add(l.ReadyTimeout)
 	for i, n := range l.nodes {
-		if err := waitReady(ctx, "http://"+n.httpAddr, deadline); err != nil {
-			return fmt.Errorf("%s: %w", n.name, err)
+		l.mu.Lock()
+		done := n.done
+		l.mu.Unlock()
+		if err := waitReady(ctx, "http://"+n.httpAddr, deadline, done); err != nil {
+			if errors.Is(err, errExited) {
+				err = fmt.Errorf("%w (%s)", err, n.cmd.ProcessState)
+			}
+			return fmt.Errorf("%s did not start: %w%s", n.name, err, n.logTail(8))
 		}
 		role := "replica"
 		if i == 0 {
@@ -241,14 +308,19 @@ func (l *Launcher) Supervise(ctx context.Context) {
 			return
 		case n = <-l.exited:
 		}
-		l.Logger.Warn("node exited; restarting", "node", n.name)
-		unmount(n.fuseDir)
+		l.Logger.Warn("node exited; restarting", "node", n.name, "log", n.logPath)
+		// Its app may outlive a killed LiteFS: the whole process group goes.
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
 		select {
 		case <-ctx.Done():
 			return
 		case <-time.After(time.Second):
 		}
-		if err := l.start(n); err != nil {
+		err := clearStaleMount(n.fuseDir, 5*time.Second)
+		if err == nil {
+			err = l.start(n)
+		}
+		if err != nil {
 			l.Logger.Error("restart node; trying again", "node", n.name, "err", err)
 			l.exited <- n // room: each node is queued at most once
 		}
@@ -259,7 +331,7 @@ func (l *Launcher) Supervise(ctx context.Context) {
 func (l *Launcher) start(n *nodeProc) error {
 	cmd := exec.Command(l.LiteFS, "mount", "-config", l.Config)
 	cmd.Env = n.env
-	logf, err := os.OpenFile(filepath.Join(filepath.Dir(n.fuseDir), "node.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	logf, err := os.OpenFile(n.logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return err
 	}
@@ -294,11 +366,18 @@ func (l *Launcher) Node(i int) (pid int, done <-chan struct{}) {
 }
 
 // Stop stops every node (SIGTERM to LiteFS, which stops the app and
-// unmounts; SIGKILL after 15 s) and removes any mount left behind.
+// unmounts; SIGKILL after 15 s), removes any mount left behind that no live
+// process uses, releases Dir and prints what it stopped. Calling it again
+// does nothing.
 func (l *Launcher) Stop() {
 	l.mu.Lock()
 	nodes := append([]*nodeProc(nil), l.nodes...)
+	stopped := l.stopped
+	l.stopped = true
 	l.mu.Unlock()
+	if stopped {
+		return
+	}
 	for _, n := range nodes {
 		if n.cmd != nil && n.cmd.Process != nil {
 			_ = n.cmd.Process.Signal(syscall.SIGTERM)
@@ -316,19 +395,36 @@ func (l *Launcher) Stop() {
 		}
 		// The process group: an app left behind by a killed LiteFS.
 		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
-		unmount(n.fuseDir)
+		msg := fmt.Sprintf("stopped %s (pid %d)", n.name, n.cmd.Process.Pid)
+		if err := clearStaleMount(n.fuseDir, 0); err != nil {
+			msg += "; left mounted: " + err.Error()
+		}
+		fmt.Fprintln(l.Stdout, msg)
+	}
+	l.lock.release()
+	if len(nodes) > 0 {
+		fmt.Fprintln(l.Stdout, "cluster stopped")
 	}
 }
 
-// unmount lazily unmounts dir when it is a mount point.
-func unmount(dir string) {
-	if isMountPoint(dir) {
-		_ = exec.Command("fusermount3", "-u", "-z", dir).Run()
+// logTail returns the last n lines of the node's log, indented under a
+// line naming the file, or "" when it has none.
+func (n *nodeProc) logTail(lines int) string {
+	b, err := os.ReadFile(n.logPath)
+	if err != nil || len(bytes.TrimSpace(b)) == 0 {
+		return ""
 	}
+	all := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	all = all[max(0, len(all)-lines):]
+	return fmt.Sprintf("; the end of %s:\n    %s", n.logPath, strings.Join(all, "\n    "))
 }
 
-// waitReady polls url/readyz until it answers 200 or deadline passes.
-func waitReady(ctx context.Context, url string, deadline time.Time) error {
+// errExited means a node's LiteFS ended before the node was ready.
+var errExited = errors.New("LiteFS exited")
+
+// waitReady polls url/readyz until it answers 200 or deadline passes; it
+// gives up at once when exited closes.
+func waitReady(ctx context.Context, url string, deadline time.Time, exited <-chan struct{}) error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	var last string
 	for time.Now().Before(deadline) {
@@ -346,6 +442,8 @@ func waitReady(ctx context.Context, url string, deadline time.Time) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-exited:
+			return errExited
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
