@@ -142,9 +142,6 @@ func (l *Launcher) prepare() error {
 		if err != nil {
 			return err
 		}
-		if err := clearStaleMount(n.fuseDir, 10*time.Second); err != nil {
-			return err
-		}
 		l.nodes = append(l.nodes, n)
 	}
 	return nil
@@ -203,7 +200,8 @@ func (l *Launcher) defaults() {
 	}
 }
 
-// newNode describes node i (1-based) and creates its directories.
+// newNode describes node i (1-based) and creates its directories; a stale
+// mount is cleared first (a dead FUSE mount cannot even be looked at).
 func (l *Launcher) newNode(i int) (*nodeProc, error) {
 	name := "node" + strconv.Itoa(i)
 	base, err := filepath.Abs(filepath.Join(l.Dir, name))
@@ -218,6 +216,9 @@ func (l *Launcher) newNode(i int) (*nodeProc, error) {
 	}
 	n.env = append(os.Environ(), l.nodeEnv(i, n, base)...)
 	n.env = append(n.env, l.ExtraEnv...)
+	if err := clearStaleMount(n.fuseDir, 10*time.Second); err != nil {
+		return nil, err
+	}
 	for _, d := range []string{n.fuseDir, filepath.Join(base, "litefs"), filepath.Join(base, "app")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			return nil, err

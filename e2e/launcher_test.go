@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"notesync/cluster"
 )
 
 // These tests hold the launcher to docs/PROTOCOL.md §2: one cluster per data
@@ -175,4 +178,49 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+func TestLauncherLeavesAMountInUseAlone(t *testing.T) {
+	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
+	b := buildBinaries(t)
+	dir := filepath.Join(t.TempDir(), "cluster")
+	host := randomLoopback()
+	crashed := startCLI(t, b.exe, append(os.Environ(), "LITEFS_BIN="+b.litefs),
+		"cluster", "-n", "1", "-dir", dir, "-host", host, "-config", b.config)
+	crashed.waitFor(t, "cluster ready", 90*time.Second)
+	// A shell left in the mount, then the launcher crashes: its LiteFS
+	// stops, but cannot unmount a mount in use.
+	fuse := filepath.Join(dir, "node1", "fuse")
+	holder := exec.Command("sleep", "600")
+	holder.Dir = fuse
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = holder.Process.Kill(); _ = holder.Wait() }()
+	crashed.kill(t)
+
+	l := newLauncher(t, 1)
+	l.Host, l.Dir = host, dir
+	err := l.Start(context.Background())
+	if err == nil {
+		l.Stop()
+		t.Fatal("started over a mount in use")
+	}
+	pid := strconv.Itoa(holder.Process.Pid)
+	if msg := err.Error(); !strings.Contains(msg, fuse+" is still mounted and in use by") || !strings.Contains(msg, "pid "+pid+" (sleep)") || !strings.Contains(msg, "kill "+pid) {
+		t.Errorf("refusal does not name the mount and the process using it: %v", err)
+	}
+	if !isMounted(fuse) {
+		t.Fatal("the mount in use was unmounted")
+	}
+
+	// Once nothing uses it, the next start clears it and runs.
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+	retry := newLauncher(t, 1)
+	retry.Host, retry.Dir = host, dir
+	c := runLauncher(t, retry)
+	if code := getStatus(t, c.URL(1)+"/readyz"); code != http.StatusOK {
+		t.Fatalf("after the stale mount was cleared: /readyz %d", code)
+	}
 }
