@@ -237,7 +237,7 @@ func parseLevel(s string) (slog.Level, error) {
 // run starts one node and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "cluster" {
-		return runCluster(ctx, args[1:], stdout, stderr)
+		return runCluster(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
@@ -472,14 +472,17 @@ func waitMount(ctx context.Context, lfs *cluster.LiteFS) error {
 }
 
 // runCluster is `notesync cluster`: a local cluster of N nodes, each under
-// its own LiteFS mount, until ctx ends.
-func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// its own LiteFS mount, until ctx ends. With -netns each node has a network
+// of its own, and stdin takes fault commands (docs/PROTOCOL.md §10).
+func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 3, "number of nodes")
 	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200)")
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
+	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
+	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then takes fault commands: "+cluster.FaultCommands)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n")
 		fs.PrintDefaults()
@@ -492,6 +495,14 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *basePort < 1 || *basePort+200+*n > 65535 {
 		return fmt.Errorf("invalid -base-port %d", *basePort)
+	}
+	if ip := net.ParseIP(*host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("invalid -host %q: want a loopback address such as 127.0.0.1", *host)
+	}
+	if *netns {
+		if err := cluster.CheckNetns(); err != nil {
+			return err
+		}
 	}
 	if err := cluster.CheckFUSE(); err != nil {
 		return err
@@ -512,8 +523,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	l := &cluster.Launcher{
-		N: *n, BasePort: *basePort, Dir: *dir, Exe: exe, LiteFS: litefs, Config: cfgPath,
-		Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		N: *n, BasePort: *basePort, Host: *host, Dir: *dir, Netns: *netns, Exe: exe, LiteFS: litefs, Config: cfgPath,
+		Input: stdin, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}
 	return l.Run(ctx)
 }

@@ -25,13 +25,22 @@ import (
 // Launcher runs a local cluster of N nodes on one Linux machine, each node
 // under its own real LiteFS mount (static lease, node1 primary) started as
 // the exec child of LiteFS, the way the container runs it. The nodes gossip
-// over loopback and share one session secret. A node that dies is started
-// again; Run returns after stopping every node and unmounting every mount.
+// over loopback, or with Netns each on a network of its own, and share one
+// session secret. A node that dies is started again; Run returns after
+// stopping every node and unmounting every mount.
 type Launcher struct {
 	N        int
 	BasePort int    // HTTP port of node1; node i listens on BasePort+i-1
 	Host     string // loopback address to bind (127.0.0.1)
 	Dir      string // state of every node, under Dir/nodeI
+	// Netns runs node i in a network namespace of its own at 10.77.0.i,
+	// reached from the machine at Host on its usual port (docs/PROTOCOL.md
+	// §10); Partition, OneWay and Heal then cut links between nodes. It
+	// needs Linux and root (CheckNetns).
+	Netns bool
+	// Input, if set, is read by Run for fault commands, one a line (see
+	// Command); the answers go to Stdout.
+	Input io.Reader
 	// Exe is the notesync binary each LiteFS mount starts.
 	Exe string
 	// LiteFS is the litefs binary (`go tool -n litefs`).
@@ -54,10 +63,18 @@ type Launcher struct {
 	exited  chan *nodeProc // nodes whose process ended, for Supervise
 	lock    *dirLock
 	stopped bool
+
+	nsPrefix string         // with Netns: the names of this Dir's namespaces
+	net      *network       // with Netns: the namespaces and the bridge
+	fwds     []*portForward // with Netns: Host:port into each node's namespace
+
+	faultMu sync.Mutex      // serialises changes to the cuts
+	cuts    map[[2]int]bool // {from, to} node indexes whose packets drop
 }
 
 // nodeProc is one supervised LiteFS process with its app.
 type nodeProc struct {
+	index    int // 1-based
 	name     string
 	httpAddr string
 	env      []string
@@ -81,20 +98,36 @@ func CheckFUSE() error {
 	return nil
 }
 
-// URL returns node i's HTTP base URL (1-based).
+// URL returns node i's HTTP base URL on this machine (1-based).
 func (l *Launcher) URL(i int) string {
-	return "http://" + l.Host + ":" + strconv.Itoa(l.BasePort+i-1)
+	return "http://" + l.hostAddr(i)
+}
+
+// hostAddr is where node i's HTTP server is reached from this machine:
+// the node itself, or with Netns the launcher's forward into its
+// namespace.
+func (l *Launcher) hostAddr(i int) string {
+	return net.JoinHostPort(l.Host, strconv.Itoa(l.BasePort+i-1))
+}
+
+// nodeHost is the address node i binds: Host, or with Netns its own
+// address in its namespace.
+func (l *Launcher) nodeHost(i int) string {
+	if l.Netns {
+		return nodeIP(i)
+	}
+	return l.Host
 }
 
 // Ports of node i: HTTP at BasePort+i-1, LiteFS at +100, gossip at +200.
 func (l *Launcher) httpAddr(i int) string {
-	return l.Host + ":" + strconv.Itoa(l.BasePort+i-1)
+	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+i-1))
 }
 func (l *Launcher) litefsAddr(i int) string {
-	return l.Host + ":" + strconv.Itoa(l.BasePort+100+i-1)
+	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+100+i-1))
 }
 func (l *Launcher) gossipAddr(i int) string {
-	return l.Host + ":" + strconv.Itoa(l.BasePort+200+i-1)
+	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+200+i-1))
 }
 
 // Start takes the lock on Dir, clears what an earlier run left behind,
@@ -103,6 +136,11 @@ func (l *Launcher) gossipAddr(i int) string {
 // another launcher runs from Dir or an address it needs is taken, and
 // fails naming the node and the end of its log when a node does not start.
 func (l *Launcher) Start(ctx context.Context) error {
+	if l.Netns {
+		if err := CheckNetns(); err != nil {
+			return err
+		}
+	}
 	if err := CheckFUSE(); err != nil {
 		return err
 	}
@@ -114,6 +152,10 @@ func (l *Launcher) Start(ctx context.Context) error {
 	l.lock = lock
 	if err := l.prepare(); err != nil {
 		l.lock.release()
+		return err
+	}
+	if err := l.openNetwork(); err != nil {
+		l.Stop()
 		return err
 	}
 	l.exited = make(chan *nodeProc, len(l.nodes))
@@ -131,9 +173,23 @@ func (l *Launcher) Start(ctx context.Context) error {
 	return nil
 }
 
-// prepare checks the addresses, clears stale mounts and describes the
-// nodes.
+// prepare clears what an earlier run left (namespaces, mounts), checks
+// the addresses and describes the nodes.
 func (l *Launcher) prepare() error {
+	if l.Netns {
+		prefix, err := netnsPrefix(l.Dir)
+		if err != nil {
+			return err
+		}
+		removed, err := removeLeftovers(prefix, 10*time.Second)
+		if len(removed) > 0 {
+			fmt.Fprintf(l.Stdout, "removed network namespaces left by an earlier run: %s\n", strings.Join(removed, " "))
+		}
+		if err != nil {
+			return err
+		}
+		l.nsPrefix = prefix
+	}
 	if err := l.checkAddrs(); err != nil {
 		return err
 	}
@@ -157,9 +213,17 @@ func (l *Launcher) describe() string {
 }
 
 // checkAddrs fails, naming the address, when one the nodes will bind on
-// this machine is taken: the nodes would only say so in their logs.
+// this machine is taken: the nodes would only say so in their logs. With
+// Netns only the forwarded HTTP ports are on the machine.
 func (l *Launcher) checkAddrs() error {
-	for i := 1; i <= l.N; i++ {
+	for i := 1; l.Netns && i <= l.N; i++ {
+		ln, err := net.Listen("tcp", l.hostAddr(i))
+		if err != nil {
+			return fmt.Errorf("%s is taken (another cluster or program listens there): stop it, or choose another -base-port", l.hostAddr(i))
+		}
+		ln.Close()
+	}
+	for i := 1; !l.Netns && i <= l.N; i++ {
 		for _, addr := range []string{l.httpAddr(i), l.litefsAddr(i), l.gossipAddr(i)} {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
@@ -209,6 +273,7 @@ func (l *Launcher) newNode(i int) (*nodeProc, error) {
 		return nil, err
 	}
 	n := &nodeProc{
+		index:    i,
 		name:     name,
 		httpAddr: l.httpAddr(i),
 		fuseDir:  filepath.Join(base, "fuse"),
@@ -274,7 +339,7 @@ func (l *Launcher) waitAllReady(ctx context.Context) error {
 		l.mu.Lock()
 		done := n.done
 		l.mu.Unlock()
-		if err := waitReady(ctx, "http://"+n.httpAddr, deadline, done); err != nil {
+		if err := waitReady(ctx, l.URL(n.index), deadline, done); err != nil {
 			if errors.Is(err, errExited) {
 				err = fmt.Errorf("%w (%s)", err, n.cmd.ProcessState)
 			}
@@ -284,7 +349,11 @@ func (l *Launcher) waitAllReady(ctx context.Context) error {
 		if i == 0 {
 			role = "primary"
 		}
-		fmt.Fprintf(l.Stdout, "%s  http://%s  %s\n", n.name, n.httpAddr, role)
+		where := ""
+		if l.Netns {
+			where = fmt.Sprintf("  (%s in network namespace %s)", nodeIP(n.index), l.net.nodeName(n.index))
+		}
+		fmt.Fprintf(l.Stdout, "%s  %s  %s%s\n", n.name, l.URL(n.index), role, where)
 	}
 	return nil
 }
@@ -294,6 +363,12 @@ func (l *Launcher) waitAllReady(ctx context.Context) error {
 func (l *Launcher) Run(ctx context.Context) error {
 	if err := l.Start(ctx); err != nil {
 		return err
+	}
+	if l.Input != nil {
+		if l.Netns {
+			fmt.Fprintf(l.Stdout, "type a fault command: %s\n", FaultCommands)
+		}
+		go l.serveCommands(l.Input)
 	}
 	l.Supervise(ctx)
 	l.Stop()
@@ -337,8 +412,13 @@ func (l *Launcher) start(n *nodeProc) error {
 		return err
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-	if err := cmd.Start(); err != nil {
+	cmd.SysProcAttr = nodeProcAttr()
+	startCmd := cmd.Start
+	if l.Netns {
+		ns := l.net.nodes[n.index-1]
+		startCmd = func() error { return l.net.in(ns, cmd.Start) }
+	}
+	if err := startCmd(); err != nil {
 		logf.Close()
 		return fmt.Errorf("start litefs for %s: %w", n.name, err)
 	}
@@ -402,10 +482,56 @@ func (l *Launcher) Stop() {
 		}
 		fmt.Fprintln(l.Stdout, msg)
 	}
+	for _, f := range l.fwds {
+		f.Close()
+	}
+	if l.net != nil {
+		if removed := l.net.close(); len(removed) > 0 {
+			fmt.Fprintf(l.Stdout, "removed network namespaces %s\n", strings.Join(removed, " "))
+		}
+	}
 	l.lock.release()
 	if len(nodes) > 0 {
 		fmt.Fprintln(l.Stdout, "cluster stopped")
 	}
+}
+
+// Namespaces names the network namespaces of a cluster started with
+// Netns, the bridge's first (for `ip netns exec NAME ...`).
+func (l *Launcher) Namespaces() []string {
+	if l.net == nil {
+		return nil
+	}
+	return l.net.names()
+}
+
+// openNetwork, with Netns, creates the nodes' network and the forwards
+// from Host into it.
+func (l *Launcher) openNetwork() error {
+	if !l.Netns {
+		return nil
+	}
+	nw, err := openNetwork(l.nsPrefix, l.N)
+	if err != nil {
+		return err
+	}
+	l.net = nw
+	for i := 1; i <= l.N; i++ {
+		ns, target := nw.nodes[i-1], l.httpAddr(i)
+		dial := func(ctx context.Context) (conn net.Conn, err error) {
+			err = nw.in(ns, func() error {
+				conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
+				return err
+			})
+			return conn, err
+		}
+		f, err := startForward(l.hostAddr(i), dial, l.Logger)
+		if err != nil {
+			return fmt.Errorf("forward %s to node%d: %w", l.hostAddr(i), i, err)
+		}
+		l.fwds = append(l.fwds, f)
+	}
+	return nil
 }
 
 // logTail returns the last n lines of the node's log, indented under a
