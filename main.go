@@ -65,6 +65,7 @@ type config struct {
 	GossipKey      []byte
 	GossipWAN      bool
 	HTTPURL        string
+	PublicURL      string
 	FlyMachineID   string
 	PprofAddr      string
 
@@ -137,6 +138,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	key := fs.String("gossip-key", env("GOSSIP_KEY", ""), "base64 gossip encryption key of 16, 24 or 32 bytes (env GOSSIP_KEY)")
 	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
+	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL browsers reach this node at, for the cluster panel's links, when not -http-url (env PUBLIC_URL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
@@ -216,6 +218,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.HTTPURL != "" {
 		if u, err := url.Parse(c.HTTPURL); err != nil || u.Scheme == "" || u.Host == "" {
 			return nil, fmt.Errorf("invalid -http-url (HTTP_URL) %q: want http://host:port", c.HTTPURL)
+		}
+	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid -public-url (PUBLIC_URL) %q: want http(s)://host[:port]", c.PublicURL)
 		}
 	}
 	if c.AssistantBaseURL != "" {
@@ -338,6 +345,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Node:            cfg.Node,
 		Region:          cfg.Region,
 		Ready:           nodes.ready,
+		Replication:     nodes.replicationReport,
 		ClusterStatus:   nodes.status,
 		EndSession:      nodes.endSession,
 		RefuseWebSocket: cfg.refuseWebSocket,

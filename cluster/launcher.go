@@ -322,6 +322,7 @@ func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 		"NODE_NAME=" + n.name,
 		"LITEFS_HOSTNAME=" + n.name,
 		"HTTP_ADDR=" + n.httpAddr,
+		"PUBLIC_URL=" + l.URL(i), // with Netns, not where the node listens
 		"DATA_DIR=" + filepath.Join(base, "app"),
 		"DATABASE_PATH=",
 		"GOSSIP_BIND=" + l.gossipAddr(i),
