@@ -247,6 +247,58 @@ func (u *user) countNotes(t testing.TB, base, body string) int {
 	return n
 }
 
+// refused is a write sent to a node cut off from the primary.
+type refused struct {
+	base, key string
+}
+
+// writeThroughCut writes on the primary every 400 ms for d, all of which
+// must be acknowledged, and sends a write to each node of cutOff twice:
+// early, and again once gossip has given the primary up; each must be
+// refused (see refusedWrite). It returns the last version written and the
+// refused writes, whose key is also their body.
+func writeThroughCut(t testing.TB, u *user, c *netnsCluster, d time.Duration, name string, cutOff ...int) (int64, []refused) {
+	t.Helper()
+	var last int64
+	var out []refused
+	start := time.Now()
+	late := false
+	for i := 0; time.Since(start) < d; i++ {
+		if i == 2 || !late && time.Since(start) > d/2 {
+			late = i != 2
+			for _, node := range cutOff {
+				r := refused{base: c.URL(node), key: fmt.Sprintf("%s-on-node%d-%d", name, node, i)}
+				u.refusedWrite(t, r.base, r.key, r.key)
+				out = append(out, r)
+			}
+		}
+		last = u.mustCreate(t, c.URL(1), "written during "+name, name+"-"+strconv.Itoa(i))
+		time.Sleep(400 * time.Millisecond)
+	}
+	return last, out
+}
+
+// retryRefused retries each refused write on its node, as the page does,
+// and returns the last version they made.
+func retryRefused(t testing.TB, u *user, writes []refused) int64 {
+	t.Helper()
+	var last int64
+	for _, w := range writes {
+		last = max(last, u.retryWrite(t, w.base, w.key, w.key))
+	}
+	return last
+}
+
+// checkAppliedOnce checks that each retried write is there once.
+func checkAppliedOnce(t testing.TB, u *user, base string, writes []refused) {
+	t.Helper()
+	for _, w := range writes {
+		if n := u.countNotes(t, base, w.key); n != 1 {
+			t.Errorf("the write %q retried after the heal appears %d times, want once", w.key, n)
+		}
+	}
+}
+
 // replicationOf reads what a node says of its replication on /api/cluster
 // and /readyz.
 func (u *user) replicationOf(t testing.TB, base string) (fromCluster, fromReadyz cluster.Replication) {
@@ -297,21 +349,7 @@ func TestNetnsFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Heal()
-		var last int64
-		var refused []string
-		cut := time.Now()
-		late := false
-		for i := 0; time.Since(cut) < 20*time.Second; i++ {
-			// One write early, one after gossip has given node1 up.
-			if i == 2 || !late && time.Since(cut) > 10*time.Second {
-				late = i != 2
-				key := "cutoff-on-node3-" + strconv.Itoa(i)
-				u.refusedWrite(t, c.URL(3), key, key)
-				refused = append(refused, key)
-			}
-			last = u.mustCreate(t, c.URL(1), "written while node3 is cut off", "cutoff-"+strconv.Itoa(i))
-			time.Sleep(400 * time.Millisecond)
-		}
+		last, refused := writeThroughCut(t, u, c, 20*time.Second, "cutoff", 3)
 		if r, rd := u.replicationOf(t, c.URL(3)); r.State != "stale" || rd.State != "stale" {
 			t.Errorf("cut off for 20 s, node3 says %+v on /api/cluster and %+v on /readyz, want stale", r, rd)
 		}
@@ -319,20 +357,14 @@ func TestNetnsFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		healed := time.Now()
-		for _, key := range refused {
-			last = max(last, u.retryWrite(t, c.URL(3), key, key))
-		}
+		last = max(last, retryRefused(t, u, refused))
 		caught := c.waitTXID(t, 3, c.txid(t, 1), 60*time.Second)
 		t.Logf("node3 caught up %v after the heal", caught.Sub(healed).Round(time.Millisecond))
 		for _, tb := range tabs {
 			tb.expectChanges(t, u, last, caught.Add(2*time.Second))
 		}
 		primaryTab.expectChanges(t, u, last, time.Now().Add(5*time.Second))
-		for _, key := range refused {
-			if n := u.countNotes(t, c.URL(1), key); n != 1 {
-				t.Errorf("the write %q retried after the heal appears %d times, want once", key, n)
-			}
-		}
+		checkAppliedOnce(t, u, c.URL(1), refused)
 	})
 
 	t.Run("a primary cut off from both replicas takes writes; the replicas refuse theirs, then converge", func(t *testing.T) {
@@ -343,41 +375,17 @@ func TestNetnsFaults(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer c.Heal()
-		var last int64
-		var refused []string
-		cut := time.Now()
-		late := false
-		for i := 0; time.Since(cut) < 12*time.Second; i++ {
-			if i == 2 || !late && time.Since(cut) > 8*time.Second {
-				late = i != 2
-				for _, node := range []int{2, 3} {
-					key := fmt.Sprintf("headless-on-node%d-%d", node, i)
-					u.refusedWrite(t, c.URL(node), key, key)
-					refused = append(refused, fmt.Sprintf("%d/%s", node, key))
-				}
-			}
-			last = u.mustCreate(t, c.URL(1), "written on the cut-off primary", "headless-"+strconv.Itoa(i))
-			time.Sleep(400 * time.Millisecond)
-		}
+		last, refused := writeThroughCut(t, u, c, 12*time.Second, "headless", 2, 3)
 		if err := c.Heal(); err != nil {
 			t.Fatal(err)
 		}
-		for _, r := range refused {
-			node, key, _ := strings.Cut(r, "/")
-			i, _ := strconv.Atoi(node)
-			last = max(last, u.retryWrite(t, c.URL(i), key, key))
-		}
+		last = max(last, retryRefused(t, u, refused))
 		target := c.txid(t, 1)
 		for node, tb := range tabs {
 			caught := c.waitTXID(t, node, target, 60*time.Second)
 			tb.expectChanges(t, u, last, caught.Add(2*time.Second))
 		}
-		for _, r := range refused {
-			_, key, _ := strings.Cut(r, "/")
-			if n := u.countNotes(t, c.URL(1), key); n != 1 {
-				t.Errorf("the write %q retried after the heal appears %d times, want once", key, n)
-			}
-		}
+		checkAppliedOnce(t, u, c.URL(1), refused)
 	})
 
 	t.Run("a one-way cut from the primary to a replica loses nothing, and the replica says what it sees", func(t *testing.T) {
