@@ -1,5 +1,6 @@
 # notesync: `make run` starts one node, `make test` installs the test
-# dependencies (fuse3, chromium) when missing and runs every test.
+# dependencies (fuse3, chromium, iproute2, nftables) when missing and runs
+# every test.
 
 GO ?= go
 

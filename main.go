@@ -65,6 +65,7 @@ type config struct {
 	GossipKey      []byte
 	GossipWAN      bool
 	HTTPURL        string
+	PublicURL      string
 	FlyMachineID   string
 	PprofAddr      string
 
@@ -137,6 +138,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	key := fs.String("gossip-key", env("GOSSIP_KEY", ""), "base64 gossip encryption key of 16, 24 or 32 bytes (env GOSSIP_KEY)")
 	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
+	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL browsers reach this node at, for the cluster panel's links, when not -http-url (env PUBLIC_URL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
@@ -218,6 +220,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 			return nil, fmt.Errorf("invalid -http-url (HTTP_URL) %q: want http://host:port", c.HTTPURL)
 		}
 	}
+	if c.PublicURL != "" {
+		if u, err := url.Parse(c.PublicURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("invalid -public-url (PUBLIC_URL) %q: want http(s)://host[:port]", c.PublicURL)
+		}
+	}
 	if c.AssistantBaseURL != "" {
 		if u, err := url.Parse(c.AssistantBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("invalid -assistant-base-url (ASSISTANT_BASE_URL) %q: want http(s)://host[:port]/path", c.AssistantBaseURL)
@@ -237,7 +244,7 @@ func parseLevel(s string) (slog.Level, error) {
 // run starts one node and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "cluster" {
-		return runCluster(ctx, args[1:], stdout, stderr)
+		return runCluster(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
 	cfg, err := parseConfig(args, getenv, stderr)
 	if err != nil {
@@ -340,6 +347,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Node:            cfg.Node,
 		Region:          cfg.Region,
 		Ready:           nodes.ready,
+		Replication:     nodes.replicationReport,
 		ClusterStatus:   nodes.status,
 		EndSession:      nodes.endSession,
 		RefuseWebSocket: cfg.refuseWebSocket,
@@ -474,14 +482,17 @@ func waitMount(ctx context.Context, lfs *cluster.LiteFS) error {
 }
 
 // runCluster is `notesync cluster`: a local cluster of N nodes, each under
-// its own LiteFS mount, until ctx ends.
-func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// its own LiteFS mount, until ctx ends. With -netns each node has a network
+// of its own, and stdin takes fault commands (docs/PROTOCOL.md §10).
+func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 3, "number of nodes")
 	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200)")
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
+	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
+	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then takes fault commands: "+cluster.FaultCommands)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n")
 		fs.PrintDefaults()
@@ -494,6 +505,14 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if *basePort < 1 || *basePort+200+*n > 65535 {
 		return fmt.Errorf("invalid -base-port %d", *basePort)
+	}
+	if ip := net.ParseIP(*host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("invalid -host %q: want a loopback address such as 127.0.0.1", *host)
+	}
+	if *netns {
+		if err := cluster.CheckNetns(); err != nil {
+			return err
+		}
 	}
 	if err := cluster.CheckFUSE(); err != nil {
 		return err
@@ -514,8 +533,8 @@ func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	l := &cluster.Launcher{
-		N: *n, BasePort: *basePort, Dir: *dir, Exe: exe, LiteFS: litefs, Config: cfgPath,
-		Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
+		N: *n, BasePort: *basePort, Host: *host, Dir: *dir, Netns: *netns, Exe: exe, LiteFS: litefs, Config: cfgPath,
+		Input: stdin, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}
 	return l.Run(ctx)
 }

@@ -78,9 +78,12 @@ func (w *clusterWiring) close() {
 
 // meta is what this node gossips about itself.
 func (w *clusterWiring) meta() cluster.Meta {
+	txid, _ := w.lfs.TXID()
 	return cluster.Meta{
 		Region:      w.cfg.Region,
 		HTTP:        w.httpURL,
+		Public:      w.cfg.PublicURL,
+		TXID:        txid,
 		LiteFS:      w.cfg.LiteFSHostname,
 		Machine:     w.cfg.FlyMachineID,
 		Connections: w.hub.Stats().Connections,
@@ -221,9 +224,10 @@ func (w *clusterWiring) forwarder(secret []byte) *cluster.Forwarder {
 
 // clusterStatus is the answer of GET /api/cluster.
 type clusterStatus struct {
-	Self    string         `json:"self"`
-	Primary string         `json:"primary"`
-	Members []memberStatus `json:"members"`
+	Self        string               `json:"self"`
+	Primary     string               `json:"primary"`
+	Members     []memberStatus       `json:"members"`
+	Replication *cluster.Replication `json:"replication,omitempty"`
 }
 
 type memberStatus struct {
@@ -237,7 +241,7 @@ type memberStatus struct {
 }
 
 func (w *clusterWiring) status(ctx context.Context) (any, error) {
-	st := clusterStatus{Self: w.cfg.Node}
+	st := clusterStatus{Self: w.cfg.Node, Replication: w.replication()}
 	if p, ok := w.primary(); ok {
 		st.Primary = p.Name
 	}
@@ -255,6 +259,9 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 			role = "primary"
 		}
 		link := m.HTTP
+		if m.Public != "" {
+			link = m.Public
+		}
 		if w.cfg.FlyMachineID != "" && m.Machine != "" {
 			// A node's private address is no use to a browser: on Fly a tab
 			// reaches a node through the app's URL, pinned to the machine.
@@ -266,6 +273,38 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 		})
 	}
 	return st, nil
+}
+
+// replication describes this node's copy of the database and whether it
+// hears from the primary, for /readyz and /api/cluster (nil without
+// LiteFS).
+func (w *clusterWiring) replication() *cluster.Replication {
+	if !w.lfs.Enabled() {
+		return nil
+	}
+	var view cluster.PrimaryView
+	if w.members != nil {
+		// The primary as gossip sees it, in any state: LiteFS names it
+		// (.primary), or failing that its metadata says so.
+		host := w.lfs.Primary()
+		for _, m := range w.members.Members() {
+			if m.Name != w.cfg.Node && (host != "" && m.LiteFS == host || host == "" && m.Primary) {
+				view = cluster.PrimaryView{Name: m.Name, State: m.State, TXID: m.TXID}
+				break
+			}
+		}
+	}
+	r := w.lfs.Replication(view)
+	return &r
+}
+
+// replicationReport is replication for app.Config.Replication: a plain
+// nil, not a nil pointer, without LiteFS.
+func (w *clusterWiring) replicationReport() any {
+	if r := w.replication(); r != nil {
+		return r
+	}
+	return nil
 }
 
 // pinner answers requests pinned to another machine with fly-replay.

@@ -23,7 +23,9 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	have, err := s.Store.DB().SchemaVersion(ctx)
 	schema := map[string]int{"want": want, "have": have}
 	fail := func(reason string) {
-		writeJSON(w, http.StatusServiceUnavailable, map[string]any{"status": "unavailable", "error": reason, "node": s.Node, "schema": schema})
+		body := map[string]any{"status": "unavailable", "error": reason, "node": s.Node, "schema": schema}
+		s.addReplication(body)
+		writeJSON(w, http.StatusServiceUnavailable, body)
 	}
 	if err != nil {
 		fail("database: " + err.Error())
@@ -49,7 +51,19 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if note != "" {
 		body["note"] = note
 	}
+	s.addReplication(body)
 	writeJSON(w, http.StatusOK, body)
+}
+
+// addReplication adds the node's replication report, when it has one, to
+// a /readyz answer.
+func (s *Server) addReplication(body map[string]any) {
+	if s.Replication == nil {
+		return
+	}
+	if r := s.Replication(); r != nil {
+		body["replication"] = r
+	}
 }
 
 // handleCluster describes the cluster; a node on its own is a cluster of one.

@@ -37,6 +37,11 @@ type Config struct {
 	// The database is always checked as well.
 	Ready func(ctx context.Context) error
 
+	// Replication, if set, describes this node's copy of the database for
+	// /readyz (nil: nothing to say). A replica that cannot hear from the
+	// primary stays ready (it serves what it has) and says so there.
+	Replication func() any
+
 	// ClusterStatus, if set, answers GET /api/cluster; by default the node
 	// describes itself as a cluster of one.
 	ClusterStatus func(ctx context.Context) (any, error)

@@ -20,10 +20,12 @@ import (
 type Meta struct {
 	Region      string `json:"r"`
 	HTTP        string `json:"h"`           // base URL of the node's HTTP server
+	Public      string `json:"u,omitempty"` // base URL browsers reach it at, when not HTTP
 	LiteFS      string `json:"l,omitempty"` // LiteFS hostname (what .primary names)
 	Machine     string `json:"m,omitempty"` // Fly machine id
 	Connections int64  `json:"c"`
 	Primary     bool   `json:"p"`
+	TXID        uint64 `json:"t,omitempty"` // replication position, when last gossiped
 }
 
 // Member is one node of the cluster as this node sees it.

@@ -52,29 +52,27 @@ type localCluster struct {
 // of their own, node1 primary, with a supervisor that restarts dead nodes.
 func startCluster(t testing.TB, n int, env ...string) *localCluster {
 	t.Helper()
+	return runLauncher(t, newLauncher(t, n, env...))
+}
+
+// newLauncher builds the binary and describes n nodes on a loopback
+// address of their own (a run of its own: parallel runs never collide),
+// with their state in a temporary directory.
+func newLauncher(t testing.TB, n int, env ...string) *cluster.Launcher {
+	t.Helper()
 	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
-	root, err := filepath.Abs("..")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	exe := filepath.Join(dir, "notesync")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
-	if err != nil {
-		t.Fatalf("go tool -n litefs: %v", err)
-	}
-	// A loopback address per test run keeps parallel runs from colliding.
-	host := fmt.Sprintf("127.0.%d.%d", 10+rand.IntN(200), 2+rand.IntN(250))
-	l := &cluster.Launcher{
-		N: n, BasePort: 18081, Host: host, Dir: filepath.Join(dir, "nodes"),
-		Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
+	b := buildBinaries(t)
+	return &cluster.Launcher{
+		N: n, BasePort: 18081, Host: randomLoopback(), Dir: filepath.Join(t.TempDir(), "nodes"),
+		Exe: b.exe, LiteFS: b.litefs, Config: b.config,
 		ExtraEnv: append([]string{"LOG_LEVEL=warn"}, nonEmpty(env)...),
 	}
+}
+
+// runLauncher starts l and its supervisor, and stops both when the test
+// ends, checking that no mount is left behind.
+func runLauncher(t testing.TB, l *cluster.Launcher) *localCluster {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	if err := l.Start(ctx); err != nil {
 		cancel()
@@ -96,6 +94,37 @@ func startCluster(t testing.TB, n int, env ...string) *localCluster {
 		}
 	})
 	return c
+}
+
+// binaries are the notesync and litefs binaries a test runs.
+type binaries struct {
+	exe, litefs, config string
+}
+
+// buildBinaries builds notesync from the repository into a temporary
+// directory and finds the LiteFS binary pinned in go.mod.
+func buildBinaries(t testing.TB) binaries {
+	t.Helper()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(t.TempDir(), "notesync")
+	build := exec.Command("go", "build", "-o", exe, ".")
+	build.Dir = root
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
+	if err != nil {
+		t.Fatalf("go tool -n litefs: %v", err)
+	}
+	return binaries{exe: exe, litefs: strings.TrimSpace(string(out)), config: filepath.Join(root, "litefs.yml")}
+}
+
+// randomLoopback is a loopback address for one test run.
+func randomLoopback() string {
+	return fmt.Sprintf("127.0.%d.%d", 10+rand.IntN(200), 2+rand.IntN(250))
 }
 
 func dumpLogs(t testing.TB, dir string) {

@@ -1324,7 +1324,18 @@
         row.insertCell().textContent = v === undefined || v === null ? '' : String(v);
       }
     }
-    clusterBody.replaceChildren(table);
+    // What this node says of its copy of the data: a replica that cannot
+    // hear from the primary serves what it has, and the page says so.
+    const rep = data.replication;
+    clusterPanel.dataset.replication = rep && rep.state ? String(rep.state) : '';
+    if (rep && rep.state === 'stale') {
+      const note = document.createElement('p');
+      note.className = 'cluster-stale';
+      note.textContent = `This node is behind: ${rep.reason || 'it has no word from the primary'}`;
+      clusterBody.replaceChildren(table, note);
+    } else {
+      clusterBody.replaceChildren(table);
+    }
   }
 
   // ---------------------------------------------------------------- start
