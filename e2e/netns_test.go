@@ -24,6 +24,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"notesync/cluster"
 )
 
@@ -442,6 +444,43 @@ func TestNetnsFaults(t *testing.T) {
 				t.Fatalf("node3 still says %+v 10 s after the heal", r)
 			}
 		}
+	})
+
+	t.Run("a cut-off node's tabs leave the count on the other side, and come back after the heal without ghosts", func(t *testing.T) {
+		u := signup(t, c.URL(1), "presence")
+		none := map[string]int{}
+		w1 := wsTab(t, u, c.URL(1), "node1 tab")
+		w3 := wsTab(t, u, c.URL(3), "node3 tab")
+		both := map[string]int{"node1": 1, "node3": 1}
+		w1.wait(t, 2*time.Second, 2, both, none)
+		w3.wait(t, 2*time.Second, 2, both, none)
+		if err := w3.ws.Write(context.Background(), websocket.MessageText, []byte(`{"type":"editing","note_id":3}`)); err != nil {
+			t.Fatal(err)
+		}
+		w1.wait(t, 2*time.Second, 2, both, map[string]int{"3": 1})
+
+		cut := time.Now()
+		if err := c.Partition("node3"); err != nil {
+			t.Fatal(err)
+		}
+		defer c.Heal()
+		// Each side declares the other dead, and counts only its own.
+		at := w1.wait(t, 30*time.Second, 1, map[string]int{"node1": 1}, none)
+		w3.wait(t, 30*time.Second, 1, map[string]int{"node3": 1}, map[string]int{"3": 1})
+		t.Logf("node3's tab left node1's count %v after the cut", at.Sub(cut).Round(10*time.Millisecond))
+		// node3's tab, still connected, closes its editor meanwhile: node1
+		// must not be left with a ghost editor after the heal.
+		if err := w3.ws.Write(context.Background(), websocket.MessageText, []byte(`{"type":"editing","note_id":null}`)); err != nil {
+			t.Fatal(err)
+		}
+
+		if err := c.Heal(); err != nil {
+			t.Fatal(err)
+		}
+		healed := time.Now()
+		at = w1.wait(t, 45*time.Second, 2, both, none)
+		w3.wait(t, 10*time.Second, 2, both, none)
+		t.Logf("the counts agreed again %v after the heal", at.Sub(healed).Round(10*time.Millisecond))
 	})
 
 	t.Run("ten cuts and heals leave no goroutines, sockets or namespaces behind", func(t *testing.T) {
