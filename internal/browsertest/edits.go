@@ -14,110 +14,120 @@ import (
 // no text a user typed or saved disappears without the user seeing it and
 // choosing it.
 func CheckEditsAreNeverLost(t *testing.T, a, b *Tab) {
-	t.Run("both tabs edit one note: neither text is lost, and the conflict shows both", func(t *testing.T) {
-		id := CreateNote(t, b, "Shared note, as first written").ID
-		a.WaitFor(t, 5*time.Second, "the new note", HasNote(id))
+	t.Run("both tabs edit one note: neither text is lost, and the conflict shows both", func(t *testing.T) { checkConflict(t, a, b) })
+	t.Run("a delete under an open editor keeps the draft, and save-as-new keeps it as a note", func(t *testing.T) { checkDeletedUnderEditor(t, a, b) })
+	t.Run("undo in one tab brings the note back in the other with the same id", func(t *testing.T) { checkUndo(t, a, b) })
+}
 
-		a.EditNote(t, id, "Tab A's words, typed while B edits")
-		b.EditNote(t, id, "Tab B's words, saved first")
-		b.SaveNote(t, id)
+// checkConflict: both tabs edit one note; each sees the other's text, a
+// save over it shows both, and keep-mine and take-theirs do what they say.
+func checkConflict(t *testing.T, a, b *Tab) {
+	id := CreateNote(t, b, "Shared note, as first written").ID
+	a.WaitFor(t, 5*time.Second, "the new note", HasNote(id))
 
-		// A sees B's text beside its own draft, before it saves anything.
-		s := a.WaitNote(t, id, 5*time.Second, "note-changed-elsewhere with B's text", func(s NoteState) bool {
-			return s.Has("note-changed-elsewhere") && s.Body == "Tab B's words, saved first"
-		})
-		if !s.Editing || s.Draft != "Tab A's words, typed while B edits" {
-			t.Fatalf("tab A: its draft changed under it: %+v", s)
-		}
+	a.EditNote(t, id, "Tab A's words, typed while B edits")
+	b.EditNote(t, id, "Tab B's words, saved first")
+	b.SaveNote(t, id)
 
-		a.ClickNote(t, id, "edit-save")
-		s = a.WaitNote(t, id, 10*time.Second, "the conflict after saving over a newer revision", func(s NoteState) bool {
-			return s.Buttons["keep-mine"] != "" && s.Buttons["take-theirs"] != ""
-		})
-		if s.Body != "Tab B's words, saved first" || s.Draft != "Tab A's words, typed while B edits" {
-			t.Fatalf("tab A: the conflict does not show both texts: %+v", s)
-		}
-		checkDistinctNames(t, a.Name, s.Buttons)
-		if _, body, rev := a.ServerNote(t, id); body != "Tab B's words, saved first" || rev != 2 {
-			t.Fatalf("the refused save changed the note: %q at rev %d", body, rev)
-		}
+	// A sees B's text beside its own draft, before it saves anything.
+	s := a.WaitNote(t, id, 5*time.Second, "note-changed-elsewhere with B's text", func(s NoteState) bool {
+		return s.Has("note-changed-elsewhere") && s.Body == "Tab B's words, saved first"
+	})
+	if !s.Editing || s.Draft != "Tab A's words, typed while B edits" {
+		t.Fatalf("tab A: its draft changed under it: %+v", s)
+	}
 
-		a.ClickNote(t, id, "keep-mine")
-		s = a.WaitNote(t, id, 10*time.Second, "keep-mine to save A's text", func(s NoteState) bool { return !s.Editing })
-		if s.Body != "Tab A's words, typed while B edits" || s.Rev != 3 || s.Has("note-changed-elsewhere") {
-			t.Fatalf("tab A after keep-mine: %+v", s)
-		}
-		b.WaitNote(t, id, 5*time.Second, "A's kept text", func(s NoteState) bool {
-			return s.Body == "Tab A's words, typed while B edits" && s.Rev == 3
-		})
+	a.ClickNote(t, id, "edit-save")
+	s = a.WaitNote(t, id, 10*time.Second, "the conflict after saving over a newer revision", func(s NoteState) bool {
+		return s.Buttons["keep-mine"] != "" && s.Buttons["take-theirs"] != ""
+	})
+	if s.Body != "Tab B's words, saved first" || s.Draft != "Tab A's words, typed while B edits" {
+		t.Fatalf("tab A: the conflict does not show both texts: %+v", s)
+	}
+	checkDistinctNames(t, a.Name, s.Buttons)
+	if _, body, rev := a.ServerNote(t, id); body != "Tab B's words, saved first" || rev != 2 {
+		t.Fatalf("the refused save changed the note: %q at rev %d", body, rev)
+	}
 
-		// The other way round: take-theirs drops the draft, by choice.
-		b.EditNote(t, id, "Tab B's second draft")
-		a.EditNote(t, id, "Tab A's second words")
-		a.SaveNote(t, id)
-		b.WaitNote(t, id, 5*time.Second, "note-changed-elsewhere", func(s NoteState) bool { return s.Has("note-changed-elsewhere") })
-		b.ClickNote(t, id, "edit-save")
-		b.WaitNote(t, id, 10*time.Second, "the conflict", func(s NoteState) bool { return s.Buttons["take-theirs"] != "" })
-		b.ClickNote(t, id, "take-theirs")
-		s = b.WaitNote(t, id, 5*time.Second, "take-theirs to close the editor", func(s NoteState) bool { return !s.Editing })
-		if s.Body != "Tab A's second words" {
-			t.Fatalf("tab B after take-theirs shows %q", s.Body)
-		}
-		if _, body, _ := b.ServerNote(t, id); body != "Tab A's second words" {
-			t.Fatalf("take-theirs changed the note to %q", body)
-		}
+	a.ClickNote(t, id, "keep-mine")
+	s = a.WaitNote(t, id, 10*time.Second, "keep-mine to save A's text", func(s NoteState) bool { return !s.Editing })
+	if s.Body != "Tab A's words, typed while B edits" || s.Rev != 3 || s.Has("note-changed-elsewhere") {
+		t.Fatalf("tab A after keep-mine: %+v", s)
+	}
+	b.WaitNote(t, id, 5*time.Second, "A's kept text", func(s NoteState) bool {
+		return s.Body == "Tab A's words, typed while B edits" && s.Rev == 3
 	})
 
-	t.Run("a delete under an open editor keeps the draft, and save-as-new keeps it as a note", func(t *testing.T) {
-		id := CreateNote(t, b, "A note B will delete").ID
-		a.WaitFor(t, 5*time.Second, "the new note", HasNote(id))
-		a.EditNote(t, id, "A's draft, which must survive")
+	// The other way round: take-theirs drops the draft, by choice.
+	b.EditNote(t, id, "Tab B's second draft")
+	a.EditNote(t, id, "Tab A's second words")
+	a.SaveNote(t, id)
+	b.WaitNote(t, id, 5*time.Second, "note-changed-elsewhere", func(s NoteState) bool { return s.Has("note-changed-elsewhere") })
+	b.ClickNote(t, id, "edit-save")
+	b.WaitNote(t, id, 10*time.Second, "the conflict", func(s NoteState) bool { return s.Buttons["take-theirs"] != "" })
+	b.ClickNote(t, id, "take-theirs")
+	s = b.WaitNote(t, id, 5*time.Second, "take-theirs to close the editor", func(s NoteState) bool { return !s.Editing })
+	if s.Body != "Tab A's second words" {
+		t.Fatalf("tab B after take-theirs shows %q", s.Body)
+	}
+	if _, body, _ := b.ServerNote(t, id); body != "Tab A's second words" {
+		t.Fatalf("take-theirs changed the note to %q", body)
+	}
+}
 
-		b.ClickNote(t, id, "delete")
-		ExpectFadeOut(t, id, b)
-		s := a.WaitNote(t, id, 5*time.Second, "note-deleted-elsewhere", func(s NoteState) bool { return s.Has("note-deleted-elsewhere") })
-		if !s.Editing || s.Draft != "A's draft, which must survive" || s.Has("note-leaving") || s.Buttons["save-as-new"] == "" {
-			t.Fatalf("tab A: the note deleted under its editor shows %+v", s)
-		}
+// checkDeletedUnderEditor: b deletes a note open in a's editor; a keeps
+// its draft and saves it as a new note.
+func checkDeletedUnderEditor(t *testing.T, a, b *Tab) {
+	id := CreateNote(t, b, "A note B will delete").ID
+	a.WaitFor(t, 5*time.Second, "the new note", HasNote(id))
+	a.EditNote(t, id, "A's draft, which must survive")
 
-		a.ClickNote(t, id, "save-as-new")
-		a.WaitFor(t, 5*time.Second, "the deleted note's editor to go", `!`+HasNote(id))
-		for _, tab := range []*Tab{a, b} {
-			tab.WaitFor(t, 5*time.Second, "the draft as a new note", `Array.from(document.querySelectorAll('#notes-list [data-note-id] .note-body'), (e) => e.textContent).includes("A's draft, which must survive")`)
-		}
-	})
+	b.ClickNote(t, id, "delete")
+	ExpectFadeOut(t, id, b)
+	s := a.WaitNote(t, id, 5*time.Second, "note-deleted-elsewhere", func(s NoteState) bool { return s.Has("note-deleted-elsewhere") })
+	if !s.Editing || s.Draft != "A's draft, which must survive" || s.Has("note-leaving") || s.Buttons["save-as-new"] == "" {
+		t.Fatalf("tab A: the note deleted under its editor shows %+v", s)
+	}
 
-	t.Run("undo in one tab brings the note back in the other with the same id", func(t *testing.T) {
-		id := CreateNote(t, a, "Deleted, then undone").ID
-		b.WaitFor(t, 5*time.Second, "the new note", HasNote(id))
+	a.ClickNote(t, id, "save-as-new")
+	a.WaitFor(t, 5*time.Second, "the deleted note's editor to go", `!`+HasNote(id))
+	for _, tab := range []*Tab{a, b} {
+		tab.WaitFor(t, 5*time.Second, "the draft as a new note", `Array.from(document.querySelectorAll('#notes-list [data-note-id] .note-body'), (e) => e.textContent).includes("A's draft, which must survive")`)
+	}
+}
 
-		b.ClickNote(t, id, "delete")
-		ExpectFadeOut(t, id, b, a)
-		undo := JSString(fmt.Sprintf(`#undo-bar [data-undo-id="%d"] [data-action="undo"]`, id))
-		b.WaitFor(t, 5*time.Second, "Undo", `!!document.querySelector(`+undo+`)`)
-		shown := Eval[float64](t, b, `Date.now()`)
-		// Undo stays at least 10 s.
-		for Eval[float64](t, b, `Date.now()`)-shown < 10000 {
-			if !Eval[bool](t, b, `!!document.querySelector(`+undo+`)`) {
-				t.Fatalf("%s: Undo went away before 10 s", b.Name)
-			}
-			time.Sleep(250 * time.Millisecond)
+// checkUndo: b deletes a note and, after at least 10 s of Undo on screen,
+// undoes it; both tabs show it again with its id, a with a glow.
+func checkUndo(t *testing.T, a, b *Tab) {
+	id := CreateNote(t, a, "Deleted, then undone").ID
+	b.WaitFor(t, 5*time.Second, "the new note", HasNote(id))
+
+	b.ClickNote(t, id, "delete")
+	ExpectFadeOut(t, id, b, a)
+	undo := JSString(fmt.Sprintf(`#undo-bar [data-undo-id="%d"] [data-action="undo"]`, id))
+	b.WaitFor(t, 5*time.Second, "Undo", `!!document.querySelector(`+undo+`)`)
+	shown := Eval[float64](t, b, `Date.now()`)
+	// Undo stays at least 10 s.
+	for Eval[float64](t, b, `Date.now()`)-shown < 10000 {
+		if !Eval[bool](t, b, `!!document.querySelector(`+undo+`)`) {
+			t.Fatalf("%s: Undo went away before 10 s", b.Name)
 		}
-		name := Eval[string](t, b, `document.querySelector(`+undo+`).getAttribute('aria-label')`)
-		if !strings.Contains(name, "Deleted, then undone") {
-			t.Errorf("%s: Undo is named %q, which does not say which note", b.Name, name)
+		time.Sleep(250 * time.Millisecond)
+	}
+	name := Eval[string](t, b, `document.querySelector(`+undo+`).getAttribute('aria-label')`)
+	if !strings.Contains(name, "Deleted, then undone") {
+		t.Errorf("%s: Undo is named %q, which does not say which note", b.Name, name)
+	}
+	b.Click(t, fmt.Sprintf(`#undo-bar [data-undo-id="%d"] [data-action="undo"]`, id))
+	for _, tab := range []*Tab{b, a} {
+		s := tab.WaitNote(t, id, 5*time.Second, "the restored note, with the same id", func(s NoteState) bool { return s.Exists && !s.Has("note-leaving") })
+		if s.Body != "Deleted, then undone" {
+			t.Errorf("%s: the restored note says %q", tab.Name, s.Body)
 		}
-		b.Click(t, fmt.Sprintf(`#undo-bar [data-undo-id="%d"] [data-action="undo"]`, id))
-		for _, tab := range []*Tab{b, a} {
-			s := tab.WaitNote(t, id, 5*time.Second, "the restored note, with the same id", func(s NoteState) bool { return s.Exists && !s.Has("note-leaving") })
-			if s.Body != "Deleted, then undone" {
-				t.Errorf("%s: the restored note says %q", tab.Name, s.Body)
-			}
-		}
-		if _, ok := GlowStart(a.Events(t, id)[1:]); !ok {
-			t.Errorf("%s: the restored note did not glow (events %+v)", a.Name, a.Events(t, id))
-		}
-	})
+	}
+	if _, ok := GlowStart(a.Events(t, id)[1:]); !ok {
+		t.Errorf("%s: the restored note did not glow (events %+v)", a.Name, a.Events(t, id))
+	}
 }
 
 // checkDistinctNames fails unless every control has a name of its own that
