@@ -59,11 +59,12 @@ type StatusCode = websocket.StatusCode
 
 // Close codes used by the hub.
 const (
-	StatusGoingAway       = websocket.StatusGoingAway       // node shutting down
-	StatusPolicyViolation = websocket.StatusPolicyViolation // auth_required
-	StatusTryAgainLater   = websocket.StatusTryAgainLater   // slow consumer
-	StatusUnsupportedData = websocket.StatusUnsupportedData // binary message
-	StatusMessageTooBig   = websocket.StatusMessageTooBig   // over ReadLimit
+	StatusGoingAway       = websocket.StatusGoingAway               // node shutting down
+	StatusPolicyViolation = websocket.StatusPolicyViolation         // auth_required
+	StatusTryAgainLater   = websocket.StatusTryAgainLater           // slow consumer
+	StatusUnsupportedData = websocket.StatusUnsupportedData         // binary message
+	StatusMessageTooBig   = websocket.StatusMessageTooBig           // over ReadLimit
+	StatusInvalidUTF8     = websocket.StatusInvalidFramePayloadData // text that is not UTF-8
 )
 
 // Message is one server-to-client message.
