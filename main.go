@@ -24,6 +24,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -68,6 +69,10 @@ type config struct {
 	PublicURL      string
 	FlyMachineID   string
 	PprofAddr      string
+
+	// Limits (docs/PROTOCOL.md §8).
+	MaxConnsPerUser int
+	MaxConns        int
 
 	// Assistant (issue 5): an OpenAI-compatible chat-completions server;
 	// empty base URL: the built-in planner. The key is never logged.
@@ -143,6 +148,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
+	maxUser := fs.String("max-conns-per-user", env("MAX_CONNS_PER_USER", "32"), "real-time connections one user may hold on this node; the next is refused (env MAX_CONNS_PER_USER; 0: no cap)")
+	maxConns := fs.String("max-conns", env("MAX_CONNS", strconv.Itoa(defaultMaxConns())), "real-time connections this node holds at most; the next gets 503 (env MAX_CONNS; default: the open-file limit less a tenth; 0: no cap)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -179,6 +186,13 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("invalid -session-secret (SESSION_SECRET): use at least 16 characters (32 random bytes advised)")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
+		return nil, err
+	}
+	var err error
+	if c.MaxConnsPerUser, err = parseCount(*maxUser, "-max-conns-per-user (MAX_CONNS_PER_USER)"); err != nil {
+		return nil, err
+	}
+	if c.MaxConns, err = parseCount(*maxConns, "-max-conns (MAX_CONNS)"); err != nil {
 		return nil, err
 	}
 	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
@@ -231,6 +245,32 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 	}
 	return c, nil
+}
+
+// parseCount reads a non-negative whole number given to flag.
+func parseCount(s, flag string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid %s %q: want a whole number, 0 or more", flag, s)
+	}
+	return n, nil
+}
+
+// defaultMaxConns is the node's default cap on real-time connections: the
+// process's open-file limit less a tenth (at least 100), which is left to
+// the database, the listeners and short requests. Go raises the soft limit
+// to the hard one at start, so this is the limit the node runs with.
+func defaultMaxConns() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	n := min(lim.Cur, 1<<24)
+	keep := max(n/10, 100)
+	if n <= 2*keep {
+		return int(n / 2)
+	}
+	return int(n - keep)
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -299,6 +339,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	hub.Logger = logger
 	hub.Node = cfg.Node
 	hub.PresenceMessage = app.PresenceMessage
+	hub.MaxConnsPerUser = cfg.MaxConnsPerUser
+	hub.MaxConns = cfg.MaxConns
 	metrics := app.NewMetrics(hub)
 
 	store := app.NewStore(db, cfg.Node)
@@ -414,7 +456,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary())
+	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary(),
+		"max_conns", cfg.MaxConns, "max_conns_per_user", cfg.MaxConnsPerUser)
 	fmt.Fprintf(stdout, "notesync %s (%s) on http://%s\n", cfg.Node, cfg.Region, displayAddr(ln.Addr()))
 	if cfg.ready != nil {
 		cfg.ready <- ln.Addr().String()

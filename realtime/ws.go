@@ -41,6 +41,10 @@ var pong = Message{Type: "pong", Data: []byte("pong")}
 // auth_required, so that browsers, which cannot read an HTTP status of a
 // failed upgrade, learn why.
 //
+// A node at its connection cap (Hub.MaxConns) answers 503 with Retry-After
+// before upgrading; a user at theirs (Hub.MaxConnsPerUser) is upgraded and
+// closed at once with 1013 too_many_connections.
+//
 // The handler returns as soon as the connection is registered: a reader
 // goroutine of the connection's own keeps it (and the net/http serving
 // goroutine with its buffers is released).
@@ -59,6 +63,10 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	id, authErr := e.Authenticate(r)
+	if !e.Hub.reserve() {
+		refuseNodeFull(w)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns:  e.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
@@ -66,9 +74,11 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Accept has already answered (403 for a cross-origin request,
 		// 400/426 for a bad handshake).
+		e.Hub.release()
 		return
 	}
 	if authErr != nil {
+		e.Hub.release()
 		if !errors.Is(authErr, ErrUnauthenticated) {
 			e.Hub.Logger.Error("websocket authenticate", "err", authErr)
 			_ = ws.Close(websocket.StatusInternalError, "internal error")
@@ -89,6 +99,11 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
 	if err := e.open(ctx, c, since, hasSince); err != nil {
+		if errors.Is(err, errUserFull) {
+			// After the upgrade, so that a browser learns why.
+			_ = ws.Close(StatusTryAgainLater, "too_many_connections")
+			return
+		}
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
