@@ -390,6 +390,8 @@ func TestFlags(t *testing.T) {
 			{[]string{"stray"}, nil, "stray"},
 			{[]string{"-max-conns", "-1"}, nil, "-max-conns"},
 			{nil, map[string]string{"MAX_CONNS_PER_USER": "lots"}, "MAX_CONNS_PER_USER"},
+			{[]string{"-signup-limit", "1.5"}, nil, "-signup-limit"},
+			{nil, map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, "CLIENT_IP_HEADER"},
 		}
 		for _, c := range cases {
 			_, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})

@@ -73,6 +73,10 @@ type config struct {
 	// Limits (docs/PROTOCOL.md §8).
 	MaxConnsPerUser int
 	MaxConns        int
+	SignupLimit     int
+	// ClientIPHeader names the header in which a reverse proxy in front
+	// of the node gives the client's address; empty: none is trusted.
+	ClientIPHeader string
 
 	// Assistant (issue 5): an OpenAI-compatible chat-completions server;
 	// empty base URL: the built-in planner. The key is never logged.
@@ -86,7 +90,10 @@ type config struct {
 	ready           chan<- string // receives the listening address
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+var (
+	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+	headerNameRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+)
 
 // parseConfig reads flags, with environment variables as defaults. A flag
 // given on the command line wins over its variable.
@@ -150,6 +157,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
 	maxUser := fs.String("max-conns-per-user", env("MAX_CONNS_PER_USER", "32"), "real-time connections one user may hold on this node; the next is refused (env MAX_CONNS_PER_USER; 0: no cap)")
 	maxConns := fs.String("max-conns", env("MAX_CONNS", strconv.Itoa(defaultMaxConns())), "real-time connections this node holds at most; the next gets 503 (env MAX_CONNS; default: the open-file limit less a tenth; 0: no cap)")
+	signups := fs.String("signup-limit", env("SIGNUP_LIMIT", "20"), "sign-ups one client address may make per hour (env SIGNUP_LIMIT; 0: no limit)")
+	fs.StringVar(&c.ClientIPHeader, "client-ip-header", env("CLIENT_IP_HEADER", ""), "header in which the reverse proxy in front of every request gives the client's address, e.g. X-Real-IP or X-Forwarded-For (env CLIENT_IP_HEADER; empty: trust none; on Fly.io Fly-Client-IP is used)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -194,6 +203,12 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.MaxConns, err = parseCount(*maxConns, "-max-conns (MAX_CONNS)"); err != nil {
 		return nil, err
+	}
+	if c.SignupLimit, err = parseCount(*signups, "-signup-limit (SIGNUP_LIMIT)"); err != nil {
+		return nil, err
+	}
+	if h := c.ClientIPHeader; h != "" && !headerNameRE.MatchString(h) {
+		return nil, fmt.Errorf("invalid -client-ip-header (CLIENT_IP_HEADER) %q: want a header name such as X-Real-IP", h)
 	}
 	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
 		c.DBPath = filepath.Join(c.LiteFSDir, "notesync.db")
@@ -392,6 +407,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Replication:     nodes.replicationReport,
 		ClusterStatus:   nodes.status,
 		EndSession:      nodes.endSession,
+		SignupLimit:     cfg.SignupLimit,
 		RefuseWebSocket: cfg.refuseWebSocket,
 
 		AssistantBaseURL: cfg.AssistantBaseURL,
@@ -404,6 +420,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	var handler http.Handler = srv
 	if lfs.Enabled() {
 		handler = nodes.forwarder(secret).Wrap(handler)
+	}
+	if cfg.ClientIPHeader != "" {
+		// Outside the forwarder, so that a forwarded write carries the
+		// client's address; inside the pinner, so that it wins over
+		// Fly-Client-IP when another proxy stands in front of Fly's.
+		handler = app.TrustClientHeader(cfg.ClientIPHeader, handler)
 	}
 	if cfg.FlyMachineID != "" {
 		handler = nodes.pinner().Wrap(handler)

@@ -55,6 +55,10 @@ type Config struct {
 	// node's database to catch up before answering 503.
 	MinVersionWait time.Duration
 
+	// SignupLimit is how many sign-ups one client address may make per
+	// hour (0: no limit).
+	SignupLimit int
+
 	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
 	// fallback in tests.
 	RefuseWebSocket bool
@@ -77,11 +81,11 @@ type Config struct {
 // operations routes.
 type Server struct {
 	Config
-	endpoint  *realtime.Endpoint
-	tmpl      *template.Template
-	userLimit *Limiter // failed log-ins per username
-	addrLimit *Limiter // failed log-ins per client address
-	handler   http.Handler
+	endpoint *realtime.Endpoint
+	tmpl     *template.Template
+	logins   *Limiter // failed log-ins
+	signups  *Limiter // sign-ups per client address
+	handler  http.Handler
 
 	assistantRuns sync.Map // user id → struct{}: the user's running agent
 }
@@ -103,10 +107,10 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Config:    cfg,
-		tmpl:      tmpl,
-		userLimit: NewLimiter(5, 10*time.Minute),
-		addrLimit: NewLimiter(20, 10*time.Minute),
+		Config:  cfg,
+		tmpl:    tmpl,
+		logins:  NewLimiter(loginWindow),
+		signups: NewLimiter(signupWindow),
 	}
 	if s.EndSession == nil {
 		s.EndSession = func(id string) {

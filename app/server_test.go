@@ -24,7 +24,9 @@ type testServer struct {
 	srv   *Server
 }
 
-func newTestServer(t *testing.T) *testServer {
+// newTestServer starts a test server. Requests may pose as coming from
+// another client address with X-Forwarded-For. tweak changes the Config.
+func newTestServer(t *testing.T, tweak ...func(*Config)) *testServer {
 	t.Helper()
 	store := newTestStore(t)
 	hub := realtime.NewHub()
@@ -38,15 +40,19 @@ func newTestServer(t *testing.T) *testServer {
 	store.OnCommit = func(int64, int64) { feed.Poke() }
 	ctx, cancel := context.WithCancel(context.Background())
 	go feed.Run(ctx)
-	srv, err := NewServer(Config{
+	cfg := Config{
 		Store: store, Sessions: NewSessionStore(store, []byte("test secret of enough length")),
 		Feed: feed, Hub: hub, Metrics: NewMetrics(hub), Logger: logger,
 		Node: "node1", Region: "local", MinVersionWait: 300 * time.Millisecond,
-	})
+	}
+	for _, fn := range tweak {
+		fn(&cfg)
+	}
+	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	ts := httptest.NewServer(TrustClientHeader("X-Forwarded-For", srv))
 	t.Cleanup(func() {
 		hub.Close(time.Second)
 		ts.Close()
@@ -186,7 +192,7 @@ func TestAccounts(t *testing.T) {
 		}
 	})
 
-	t.Run("failed log-ins are limited per username with Retry-After, successes are not", func(t *testing.T) {
+	t.Run("failed log-ins are limited per username and address with Retry-After, successes are not", func(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("frank")
 		for i := 0; i < 3; i++ {
@@ -202,7 +208,7 @@ func TestAccounts(t *testing.T) {
 			t.Fatalf("after 6 failures: %d Retry-After=%q", last.StatusCode, last.Header.Get("Retry-After"))
 		}
 		if resp, _ := ts.browser(t).post("/login", url.Values{"username": {"frank"}, "password": {"password1"}}); resp.StatusCode != http.StatusTooManyRequests {
-			t.Fatalf("locked-out name with the right password: %d, want 429", resp.StatusCode)
+			t.Fatalf("the right password from the guessing address: %d, want 429", resp.StatusCode)
 		}
 	})
 

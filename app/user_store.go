@@ -23,14 +23,28 @@ var usernameRE = regexp.MustCompile(`^[a-z0-9_-]{3,32}$`)
 // NormalizeUsername lower-cases and trims a typed username.
 func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
+// Password lengths, in bytes. Every byte counts.
+const (
+	MinPasswordBytes = 8
+	MaxPasswordBytes = 256
+)
+
 // ValidateCredentials checks a username (3–32 of [a-z0-9_-]) and a password
 // (8–256 bytes).
 func ValidateCredentials(username, password string) error {
 	if !usernameRE.MatchString(username) {
 		return Errorf(EINVALID, "username must be 3–32 characters of a–z, 0–9, _ and -")
 	}
-	if len(password) < 8 || len(password) > 256 {
-		return Errorf(EINVALID, "password must be 8–256 bytes long")
+	return checkPasswordLength(password, MinPasswordBytes)
+}
+
+// checkPasswordLength checks that a password is min to MaxPasswordBytes
+// bytes long.
+func checkPasswordLength(password string, min int) error {
+	if n := len(password); n > MaxPasswordBytes {
+		return Errorf(EINVALID, "password is %d bytes; the limit is %d bytes", n, MaxPasswordBytes)
+	} else if n < min {
+		return Errorf(EINVALID, "password must be %d–%d bytes long", min, MaxPasswordBytes)
 	}
 	return nil
 }

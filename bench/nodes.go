@@ -86,6 +86,10 @@ func waitReady(ctx context.Context, url string, d time.Duration) error {
 	return fmt.Errorf("%s not ready: %s", url, last)
 }
 
+// nodeEnv is the environment of the nodes the tool starts: quiet logs, and
+// no sign-up limit (every user signs up from this machine's address).
+var nodeEnv = []string{"LOG_LEVEL=warn", "SIGNUP_LIMIT=0"}
+
 // startNodes starts one node or a LiteFS cluster in a temporary directory.
 // stop() stops every process and removes the directory.
 func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(string, ...any)) (*nodes, error) {
@@ -129,7 +133,7 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 		var done chan struct{}
 		launch := func() error {
 			c := exec.Command(exe, args...)
-			c.Env = append(os.Environ(), "LOG_LEVEL=warn")
+			c.Env = append(os.Environ(), nodeEnv...)
 			c.Stdout, c.Stderr = logFile, logFile
 			// A group of its own: Ctrl-C reaches only us, and we stop it.
 			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -199,7 +203,7 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 		l := &cluster.Launcher{
 			N: 3, BasePort: 18081, Host: host, Dir: filepath.Join(tmp, "nodes"),
 			Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
-			ExtraEnv: []string{"LOG_LEVEL=warn"}, Stdout: pw,
+			ExtraEnv: nodeEnv, Stdout: pw,
 		}
 		cctx, cancel := context.WithCancel(context.Background())
 		if err := l.Start(ctx); err != nil {
