@@ -391,6 +391,7 @@ func TestFlags(t *testing.T) {
 			{[]string{"-max-conns", "-1"}, nil, "-max-conns"},
 			{nil, map[string]string{"MAX_CONNS_PER_USER": "lots"}, "MAX_CONNS_PER_USER"},
 			{[]string{"-signup-limit", "1.5"}, nil, "-signup-limit"},
+			{nil, map[string]string{"PASSWORD_PEPPER": "short"}, "PASSWORD_PEPPER"},
 			{nil, map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, "CLIENT_IP_HEADER"},
 		}
 		for _, c := range cases {

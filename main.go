@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -54,7 +55,10 @@ type config struct {
 	Node          string
 	Region        string
 	SessionSecret string
-	LogLevel      string
+	// PasswordPepper keys the HMAC in front of bcrypt; empty: the session
+	// secret does.
+	PasswordPepper string
+	LogLevel       string
 
 	// Cluster.
 	LiteFSDir      string
@@ -140,6 +144,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.Node, "node", env("NODE_NAME", nodeDef), "this node's name (env NODE_NAME)")
 	fs.StringVar(&c.Region, "region", regionDef, "this node's region (env FLY_REGION, else REGION)")
 	fs.StringVar(&c.SessionSecret, "session-secret", env("SESSION_SECRET", ""), "secret that signs session cookies (env SESSION_SECRET; default: generated once into <data-dir>/session_secret)")
+	fs.StringVar(&c.PasswordPepper, "password-pepper", env("PASSWORD_PEPPER", ""), "secret mixed into every password hash; every node must share it, and changing it makes every password fail (env PASSWORD_PEPPER; default: the session secret)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.LiteFSDir, "litefs-dir", env("LITEFS_DIR", ""), "LiteFS FUSE mount dir holding the database (env LITEFS_DIR; empty: no LiteFS)")
 	fs.StringVar(&c.LiteFSURL, "litefs-url", env("LITEFS_URL", ""), "LiteFS HTTP API, whose events tell this node's role (env LITEFS_URL; default http://127.0.0.1:20202 with -litefs-dir)")
@@ -193,6 +198,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if c.SessionSecret != "" && len(c.SessionSecret) < 16 {
 		return nil, errors.New("invalid -session-secret (SESSION_SECRET): use at least 16 characters (32 random bytes advised)")
+	}
+	if c.PasswordPepper != "" && len(c.PasswordPepper) < 16 {
+		return nil, errors.New("invalid -password-pepper (PASSWORD_PEPPER): use at least 16 characters (32 random bytes advised)")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return nil, err
@@ -367,6 +375,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if cfg.bcryptCost != 0 {
 		store.BcryptCost = cfg.bcryptCost
 	}
+	store.PasswordPepper = passwordPepper(cfg, secret)
 	feed, err := app.NewFeed(ctx, store, hub, logger)
 	if err != nil {
 		return err
@@ -695,6 +704,19 @@ func sessionSecret(cfg *config) ([]byte, error) {
 		return nil, fmt.Errorf("write session secret: %w", err)
 	}
 	return []byte(secret), nil
+}
+
+// passwordPepper is the key of the HMAC that passwords go through before
+// bcrypt: derived from -password-pepper, else from the session secret. A
+// deployment that changes its session secret (which signs everyone out)
+// keeps its passwords working by setting the old one as the pepper.
+func passwordPepper(cfg *config, sessionSecret []byte) []byte {
+	from := sessionSecret
+	if cfg.PasswordPepper != "" {
+		from = []byte(cfg.PasswordPepper)
+	}
+	key := sha256.Sum256(append([]byte("notesync password pepper\x00"), from...))
+	return key[:]
 }
 
 // displayAddr turns ":8080" into "localhost:8080" for the start-up line.
