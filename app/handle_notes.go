@@ -52,8 +52,10 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 // listAtLeast returns the user's notes at min_version or later, waiting a
-// bounded time for this node's database to catch up.
-func (s *Server) listAtLeast(r *http.Request, userID int64) ([]Note, int64, error) {
+// bounded time for this node's database to catch up. A read that has to
+// wait is parked: it wakes only when this user's notes move, and one
+// session parks at most MaxParkedReads reads at a time (docs/PROTOCOL.md §8).
+func (s *Server) listAtLeast(r *http.Request, u *Session) ([]Note, int64, error) {
 	var min int64
 	if q := r.URL.Query().Get("min_version"); q != "" {
 		v, err := strconv.ParseInt(q, 10, 64)
@@ -63,28 +65,62 @@ func (s *Server) listAtLeast(r *http.Request, userID int64) ([]Note, int64, erro
 		min = v
 	}
 	ctx := r.Context()
-	deadline := time.NewTimer(s.MinVersionWait)
-	defer deadline.Stop()
+	var deadline <-chan time.Time
 	for {
 		// Take the wake-up channel before reading, so a change that lands
 		// between the read and the wait is not slept through.
-		advanced := s.Feed.Advanced()
-		notes, version, err := s.Store.ListNotes(ctx, userID)
+		changed, done := s.Feed.Await(u.ID)
+		notes, version, err := s.Store.ListNotes(ctx, u.ID)
 		if err != nil || version >= min {
+			done()
 			return notes, version, err
 		}
+		if deadline == nil {
+			if !s.park(u.SessionID) {
+				done()
+				return nil, 0, &Error{Code: ETOOMANY, Message: "too many reads of this session are waiting for min_version; try again shortly", RetryAfter: 1}
+			}
+			defer s.unpark(u.SessionID)
+			t := time.NewTimer(s.MinVersionWait)
+			defer t.Stop()
+			deadline = t.C
+		}
 		select {
-		case <-advanced:
-		case <-deadline.C:
+		case <-changed:
+			done()
+		case <-deadline:
+			done()
 			return nil, 0, &Error{Code: EUNAVAILABLE, Message: "this node has not caught up to min_version yet", RetryAfter: 1}
 		case <-ctx.Done():
+			done()
 			return nil, 0, ctx.Err()
 		}
 	}
 }
 
+// park counts a parked read of a session; it reports false when the session
+// has MaxParkedReads parked already.
+func (s *Server) park(sessionID string) bool {
+	s.parkedMu.Lock()
+	defer s.parkedMu.Unlock()
+	if s.parked[sessionID] >= s.MaxParkedReads {
+		return false
+	}
+	s.parked[sessionID]++
+	return true
+}
+
+// unpark ends a parked read of a session.
+func (s *Server) unpark(sessionID string) {
+	s.parkedMu.Lock()
+	defer s.parkedMu.Unlock()
+	if s.parked[sessionID]--; s.parked[sessionID] <= 0 {
+		delete(s.parked, sessionID)
+	}
+}
+
 func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *Session) {
-	notes, version, err := s.listAtLeast(r, u.ID)
+	notes, version, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -95,7 +131,7 @@ func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *
 }
 
 func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *Session) {
-	notes, version, err := s.listAtLeast(r, u.ID)
+	notes, version, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

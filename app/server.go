@@ -54,6 +54,10 @@ type Config struct {
 	// MinVersionWait bounds how long a read with min_version waits for this
 	// node's database to catch up before answering 503.
 	MinVersionWait time.Duration
+	// MaxParkedReads bounds the reads with min_version one session may
+	// have waiting at a time (default 32, one per tab at the per-user
+	// connection cap); the next one is answered 429.
+	MaxParkedReads int
 
 	// SignupLimit is how many sign-ups one client address may make per
 	// hour (0: no limit).
@@ -88,6 +92,9 @@ type Server struct {
 	handler  http.Handler
 
 	assistantRuns sync.Map // user id → struct{}: the user's running agent
+
+	parkedMu sync.Mutex
+	parked   map[string]int // session id → reads waiting for min_version
 }
 
 // NewServer builds the server; templates are parsed once here.
@@ -97,6 +104,9 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if cfg.MinVersionWait == 0 {
 		cfg.MinVersionWait = 3 * time.Second
+	}
+	if cfg.MaxParkedReads == 0 {
+		cfg.MaxParkedReads = 32
 	}
 	tmpl, err := template.New("").Funcs(template.FuncMap{
 		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
@@ -111,6 +121,7 @@ func NewServer(cfg Config) (*Server, error) {
 		tmpl:    tmpl,
 		logins:  NewLimiter(loginWindow),
 		signups: NewLimiter(signupWindow),
+		parked:  map[string]int{},
 	}
 	if s.EndSession == nil {
 		s.EndSession = func(id string) {
