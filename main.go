@@ -91,6 +91,7 @@ type config struct {
 	// Test hooks.
 	refuseWebSocket bool
 	bcryptCost      int
+	bodyTimeout     time.Duration // default app.BodyTimeout
 	ready           chan<- string // receives the listening address
 }
 
@@ -439,6 +440,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if cfg.FlyMachineID != "" {
 		handler = nodes.pinner().Wrap(handler)
 	}
+	bodyTimeout := app.BodyTimeout
+	if cfg.bodyTimeout != 0 {
+		bodyTimeout = cfg.bodyTimeout
+	}
+	handler = app.ReadBodyWithin(bodyTimeout, handler)
 	httpSrv := &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,

@@ -34,10 +34,7 @@ func (s *Server) renderAuthError(w http.ResponseWriter, r *http.Request, mode, u
 	if status >= 500 {
 		s.Logger.Error("auth", "mode", mode, "err", err)
 	}
-	var e *Error
-	if errors.As(err, &e) && e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", itoa(e.RetryAfter))
-	}
+	setErrorHeaders(w, err)
 	s.render(w, r, status, "login.html", authPage{Mode: mode, Error: ErrorMessage(err), Username: username})
 }
 
@@ -57,7 +54,7 @@ const (
 // readAuthForm reads the username and password of a log-in or sign-up form.
 func readAuthForm(w http.ResponseWriter, r *http.Request) (username, password string, err error) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	if err := r.ParseMultipartForm(16 << 10); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+	if err := parseForm(r, 16<<10); err != nil {
 		return "", "", bodyError(err, "unreadable form")
 	}
 	return NormalizeUsername(r.PostForm.Get("username")), r.PostForm.Get("password"), nil

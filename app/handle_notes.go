@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -289,7 +290,7 @@ func readNoteWrite(w http.ResponseWriter, r *http.Request) (string, Idempotency,
 		}
 		body = *in.Body
 	case "application/x-www-form-urlencoded", "multipart/form-data":
-		if err := r.ParseMultipartForm(maxWriteBody); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		if err := parseForm(r, maxWriteBody); err != nil {
 			return "", Idempotency{}, bodyError(err, "malformed form")
 		}
 		if _, ok := r.PostForm["body"]; !ok {
@@ -307,11 +308,27 @@ func readNoteWrite(w http.ResponseWriter, r *http.Request) (string, Idempotency,
 	return body, idem, err
 }
 
+// parseForm parses a urlencoded or multipart form body. ParseMultipartForm
+// alone answers ErrNotMultipart for a urlencoded body and drops the error
+// of reading it (a body over the limit, or one that never arrived).
+func parseForm(r *http.Request, maxMemory int64) error {
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	if err := r.ParseMultipartForm(maxMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return err
+	}
+	return nil
+}
+
 // bodyError turns a body read error into a client error.
 func bodyError(err error, what string) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return Errorf(ETOOLARGE, "request body is over %d bytes", mbe.Limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return Errorf(ETIMEOUT, "the request body did not arrive within %d s; send it again", int(BodyTimeout/time.Second))
 	}
 	if errors.Is(err, io.EOF) {
 		return Errorf(EINVALID, "%s: empty body", what)

@@ -201,16 +201,12 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if status >= 500 && ErrorCode(err) == EINTERNAL {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
+	setErrorHeaders(w, err)
 	body := map[string]any{"error": ErrorMessage(err)}
 	var e *Error
-	if errors.As(err, &e) {
-		if e.RetryAfter > 0 {
-			w.Header().Set("Retry-After", itoa(e.RetryAfter))
-		}
-		if e.Code == ESTALE && e.Note != nil {
-			body["note"] = e.Note
-			w.Header().Set("ETag", etag(e.Note.Rev))
-		}
+	if errors.As(err, &e) && e.Code == ESTALE && e.Note != nil {
+		body["note"] = e.Note
+		w.Header().Set("ETag", etag(e.Note.Rev))
 	}
 	writeJSON(w, status, body)
 }

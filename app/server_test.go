@@ -265,6 +265,7 @@ func TestAPIBadInput(t *testing.T) {
 		{"10,001 characters", "POST", "/api/notes", "application/json", mustJSON(map[string]string{"body": strings.Repeat("a", 10001)}), nil, 400},
 		{"empty body", "POST", "/api/notes", "application/json", `{"body":""}`, nil, 400},
 		{"a huge request", "POST", "/api/notes", "application/json", `{"body":"` + strings.Repeat("a", 200<<10) + `"}`, nil, 413},
+		{"a huge form", "POST", "/api/notes", "application/x-www-form-urlencoded", "body=" + strings.Repeat("a", 200<<10), nil, 413},
 		{"unknown note id", "DELETE", "/api/notes/9999", "", "", nil, 404},
 		{"another user's note (delete)", "DELETE", "/api/notes/" + itoa(int(bobNote)), "", "", nil, 404},
 		{"another user's note (update)", "PATCH", "/api/notes/" + itoa(int(bobNote)), "application/json", `{"body":"mine now"}`, nil, 404},
