@@ -418,6 +418,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		ClusterStatus:   nodes.status,
 		EndSession:      nodes.endSession,
 		SignupLimit:     cfg.SignupLimit,
+		HSTS:            cfg.FlyMachineID != "", // fly.toml: force_https
 		RefuseWebSocket: cfg.refuseWebSocket,
 
 		AssistantBaseURL: cfg.AssistantBaseURL,

@@ -105,7 +105,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	_, _ = buf.WriteTo(w)
 }
 
-// staticHandler serves the embedded assets with a short cache lifetime.
+// staticHandler serves the embedded assets with a short cache lifetime,
+// unless the answer is no-store already (securityHeaders).
 func staticHandler() http.Handler {
 	fsys := staticFiles()
 	files := http.FileServerFS(fsys)
@@ -114,7 +115,9 @@ func staticHandler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Cache-Control", "public, max-age=300")
+		if w.Header().Get("Cache-Control") == "" {
+			w.Header().Set("Cache-Control", "public, max-age=300")
+		}
 		files.ServeHTTP(w, r)
 	})
 }

@@ -50,5 +50,5 @@ func (s *Server) routes() http.Handler {
 	if s.Metrics != nil {
 		h = s.Metrics.instrument(mux, h)
 	}
-	return h
+	return s.securityHeaders(h)
 }

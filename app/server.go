@@ -63,6 +63,11 @@ type Config struct {
 	// hour (0: no limit).
 	SignupLimit int
 
+	// HSTS makes every answer tell browsers to use https only: set it
+	// when the node is reached through a TLS proxy that redirects http to
+	// https (Fly.io).
+	HSTS bool
+
 	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
 	// fallback in tests.
 	RefuseWebSocket bool
