@@ -454,18 +454,15 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 
 	if cfg.PprofAddr != "" {
-		pln, err := net.Listen("tcp", cfg.PprofAddr)
-		if err != nil {
-			return fmt.Errorf("listen on -pprof-addr %s: %w", cfg.PprofAddr, err)
-		}
-		defer pln.Close()
 		pmux := http.NewServeMux()
 		pmux.HandleFunc("/debug/pprof/", pprof.Index)
 		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		psrv := &http.Server{Handler: pmux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = psrv.Serve(pln) }()
-		defer psrv.Close()
+		stop, err := serveAside(cfg.PprofAddr, "-pprof-addr", pmux)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 
 	bgCtx, stopBG := context.WithCancel(context.Background())
@@ -521,6 +518,18 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	stopBG()
 	bg.Wait()
 	return err
+}
+
+// serveAside serves h on addr, an address of its own beside the public
+// HTTP port (named by flag in errors), until stop is called.
+func serveAside(addr, flag string, h http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 // waitRole waits until LiteFS has said whether this node is primary.
