@@ -6,6 +6,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +16,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"notesync/cluster"
 )
 
 func TestSlowBodies(t *testing.T) {
@@ -104,4 +107,71 @@ func TestSlowBodies(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestMetricsApart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := l.Addr().String()
+	l.Close()
+	n := startNode(t, func(c *config) { c.MetricsAddr = maddr })
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+
+	if resp, _ := c.do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the public port: %d, want 404", resp.StatusCode)
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "notesync_connections_refused_total") {
+		t.Fatalf("-metrics-addr: %d, %d bytes without the connection metrics", resp.StatusCode, len(body))
+	}
+}
+
+func TestClusterStatusShowsNoAddresses(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+	resp, body := c.do("GET", "/api/cluster", "", "")
+	var st struct {
+		Members []map[string]any `json:"members"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || len(st.Members) != 1 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if _, ok := st.Members[0]["addr"]; ok {
+		t.Errorf("a member's address is shown: %s", body)
+	}
+	// The panel's link to the node: on this machine, its loopback URL.
+	if st.Members[0]["http_url"] != n.URL {
+		t.Errorf("http_url %v, want %s", st.Members[0]["http_url"], n.URL)
+	}
+
+	w := &clusterWiring{cfg: &config{}}
+	for _, m := range []struct {
+		member cluster.Member
+		fly    bool
+		want   string
+	}{
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://localhost:8082"}}, false, "http://localhost:8082"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.0.0.7:8080"}}, false, "/?node=node2"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://node2.internal:8080"}}, false, "/?node=node2"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.77.0.2:8082", Public: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
+		{cluster.Member{Name: "148e21ea7e4389", Meta: cluster.Meta{HTTP: "http://[fdaa::2]:8080", Machine: "148e21ea7e4389"}}, true, "/?node=148e21ea7e4389"},
+	} {
+		w.cfg.FlyMachineID = ""
+		if m.fly {
+			w.cfg.FlyMachineID = "e784079b449483"
+		}
+		if got := w.memberLink(m.member); got != m.want {
+			t.Errorf("%s (fly %v): link %q, want %q", m.member.HTTP, m.fly, got, m.want)
+		}
+	}
 }

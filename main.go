@@ -73,6 +73,7 @@ type config struct {
 	PublicURL      string
 	FlyMachineID   string
 	PprofAddr      string
+	MetricsAddr    string
 
 	// Limits (docs/PROTOCOL.md §8).
 	MaxConnsPerUser int
@@ -157,6 +158,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
 	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL browsers reach this node at, for the cluster panel's links, when not -http-url (env PUBLIC_URL)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "serve Prometheus metrics at /metrics on this address, apart from the public port (env METRICS_ADDR; empty: not served)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
@@ -235,6 +237,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if len(c.Peers) > 0 && c.GossipBind == "" {
 		return nil, errors.New("invalid -peers (PEERS): set -gossip-bind (GOSSIP_BIND) too")
+	}
+	if c.MetricsAddr != "" {
+		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+			return nil, fmt.Errorf("invalid -metrics-addr (METRICS_ADDR) %q: want host:port or :port", c.MetricsAddr)
+		}
 	}
 	if c.GossipBind != "" {
 		if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
@@ -453,6 +460,15 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
+	if cfg.MetricsAddr != "" {
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", metrics.Handler())
+		stop, err := serveAside(cfg.MetricsAddr, "-metrics-addr", mmux)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	if cfg.PprofAddr != "" {
 		pmux := http.NewServeMux()
 		pmux.HandleFunc("/debug/pprof/", pprof.Index)
@@ -578,7 +594,7 @@ func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 3, "number of nodes")
-	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200)")
+	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200, metrics +300)")
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
 	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
@@ -593,7 +609,7 @@ func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if *n < 1 || *n > 50 {
 		return fmt.Errorf("invalid -n %d: want 1 to 50", *n)
 	}
-	if *basePort < 1 || *basePort+200+*n > 65535 {
+	if *basePort < 1 || *basePort+300+*n > 65535 {
 		return fmt.Errorf("invalid -base-port %d", *basePort)
 	}
 	if ip := net.ParseIP(*host); ip == nil || !ip.IsLoopback() {

@@ -83,7 +83,6 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *Sessio
 		"members": []map[string]any{{
 			"name":        s.Node,
 			"region":      s.Region,
-			"addr":        r.Host,
 			"http_url":    "",
 			"state":       "alive",
 			"role":        "primary",

@@ -22,8 +22,9 @@ import (
 
 // nodes is what the tool drives: URLs, and how to stop what it started.
 type nodes struct {
-	URLs []string
-	stop func()
+	URLs        []string
+	MetricsURLs []string
+	stop        func()
 	// restart stops node i (0-based) and has it started again; it returns
 	// once the old process has exited.
 	restart func(i int) error
@@ -118,8 +119,15 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			os.RemoveAll(tmp)
 			return nil, err
 		}
+		mport, err := freePort("127.0.0.1")
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
 		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"-http-addr", "127.0.0.1:" + strconv.Itoa(port), "-data-dir", filepath.Join(tmp, "data")}
+		murl := "http://127.0.0.1:" + strconv.Itoa(mport)
+		args := []string{"-http-addr", "127.0.0.1:" + strconv.Itoa(port), "-data-dir", filepath.Join(tmp, "data"),
+			"-metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
 		if pprofAddr != "" {
 			args = append(args, "-pprof-addr", pprofAddr)
 		}
@@ -178,7 +186,7 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			kill()
 			return launch()
 		}
-		return &nodes{URLs: []string{url}, stop: stop, restart: restart}, nil
+		return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, stop: stop, restart: restart}, nil
 	case "cluster":
 		if err := cluster.CheckFUSE(); err != nil {
 			os.RemoveAll(tmp)
@@ -234,7 +242,8 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			}
 			return nil
 		}
-		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)}, stop: stop, restart: restart}, nil
+		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)},
+			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, stop: stop, restart: restart}, nil
 	}
 	os.RemoveAll(tmp)
 	return nil, fmt.Errorf("-start must be single or cluster, not %q", mode)
