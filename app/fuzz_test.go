@@ -27,6 +27,8 @@ func FuzzReadNoteWrite(f *testing.F) {
 		{"text/plain", "body"},
 		{"", ""},
 		{"application/json", `{"body":"` + strings.Repeat("é", 10001) + `"}`},
+		{"application/json", `{"body":" \n\t "}`},
+		{"application/x-www-form-urlencoded", "body=%20%0D%0A"},
 	}
 	for _, s := range seeds {
 		f.Add(s.ct, s.body)
@@ -43,19 +45,19 @@ func FuzzReadNoteWrite(f *testing.F) {
 			}
 			return
 		}
-		if !utf8.ValidString(got) || utf8.RuneCountInString(got) < 1 || utf8.RuneCountInString(got) > MaxNoteChars {
+		if !utf8.ValidString(got) || strings.TrimSpace(got) == "" || utf8.RuneCountInString(got) > MaxNoteChars {
 			t.Fatalf("accepted an invalid body %q", got)
 		}
 	})
 }
 
 func FuzzValidateNoteBody(f *testing.F) {
-	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語"} {
+	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語", " \n\t ", "\u00a0\u2003", " a "} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		err := ValidateNoteBody(s)
-		valid := utf8.ValidString(s) && utf8.RuneCountInString(s) >= 1 && utf8.RuneCountInString(s) <= MaxNoteChars
+		valid := utf8.ValidString(s) && strings.TrimSpace(s) != "" && utf8.RuneCountInString(s) <= MaxNoteChars
 		if (err == nil) != valid {
 			t.Fatalf("%q: err=%v, valid=%v", s, err, valid)
 		}
