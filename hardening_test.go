@@ -11,6 +11,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -172,6 +174,24 @@ func TestClusterStatusShowsNoAddresses(t *testing.T) {
 		}
 		if got := w.memberLink(m.member); got != m.want {
 			t.Errorf("%s (fly %v): link %q, want %q", m.member.HTTP, m.fly, got, m.want)
+		}
+	}
+}
+
+func TestDataDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fresh")
+	n := startNode(t, withDataDir(dir))
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1") // a session row: what must not be readable
+	for p, want := range map[string]os.FileMode{
+		dir: 0o700, filepath.Join(dir, "notesync.db"): 0o600, filepath.Join(dir, "session_secret"): 0o600,
+	} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: %v, want %v", filepath.Base(p), got, want)
 		}
 	}
 }
