@@ -30,6 +30,9 @@ func (s *Server) handleAuthPage(mode string) http.HandlerFunc {
 // renderAuthError re-renders the form with the reason and the fitting
 // status.
 func (s *Server) renderAuthError(w http.ResponseWriter, r *http.Request, mode, username string, err error) {
+	if s.clientGone(r, err) {
+		return
+	}
 	status := ErrorStatus(err)
 	if status >= 500 {
 		s.Logger.Error("auth", "mode", mode, "err", err)

@@ -1,6 +1,9 @@
 package app
 
 import (
+	"bytes"
+	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -270,4 +273,23 @@ func formError(page string) string {
 	_, rest, _ = strings.Cut(rest, ">")
 	msg, _, _ := strings.Cut(rest, "<")
 	return msg
+}
+
+func TestClientGoingAwayIsNotAnError(t *testing.T) {
+	// Only this goroutine logs: the requests below are served on it.
+	var logs bytes.Buffer
+	ts := newTestServer(t, func(c *Config) {
+		c.Logger = slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	})
+	mustUser(t, ts.store, "alice")
+	for _, path := range []string{"/login", "/signup"} {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // the client gave up before the answer
+		req := httptest.NewRequestWithContext(ctx, "POST", path, strings.NewReader(url.Values{"username": {"alice"}, "password": {"password1"}}.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		ts.srv.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	if out := logs.String(); strings.Contains(out, "level=ERROR") || !strings.Contains(out, "client went away") {
+		t.Fatalf("logs:\n%s", out)
+	}
 }

@@ -192,6 +192,17 @@ func (s *Server) identify(r *http.Request) (*Session, error) {
 	return &Session{ID: id, Username: name, SessionID: sess.ID}, nil
 }
 
+// clientGone reports whether err is only the client having gone away (its
+// request's context canceled): not a failure of the server, and nobody is
+// left to answer. It is noted at debug level.
+func (s *Server) clientGone(r *http.Request, err error) bool {
+	if !errors.Is(err, context.Canceled) || r.Context().Err() == nil {
+		return false
+	}
+	s.Logger.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+	return true
+}
+
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -202,6 +213,9 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError answers err as {"error": "..."} with its status; internal
 // errors are logged in full and shown as "internal error".
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if s.clientGone(r, err) {
+		return
+	}
 	status := ErrorStatus(err)
 	if status >= 500 && ErrorCode(err) == EINTERNAL {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
