@@ -26,7 +26,7 @@ type testServer struct {
 
 // newTestServer starts a test server. Requests may pose as coming from
 // another client address with X-Forwarded-For. tweak changes the Config.
-func newTestServer(t *testing.T, tweak ...func(*Config)) *testServer {
+func newTestServer(t testing.TB, tweak ...func(*Config)) *testServer {
 	t.Helper()
 	store := newTestStore(t)
 	hub := realtime.NewHub()
