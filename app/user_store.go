@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/mattn/go-sqlite3"
 	"golang.org/x/crypto/bcrypt"
@@ -116,9 +117,19 @@ func (s *Store) CreateUser(ctx context.Context, username, password string) (*Use
 	return &User{ID: id, Username: username}, nil
 }
 
-// dummyHash is compared against when the user does not exist, so that a
-// failed log-in takes as long for an unknown name as for a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("notesync-dummy-password"), bcrypt.DefaultCost)
+// dummyHashes hold, per bcrypt cost, a hash that a log-in for an unknown
+// name is compared with, so that it takes as long as a wrong password.
+var dummyHashes sync.Map // cost → []byte
+
+// dummyHash is the dummy hash at the store's cost.
+func (s *Store) dummyHash() []byte {
+	if h, ok := dummyHashes.Load(s.BcryptCost); ok {
+		return h.([]byte)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("notesync-dummy-password"), s.BcryptCost)
+	dummyHashes.Store(s.BcryptCost, h)
+	return h
+}
 
 // Authenticate returns the user with that name and password; a wrong name
 // or password is EUNAUTHORIZED (without saying which). A hash of the kind
@@ -129,7 +140,7 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (*U
 	err := s.db.read.QueryRowContext(ctx, `SELECT id, username, password_hash FROM users WHERE username = ?`, username).
 		Scan(&u.ID, &u.Username, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, s.prehash(password))
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), s.prehash(password))
 		return nil, Errorf(EUNAUTHORIZED, "wrong username or password")
 	} else if err != nil {
 		return nil, fmt.Errorf("read user: %w", err)
