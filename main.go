@@ -146,7 +146,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.Node, "node", env("NODE_NAME", nodeDef), "this node's name (env NODE_NAME)")
 	fs.StringVar(&c.Region, "region", regionDef, "this node's region (env FLY_REGION, else REGION)")
 	fs.StringVar(&c.SessionSecret, "session-secret", env("SESSION_SECRET", ""), "secret that signs session cookies (env SESSION_SECRET; default: generated once into <data-dir>/session_secret)")
-	fs.StringVar(&c.PasswordPepper, "password-pepper", env("PASSWORD_PEPPER", ""), "secret mixed into every password hash; every node must share it, and changing it makes every password fail (env PASSWORD_PEPPER; default: the session secret)")
 	fs.StringVar(&c.LogLevel, "log-level", env("LOG_LEVEL", "info"), "debug, info, warn or error (env LOG_LEVEL)")
 	fs.StringVar(&c.LiteFSDir, "litefs-dir", env("LITEFS_DIR", ""), "LiteFS FUSE mount dir holding the database (env LITEFS_DIR; empty: no LiteFS)")
 	fs.StringVar(&c.LiteFSURL, "litefs-url", env("LITEFS_URL", ""), "LiteFS HTTP API, whose events tell this node's role (env LITEFS_URL; default http://127.0.0.1:20202 with -litefs-dir)")
@@ -158,15 +157,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.BoolVar(&c.GossipWAN, "gossip-wan", env("GOSSIP_WAN", wanDef) == "true", "gossip timings for links between regions (env GOSSIP_WAN=true)")
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", urlDef), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
 	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL browsers reach this node at, for the cluster panel's links, when not -http-url (env PUBLIC_URL)")
-	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "serve Prometheus metrics at /metrics on this address, apart from the public port (env METRICS_ADDR; empty: not served)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
-	maxUser := fs.String("max-conns-per-user", env("MAX_CONNS_PER_USER", "32"), "real-time connections one user may hold on this node; the next is refused (env MAX_CONNS_PER_USER; 0: no cap)")
-	maxConns := fs.String("max-conns", env("MAX_CONNS", strconv.Itoa(defaultMaxConns())), "real-time connections this node holds at most; the next gets 503 (env MAX_CONNS; default: the open-file limit less a tenth; 0: no cap)")
-	signups := fs.String("signup-limit", env("SIGNUP_LIMIT", "20"), "sign-ups one client address may make per hour (env SIGNUP_LIMIT; 0: no limit)")
-	fs.StringVar(&c.ClientIPHeader, "client-ip-header", env("CLIENT_IP_HEADER", ""), "header in which the reverse proxy in front of every request gives the client's address, e.g. X-Real-IP or X-Forwarded-For (env CLIENT_IP_HEADER; empty: trust none; on Fly.io Fly-Client-IP is used)")
+	limits := c.limitFlags(fs, env)
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -202,24 +197,11 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	if c.SessionSecret != "" && len(c.SessionSecret) < 16 {
 		return nil, errors.New("invalid -session-secret (SESSION_SECRET): use at least 16 characters (32 random bytes advised)")
 	}
-	if c.PasswordPepper != "" && len(c.PasswordPepper) < 16 {
-		return nil, errors.New("invalid -password-pepper (PASSWORD_PEPPER): use at least 16 characters (32 random bytes advised)")
-	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
 		return nil, err
 	}
-	var err error
-	if c.MaxConnsPerUser, err = parseCount(*maxUser, "-max-conns-per-user (MAX_CONNS_PER_USER)"); err != nil {
+	if err := limits(); err != nil {
 		return nil, err
-	}
-	if c.MaxConns, err = parseCount(*maxConns, "-max-conns (MAX_CONNS)"); err != nil {
-		return nil, err
-	}
-	if c.SignupLimit, err = parseCount(*signups, "-signup-limit (SIGNUP_LIMIT)"); err != nil {
-		return nil, err
-	}
-	if h := c.ClientIPHeader; h != "" && !headerNameRE.MatchString(h) {
-		return nil, fmt.Errorf("invalid -client-ip-header (CLIENT_IP_HEADER) %q: want a header name such as X-Real-IP", h)
 	}
 	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
 		c.DBPath = filepath.Join(c.LiteFSDir, "notesync.db")
@@ -237,11 +219,6 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	}
 	if len(c.Peers) > 0 && c.GossipBind == "" {
 		return nil, errors.New("invalid -peers (PEERS): set -gossip-bind (GOSSIP_BIND) too")
-	}
-	if c.MetricsAddr != "" {
-		if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
-			return nil, fmt.Errorf("invalid -metrics-addr (METRICS_ADDR) %q: want host:port or :port", c.MetricsAddr)
-		}
 	}
 	if c.GossipBind != "" {
 		if _, _, err := net.SplitHostPort(c.GossipBind); err != nil {
@@ -276,6 +253,44 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 	}
 	return c, nil
+}
+
+// limitFlags defines on fs the flags of what a node allows its clients
+// (docs/PROTOCOL.md §8) and of what it keeps from them: connection caps,
+// the sign-up limit, the trusted client-address header, the password
+// pepper and the metrics address. The returned func checks their values
+// into c once fs is parsed.
+func (c *config) limitFlags(fs *flag.FlagSet, env func(name, def string) string) func() error {
+	maxUser := fs.String("max-conns-per-user", env("MAX_CONNS_PER_USER", "32"), "real-time connections one user may hold on this node; the next is refused (env MAX_CONNS_PER_USER; 0: no cap)")
+	maxConns := fs.String("max-conns", env("MAX_CONNS", strconv.Itoa(defaultMaxConns())), "real-time connections this node holds at most; the next gets 503 (env MAX_CONNS; default: the open-file limit less a tenth; 0: no cap)")
+	signups := fs.String("signup-limit", env("SIGNUP_LIMIT", "20"), "sign-ups one client address may make per hour (env SIGNUP_LIMIT; 0: no limit)")
+	fs.StringVar(&c.ClientIPHeader, "client-ip-header", env("CLIENT_IP_HEADER", ""), "header in which the reverse proxy in front of every request gives the client's address, e.g. X-Real-IP or X-Forwarded-For (env CLIENT_IP_HEADER; empty: trust none; on Fly.io Fly-Client-IP is used)")
+	fs.StringVar(&c.PasswordPepper, "password-pepper", env("PASSWORD_PEPPER", ""), "secret mixed into every password hash; every node must share it, and changing it makes every password fail (env PASSWORD_PEPPER; default: the session secret)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "serve Prometheus metrics at /metrics on this address, apart from the public port (env METRICS_ADDR; empty: not served)")
+	return func() error {
+		var err error
+		if c.MaxConnsPerUser, err = parseCount(*maxUser, "-max-conns-per-user (MAX_CONNS_PER_USER)"); err != nil {
+			return err
+		}
+		if c.MaxConns, err = parseCount(*maxConns, "-max-conns (MAX_CONNS)"); err != nil {
+			return err
+		}
+		if c.SignupLimit, err = parseCount(*signups, "-signup-limit (SIGNUP_LIMIT)"); err != nil {
+			return err
+		}
+		if h := c.ClientIPHeader; h != "" && !headerNameRE.MatchString(h) {
+			return fmt.Errorf("invalid -client-ip-header (CLIENT_IP_HEADER) %q: want a header name such as X-Real-IP", h)
+		}
+		if c.PasswordPepper != "" && len(c.PasswordPepper) < 16 {
+			return errors.New("invalid -password-pepper (PASSWORD_PEPPER): use at least 16 characters (32 random bytes advised)")
+		}
+		if c.MetricsAddr != "" {
+			if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+				return fmt.Errorf("invalid -metrics-addr (METRICS_ADDR) %q: want host:port or :port", c.MetricsAddr)
+			}
+		}
+		return nil
+	}
 }
 
 // parseCount reads a non-negative whole number given to flag.
@@ -435,51 +450,18 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var handler http.Handler = srv
-	if lfs.Enabled() {
-		handler = nodes.forwarder(secret).Wrap(handler)
-	}
-	if cfg.ClientIPHeader != "" {
-		// Outside the forwarder, so that a forwarded write carries the
-		// client's address; inside the pinner, so that it wins over
-		// Fly-Client-IP when another proxy stands in front of Fly's.
-		handler = app.TrustClientHeader(cfg.ClientIPHeader, handler)
-	}
-	if cfg.FlyMachineID != "" {
-		handler = nodes.pinner().Wrap(handler)
-	}
-	bodyTimeout := app.BodyTimeout
-	if cfg.bodyTimeout != 0 {
-		bodyTimeout = cfg.bodyTimeout
-	}
-	handler = app.ReadBodyWithin(bodyTimeout, handler)
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           nodes.front(srv, secret),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	if cfg.MetricsAddr != "" {
-		mmux := http.NewServeMux()
-		mmux.Handle("GET /metrics", metrics.Handler())
-		stop, err := serveAside(cfg.MetricsAddr, "-metrics-addr", mmux)
-		if err != nil {
-			return err
-		}
-		defer stop()
+	stopAside, err := serveAsides(cfg, metrics)
+	if err != nil {
+		return err
 	}
-	if cfg.PprofAddr != "" {
-		pmux := http.NewServeMux()
-		pmux.HandleFunc("/debug/pprof/", pprof.Index)
-		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		stop, err := serveAside(cfg.PprofAddr, "-pprof-addr", pmux)
-		if err != nil {
-			return err
-		}
-		defer stop()
-	}
+	defer stopAside()
 
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
@@ -534,6 +516,39 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	stopBG()
 	bg.Wait()
 	return err
+}
+
+// serveAsides starts the servers beside the public port that cfg asks
+// for: metrics and pprof.
+func serveAsides(cfg *config, metrics *app.Metrics) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", metrics.Handler())
+		s, err := serveAside(cfg.MetricsAddr, "-metrics-addr", mmux)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	if cfg.PprofAddr != "" {
+		pmux := http.NewServeMux()
+		pmux.HandleFunc("/debug/pprof/", pprof.Index)
+		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s, err := serveAside(cfg.PprofAddr, "-pprof-addr", pmux)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	return stop, nil
 }
 
 // serveAside serves h on addr, an address of its own beside the public

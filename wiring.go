@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/url"
 	"sync"
 	"time"
@@ -195,6 +196,30 @@ func (w *clusterWiring) primary() (cluster.Member, bool) {
 		return *fallback, true
 	}
 	return cluster.Member{}, false
+}
+
+// front is what stands between the public port and the app: the body
+// deadline, Fly's pinning, the trusted client-address header and write
+// forwarding, outermost first.
+func (w *clusterWiring) front(srv http.Handler, secret []byte) http.Handler {
+	h := srv
+	if w.lfs.Enabled() {
+		h = w.forwarder(secret).Wrap(h)
+	}
+	if w.cfg.ClientIPHeader != "" {
+		// Outside the forwarder, so that a forwarded write carries the
+		// client's address; inside the pinner, so that it wins over
+		// Fly-Client-IP when another proxy stands in front of Fly's.
+		h = app.TrustClientHeader(w.cfg.ClientIPHeader, h)
+	}
+	if w.cfg.FlyMachineID != "" {
+		h = w.pinner().Wrap(h)
+	}
+	bodyTimeout := app.BodyTimeout
+	if w.cfg.bodyTimeout != 0 {
+		bodyTimeout = w.cfg.bodyTimeout
+	}
+	return app.ReadBodyWithin(bodyTimeout, h)
 }
 
 // forwarder sends writes that reach this node, when it is a replica, to the
