@@ -272,8 +272,12 @@ type flyConfig struct {
 		} `toml:"concurrency"`
 		Checks []flyCheck `toml:"checks"`
 	} `toml:"http_service"`
-	Checks map[string]flyCheck `toml:"checks"`
-	VM     []struct {
+	Checks  map[string]flyCheck `toml:"checks"`
+	Metrics struct {
+		Port int    `toml:"port"`
+		Path string `toml:"path"`
+	} `toml:"metrics"`
+	VM []struct {
 		Size    string `toml:"size"`
 		Memory  string `toml:"memory"`
 		CPUs    int    `toml:"cpus"`
@@ -755,6 +759,16 @@ func TestFlyTOML(t *testing.T) {
 		if in.Args != port {
 			t.Errorf("EXPOSE %s, but the app listens on %s", in.Args, port)
 		}
+	}
+
+	// Fly scrapes the metrics where the node serves them: on a port of
+	// their own, which no service exposes (docs/PROTOCOL.md §8).
+	_, mport, _ := net.SplitHostPort(cfg.MetricsAddr)
+	if fc.Metrics.Port == 0 || strconv.Itoa(fc.Metrics.Port) != mport || fc.Metrics.Path != "/metrics" {
+		t.Errorf("[metrics] %+v, but the node serves /metrics on %q", fc.Metrics, cfg.MetricsAddr)
+	}
+	if fc.Metrics.Port == fc.HTTPService.InternalPort {
+		t.Errorf("[metrics] port %d is the public service's port", fc.Metrics.Port)
 	}
 
 	// Liveness routes traffic; readiness is checked too. Every check path

@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -334,6 +335,24 @@ func TestFlags(t *testing.T) {
 		}
 	})
 
+	t.Run("connection caps: 32 per user, and the node's below its open-file limit", func(t *testing.T) {
+		c, err := parseConfig(nil, env(nil), &bytes.Buffer{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var lim syscall.Rlimit
+		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			t.Fatal(err)
+		}
+		if c.MaxConnsPerUser != 32 || c.MaxConns <= 0 || uint64(c.MaxConns) >= lim.Cur {
+			t.Fatalf("caps: %d per user, %d per node (open-file limit %d)", c.MaxConnsPerUser, c.MaxConns, lim.Cur)
+		}
+		c, err = parseConfig([]string{"-max-conns", "500"}, env(map[string]string{"MAX_CONNS_PER_USER": "4"}), &bytes.Buffer{})
+		if err != nil || c.MaxConns != 500 || c.MaxConnsPerUser != 4 {
+			t.Fatalf("%v %+v", err, c)
+		}
+	})
+
 	t.Run("on Fly.io it refuses to start without its secrets, saying how to set them", func(t *testing.T) {
 		_, err := parseConfig(nil, env(map[string]string{"FLY_MACHINE_ID": "148e21e4b16189", "FLY_APP_NAME": "notes"}), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "fly secrets set") || !strings.Contains(err.Error(), "GOSSIP_KEY") || !strings.Contains(err.Error(), "SESSION_SECRET") {
@@ -369,6 +388,11 @@ func TestFlags(t *testing.T) {
 			{nil, map[string]string{"SESSION_SECRET": "short"}, "SESSION_SECRET"},
 			{[]string{"-log-level", "loud"}, nil, "-log-level"},
 			{[]string{"stray"}, nil, "stray"},
+			{[]string{"-max-conns", "-1"}, nil, "-max-conns"},
+			{nil, map[string]string{"MAX_CONNS_PER_USER": "lots"}, "MAX_CONNS_PER_USER"},
+			{[]string{"-signup-limit", "1.5"}, nil, "-signup-limit"},
+			{nil, map[string]string{"PASSWORD_PEPPER": "short"}, "PASSWORD_PEPPER"},
+			{nil, map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, "CLIENT_IP_HEADER"},
 		}
 		for _, c := range cases {
 			_, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})

@@ -8,6 +8,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -24,6 +25,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -53,7 +55,10 @@ type config struct {
 	Node          string
 	Region        string
 	SessionSecret string
-	LogLevel      string
+	// PasswordPepper keys the HMAC in front of bcrypt; empty: the session
+	// secret does.
+	PasswordPepper string
+	LogLevel       string
 
 	// Cluster.
 	LiteFSDir      string
@@ -68,6 +73,15 @@ type config struct {
 	PublicURL      string
 	FlyMachineID   string
 	PprofAddr      string
+	MetricsAddr    string
+
+	// Limits (docs/PROTOCOL.md §8).
+	MaxConnsPerUser int
+	MaxConns        int
+	SignupLimit     int
+	// ClientIPHeader names the header in which a reverse proxy in front
+	// of the node gives the client's address; empty: none is trusted.
+	ClientIPHeader string
 
 	// Assistant (issue 5): an OpenAI-compatible chat-completions server;
 	// empty base URL: the built-in planner. The key is never logged.
@@ -78,10 +92,14 @@ type config struct {
 	// Test hooks.
 	refuseWebSocket bool
 	bcryptCost      int
+	bodyTimeout     time.Duration // default app.BodyTimeout
 	ready           chan<- string // receives the listening address
 }
 
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+var (
+	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
+	headerNameRE = regexp.MustCompile(`^[A-Za-z0-9-]{1,64}$`)
+)
 
 // parseConfig reads flags, with environment variables as defaults. A flag
 // given on the command line wins over its variable.
@@ -143,6 +161,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
+	limits := c.limitFlags(fs, env)
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -179,6 +198,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, errors.New("invalid -session-secret (SESSION_SECRET): use at least 16 characters (32 random bytes advised)")
 	}
 	if _, err := parseLevel(c.LogLevel); err != nil {
+		return nil, err
+	}
+	if err := limits(); err != nil {
 		return nil, err
 	}
 	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
@@ -231,6 +253,70 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		}
 	}
 	return c, nil
+}
+
+// limitFlags defines on fs the flags of what a node allows its clients
+// (docs/PROTOCOL.md §8) and of what it keeps from them: connection caps,
+// the sign-up limit, the trusted client-address header, the password
+// pepper and the metrics address. The returned func checks their values
+// into c once fs is parsed.
+func (c *config) limitFlags(fs *flag.FlagSet, env func(name, def string) string) func() error {
+	maxUser := fs.String("max-conns-per-user", env("MAX_CONNS_PER_USER", "32"), "real-time connections one user may hold on this node; the next is refused (env MAX_CONNS_PER_USER; 0: no cap)")
+	maxConns := fs.String("max-conns", env("MAX_CONNS", strconv.Itoa(defaultMaxConns())), "real-time connections this node holds at most; the next gets 503 (env MAX_CONNS; default: the open-file limit less a tenth; 0: no cap)")
+	signups := fs.String("signup-limit", env("SIGNUP_LIMIT", "20"), "sign-ups one client address may make per hour (env SIGNUP_LIMIT; 0: no limit)")
+	fs.StringVar(&c.ClientIPHeader, "client-ip-header", env("CLIENT_IP_HEADER", ""), "header in which the reverse proxy in front of every request gives the client's address, e.g. X-Real-IP or X-Forwarded-For (env CLIENT_IP_HEADER; empty: trust none; on Fly.io Fly-Client-IP is used)")
+	fs.StringVar(&c.PasswordPepper, "password-pepper", env("PASSWORD_PEPPER", ""), "secret mixed into every password hash; every node must share it, and changing it makes every password fail (env PASSWORD_PEPPER; default: the session secret)")
+	fs.StringVar(&c.MetricsAddr, "metrics-addr", env("METRICS_ADDR", ""), "serve Prometheus metrics at /metrics on this address, apart from the public port (env METRICS_ADDR; empty: not served)")
+	return func() error {
+		var err error
+		if c.MaxConnsPerUser, err = parseCount(*maxUser, "-max-conns-per-user (MAX_CONNS_PER_USER)"); err != nil {
+			return err
+		}
+		if c.MaxConns, err = parseCount(*maxConns, "-max-conns (MAX_CONNS)"); err != nil {
+			return err
+		}
+		if c.SignupLimit, err = parseCount(*signups, "-signup-limit (SIGNUP_LIMIT)"); err != nil {
+			return err
+		}
+		if h := c.ClientIPHeader; h != "" && !headerNameRE.MatchString(h) {
+			return fmt.Errorf("invalid -client-ip-header (CLIENT_IP_HEADER) %q: want a header name such as X-Real-IP", h)
+		}
+		if c.PasswordPepper != "" && len(c.PasswordPepper) < 16 {
+			return errors.New("invalid -password-pepper (PASSWORD_PEPPER): use at least 16 characters (32 random bytes advised)")
+		}
+		if c.MetricsAddr != "" {
+			if _, port, err := net.SplitHostPort(c.MetricsAddr); err != nil || port == "" {
+				return fmt.Errorf("invalid -metrics-addr (METRICS_ADDR) %q: want host:port or :port", c.MetricsAddr)
+			}
+		}
+		return nil
+	}
+}
+
+// parseCount reads a non-negative whole number given to flag.
+func parseCount(s, flag string) (int, error) {
+	n, err := strconv.Atoi(strings.TrimSpace(s))
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid %s %q: want a whole number, 0 or more", flag, s)
+	}
+	return n, nil
+}
+
+// defaultMaxConns is the node's default cap on real-time connections: the
+// process's open-file limit less a tenth (at least 100), which is left to
+// the database, the listeners and short requests. Go raises the soft limit
+// to the hard one at start, so this is the limit the node runs with.
+func defaultMaxConns() int {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return 0
+	}
+	n := min(lim.Cur, 1<<24)
+	keep := max(n/10, 100)
+	if n <= 2*keep {
+		return int(n / 2)
+	}
+	return int(n - keep)
 }
 
 func parseLevel(s string) (slog.Level, error) {
@@ -299,6 +385,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	hub.Logger = logger
 	hub.Node = cfg.Node
 	hub.PresenceMessage = app.PresenceMessage
+	hub.MaxConnsPerUser = cfg.MaxConnsPerUser
+	hub.MaxConns = cfg.MaxConns
 	metrics := app.NewMetrics(hub)
 
 	store := app.NewStore(db, cfg.Node)
@@ -310,6 +398,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if cfg.bcryptCost != 0 {
 		store.BcryptCost = cfg.bcryptCost
 	}
+	store.PasswordPepper = passwordPepper(cfg, secret)
 	feed, err := app.NewFeed(ctx, store, hub, logger)
 	if err != nil {
 		return err
@@ -350,6 +439,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		Replication:     nodes.replicationReport,
 		ClusterStatus:   nodes.status,
 		EndSession:      nodes.endSession,
+		SignupLimit:     cfg.SignupLimit,
+		HSTS:            cfg.FlyMachineID != "", // fly.toml: force_https
 		RefuseWebSocket: cfg.refuseWebSocket,
 
 		AssistantBaseURL: cfg.AssistantBaseURL,
@@ -359,34 +450,18 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var handler http.Handler = srv
-	if lfs.Enabled() {
-		handler = nodes.forwarder(secret).Wrap(handler)
-	}
-	if cfg.FlyMachineID != "" {
-		handler = nodes.pinner().Wrap(handler)
-	}
 	httpSrv := &http.Server{
-		Handler:           handler,
+		Handler:           nodes.front(srv, secret),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	if cfg.PprofAddr != "" {
-		pln, err := net.Listen("tcp", cfg.PprofAddr)
-		if err != nil {
-			return fmt.Errorf("listen on -pprof-addr %s: %w", cfg.PprofAddr, err)
-		}
-		defer pln.Close()
-		pmux := http.NewServeMux()
-		pmux.HandleFunc("/debug/pprof/", pprof.Index)
-		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		psrv := &http.Server{Handler: pmux, ReadHeaderTimeout: 10 * time.Second}
-		go func() { _ = psrv.Serve(pln) }()
-		defer psrv.Close()
+	stopAside, err := serveAsides(cfg, metrics)
+	if err != nil {
+		return err
 	}
+	defer stopAside()
 
 	bgCtx, stopBG := context.WithCancel(context.Background())
 	var bg sync.WaitGroup
@@ -414,7 +489,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- httpSrv.Serve(ln) }()
-	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary())
+	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary(),
+		"max_conns", cfg.MaxConns, "max_conns_per_user", cfg.MaxConnsPerUser)
 	fmt.Fprintf(stdout, "notesync %s (%s) on http://%s\n", cfg.Node, cfg.Region, displayAddr(ln.Addr()))
 	if cfg.ready != nil {
 		cfg.ready <- ln.Addr().String()
@@ -440,6 +516,51 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	stopBG()
 	bg.Wait()
 	return err
+}
+
+// serveAsides starts the servers beside the public port that cfg asks
+// for: metrics and pprof.
+func serveAsides(cfg *config, metrics *app.Metrics) (stop func(), err error) {
+	var stops []func()
+	stop = func() {
+		for _, s := range stops {
+			s()
+		}
+	}
+	if cfg.MetricsAddr != "" {
+		mmux := http.NewServeMux()
+		mmux.Handle("GET /metrics", metrics.Handler())
+		s, err := serveAside(cfg.MetricsAddr, "-metrics-addr", mmux)
+		if err != nil {
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	if cfg.PprofAddr != "" {
+		pmux := http.NewServeMux()
+		pmux.HandleFunc("/debug/pprof/", pprof.Index)
+		pmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		pmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		s, err := serveAside(cfg.PprofAddr, "-pprof-addr", pmux)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		stops = append(stops, s)
+	}
+	return stop, nil
+}
+
+// serveAside serves h on addr, an address of its own beside the public
+// HTTP port (named by flag in errors), until stop is called.
+func serveAside(addr, flag string, h http.Handler) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 // waitRole waits until LiteFS has said whether this node is primary.
@@ -488,7 +609,7 @@ func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	n := fs.Int("n", 3, "number of nodes")
-	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200)")
+	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200, metrics +300)")
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
 	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
@@ -503,7 +624,7 @@ func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if *n < 1 || *n > 50 {
 		return fmt.Errorf("invalid -n %d: want 1 to 50", *n)
 	}
-	if *basePort < 1 || *basePort+200+*n > 65535 {
+	if *basePort < 1 || *basePort+300+*n > 65535 {
 		return fmt.Errorf("invalid -base-port %d", *basePort)
 	}
 	if ip := net.ParseIP(*host); ip == nil || !ip.IsLoopback() {
@@ -620,7 +741,7 @@ func sessionSecret(cfg *config) ([]byte, error) {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("read session secret: %w", err)
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
 	raw := make([]byte, 32)
@@ -630,6 +751,19 @@ func sessionSecret(cfg *config) ([]byte, error) {
 		return nil, fmt.Errorf("write session secret: %w", err)
 	}
 	return []byte(secret), nil
+}
+
+// passwordPepper is the key of the HMAC that passwords go through before
+// bcrypt: derived from -password-pepper, else from the session secret. A
+// deployment that changes its session secret (which signs everyone out)
+// keeps its passwords working by setting the old one as the pepper.
+func passwordPepper(cfg *config, sessionSecret []byte) []byte {
+	from := sessionSecret
+	if cfg.PasswordPepper != "" {
+		from = []byte(cfg.PasswordPepper)
+	}
+	key := sha256.Sum256(append([]byte("notesync password pepper\x00"), from...))
+	return key[:]
 }
 
 // displayAddr turns ":8080" into "localhost:8080" for the start-up line.

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
 	"sync"
 	"time"
 
@@ -195,6 +198,30 @@ func (w *clusterWiring) primary() (cluster.Member, bool) {
 	return cluster.Member{}, false
 }
 
+// front is what stands between the public port and the app: the body
+// deadline, Fly's pinning, the trusted client-address header and write
+// forwarding, outermost first.
+func (w *clusterWiring) front(srv http.Handler, secret []byte) http.Handler {
+	h := srv
+	if w.lfs.Enabled() {
+		h = w.forwarder(secret).Wrap(h)
+	}
+	if w.cfg.ClientIPHeader != "" {
+		// Outside the forwarder, so that a forwarded write carries the
+		// client's address; inside the pinner, so that it wins over
+		// Fly-Client-IP when another proxy stands in front of Fly's.
+		h = app.TrustClientHeader(w.cfg.ClientIPHeader, h)
+	}
+	if w.cfg.FlyMachineID != "" {
+		h = w.pinner().Wrap(h)
+	}
+	bodyTimeout := app.BodyTimeout
+	if w.cfg.bodyTimeout != 0 {
+		bodyTimeout = w.cfg.bodyTimeout
+	}
+	return app.ReadBodyWithin(bodyTimeout, h)
+}
+
 // forwarder sends writes that reach this node, when it is a replica, to the
 // primary: proxied locally, answered with fly-replay on Fly.
 func (w *clusterWiring) forwarder(secret []byte) *cluster.Forwarder {
@@ -230,11 +257,12 @@ type clusterStatus struct {
 	Replication *cluster.Replication `json:"replication,omitempty"`
 }
 
+// memberStatus shows no address of a member's: gossip and private
+// addresses are of no use to a browser and tell an attacker where to look.
 type memberStatus struct {
 	Name        string `json:"name"`
 	Region      string `json:"region"`
-	Addr        string `json:"addr"`
-	HTTPURL     string `json:"http_url"`
+	HTTPURL     string `json:"http_url"` // see memberLink
 	State       string `json:"state"`
 	Role        string `json:"role"`
 	Connections int64  `json:"connections"`
@@ -258,21 +286,33 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 		if m.Name == st.Primary {
 			role = "primary"
 		}
-		link := m.HTTP
-		if m.Public != "" {
-			link = m.Public
-		}
-		if w.cfg.FlyMachineID != "" && m.Machine != "" {
-			// A node's private address is no use to a browser: on Fly a tab
-			// reaches a node through the app's URL, pinned to the machine.
-			link = "/?node=" + m.Machine
-		}
 		st.Members = append(st.Members, memberStatus{
-			Name: m.Name, Region: m.Region, Addr: m.Addr, HTTPURL: link,
+			Name: m.Name, Region: m.Region, HTTPURL: w.memberLink(m),
 			State: m.State, Role: role, Connections: int64(conns[m.Name]),
 		})
 	}
 	return st, nil
+}
+
+// memberLink is where the page's cluster panel sends a person to reach
+// member m: on Fly, the app's own URL pinned to the member's machine; the
+// URL its operator gave browsers (-public-url); on a cluster on this
+// machine, its loopback URL, which is the one a person opens; anywhere else
+// a tab pinned to it by name (docs/PROTOCOL.md §3), so that a private
+// address is never shown.
+func (w *clusterWiring) memberLink(m cluster.Member) string {
+	if w.cfg.FlyMachineID != "" && m.Machine != "" {
+		return "/?node=" + url.QueryEscape(m.Machine)
+	}
+	if m.Public != "" {
+		return m.Public
+	}
+	if u, err := url.Parse(m.HTTP); err == nil && u.Host != "" {
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || ip != nil && ip.IsLoopback() {
+			return m.HTTP
+		}
+	}
+	return "/?node=" + url.QueryEscape(m.Name)
 }
 
 // replication describes this node's copy of the database and whether it

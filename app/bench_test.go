@@ -2,7 +2,12 @@ package app
 
 import (
 	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // BenchmarkCreateNote measures note writes on plain disk: one writer at a
@@ -33,4 +38,52 @@ func BenchmarkCreateNote(b *testing.B) {
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "writes/s")
 		})
 	}
+}
+
+// BenchmarkWriteWithParkedReads measures the CPU a note write costs this
+// node, from its commit until the change feed has pushed it, while other
+// users' min_version reads wait (docs/PROTOCOL.md §8): a parked read wakes
+// for its own user's changes only, so the others should cost nothing.
+func BenchmarkWriteWithParkedReads(b *testing.B) {
+	for _, parked := range []int{0, 200} {
+		b.Run(fmt.Sprintf("parked-%d", parked), func(b *testing.B) {
+			ts := newTestServer(b, func(c *Config) { c.MinVersionWait = time.Hour })
+			ctx, cancel := context.WithCancel(context.Background())
+			var wg sync.WaitGroup
+			defer func() { cancel(); wg.Wait() }()
+			for i := 0; i < parked; i++ {
+				cookie, _ := mustLogIn(b, ts.srv.Sessions, mustUser(b, ts.store, fmt.Sprintf("reader%d", i)))
+				wg.Go(func() {
+					req, _ := http.NewRequestWithContext(ctx, "GET", ts.URL+"/api/notes?min_version=1000000", nil)
+					req.AddCookie(cookie)
+					if resp, err := http.DefaultClient.Do(req); err == nil {
+						resp.Body.Close()
+					}
+				})
+			}
+			for ts.srv.parkedCount() < parked {
+				time.Sleep(time.Millisecond)
+			}
+			w := mustUser(b, ts.store, "writer")
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				pushed, done := ts.srv.Feed.Await(w.ID)
+				if _, err := ts.store.CreateNote(context.Background(), w.ID, "a note body", Idempotency{}); err != nil {
+					b.Fatal(err)
+				}
+				<-pushed
+				done()
+			}
+			b.StopTimer()
+			b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/write")
+		})
+	}
+}
+
+// cpuTime is the CPU time (user and system) this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

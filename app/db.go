@@ -59,7 +59,7 @@ const BusyTimeout = 5 * time.Second
 // false and only reads the schema version.
 func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return nil, fmt.Errorf("create database dir: %w", err)
 		}
 	}
@@ -88,7 +88,33 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 			return nil, err
 		}
 	}
+	if err := restrictFiles(path); err != nil {
+		db.Close()
+		return nil, err
+	}
 	return db, nil
+}
+
+// restrictFiles makes the database and its -wal and -shm files readable by
+// this user only: they hold session ids. SQLite creates a database 0644
+// and gives its -wal and -shm files the database's mode, so narrowing the
+// database covers those made later. (Directories are made 0700.) On a
+// LiteFS mount, modes are LiteFS's own and this changes nothing.
+func restrictFiles(path string) error {
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		fi, err := os.Stat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			continue
+		} else if err != nil {
+			return fmt.Errorf("restrict database files: %w", err)
+		}
+		if fi.Mode().Perm()&0o077 != 0 {
+			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
+				return fmt.Errorf("restrict database files: %w", err)
+			}
+		}
+	}
+	return nil
 }
 
 // openPool opens a pool of at most conns connections that are kept open.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 )
 
 // Error codes: what went wrong, in terms a client can act on. Each maps to
@@ -19,6 +20,7 @@ const (
 	EINTERNAL      = "internal"      // a bug or an outage: details are logged, not shown
 	EUNSUPPORTED   = "unsupported"   // wrong content type
 	ETOOLARGE      = "too_large"     // request body over the limit
+	ETIMEOUT       = "timeout"       // request body did not arrive in time
 	EUNPROCESSABLE = "unprocessable" // well-formed but cannot be applied
 	ESTALE         = "stale"         // made against a revision that is no longer current
 )
@@ -80,8 +82,25 @@ var codeStatus = map[string]int{
 	EINTERNAL:      http.StatusInternalServerError,
 	EUNSUPPORTED:   http.StatusUnsupportedMediaType,
 	ETOOLARGE:      http.StatusRequestEntityTooLarge,
+	ETIMEOUT:       http.StatusRequestTimeout,
 	EUNPROCESSABLE: http.StatusUnprocessableEntity,
 	ESTALE:         http.StatusPreconditionFailed,
+}
+
+// setErrorHeaders sets the headers that go with an error answer:
+// Retry-After, and Connection: close after a body that did not arrive (the
+// rest of it may still be on its way).
+func setErrorHeaders(w http.ResponseWriter, err error) {
+	var e *Error
+	if !errors.As(err, &e) {
+		return
+	}
+	if e.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
+	}
+	if e.Code == ETIMEOUT {
+		w.Header().Set("Connection", "close")
+	}
 }
 
 // ErrorStatus maps err to its HTTP status: the one place where domain errors

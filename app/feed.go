@@ -40,9 +40,15 @@ type Feed struct {
 
 	poke chan struct{}
 
-	mu       sync.Mutex
-	last     int64         // seq of the last change pushed
-	advanced chan struct{} // closed and replaced whenever last grows
+	mu      sync.Mutex
+	last    int64              // seq of the last change pushed
+	waiting map[int64]*waiters // user → reads waiting for that user's next change
+}
+
+// waiters share one channel, closed at their user's next change.
+type waiters struct {
+	changed chan struct{}
+	n       int // reads holding it
 }
 
 // NewFeed returns a feed that starts after the newest change present now.
@@ -59,7 +65,7 @@ func NewFeed(ctx context.Context, store *Store, pub Publisher, logger *slog.Logg
 		Batch:        1000,
 		poke:         make(chan struct{}, 1),
 		last:         last,
-		advanced:     make(chan struct{}),
+		waiting:      map[int64]*waiters{},
 	}, nil
 }
 
@@ -129,16 +135,35 @@ func (f *Feed) pushOnce(ctx context.Context) (int, error) {
 	}
 	f.mu.Lock()
 	f.last = cs[len(cs)-1].Seq
-	close(f.advanced)
-	f.advanced = make(chan struct{})
+	for _, c := range cs {
+		if w := f.waiting[c.UserID]; w != nil {
+			close(w.changed)
+			delete(f.waiting, c.UserID)
+		}
+	}
 	f.mu.Unlock()
 	return len(cs), nil
 }
 
-// Advanced returns a channel that is closed the next time the feed reads
-// new changes: a cheap way to wait for this node's database to move.
-func (f *Feed) Advanced() <-chan struct{} {
+// Await returns a channel that is closed the next time the feed reads a
+// change of userID's: a cheap way to wait for this node's copy of that
+// user's notes to move. Changes of other users do not close it. Call done
+// once no longer waiting.
+func (f *Feed) Await(userID int64) (changed <-chan struct{}, done func()) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.advanced
+	w := f.waiting[userID]
+	if w == nil {
+		w = &waiters{changed: make(chan struct{})}
+		f.waiting[userID] = w
+	}
+	w.n++
+	return w.changed, func() {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		w.n--
+		if w.n == 0 && f.waiting[userID] == w {
+			delete(f.waiting, userID)
+		}
+	}
 }

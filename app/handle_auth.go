@@ -3,7 +3,6 @@ package app
 import (
 	"errors"
 	"math"
-	"net"
 	"net/http"
 	"strconv"
 	"time"
@@ -31,27 +30,62 @@ func (s *Server) handleAuthPage(mode string) http.HandlerFunc {
 // renderAuthError re-renders the form with the reason and the fitting
 // status.
 func (s *Server) renderAuthError(w http.ResponseWriter, r *http.Request, mode, username string, err error) {
+	if s.clientGone(r, err) {
+		return
+	}
 	status := ErrorStatus(err)
 	if status >= 500 {
 		s.Logger.Error("auth", "mode", mode, "err", err)
 	}
-	var e *Error
-	if errors.As(err, &e) && e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", itoa(e.RetryAfter))
-	}
+	setErrorHeaders(w, err)
 	s.render(w, r, status, "login.html", authPage{Mode: mode, Error: ErrorMessage(err), Username: username})
 }
 
-func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
+// Log-in and sign-up limits (docs/PROTOCOL.md §8). Failed log-ins are
+// counted per username and client address, and per client address; a
+// username alone is slowed down past a few failures, never shut out (see
+// DeviceCookie). Every sign-up counts, per client address.
+const (
+	loginWindow      = 10 * time.Minute
+	loginsPerPair    = 5
+	loginsPerAddr    = 20
+	loginsPerUser    = 5 // then spaced out, from 1 s doubling to a minute
+	loginUserSpacing = time.Second
+	signupWindow     = time.Hour
+)
+
+// readAuthForm reads the username and password of a log-in or sign-up form.
+func readAuthForm(w http.ResponseWriter, r *http.Request) (username, password string, err error) {
 	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	username := NormalizeUsername(r.PostFormValue("username"))
-	password := r.PostFormValue("password")
-	u, err := s.Store.CreateUser(r.Context(), username, password)
+	if err := parseForm(r, 16<<10); err != nil {
+		return "", "", bodyError(err, "unreadable form")
+	}
+	return NormalizeUsername(r.PostForm.Get("username")), r.PostForm.Get("password"), nil
+}
+
+func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
+	username, password, err := readAuthForm(w, r)
+	if err == nil {
+		err = ValidateCredentials(username, password)
+	}
 	if err != nil {
 		s.renderAuthError(w, r, "signup", username, err)
 		return
 	}
-	if err := s.startSession(w, r, u); err != nil {
+	if s.SignupLimit > 0 {
+		// Every sign-up costs a password hash, whatever its outcome.
+		res, wait := s.signups.Reserve(Rule{Key: clientKey(r), Max: s.SignupLimit})
+		if wait > 0 {
+			s.renderAuthError(w, r, "signup", username, tooMany("Too many sign-ups from your network", wait))
+			return
+		}
+		defer res.Settle(true)
+	}
+	u, err := s.Store.CreateUser(r.Context(), username, password)
+	if err == nil {
+		err = s.startSession(w, r, u)
+	}
+	if err != nil {
 		s.renderAuthError(w, r, "signup", username, err)
 		return
 	}
@@ -59,32 +93,59 @@ func (s *Server) handleSignup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	username := NormalizeUsername(r.PostFormValue("username"))
-	password := r.PostFormValue("password")
-	addr := clientAddr(r)
-	if wait := max(s.userLimit.Check("u:"+username), s.addrLimit.Check("a:"+addr)); wait > 0 {
-		s.renderAuthError(w, r, "login", username, &Error{
-			Code:       ETOOMANY,
-			Message:    "too many failed log-ins; try again later",
-			RetryAfter: retryAfter(wait),
-		})
-		return
+	username, password, err := readAuthForm(w, r)
+	if err == nil {
+		err = checkPasswordLength(password, 0)
 	}
-	u, err := s.Store.Authenticate(r.Context(), username, password)
 	if err != nil {
-		if ErrorCode(err) == EUNAUTHORIZED {
-			s.userLimit.Fail("u:" + username)
-			s.addrLimit.Fail("a:" + addr)
-		}
 		s.renderAuthError(w, r, "login", username, err)
 		return
 	}
-	if err := s.startSession(w, r, u); err != nil {
+	// The place is taken before the password is checked, so that guesses
+	// sent in parallel are counted before any of them is checked.
+	addr := clientKey(r)
+	rules := []Rule{
+		{Key: "ua:" + username + "\x00" + addr, Max: loginsPerPair},
+		{Key: "a:" + addr, Max: loginsPerAddr},
+	}
+	if !s.Sessions.KnownDevice(r, username) {
+		rules = append(rules, Rule{Key: "u:" + username, Max: loginsPerUser, Slow: loginUserSpacing})
+	}
+	res, wait := s.logins.Reserve(rules...)
+	if wait > 0 {
+		s.renderAuthError(w, r, "login", username, tooMany("Too many failed log-ins", wait))
+		return
+	}
+	u, err := s.Store.Authenticate(r.Context(), username, password)
+	res.Settle(ErrorCode(err) == EUNAUTHORIZED)
+	if err == nil {
+		err = s.startSession(w, r, u)
+	}
+	if err != nil {
 		s.renderAuthError(w, r, "login", username, err)
 		return
 	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+// tooMany is the 429 of a limit, saying when to try again.
+func tooMany(what string, wait time.Duration) error {
+	secs := retryAfter(wait)
+	return &Error{Code: ETOOMANY, Message: what + ". Try again in " + inWords(secs) + ".", RetryAfter: secs}
+}
+
+// inWords says a number of seconds in plain words: "45 seconds", "3 minutes".
+func inWords(secs int) string {
+	plural := func(n int, unit string) string {
+		if n == 1 {
+			return "1 " + unit
+		}
+		return itoa(n) + " " + unit + "s"
+	}
+	if secs < 60 {
+		return plural(secs, "second")
+	}
+	return plural((secs+59)/60, "minute")
 }
 
 // startSession stores a new session for u and sets its cookie.
@@ -97,7 +158,10 @@ func (s *Server) startSession(w http.ResponseWriter, r *http.Request, u *User) e
 	sess.ID = ""
 	sess.IsNew = true
 	sess.Values = map[any]any{"user_id": u.ID, "username": u.Username}
-	return s.Sessions.Save(r, w, sess)
+	if err := s.Sessions.Save(r, w, sess); err != nil {
+		return err
+	}
+	return s.Sessions.RememberDevice(w, r, u.Username)
 }
 
 // handleLogout ends the session everywhere: the row is deleted (so the
@@ -132,15 +196,6 @@ func (s *Server) requireUser(h func(http.ResponseWriter, *http.Request, *Session
 		}
 		h(w, r, u)
 	})
-}
-
-// clientAddr is the client's IP address as this node sees it.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return r.RemoteAddr
-	}
-	return host
 }
 
 func itoa(n int) string { return strconv.Itoa(n) }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -52,8 +53,10 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 }
 
 // listAtLeast returns the user's notes at min_version or later, waiting a
-// bounded time for this node's database to catch up.
-func (s *Server) listAtLeast(r *http.Request, userID int64) ([]Note, int64, error) {
+// bounded time for this node's database to catch up. A read that has to
+// wait is parked: it wakes only when this user's notes move, and one
+// session parks at most MaxParkedReads reads at a time (docs/PROTOCOL.md §8).
+func (s *Server) listAtLeast(r *http.Request, u *Session) ([]Note, int64, error) {
 	var min int64
 	if q := r.URL.Query().Get("min_version"); q != "" {
 		v, err := strconv.ParseInt(q, 10, 64)
@@ -63,28 +66,62 @@ func (s *Server) listAtLeast(r *http.Request, userID int64) ([]Note, int64, erro
 		min = v
 	}
 	ctx := r.Context()
-	deadline := time.NewTimer(s.MinVersionWait)
-	defer deadline.Stop()
+	var deadline <-chan time.Time
 	for {
 		// Take the wake-up channel before reading, so a change that lands
 		// between the read and the wait is not slept through.
-		advanced := s.Feed.Advanced()
-		notes, version, err := s.Store.ListNotes(ctx, userID)
+		changed, done := s.Feed.Await(u.ID)
+		notes, version, err := s.Store.ListNotes(ctx, u.ID)
 		if err != nil || version >= min {
+			done()
 			return notes, version, err
 		}
+		if deadline == nil {
+			if !s.park(u.SessionID) {
+				done()
+				return nil, 0, &Error{Code: ETOOMANY, Message: "too many reads of this session are waiting for min_version; try again shortly", RetryAfter: 1}
+			}
+			defer s.unpark(u.SessionID)
+			t := time.NewTimer(s.MinVersionWait)
+			defer t.Stop()
+			deadline = t.C
+		}
 		select {
-		case <-advanced:
-		case <-deadline.C:
+		case <-changed:
+			done()
+		case <-deadline:
+			done()
 			return nil, 0, &Error{Code: EUNAVAILABLE, Message: "this node has not caught up to min_version yet", RetryAfter: 1}
 		case <-ctx.Done():
+			done()
 			return nil, 0, ctx.Err()
 		}
 	}
 }
 
+// park counts a parked read of a session; it reports false when the session
+// has MaxParkedReads parked already.
+func (s *Server) park(sessionID string) bool {
+	s.parkedMu.Lock()
+	defer s.parkedMu.Unlock()
+	if s.parked[sessionID] >= s.MaxParkedReads {
+		return false
+	}
+	s.parked[sessionID]++
+	return true
+}
+
+// unpark ends a parked read of a session.
+func (s *Server) unpark(sessionID string) {
+	s.parkedMu.Lock()
+	defer s.parkedMu.Unlock()
+	if s.parked[sessionID]--; s.parked[sessionID] <= 0 {
+		delete(s.parked, sessionID)
+	}
+}
+
 func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *Session) {
-	notes, version, err := s.listAtLeast(r, u.ID)
+	notes, version, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -95,7 +132,7 @@ func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *
 }
 
 func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *Session) {
-	notes, version, err := s.listAtLeast(r, u.ID)
+	notes, version, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -253,7 +290,7 @@ func readNoteWrite(w http.ResponseWriter, r *http.Request) (string, Idempotency,
 		}
 		body = *in.Body
 	case "application/x-www-form-urlencoded", "multipart/form-data":
-		if err := r.ParseMultipartForm(maxWriteBody); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		if err := parseForm(r, maxWriteBody); err != nil {
 			return "", Idempotency{}, bodyError(err, "malformed form")
 		}
 		if _, ok := r.PostForm["body"]; !ok {
@@ -271,11 +308,27 @@ func readNoteWrite(w http.ResponseWriter, r *http.Request) (string, Idempotency,
 	return body, idem, err
 }
 
+// parseForm parses a urlencoded or multipart form body. ParseMultipartForm
+// alone answers ErrNotMultipart for a urlencoded body and drops the error
+// of reading it (a body over the limit, or one that never arrived).
+func parseForm(r *http.Request, maxMemory int64) error {
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	if err := r.ParseMultipartForm(maxMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return err
+	}
+	return nil
+}
+
 // bodyError turns a body read error into a client error.
 func bodyError(err error, what string) error {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return Errorf(ETOOLARGE, "request body is over %d bytes", mbe.Limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return Errorf(ETIMEOUT, "the request body did not arrive within %d s; send it again", int(BodyTimeout/time.Second))
 	}
 	if errors.Is(err, io.EOF) {
 		return Errorf(EINVALID, "%s: empty body", what)

@@ -83,7 +83,6 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *Sessio
 		"members": []map[string]any{{
 			"name":        s.Node,
 			"region":      s.Region,
-			"addr":        r.Host,
 			"http_url":    "",
 			"state":       "alive",
 			"role":        "primary",
@@ -105,7 +104,8 @@ func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, name
 	_, _ = buf.WriteTo(w)
 }
 
-// staticHandler serves the embedded assets with a short cache lifetime.
+// staticHandler serves the embedded assets with a short cache lifetime,
+// unless the answer is no-store already (securityHeaders).
 func staticHandler() http.Handler {
 	fsys := staticFiles()
 	files := http.FileServerFS(fsys)
@@ -114,7 +114,9 @@ func staticHandler() http.Handler {
 			http.NotFound(w, r)
 			return
 		}
-		w.Header().Set("Cache-Control", "public, max-age=300")
+		if w.Header().Get("Cache-Control") == "" {
+			w.Header().Set("Cache-Control", "public, max-age=300")
+		}
 		files.ServeHTTP(w, r)
 	})
 }

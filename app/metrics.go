@@ -72,6 +72,16 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 			func() float64 { return float64(hub.Stats().Dropped) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_slow_disconnects_total", Help: "Connections closed for falling behind."},
 			func() float64 { return float64(hub.Stats().SlowClosed) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_connections_refused_total",
+			Help:        "Real-time connections refused: the user held their per-node cap (user_limit, 1013 or 429), or the node held its cap (node_limit, 503).",
+			ConstLabels: prometheus.Labels{"reason": "user_limit"}},
+			func() float64 { return float64(hub.Stats().RefusedUserFull) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_connections_refused_total",
+			Help:        "Real-time connections refused: the user held their per-node cap (user_limit, 1013 or 429), or the node held its cap (node_limit, 503).",
+			ConstLabels: prometheus.Labels{"reason": "node_limit"}},
+			func() float64 { return float64(hub.Stats().RefusedNodeFull) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections_max", Help: "The node's cap on open real-time connections (0: none)."},
+			func() float64 { return float64(hub.MaxConns) }),
 	)
 	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
 	return m

@@ -58,7 +58,8 @@ func snippet(body string) string {
 	return s
 }
 
-// ValidateNoteBody checks a note body: 1–10,000 characters of valid UTF-8.
+// ValidateNoteBody checks a note body: 1–10,000 characters of valid UTF-8,
+// not all of them blank.
 func ValidateNoteBody(body string) error {
 	if !utf8.ValidString(body) {
 		return Errorf(EINVALID, "body must be valid UTF-8")
@@ -66,6 +67,9 @@ func ValidateNoteBody(body string) error {
 	n := utf8.RuneCountInString(body)
 	if n == 0 {
 		return Errorf(EINVALID, "body must not be empty")
+	}
+	if strings.TrimSpace(body) == "" {
+		return Errorf(EINVALID, "body is only spaces and line breaks; write something in it")
 	}
 	if n > MaxNoteChars {
 		return Errorf(EINVALID, "body is %d characters; the limit is %d", n, MaxNoteChars)

@@ -24,6 +24,9 @@ type Store struct {
 	OnCommit func(userID, version int64)
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
+	// PasswordPepper keys the HMAC that passwords go through before bcrypt
+	// (user_store.go); every node must have the same one.
+	PasswordPepper []byte
 	// ObserveBatch, if set, is called after each group commit with the
 	// number of writes it carried and how long the transaction took.
 	ObserveBatch func(writes int, took time.Duration)

@@ -38,9 +38,8 @@ func (s *Server) routes() http.Handler {
 	// Operations.
 	mux.HandleFunc("GET /healthz", s.handleHealthz)
 	mux.HandleFunc("GET /readyz", s.handleReadyz)
-	if s.Metrics != nil {
-		mux.Handle("GET /metrics", s.Metrics.Handler())
-	}
+	// GET /metrics is not here: it is served on an address of its own
+	// (-metrics-addr), never on the public port (docs/PROTOCOL.md §8).
 
 	cop := http.NewCrossOriginProtection()
 	cop.SetDenyHandler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -50,5 +49,5 @@ func (s *Server) routes() http.Handler {
 	if s.Metrics != nil {
 		h = s.Metrics.instrument(mux, h)
 	}
-	return h
+	return s.securityHeaders(h)
 }

@@ -54,6 +54,19 @@ type Config struct {
 	// MinVersionWait bounds how long a read with min_version waits for this
 	// node's database to catch up before answering 503.
 	MinVersionWait time.Duration
+	// MaxParkedReads bounds the reads with min_version one session may
+	// have waiting at a time (default 32, one per tab at the per-user
+	// connection cap); the next one is answered 429.
+	MaxParkedReads int
+
+	// SignupLimit is how many sign-ups one client address may make per
+	// hour (0: no limit).
+	SignupLimit int
+
+	// HSTS makes every answer tell browsers to use https only: set it
+	// when the node is reached through a TLS proxy that redirects http to
+	// https (Fly.io).
+	HSTS bool
 
 	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
 	// fallback in tests.
@@ -77,13 +90,16 @@ type Config struct {
 // operations routes.
 type Server struct {
 	Config
-	endpoint  *realtime.Endpoint
-	tmpl      *template.Template
-	userLimit *Limiter // failed log-ins per username
-	addrLimit *Limiter // failed log-ins per client address
-	handler   http.Handler
+	endpoint *realtime.Endpoint
+	tmpl     *template.Template
+	logins   *Limiter // failed log-ins
+	signups  *Limiter // sign-ups per client address
+	handler  http.Handler
 
 	assistantRuns sync.Map // user id → struct{}: the user's running agent
+
+	parkedMu sync.Mutex
+	parked   map[string]int // session id → reads waiting for min_version
 }
 
 // NewServer builds the server; templates are parsed once here.
@@ -94,6 +110,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MinVersionWait == 0 {
 		cfg.MinVersionWait = 3 * time.Second
 	}
+	if cfg.MaxParkedReads == 0 {
+		cfg.MaxParkedReads = 32
+	}
 	tmpl, err := template.New("").Funcs(template.FuncMap{
 		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"human":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
@@ -103,10 +122,11 @@ func NewServer(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		Config:    cfg,
-		tmpl:      tmpl,
-		userLimit: NewLimiter(5, 10*time.Minute),
-		addrLimit: NewLimiter(20, 10*time.Minute),
+		Config:  cfg,
+		tmpl:    tmpl,
+		logins:  NewLimiter(loginWindow),
+		signups: NewLimiter(signupWindow),
+		parked:  map[string]int{},
 	}
 	if s.EndSession == nil {
 		s.EndSession = func(id string) {
@@ -172,6 +192,17 @@ func (s *Server) identify(r *http.Request) (*Session, error) {
 	return &Session{ID: id, Username: name, SessionID: sess.ID}, nil
 }
 
+// clientGone reports whether err is only the client having gone away (its
+// request's context canceled): not a failure of the server, and nobody is
+// left to answer. It is noted at debug level.
+func (s *Server) clientGone(r *http.Request, err error) bool {
+	if !errors.Is(err, context.Canceled) || r.Context().Err() == nil {
+		return false
+	}
+	s.Logger.Debug("client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+	return true
+}
+
 // writeJSON answers with v as JSON.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -182,20 +213,19 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // writeError answers err as {"error": "..."} with its status; internal
 // errors are logged in full and shown as "internal error".
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if s.clientGone(r, err) {
+		return
+	}
 	status := ErrorStatus(err)
 	if status >= 500 && ErrorCode(err) == EINTERNAL {
 		s.Logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 	}
+	setErrorHeaders(w, err)
 	body := map[string]any{"error": ErrorMessage(err)}
 	var e *Error
-	if errors.As(err, &e) {
-		if e.RetryAfter > 0 {
-			w.Header().Set("Retry-After", itoa(e.RetryAfter))
-		}
-		if e.Code == ESTALE && e.Note != nil {
-			body["note"] = e.Note
-			w.Header().Set("ETag", etag(e.Note.Rev))
-		}
+	if errors.As(err, &e) && e.Code == ESTALE && e.Note != nil {
+		body["note"] = e.Note
+		w.Header().Set("ETag", etag(e.Note.Rev))
 	}
 	writeJSON(w, status, body)
 }

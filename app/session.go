@@ -34,6 +34,7 @@ type SessionStore struct {
 	store  *Store
 	codec  securecookie.Codec // signs new cookies; JSON inside
 	legacy securecookie.Codec // reads cookies signed before, gob inside
+	device securecookie.Codec // signs DeviceCookie
 	// Options are the cookie options of new sessions. Secure is set per
 	// request when it arrived over https.
 	Options sessions.Options
@@ -87,10 +88,15 @@ func NewSessionStore(store *Store, secret []byte) *SessionStore {
 	codec.SetSerializer(securecookie.JSONEncoder{})
 	legacy := securecookie.New(key[:], nil)
 	legacy.MaxAge(int(SessionTTL / time.Second))
+	deviceKey := sha512.Sum512(append([]byte("notesync device cookie\x00"), secret...))
+	device := securecookie.New(deviceKey[:], nil)
+	device.MaxAge(int(deviceTTL / time.Second))
+	device.SetSerializer(securecookie.JSONEncoder{})
 	return &SessionStore{
 		store:  store,
 		codec:  codec,
 		legacy: legacy,
+		device: device,
 		Options: sessions.Options{
 			Path:     "/",
 			MaxAge:   int(SessionTTL / time.Second),

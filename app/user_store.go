@@ -1,12 +1,17 @@
 package app
 
 import (
+	"bytes"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/mattn/go-sqlite3"
 	"golang.org/x/crypto/bcrypt"
@@ -23,16 +28,68 @@ var usernameRE = regexp.MustCompile(`^[a-z0-9_-]{3,32}$`)
 // NormalizeUsername lower-cases and trims a typed username.
 func NormalizeUsername(s string) string { return strings.ToLower(strings.TrimSpace(s)) }
 
+// Password lengths, in bytes. Every byte counts.
+const (
+	MinPasswordBytes = 8
+	MaxPasswordBytes = 256
+)
+
 // ValidateCredentials checks a username (3–32 of [a-z0-9_-]) and a password
 // (8–256 bytes).
 func ValidateCredentials(username, password string) error {
 	if !usernameRE.MatchString(username) {
 		return Errorf(EINVALID, "username must be 3–32 characters of a–z, 0–9, _ and -")
 	}
-	if len(password) < 8 || len(password) > 256 {
-		return Errorf(EINVALID, "password must be 8–256 bytes long")
+	return checkPasswordLength(password, MinPasswordBytes)
+}
+
+// checkPasswordLength checks that a password is min to MaxPasswordBytes
+// bytes long.
+func checkPasswordLength(password string, min int) error {
+	if n := len(password); n > MaxPasswordBytes {
+		return Errorf(EINVALID, "password is %d bytes; the limit is %d bytes", n, MaxPasswordBytes)
+	} else if n < min {
+		return Errorf(EINVALID, "password must be %d–%d bytes long", min, MaxPasswordBytes)
 	}
 	return nil
+}
+
+// pepperedPrefix marks a password hash made by hashPassword. A hash without
+// it is bcrypt of the password itself, as made before: it still verifies,
+// and is replaced at the next log-in.
+const pepperedPrefix = "$hmac-sha256$"
+
+// prehash is what bcrypt sees of a password: its HMAC-SHA256 under the
+// pepper, in base64. bcrypt reads 72 bytes at most; this way every byte of
+// a 256-byte password counts, and a stolen database alone is not enough to
+// guess passwords offline.
+func (s *Store) prehash(password string) []byte {
+	mac := hmac.New(sha256.New, s.PasswordPepper)
+	mac.Write([]byte(password))
+	return []byte(base64.RawStdEncoding.EncodeToString(mac.Sum(nil)))
+}
+
+// hashPassword makes the stored hash of a password.
+func (s *Store) hashPassword(password string) ([]byte, error) {
+	hash, err := bcrypt.GenerateFromPassword(s.prehash(password), s.BcryptCost)
+	if err != nil {
+		return nil, fmt.Errorf("hash password: %w", err)
+	}
+	return append([]byte(pepperedPrefix), hash...), nil
+}
+
+// checkPassword reports whether password matches a stored hash, and
+// whether that hash is of the kind made before pepperedPrefix.
+func (s *Store) checkPassword(hash []byte, password string) (ok, old bool) {
+	if rest, found := bytes.CutPrefix(hash, []byte(pepperedPrefix)); found {
+		return bcrypt.CompareHashAndPassword(rest, s.prehash(password)) == nil, false
+	}
+	// bcrypt alone ignores what follows byte 72; such passwords could not
+	// be set then, so a longer one cannot be the right one.
+	if len(password) > 72 {
+		return false, true
+	}
+	return bcrypt.CompareHashAndPassword(hash, []byte(password)) == nil, true
 }
 
 // CreateUser adds an account.
@@ -40,9 +97,9 @@ func (s *Store) CreateUser(ctx context.Context, username, password string) (*Use
 	if err := ValidateCredentials(username, password); err != nil {
 		return nil, err
 	}
-	hash, err := bcrypt.GenerateFromPassword([]byte(password), s.BcryptCost)
+	hash, err := s.hashPassword(password)
 	if err != nil {
-		return nil, fmt.Errorf("hash password: %w", err)
+		return nil, err
 	}
 	res, err := s.db.write.ExecContext(ctx, `INSERT INTO users (username, password_hash, created_at) VALUES (?, ?, ?)`,
 		username, hash, s.now().UnixMilli())
@@ -60,25 +117,55 @@ func (s *Store) CreateUser(ctx context.Context, username, password string) (*Use
 	return &User{ID: id, Username: username}, nil
 }
 
-// dummyHash is compared against when the user does not exist, so that a
-// failed log-in takes as long for an unknown name as for a wrong password.
-var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("notesync-dummy-password"), bcrypt.DefaultCost)
+// dummyHashes hold, per bcrypt cost, a hash that a log-in for an unknown
+// name is compared with, so that it takes as long as a wrong password.
+var dummyHashes sync.Map // cost → []byte
+
+// dummyHash is the dummy hash at the store's cost.
+func (s *Store) dummyHash() []byte {
+	if h, ok := dummyHashes.Load(s.BcryptCost); ok {
+		return h.([]byte)
+	}
+	h, _ := bcrypt.GenerateFromPassword([]byte("notesync-dummy-password"), s.BcryptCost)
+	dummyHashes.Store(s.BcryptCost, h)
+	return h
+}
 
 // Authenticate returns the user with that name and password; a wrong name
-// or password is EUNAUTHORIZED (without saying which).
+// or password is EUNAUTHORIZED (without saying which). A hash of the kind
+// made before pepperedPrefix is replaced once the password matched it.
 func (s *Store) Authenticate(ctx context.Context, username, password string) (*User, error) {
 	var u User
 	var hash []byte
 	err := s.db.read.QueryRowContext(ctx, `SELECT id, username, password_hash FROM users WHERE username = ?`, username).
 		Scan(&u.ID, &u.Username, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(password))
+		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), s.prehash(password))
 		return nil, Errorf(EUNAUTHORIZED, "wrong username or password")
 	} else if err != nil {
 		return nil, fmt.Errorf("read user: %w", err)
 	}
-	if bcrypt.CompareHashAndPassword(hash, []byte(password)) != nil {
+	ok, old := s.checkPassword(hash, password)
+	if !ok {
 		return nil, Errorf(EUNAUTHORIZED, "wrong username or password")
 	}
+	if old {
+		if err := s.rehash(ctx, u.ID, hash, password); err != nil {
+			return nil, err
+		}
+	}
 	return &u, nil
+}
+
+// rehash replaces a user's old-kind hash, unless it changed meanwhile.
+func (s *Store) rehash(ctx context.Context, userID int64, old []byte, password string) error {
+	hash, err := s.hashPassword(password)
+	if err != nil {
+		return err
+	}
+	_, err = s.db.write.ExecContext(ctx, `UPDATE users SET password_hash = ? WHERE id = ? AND password_hash = ?`, hash, userID, old)
+	if err != nil {
+		return fmt.Errorf("upgrade password hash: %w", err)
+	}
+	return nil
 }

@@ -29,21 +29,22 @@ import (
 
 // config is every flag of the tool.
 type config struct {
-	URLs       []string
-	Start      string
-	Users      int
-	Clients    int
-	Rate       float64
-	Duration   time.Duration
-	WriteNodes []int // 0-based indexes into URLs
-	Workers    int
-	JSON       string
-	Timeout    time.Duration
-	StaleEvery int
-	PprofAddr  string
-	NodeExe    string // with -start: a prebuilt notesync binary instead of go build
-	Storm      int    // 1-based node to restart after the write phase; 0: none
-	Quiet      bool
+	URLs        []string
+	MetricsURLs []string // where each node serves /metrics (-metrics-addr)
+	Start       string
+	Users       int
+	Clients     int
+	Rate        float64
+	Duration    time.Duration
+	WriteNodes  []int // 0-based indexes into URLs
+	Workers     int
+	JSON        string
+	Timeout     time.Duration
+	StaleEvery  int
+	PprofAddr   string
+	NodeExe     string // with -start: a prebuilt notesync binary instead of go build
+	Storm       int    // 1-based node to restart after the write phase; 0: none
+	Quiet       bool
 	// Exe is the program re-executed as a worker (os.Args[0]).
 	Exe string
 }
@@ -85,6 +86,7 @@ func parseFlags(args []string) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	urls := fs.String("urls", "", "comma-separated base URLs of running nodes (loopback only)")
+	murls := fs.String("metrics-urls", "", "with -urls: each node's metrics base URL (its -metrics-addr; `go run . cluster` serves them at the HTTP port +300)")
 	fs.StringVar(&c.Start, "start", "", "start the nodes: single or cluster (instead of -urls)")
 	fs.IntVar(&c.Users, "users", 10, "users to sign up")
 	fs.IntVar(&c.Clients, "clients", 100, "WebSocket clients (tabs), spread over users and nodes")
@@ -112,6 +114,14 @@ func parseFlags(args []string) (config, error) {
 				return c, fmt.Errorf("-urls: %q is not a loopback URL", u)
 			}
 			c.URLs = append(c.URLs, u)
+		}
+		for _, u := range strings.Split(*murls, ",") {
+			if u = strings.TrimRight(strings.TrimSpace(u), "/"); u != "" {
+				c.MetricsURLs = append(c.MetricsURLs, u)
+			}
+		}
+		if len(c.MetricsURLs) != len(c.URLs) {
+			return c, fmt.Errorf("-metrics-urls: give one per -urls node (/metrics is not on the public port)")
 		}
 	}
 	if *wn != "all" && *wn != "" {
@@ -473,7 +483,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			fmt.Fprintf(os.Stderr, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
 		}
 	}
-	urls := cfg.URLs
+	urls, murls := cfg.URLs, cfg.MetricsURLs
 	var restart func(int) error
 	if cfg.Start != "" {
 		n, err := startNodes(ctx, cfg.Start, cfg.NodeExe, cfg.PprofAddr, logf)
@@ -481,7 +491,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			return nil, err
 		}
 		defer func() { logf("stopping nodes"); n.stop() }()
-		urls = n.URLs
+		urls, murls = n.URLs, n.MetricsURLs
 		restart = n.restart
 	}
 	if cfg.Storm < 0 || cfg.Storm > len(urls) || cfg.Storm > 0 && restart == nil {
@@ -534,7 +544,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 
 	// Idle baseline.
 	idle := make([]map[string]float64, len(urls))
-	for i, u := range urls {
+	for i, u := range murls {
 		m, err := metrics(u)
 		if err != nil {
 			return nil, fmt.Errorf("metrics of %s: %w", u, err)
@@ -642,7 +652,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	// Memory once the nodes count every connection and settle a moment.
 	waitUntil(ctx, 30*time.Second, func() bool {
 		var total float64
-		for _, u := range urls {
+		for _, u := range murls {
 			if m, err := metrics(u); err == nil {
 				total += m["notesync_connections"] - 0
 			}
@@ -656,7 +666,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	sleepCtx(ctx, time.Second)
 	loaded := make([]map[string]float64, len(urls))
 	for i, u := range urls {
-		m, err := metrics(u)
+		m, err := metrics(murls[i])
 		if err != nil {
 			return res, err
 		}
@@ -702,7 +712,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	res.DrainTimedOut = !drained
 	sleepCtx(ctx, 600*time.Millisecond) // duplicates, stale checks, last progress
 	var cpu float64
-	for i, u := range urls {
+	for i, u := range murls {
 		m, err := metrics(u)
 		if err != nil {
 			return res, err

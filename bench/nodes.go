@@ -22,8 +22,9 @@ import (
 
 // nodes is what the tool drives: URLs, and how to stop what it started.
 type nodes struct {
-	URLs []string
-	stop func()
+	URLs        []string
+	MetricsURLs []string
+	stop        func()
 	// restart stops node i (0-based) and has it started again; it returns
 	// once the old process has exited.
 	restart func(i int) error
@@ -86,6 +87,10 @@ func waitReady(ctx context.Context, url string, d time.Duration) error {
 	return fmt.Errorf("%s not ready: %s", url, last)
 }
 
+// nodeEnv is the environment of the nodes the tool starts: quiet logs, and
+// no sign-up limit (every user signs up from this machine's address).
+var nodeEnv = []string{"LOG_LEVEL=warn", "SIGNUP_LIMIT=0"}
+
 // startNodes starts one node or a LiteFS cluster in a temporary directory.
 // stop() stops every process and removes the directory.
 func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(string, ...any)) (*nodes, error) {
@@ -114,8 +119,15 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			os.RemoveAll(tmp)
 			return nil, err
 		}
+		mport, err := freePort("127.0.0.1")
+		if err != nil {
+			os.RemoveAll(tmp)
+			return nil, err
+		}
 		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		args := []string{"-http-addr", "127.0.0.1:" + strconv.Itoa(port), "-data-dir", filepath.Join(tmp, "data")}
+		murl := "http://127.0.0.1:" + strconv.Itoa(mport)
+		args := []string{"-http-addr", "127.0.0.1:" + strconv.Itoa(port), "-data-dir", filepath.Join(tmp, "data"),
+			"-metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
 		if pprofAddr != "" {
 			args = append(args, "-pprof-addr", pprofAddr)
 		}
@@ -129,7 +141,7 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 		var done chan struct{}
 		launch := func() error {
 			c := exec.Command(exe, args...)
-			c.Env = append(os.Environ(), "LOG_LEVEL=warn")
+			c.Env = append(os.Environ(), nodeEnv...)
 			c.Stdout, c.Stderr = logFile, logFile
 			// A group of its own: Ctrl-C reaches only us, and we stop it.
 			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
@@ -174,7 +186,7 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			kill()
 			return launch()
 		}
-		return &nodes{URLs: []string{url}, stop: stop, restart: restart}, nil
+		return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, stop: stop, restart: restart}, nil
 	case "cluster":
 		if err := cluster.CheckFUSE(); err != nil {
 			os.RemoveAll(tmp)
@@ -199,7 +211,7 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 		l := &cluster.Launcher{
 			N: 3, BasePort: 18081, Host: host, Dir: filepath.Join(tmp, "nodes"),
 			Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
-			ExtraEnv: []string{"LOG_LEVEL=warn"}, Stdout: pw,
+			ExtraEnv: nodeEnv, Stdout: pw,
 		}
 		cctx, cancel := context.WithCancel(context.Background())
 		if err := l.Start(ctx); err != nil {
@@ -230,7 +242,8 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			}
 			return nil
 		}
-		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)}, stop: stop, restart: restart}, nil
+		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)},
+			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, stop: stop, restart: restart}, nil
 	}
 	os.RemoveAll(tmp)
 	return nil, fmt.Errorf("-start must be single or cluster, not %q", mode)

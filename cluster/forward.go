@@ -1,31 +1,45 @@
 package cluster
 
 import (
+	"bytes"
 	"context"
 	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
 // Headers a replica adds to a request it forwards to the primary. They are
-// signed with the cluster secret; a request carrying them unsigned or badly
-// signed is refused, so clients cannot pose as a replica.
+// signed with the cluster secret, together with the request's method, URI,
+// body and Cookie header; a request carrying them unsigned or badly signed
+// is refused, so clients cannot pose as a replica. The primary remembers
+// each nonce until its deadline, so a captured forwarded request cannot be
+// sent again, nor with another cookie or body.
 const (
 	HeaderClient    = "X-Notesync-Client"   // the client's address as the replica saw it
 	HeaderDeadline  = "X-Notesync-Deadline" // unix ms by which the replica gives up
 	HeaderFrom      = "X-Notesync-From"     // the forwarding node's name
+	HeaderNonce     = "X-Notesync-Nonce"    // random, once per forwarded request
 	HeaderSignature = "X-Notesync-Signature"
 )
+
+// MaxForwardBody bounds the body of a forwarded request, which is read
+// whole to be signed: well above any body the app takes.
+const MaxForwardBody = 1 << 20
 
 // DefaultForwardTimeout bounds a forwarded write: docs/PROTOCOL.md §3 wants an answer
 // within 5 s while no primary is reachable.
@@ -54,14 +68,32 @@ type Forwarder struct {
 	Timeout time.Duration
 	Logger  *slog.Logger
 
-	proxy *httputil.ReverseProxy
+	proxy  *httputil.ReverseProxy
+	nonces nonceLog
 }
 
-// sign returns the signature of a forwarded request's identity.
-func (f *Forwarder) sign(method, uri, client, deadline, from string) string {
+// signed is what a forwarding signature covers.
+type signed struct {
+	method, uri, client, deadline, from, nonce string
+	body                                       [sha256.Size]byte // of the body
+	cookie                                     [sha256.Size]byte // of the Cookie header(s)
+}
+
+// signedOf returns what the signature of a request covers, given its body
+// and the values of the forwarding headers.
+func signedOf(r *http.Request, body []byte, client, deadline, from, nonce string) signed {
+	return signed{
+		method: r.Method, uri: r.URL.RequestURI(), client: client, deadline: deadline, from: from, nonce: nonce,
+		body:   sha256.Sum256(body),
+		cookie: sha256.Sum256([]byte(strings.Join(r.Header.Values("Cookie"), "\n"))),
+	}
+}
+
+// sign returns the signature of a forwarded request.
+func (f *Forwarder) sign(s signed) string {
 	mac := hmac.New(sha256.New, append([]byte("notesync forward\x00"), f.Secret...))
-	for _, s := range []string{method, uri, client, deadline, from} {
-		mac.Write([]byte(s))
+	for _, v := range []string{s.method, s.uri, s.client, s.deadline, s.from, s.nonce, string(s.body[:]), string(s.cookie[:])} {
+		mac.Write([]byte(v))
 		mac.Write([]byte{0})
 	}
 	return base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
@@ -79,16 +111,18 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			target, _ := url.Parse(pr.In.Context().Value(targetKey{}).(string))
+			fw := pr.In.Context().Value(forwardKey{}).(forwarding)
+			target, _ := url.Parse(fw.target)
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // same-origin checks on the primary see the client's host
 			client := clientIP(pr.In.RemoteAddr)
 			deadline := strconv.FormatInt(time.Now().Add(f.Timeout).UnixMilli(), 10)
-			uri := pr.In.URL.RequestURI()
+			nonce := newNonce()
 			pr.Out.Header.Set(HeaderClient, client)
 			pr.Out.Header.Set(HeaderDeadline, deadline)
 			pr.Out.Header.Set(HeaderFrom, f.Node)
-			pr.Out.Header.Set(HeaderSignature, f.sign(pr.In.Method, uri, client, deadline, f.Node))
+			pr.Out.Header.Set(HeaderNonce, nonce)
+			pr.Out.Header.Set(HeaderSignature, f.sign(signedOf(pr.In, fw.body, client, deadline, f.Node, nonce)))
 		},
 		// A fresh connection per forwarded write: a write sent over a
 		// pooled connection to a primary that just died fails in a way that
@@ -103,8 +137,13 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(HeaderSignature) != "" || r.Header.Get(HeaderFrom) != "" {
-			r2, deadline, err := f.verify(r)
+			r2, deadline, err := f.verify(w, r)
 			if err != nil {
+				var be *bodyError
+				if errors.As(err, &be) {
+					writeBodyError(w, be)
+					return
+				}
 				writeError(w, http.StatusForbidden, 0, err.Error())
 				return
 			}
@@ -143,12 +182,98 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, 1, "no primary is reachable; nothing was written")
 			return
 		}
-		ctx := context.WithValue(r.Context(), targetKey{}, target)
+		body, err := readBody(w, r)
+		if err != nil {
+			writeBodyError(w, err)
+			return
+		}
+		ctx := context.WithValue(r.Context(), forwardKey{}, forwarding{target: target, body: body})
 		f.proxy.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
-type targetKey struct{}
+// forwarding is what Rewrite needs of a request being forwarded.
+type forwarding struct {
+	target string
+	body   []byte
+}
+
+type forwardKey struct{}
+
+// readBody reads a request's body whole (at most MaxForwardBody), so that
+// it can be signed or checked, and puts it back for the handler or proxy.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, *bodyError) {
+	if r.Body == nil || r.Body == http.NoBody {
+		return nil, nil
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxForwardBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		switch {
+		case errors.As(err, &mbe):
+			return nil, &bodyError{http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over %d bytes", MaxForwardBody)}
+		case errors.Is(err, os.ErrDeadlineExceeded):
+			return nil, &bodyError{http.StatusRequestTimeout, "the request body did not arrive in time; send it again"}
+		default:
+			return nil, &bodyError{http.StatusBadRequest, "unreadable request body"}
+		}
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.ContentLength = int64(len(body))
+	return body, nil
+}
+
+// bodyError is a body that could not be read, with its answer.
+type bodyError struct {
+	status int
+	msg    string
+}
+
+func (e *bodyError) Error() string { return e.msg }
+
+func writeBodyError(w http.ResponseWriter, e *bodyError) {
+	if e.status == http.StatusRequestTimeout {
+		w.Header().Set("Connection", "close")
+	}
+	writeError(w, e.status, 0, e.msg)
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b) // crypto/rand.Read never fails (Go 1.24+)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// nonceLog remembers the nonces of forwarded requests until their
+// deadlines, after which a request is refused anyway.
+type nonceLog struct {
+	mu     sync.Mutex
+	seen   map[string]int64 // nonce → deadline, unix ms
+	pruned int64
+}
+
+// first records nonce until deadline and reports whether it is new.
+func (l *nonceLog) first(nonce string, deadline int64) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	now := time.Now().UnixMilli()
+	if l.seen == nil {
+		l.seen = map[string]int64{}
+	}
+	if now-l.pruned > 1000 {
+		l.pruned = now
+		for n, d := range l.seen {
+			if d < now {
+				delete(l.seen, n)
+			}
+		}
+	}
+	if _, ok := l.seen[nonce]; ok {
+		return false
+	}
+	l.seen[nonce] = deadline
+	return true
+}
 
 // proxyError answers a failed forward: 503 when the request never reached
 // the primary (it has not happened), 504 when it was sent and its outcome
@@ -164,21 +289,28 @@ func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error
 	writeError(w, http.StatusGatewayTimeout, 1, "the primary did not answer; the write may or may not have happened: retry with the same Idempotency-Key")
 }
 
-// verify checks a forwarded request's signature and deadline and returns it
-// with the client's address as RemoteAddr.
-func (f *Forwarder) verify(r *http.Request) (*http.Request, time.Time, error) {
-	client, deadline, from := r.Header.Get(HeaderClient), r.Header.Get(HeaderDeadline), r.Header.Get(HeaderFrom)
-	want := f.sign(r.Method, r.URL.RequestURI(), client, deadline, from)
-	if len(f.Secret) == 0 || !hmac.Equal([]byte(want), []byte(r.Header.Get(HeaderSignature))) {
+// verify checks a forwarded request's signature, deadline and nonce, and
+// returns it with the client's address as RemoteAddr.
+func (f *Forwarder) verify(w http.ResponseWriter, r *http.Request) (*http.Request, time.Time, error) {
+	body, berr := readBody(w, r)
+	if berr != nil {
+		return nil, time.Time{}, berr
+	}
+	client, deadline, from, nonce := r.Header.Get(HeaderClient), r.Header.Get(HeaderDeadline), r.Header.Get(HeaderFrom), r.Header.Get(HeaderNonce)
+	want := f.sign(signedOf(r, body, client, deadline, from, nonce))
+	if len(f.Secret) == 0 || nonce == "" || !hmac.Equal([]byte(want), []byte(r.Header.Get(HeaderSignature))) {
 		return nil, time.Time{}, errors.New("forged or damaged forwarding headers")
 	}
 	ms, err := strconv.ParseInt(deadline, 10, 64)
 	if err != nil || time.Now().UnixMilli() > ms {
 		return nil, time.Time{}, errors.New("forwarded request past its deadline")
 	}
+	if !f.nonces.first(nonce, ms) {
+		return nil, time.Time{}, errors.New("forwarded request already received")
+	}
 	r2 := r.Clone(r.Context())
 	r2.RemoteAddr = net.JoinHostPort(client, "0")
-	for _, h := range []string{HeaderClient, HeaderDeadline, HeaderFrom, HeaderSignature} {
+	for _, h := range []string{HeaderClient, HeaderDeadline, HeaderFrom, HeaderNonce, HeaderSignature} {
 		r2.Header.Del(h)
 	}
 	return r2, time.UnixMilli(ms), nil

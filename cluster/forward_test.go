@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"bytes"
 	"io"
 	"log/slog"
 	"net"
@@ -96,9 +97,10 @@ func TestForwarder(t *testing.T) {
 			t.Fatal("a forged request reached the handler")
 		}
 		f := &Forwarder{Secret: []byte("s3cret")}
-		sig := f.sign("POST", "/api/notes", "1.2.3.4", "99999999999999", "node2")
+		req := httptest.NewRequest("POST", "/api/notes", nil)
+		sig := f.sign(signedOf(req, []byte(`{"body":"x"}`), "1.2.3.4", "99999999999999", "node2", "n1"))
 		// A signature for another client address does not verify.
-		resp, _ = post(t, p.URL+"/api/notes", HeaderFrom, "node2", HeaderClient, "5.6.7.8", HeaderDeadline, "99999999999999", HeaderSignature, sig)
+		resp, _ = post(t, p.URL+"/api/notes", HeaderFrom, "node2", HeaderClient, "5.6.7.8", HeaderDeadline, "99999999999999", HeaderNonce, "n1", HeaderSignature, sig)
 		if resp.StatusCode != http.StatusForbidden {
 			t.Fatalf("tampered client address: %d", resp.StatusCode)
 		}
@@ -128,6 +130,67 @@ func TestForwarder(t *testing.T) {
 			t.Fatalf("%d %s after %v", resp.StatusCode, body, time.Since(start))
 		}
 	})
+}
+
+func TestForwardedRequestCannotBeReplayed(t *testing.T) {
+	p, got := primaryApp(t, 0)
+	// Between the replica and the primary, something records what passes.
+	type captured struct {
+		header http.Header
+		body   []byte
+	}
+	caught := make(chan captured, 1)
+	tap := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		caught <- captured{r.Header.Clone(), body}
+		req, _ := http.NewRequest(r.Method, p.URL+r.URL.RequestURI(), bytes.NewReader(body))
+		req.Header = r.Header.Clone()
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			w.WriteHeader(http.StatusBadGateway)
+			return
+		}
+		defer resp.Body.Close()
+		w.WriteHeader(resp.StatusCode)
+		io.Copy(w, resp.Body)
+	}))
+	defer tap.Close()
+	r := replica(t, tap.URL, 2*time.Second)
+	if resp, body := post(t, r.URL+"/api/notes", "Cookie", "notesync_session=alice"); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("forwarded write: %d %s", resp.StatusCode, body)
+	}
+	<-got
+	c := <-caught
+
+	replay := func(cookie, body string) int {
+		req, _ := http.NewRequest("POST", p.URL+"/api/notes", strings.NewReader(body))
+		req.Header = c.header.Clone()
+		if cookie != "" {
+			req.Header.Set("Cookie", cookie)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tc := range []struct{ what, cookie, body string }{
+		{"as it was", "", string(c.body)},
+		{"with another cookie", "notesync_session=mallory", string(c.body)},
+		{"with another body", "", `{"body":"mallory's"}`},
+	} {
+		if status := replay(tc.cookie, tc.body); status != http.StatusForbidden {
+			t.Errorf("replayed %s: %d, want 403", tc.what, status)
+		}
+	}
+	if len(got) != 0 {
+		t.Fatal("a replayed request reached the handler")
+	}
+	// A fresh forwarded write still goes through.
+	if resp, body := post(t, r.URL+"/api/notes", "Cookie", "notesync_session=alice"); resp.StatusCode != http.StatusCreated {
+		t.Fatalf("second forwarded write: %d %s", resp.StatusCode, body)
+	}
 }
 
 func TestForwardedStreamOutlivesTheDeadline(t *testing.T) {

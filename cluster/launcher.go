@@ -110,6 +110,18 @@ func (l *Launcher) hostAddr(i int) string {
 	return net.JoinHostPort(l.Host, strconv.Itoa(l.BasePort+i-1))
 }
 
+// MetricsURL returns node i's metrics base URL on this machine (1-based):
+// /metrics is served there, not on the node's public port.
+func (l *Launcher) MetricsURL(i int) string {
+	return "http://" + l.hostMetricsAddr(i)
+}
+
+// hostMetricsAddr is where node i's metrics are reached from this machine
+// (with Netns, the launcher's forward).
+func (l *Launcher) hostMetricsAddr(i int) string {
+	return net.JoinHostPort(l.Host, strconv.Itoa(l.BasePort+300+i-1))
+}
+
 // nodeHost is the address node i binds: Host, or with Netns its own
 // address in its namespace.
 func (l *Launcher) nodeHost(i int) string {
@@ -119,7 +131,8 @@ func (l *Launcher) nodeHost(i int) string {
 	return l.Host
 }
 
-// Ports of node i: HTTP at BasePort+i-1, LiteFS at +100, gossip at +200.
+// Ports of node i: HTTP at BasePort+i-1, LiteFS at +100, gossip at +200,
+// metrics at +300.
 func (l *Launcher) httpAddr(i int) string {
 	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+i-1))
 }
@@ -128,6 +141,9 @@ func (l *Launcher) litefsAddr(i int) string {
 }
 func (l *Launcher) gossipAddr(i int) string {
 	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+200+i-1))
+}
+func (l *Launcher) metricsAddr(i int) string {
+	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+300+i-1))
 }
 
 // Start takes the lock on Dir, clears what an earlier run left behind,
@@ -217,14 +233,16 @@ func (l *Launcher) describe() string {
 // Netns only the forwarded HTTP ports are on the machine.
 func (l *Launcher) checkAddrs() error {
 	for i := 1; l.Netns && i <= l.N; i++ {
-		ln, err := net.Listen("tcp", l.hostAddr(i))
-		if err != nil {
-			return fmt.Errorf("%s is taken (another cluster or program listens there): stop it, or choose another -base-port", l.hostAddr(i))
+		for _, addr := range []string{l.hostAddr(i), l.hostMetricsAddr(i)} {
+			ln, err := net.Listen("tcp", addr)
+			if err != nil {
+				return fmt.Errorf("%s is taken (another cluster or program listens there): stop it, or choose another -base-port", addr)
+			}
+			ln.Close()
 		}
-		ln.Close()
 	}
 	for i := 1; !l.Netns && i <= l.N; i++ {
-		for _, addr := range []string{l.httpAddr(i), l.litefsAddr(i), l.gossipAddr(i)} {
+		for _, addr := range []string{l.httpAddr(i), l.litefsAddr(i), l.gossipAddr(i), l.metricsAddr(i)} {
 			ln, err := net.Listen("tcp", addr)
 			if err != nil {
 				return fmt.Errorf("%s is taken (another cluster or program listens there): stop it, or choose another -base-port", addr)
@@ -322,6 +340,7 @@ func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 		"NODE_NAME=" + n.name,
 		"LITEFS_HOSTNAME=" + n.name,
 		"HTTP_ADDR=" + n.httpAddr,
+		"METRICS_ADDR=" + l.metricsAddr(i),
 		"PUBLIC_URL=" + l.URL(i), // with Netns, not where the node listens
 		"DATA_DIR=" + filepath.Join(base, "app"),
 		"DATABASE_PATH=",
@@ -518,19 +537,21 @@ func (l *Launcher) openNetwork() error {
 	}
 	l.net = nw
 	for i := 1; i <= l.N; i++ {
-		ns, target := nw.nodes[i-1], l.httpAddr(i)
-		dial := func(ctx context.Context) (conn net.Conn, err error) {
-			err = nw.in(ns, func() error {
-				conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
-				return err
-			})
-			return conn, err
+		for _, fw := range [][2]string{{l.hostAddr(i), l.httpAddr(i)}, {l.hostMetricsAddr(i), l.metricsAddr(i)}} {
+			ns, from, target := nw.nodes[i-1], fw[0], fw[1]
+			dial := func(ctx context.Context) (conn net.Conn, err error) {
+				err = nw.in(ns, func() error {
+					conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
+					return err
+				})
+				return conn, err
+			}
+			f, err := startForward(from, dial, l.Logger)
+			if err != nil {
+				return fmt.Errorf("forward %s to node%d: %w", from, i, err)
+			}
+			l.fwds = append(l.fwds, f)
 		}
-		f, err := startForward(l.hostAddr(i), dial, l.Logger)
-		if err != nil {
-			return fmt.Errorf("forward %s to node%d: %w", l.hostAddr(i), i, err)
-		}
-		l.fwds = append(l.fwds, f)
 	}
 	return nil
 }

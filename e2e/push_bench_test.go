@@ -133,7 +133,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	if _, m, _, err := u.do("GET", c.URL(1)+"/metrics", ""); err == nil {
+	if _, m, _, err := u.do("GET", c.MetricsURL(1)+"/metrics", ""); err == nil {
 		for _, line := range strings.Split(m, "\n") {
 			if strings.HasPrefix(line, "notesync_write_batch_size_sum") || strings.HasPrefix(line, "notesync_write_batch_size_count") ||
 				strings.HasPrefix(line, "notesync_write_batch_seconds_sum") || strings.HasPrefix(line, "notesync_write_batch_seconds_count") {

@@ -70,9 +70,14 @@ type hello struct {
 // catch-up message when since is below the current version. Registration
 // comes first so that no change committed after the version is read can be
 // missed; changes at or below it are filtered out by the connection.
+//
+// c holds a place reserved with Hub.reserve, which open takes over: it is
+// given back when c is not registered (errHubClosed, errUserFull) and when
+// c closes.
 func (e *Endpoint) open(ctx context.Context, c *Conn, since int64, hasSince bool) error {
-	if !e.Hub.add(c) {
-		return errors.New("hub closed")
+	if err := e.Hub.add(c); err != nil {
+		e.Hub.release()
+		return err
 	}
 	v, err := e.Version(ctx, c.id.UserID)
 	if err != nil {
@@ -109,6 +114,21 @@ func parseSince(s string) (int64, bool, error) {
 		return 0, false, errors.New("since must be a non-negative integer")
 	}
 	return v, true, nil
+}
+
+// Retry-After values, in seconds, of refused connections: a full node
+// (its connections end over minutes; the page's backoff spreads the
+// retries), and a user at their cap (a tab must close first).
+const (
+	nodeFullRetryAfter = "5"
+	userFullRetryAfter = "10"
+)
+
+// refuseNodeFull answers a connection the hub has no place for, before any
+// upgrade: 503 with Retry-After.
+func refuseNodeFull(w http.ResponseWriter) {
+	w.Header().Set("Retry-After", nodeFullRetryAfter)
+	writeJSONError(w, http.StatusServiceUnavailable, "this node is at its connection limit; try again shortly")
 }
 
 func writeJSONError(w http.ResponseWriter, status int, msg string) {

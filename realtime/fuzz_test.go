@@ -3,12 +3,13 @@ package realtime
 import (
 	"strconv"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
 
 func FuzzClassify(f *testing.F) {
-	for _, s := range []string{"ping", "PING", "ping ", "", "pong", `{"type":"ping"}`, "\xff\xfe"} {
+	for _, s := range []string{"ping", "PING", "ping ", "", "pong", `{"type":"ping"}`, "\xff\xfe", "caf\xe9", "\xed\xa0\x80"} {
 		f.Add(s, true)
 		f.Add(s, false)
 	}
@@ -23,7 +24,9 @@ func FuzzClassify(f *testing.F) {
 			t.Fatalf("binary %q classified %v", p, got)
 		case text && p == "ping" && got != clientPing:
 			t.Fatalf("ping classified %v", got)
-		case text && p != "ping" && got != clientText:
+		case text && !utf8.ValidString(p) && got != clientInvalidUTF8:
+			t.Fatalf("invalid UTF-8 %q classified %v", p, got)
+		case text && p != "ping" && utf8.ValidString(p) && got != clientText:
 			t.Fatalf("text %q classified %v", p, got)
 		}
 	})

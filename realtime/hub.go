@@ -35,6 +35,7 @@
 package realtime
 
 import (
+	"errors"
 	"log/slog"
 	"slices"
 	"sync"
@@ -59,11 +60,12 @@ type StatusCode = websocket.StatusCode
 
 // Close codes used by the hub.
 const (
-	StatusGoingAway       = websocket.StatusGoingAway       // node shutting down
-	StatusPolicyViolation = websocket.StatusPolicyViolation // auth_required
-	StatusTryAgainLater   = websocket.StatusTryAgainLater   // slow consumer
-	StatusUnsupportedData = websocket.StatusUnsupportedData // binary message
-	StatusMessageTooBig   = websocket.StatusMessageTooBig   // over ReadLimit
+	StatusGoingAway       = websocket.StatusGoingAway               // node shutting down
+	StatusPolicyViolation = websocket.StatusPolicyViolation         // auth_required
+	StatusTryAgainLater   = websocket.StatusTryAgainLater           // slow consumer
+	StatusUnsupportedData = websocket.StatusUnsupportedData         // binary message
+	StatusMessageTooBig   = websocket.StatusMessageTooBig           // over ReadLimit
+	StatusInvalidUTF8     = websocket.StatusInvalidFramePayloadData // text that is not UTF-8
 )
 
 // Message is one server-to-client message.
@@ -102,6 +104,11 @@ type Stats struct {
 	SlowClosed  uint64 // connections closed for falling behind
 	PeerPackets uint64 // messages sent to other nodes (Publish, presence)
 	PeerBytes   uint64 // their bytes
+	// RefusedUserFull counts connections refused because their user held
+	// MaxConnsPerUser already; RefusedNodeFull, because the hub held
+	// MaxConns.
+	RefusedUserFull uint64
+	RefusedNodeFull uint64
 }
 
 // Hub is the registry of open connections by user. Its methods are safe for
@@ -120,6 +127,14 @@ type Hub struct {
 	// has Created set, with the time since Created. It must not block.
 	ObserveLatency func(time.Duration)
 	Logger         *slog.Logger
+	// MaxConnsPerUser, when positive, is how many connections one user may
+	// hold on this hub: the next one is refused (docs/PROTOCOL.md §8).
+	MaxConnsPerUser int
+	// MaxConns, when positive, is how many connections the hub holds at
+	// most, counting those being opened: the next one is refused before its
+	// upgrade, and those open keep working. Set it below the process's
+	// open-file limit, so that the node never runs out of descriptors.
+	MaxConns int
 
 	// Node names this node in presence (presence.go).
 	Node string
@@ -143,12 +158,21 @@ type Hub struct {
 	presence *presence
 
 	conns       atomic.Int64
+	slots       atomic.Int64 // connections open or being opened, against MaxConns
 	sent        atomic.Uint64
 	dropped     atomic.Uint64
 	slowClosed  atomic.Uint64
 	peerPackets atomic.Uint64
 	peerBytes   atomic.Uint64
+	userFull    atomic.Uint64
+	nodeFull    atomic.Uint64
 }
+
+// Reasons why add refuses a connection.
+var (
+	errHubClosed = errors.New("hub closed")
+	errUserFull  = errors.New("too_many_connections")
+)
 
 // NewHub returns a hub with the default settings.
 func NewHub() *Hub {
@@ -226,6 +250,9 @@ func (h *Hub) Stats() Stats {
 		SlowClosed:  h.slowClosed.Load(),
 		PeerPackets: h.peerPackets.Load(),
 		PeerBytes:   h.peerBytes.Load(),
+
+		RefusedUserFull: h.userFull.Load(),
+		RefusedNodeFull: h.nodeFull.Load(),
 	}
 }
 
@@ -267,22 +294,48 @@ func (h *Hub) Close(timeout time.Duration) {
 	}
 }
 
-// add registers c; it fails once the hub is closed.
-func (h *Hub) add(c *Conn) bool {
+// reserve takes one of the MaxConns places for a connection about to be
+// opened; it reports false when the hub is full. A reserved place is given
+// back by release, or, once the connection is registered, by remove.
+func (h *Hub) reserve() bool {
+	n := h.slots.Add(1)
+	if h.MaxConns > 0 && n > int64(h.MaxConns) {
+		h.slots.Add(-1)
+		h.nodeFull.Add(1)
+		return false
+	}
+	return true
+}
+
+// release gives back a place taken by reserve for a connection that was
+// never registered.
+func (h *Hub) release() { h.slots.Add(-1) }
+
+// add registers c, which holds a reserved place; it fails once the hub is
+// closed (errHubClosed) and when c's user holds MaxConnsPerUser connections
+// already (errUserFull). On failure the place is still the caller's.
+func (h *Hub) add(c *Conn) error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return false
+		return errHubClosed
 	}
-	h.users[c.id.UserID] = append(h.users[c.id.UserID], c)
+	cs := h.users[c.id.UserID]
+	if h.MaxConnsPerUser > 0 && len(cs) >= h.MaxConnsPerUser {
+		h.mu.Unlock()
+		h.userFull.Add(1)
+		return errUserFull
+	}
+	h.users[c.id.UserID] = append(cs, c)
 	h.byID[c.cid] = c
 	h.conns.Add(1)
 	h.mu.Unlock()
 	h.presence.localChanged(c.id.UserID)
-	return true
+	return nil
 }
 
-// remove unregisters c; it is a no-op for a connection already removed.
+// remove unregisters c and gives back its place; it is a no-op for a
+// connection already removed.
 func (h *Hub) remove(c *Conn) {
 	h.mu.Lock()
 	cs := h.users[c.id.UserID]
@@ -302,6 +355,7 @@ func (h *Hub) remove(c *Conn) {
 	}
 	delete(h.byID, c.cid)
 	h.conns.Add(-1)
+	h.slots.Add(-1)
 	h.mu.Unlock()
 	h.presence.localChanged(c.id.UserID)
 }

@@ -307,6 +307,48 @@ func TestWebSocket(t *testing.T) {
 		}
 	})
 
+	t.Run("a text message that is not UTF-8 closes with 1007", func(t *testing.T) {
+		f := newFixture(t)
+		c := f.dial(t, 1, "")
+		read(t, c)
+		c.Write(context.Background(), websocket.MessageText, []byte("caf\xe9"))
+		if code, _ := expectClose(t, c); code != websocket.StatusInvalidFramePayloadData {
+			t.Fatalf("closed with %d, want 1007", code)
+		}
+	})
+
+	t.Run("a page on this host over http cannot open a socket to it over https", func(t *testing.T) {
+		f := newFixture(t)
+		host := strings.TrimPrefix(f.srv.URL, "http://")
+		upgrade := func(origin, proto string) int {
+			req, _ := http.NewRequest("GET", f.srv.URL+"/ws", nil)
+			req.Header.Set("Connection", "Upgrade")
+			req.Header.Set("Upgrade", "websocket")
+			req.Header.Set("Sec-WebSocket-Version", "13")
+			req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+			req.Header.Set("Origin", origin)
+			req.Header.Set("X-Forwarded-Proto", proto)
+			req.Header.Set("X-User", "1")
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if got := upgrade("http://"+host, "https"); got != http.StatusForbidden {
+			t.Errorf("http origin, https request: %d, want 403", got)
+		}
+		if got := upgrade("ftp://"+host, "http"); got != http.StatusForbidden {
+			t.Errorf("ftp origin: %d, want 403", got)
+		}
+		for _, c := range [][2]string{{"https://" + host, "https"}, {"http://" + host, "http"}, {"https://" + host, ""}} {
+			if got := upgrade(c[0], c[1]); got != http.StatusSwitchingProtocols {
+				t.Errorf("origin %s, X-Forwarded-Proto %q: %d, want 101", c[0], c[1], got)
+			}
+		}
+	})
+
 	t.Run("CloseSession closes that session's sockets with 1008 and no others", func(t *testing.T) {
 		f := newFixture(t)
 		a := f.dial(t, 1, "", "X-Session", "s1")

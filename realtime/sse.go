@@ -48,7 +48,8 @@ func (t *sseTransport) close(StatusCode, string) {}
 // ServeSSE streams the same messages as ServeWS as Server-Sent Events:
 // event = the message type, data = its JSON, id = its version, so that a
 // reconnecting EventSource resumes from Last-Event-ID. A request without a
-// valid session is answered 401. When the server ends the stream (log-out,
+// valid session is answered 401, a node at its connection cap 503 and a
+// user at theirs 429 (both with Retry-After). When the server ends the stream (log-out,
 // shutdown, slow client) it first sends an event "close" with
 // {"code":N,"reason":"..."}.
 func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
@@ -72,18 +73,33 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-cache")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	if !e.Hub.reserve() {
+		refuseNodeFull(w)
+		return
+	}
 	rc := http.NewResponseController(w)
 	t := &sseTransport{w: bufio.NewWriterSize(w, 1024), rc: rc}
 	c := newConn(e.Hub, id, t)
 	c.notify = make(chan struct{}, 1)
+	// Nothing is written to the stream before the handler's loop below, so
+	// a refusal can still be a plain HTTP answer.
 	if err := e.open(r.Context(), c, since, hasSince); err != nil {
+		switch {
+		case errors.Is(err, errUserFull):
+			w.Header().Set("Retry-After", userFullRetryAfter)
+			writeJSONError(w, http.StatusTooManyRequests, "too_many_connections")
+		case errors.Is(err, errHubClosed):
+			writeJSONError(w, http.StatusServiceUnavailable, "server shutting down")
+		default:
+			writeJSONError(w, http.StatusInternalServerError, "internal error")
+		}
 		return
 	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
 	defer func() {
 		c.Close(StatusGoingAway, "")
 		if e.OnClose != nil {

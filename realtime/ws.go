@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/url"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/coder/websocket"
 )
@@ -31,10 +34,16 @@ var pong = Message{Type: "pong", Data: []byte("pong")}
 
 // ServeWS upgrades the request to a WebSocket and registers the connection.
 //
-// A cross-origin upgrade is refused with 403 before upgrading. A request
+// A cross-origin upgrade is refused with 403 before upgrading, and so is
+// one from a page on this host over plain http when the request came over
+// https (checkOriginScheme). A request
 // without a valid session is upgraded and closed at once with 1008
 // auth_required, so that browsers, which cannot read an HTTP status of a
 // failed upgrade, learn why.
+//
+// A node at its connection cap (Hub.MaxConns) answers 503 with Retry-After
+// before upgrading; a user at theirs (Hub.MaxConnsPerUser) is upgraded and
+// closed at once with 1013 too_many_connections.
 //
 // The handler returns as soon as the connection is registered: a reader
 // goroutine of the connection's own keeps it (and the net/http serving
@@ -49,7 +58,15 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if err := checkOriginScheme(r); err != nil {
+		writeJSONError(w, http.StatusForbidden, err.Error())
+		return
+	}
 	id, authErr := e.Authenticate(r)
+	if !e.Hub.reserve() {
+		refuseNodeFull(w)
+		return
+	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OriginPatterns:  e.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
@@ -57,9 +74,11 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Accept has already answered (403 for a cross-origin request,
 		// 400/426 for a bad handshake).
+		e.Hub.release()
 		return
 	}
 	if authErr != nil {
+		e.Hub.release()
 		if !errors.Is(authErr, ErrUnauthenticated) {
 			e.Hub.Logger.Error("websocket authenticate", "err", authErr)
 			_ = ws.Close(websocket.StatusInternalError, "internal error")
@@ -80,6 +99,11 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
 	if err := e.open(ctx, c, since, hasSince); err != nil {
+		if errors.Is(err, errUserFull) {
+			// After the upgrade, so that a browser learns why.
+			_ = ws.Close(StatusTryAgainLater, "too_many_connections")
+			return
+		}
 		_ = ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}
@@ -129,8 +153,12 @@ func (e *Endpoint) readLoop(c *Conn, ws *websocket.Conn) {
 			return
 		}
 		kind := classify(typ, p)
-		if kind == clientBinary {
+		switch kind {
+		case clientBinary:
 			c.Close(StatusUnsupportedData, "binary messages are not supported")
+			return
+		case clientInvalidUTF8:
+			c.Close(StatusInvalidUTF8, "text messages must be valid UTF-8")
 			return
 		}
 		if !c.AllowMessage() {
@@ -152,9 +180,10 @@ func (e *Endpoint) readLoop(c *Conn, ws *websocket.Conn) {
 type clientKind int
 
 const (
-	clientText   clientKind = iota // other text: handed to OnMessage, else ignored
-	clientPing                     // text "ping": answered with "pong"
-	clientBinary                   // binary: not part of the protocol, closes with 1003
+	clientText        clientKind = iota // other text: handed to OnMessage, else ignored
+	clientPing                          // text "ping": answered with "pong"
+	clientBinary                        // binary: not part of the protocol, closes with 1003
+	clientInvalidUTF8                   // text that is not UTF-8 (RFC 6455 §8.1): closes with 1007
 )
 
 // classify parses one client message (docs/PROTOCOL.md §4). Size is enforced by the
@@ -165,7 +194,35 @@ func classify(typ websocket.MessageType, p []byte) clientKind {
 		return clientBinary
 	case string(p) == "ping":
 		return clientPing
+	case !utf8.Valid(p):
+		return clientInvalidUTF8
 	default:
 		return clientText
 	}
+}
+
+// checkOriginScheme refuses an upgrade from a page on this very host whose
+// Origin is plain http while the request came over https (directly, or
+// through a TLS-terminating proxy that says so in X-Forwarded-Proto):
+// websocket.Accept compares hosts only, so a page served over http, which
+// anyone on the network can rewrite, would otherwise pass as same-origin. An
+// https page reaching a plain-http listener is a TLS-terminating proxy that
+// does not say so, and is let through. Other origins are left to Accept.
+func checkOriginScheme(r *http.Request) error {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return nil
+	}
+	u, err := url.Parse(origin)
+	if err != nil || !strings.EqualFold(u.Host, r.Host) {
+		return nil
+	}
+	overTLS := r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+	switch {
+	case u.Scheme == "https":
+		return nil
+	case u.Scheme == "http" && !overTLS:
+		return nil
+	}
+	return errors.New("cross-origin request refused: the page's origin " + u.Scheme + "://" + u.Host + " does not match this site's scheme")
 }

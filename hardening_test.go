@@ -1,0 +1,197 @@
+package main
+
+// What a hostile or careless client gets from a whole node
+// (docs/PROTOCOL.md §8), over the wire.
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"notesync/cluster"
+)
+
+func TestSlowBodies(t *testing.T) {
+	const within = 500 * time.Millisecond
+	n := startNode(t, func(c *config) { c.bodyTimeout = within })
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+	host := strings.TrimPrefix(n.URL, "http://")
+
+	// slowPost announces a 1,000-byte body, sends 10 bytes and waits.
+	slowPost := func(t *testing.T, method, path, contentType string) {
+		t.Helper()
+		conn, err := net.Dial("tcp", host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n0123456789",
+			method, path, host, c.cookieHeader(), contentType)
+		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		br := bufio.NewReader(conn)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("%s: no answer: %v", path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusRequestTimeout {
+			t.Fatalf("%s: %d %s, want 408", path, resp.StatusCode, body)
+		}
+		if _, err := br.ReadByte(); err != io.EOF {
+			t.Fatalf("%s: the connection stayed open after the 408 (%v)", path, err)
+		}
+	}
+	for _, p := range []struct{ method, path, ct string }{
+		{"POST", "/api/notes", "application/json"},
+		{"POST", "/api/notes", "application/x-www-form-urlencoded"},
+		{"PATCH", "/api/notes/1", "application/json"},
+		{"POST", "/login", "application/x-www-form-urlencoded"},
+		{"POST", "/signup", "application/x-www-form-urlencoded"},
+		{"POST", "/api/assistant", "application/json"},
+	} {
+		t.Run("a body that does not arrive: 408 and closed, "+p.method+" "+p.path+" "+p.ct, func(t *testing.T) {
+			slowPost(t, p.method, p.path, p.ct)
+		})
+	}
+
+	t.Run("streams outlive the body deadline", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/events", nil)
+		req.Header.Set("Cookie", c.cookieHeader())
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer dcancel()
+		ws, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(n.URL, "http")+"/ws",
+			&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {c.cookieHeader()}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.CloseNow()
+		time.Sleep(3 * within)
+		id, _ := c.createNote("after the deadline")
+		want := fmt.Sprintf(`"note_id":%d`, id)
+		for { // presence and other messages may come first
+			_, p, err := ws.Read(dctx)
+			if err != nil {
+				t.Fatalf("WebSocket: %v before the note's note_changed", err)
+			}
+			if strings.Contains(string(p), want) {
+				break
+			}
+		}
+		stop := time.AfterFunc(5*time.Second, cancel)
+		defer stop.Stop()
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				t.Fatalf("SSE ended: %v", err)
+			}
+			if strings.Contains(line, want) {
+				break
+			}
+		}
+	})
+}
+
+func TestMetricsApart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	maddr := l.Addr().String()
+	l.Close()
+	n := startNode(t, func(c *config) { c.MetricsAddr = maddr })
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+
+	if resp, _ := c.do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
+		t.Errorf("/metrics on the public port: %d, want 404", resp.StatusCode)
+	}
+	resp, err := http.Get("http://" + maddr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), "notesync_connections_refused_total") {
+		t.Fatalf("-metrics-addr: %d, %d bytes without the connection metrics", resp.StatusCode, len(body))
+	}
+}
+
+func TestClusterStatusShowsNoAddresses(t *testing.T) {
+	n := startNode(t)
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1")
+	resp, body := c.do("GET", "/api/cluster", "", "")
+	var st struct {
+		Members []map[string]any `json:"members"`
+	}
+	if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil || len(st.Members) != 1 {
+		t.Fatalf("%d %s", resp.StatusCode, body)
+	}
+	if _, ok := st.Members[0]["addr"]; ok {
+		t.Errorf("a member's address is shown: %s", body)
+	}
+	// The panel's link to the node: on this machine, its loopback URL.
+	if st.Members[0]["http_url"] != n.URL {
+		t.Errorf("http_url %v, want %s", st.Members[0]["http_url"], n.URL)
+	}
+
+	w := &clusterWiring{cfg: &config{}}
+	for _, m := range []struct {
+		member cluster.Member
+		fly    bool
+		want   string
+	}{
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://localhost:8082"}}, false, "http://localhost:8082"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.0.0.7:8080"}}, false, "/?node=node2"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://node2.internal:8080"}}, false, "/?node=node2"},
+		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.77.0.2:8082", Public: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
+		{cluster.Member{Name: "148e21ea7e4389", Meta: cluster.Meta{HTTP: "http://[fdaa::2]:8080", Machine: "148e21ea7e4389"}}, true, "/?node=148e21ea7e4389"},
+	} {
+		w.cfg.FlyMachineID = ""
+		if m.fly {
+			w.cfg.FlyMachineID = "e784079b449483"
+		}
+		if got := w.memberLink(m.member); got != m.want {
+			t.Errorf("%s (fly %v): link %q, want %q", m.member.HTTP, m.fly, got, m.want)
+		}
+	}
+}
+
+func TestDataDirIsPrivate(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "fresh")
+	n := startNode(t, withDataDir(dir))
+	c := newClient(t, n.URL)
+	c.signup("alice", "password1") // a session row: what must not be readable
+	for p, want := range map[string]os.FileMode{
+		dir: 0o700, filepath.Join(dir, "notesync.db"): 0o600, filepath.Join(dir, "session_secret"): 0o600,
+	} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := fi.Mode().Perm(); got != want {
+			t.Errorf("%s: %v, want %v", filepath.Base(p), got, want)
+		}
+	}
+}
