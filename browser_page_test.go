@@ -32,20 +32,6 @@ func TestBrowserPage(t *testing.T) {
 	checkLayout(t, tab, node.URL, notes)
 }
 
-// look shows the tab's page on every screen: a screenshot of each, and
-// axe's verdict on each.
-func look(t *testing.T, tab *bt.Tab, what string) {
-	t.Helper()
-	for _, sc := range bt.Screens {
-		tab.SetViewport(t, sc)
-		// As it is at rest: colours judged mid-transition are no colours.
-		tab.WaitFor(t, 5*time.Second, "transitions to end", `document.getAnimations().length === 0`)
-		tab.Screenshot(t, what+"-"+sc.Name)
-		bt.CheckAccessibility(t, tab, what+" on the "+sc.Name)
-	}
-	tab.SetViewport(t, bt.Desktop)
-}
-
 // viewNotes are the notes checkViews leaves in the list.
 type viewNotes struct{ short, long int64 }
 
@@ -60,16 +46,16 @@ func checkViews(t *testing.T, tab *bt.Tab, base string) viewNotes {
 	var n viewNotes
 	t.Run("accessibility of every view, at both widths, and a screenshot of each", func(t *testing.T) {
 		tab.Navigate(t, base+"/login")
-		look(t, tab, "log-in page")
+		bt.Look(t, tab, "log-in page")
 		tab.Exec(t, `(() => {
 			const f = document.querySelector('#login-form');
 			f.username.value = 'nobody'; f.password.value = 'not the password';
 			f.requestSubmit();
 		})()`)
 		tab.WaitFor(t, 10*time.Second, "the log-in error", `!!document.querySelector('#form-error')`)
-		look(t, tab, "log-in page with an error")
+		bt.Look(t, tab, "log-in page with an error")
 		tab.Navigate(t, base+"/signup")
-		look(t, tab, "sign-up page")
+		bt.Look(t, tab, "sign-up page")
 
 		bt.SignUp(t, tab, base, "grace")
 		tab.WaitConnected(t)
@@ -77,10 +63,10 @@ func checkViews(t *testing.T, tab *bt.Tab, base string) viewNotes {
 		n.long = bt.CreateNote(t, tab, longNote).ID
 		id := bt.CreateNote(t, tab, "Call the plumber about the kitchen sink").ID
 		tab.WaitFor(t, 5*time.Second, "the notes", bt.HasNote(id))
-		look(t, tab, "notes page")
+		bt.Look(t, tab, "notes page")
 
 		tab.EditNote(t, id, "Call the plumber on Monday")
-		look(t, tab, "notes page with an editor open")
+		bt.Look(t, tab, "notes page with an editor open")
 
 		// Another tab saves first (a PATCH at the revision shown), then this
 		// one saves over it: the conflict.
@@ -93,24 +79,24 @@ func checkViews(t *testing.T, tab *bt.Tab, base string) viewNotes {
 		tab.WaitNote(t, id, 5*time.Second, "note-changed-elsewhere", func(s bt.NoteState) bool { return s.Has("note-changed-elsewhere") })
 		tab.ClickNote(t, id, "edit-save")
 		tab.WaitNote(t, id, 10*time.Second, "the conflict", func(s bt.NoteState) bool { return s.Buttons["keep-mine"] != "" })
-		look(t, tab, "notes page with a conflict shown")
+		bt.Look(t, tab, "notes page with a conflict shown")
 		tab.ClickNote(t, id, "take-theirs")
 
 		tab.ClickNote(t, id, "delete")
 		tab.WaitFor(t, 5*time.Second, "Undo", `!!document.querySelector('#undo-bar [data-action="undo"]')`)
 		tab.WaitFor(t, 5*time.Second, "the deleted note to go", `!`+bt.HasNote(id))
-		look(t, tab, "notes page with Undo")
+		bt.Look(t, tab, "notes page with Undo")
 
 		tab.Navigate(t, base+"/assistant")
 		askAssistant(t, tab, "create a note to water the plants")
 		tab.WaitFor(t, 10*time.Second, "the assistant's note in the list", noteWithBody("water the plants"))
-		look(t, tab, "assistant page")
+		bt.Look(t, tab, "assistant page")
 
 		tab.EmulateMedia(t, "prefers-color-scheme", "dark")
-		look(t, tab, "assistant page, dark")
+		bt.Look(t, tab, "assistant page, dark")
 		tab.Navigate(t, base+"/")
 		tab.WaitConnected(t)
-		look(t, tab, "notes page, dark")
+		bt.Look(t, tab, "notes page, dark")
 		tab.EmulateMedia(t, "prefers-color-scheme", "")
 	})
 	return n

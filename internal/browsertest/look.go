@@ -1,7 +1,12 @@
 package browsertest
 
 import (
+	"bytes"
 	"context"
+	"image"
+	"image/color"
+	"image/draw"
+	"image/png"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -102,8 +107,62 @@ func (tb *Tab) ScreenshotTo(t testing.TB, path string) string {
 	return path
 }
 
+// Look shows the tab's page on every screen: for each, a screenshot in the
+// test's artifacts and axe's verdict (CheckAccessibility). what names the
+// view. The tab is left on the desktop screen.
+func Look(t testing.TB, tb *Tab, what string) {
+	t.Helper()
+	for _, sc := range Screens {
+		tb.SetViewport(t, sc)
+		// As it is at rest: colours judged mid-transition are no colours.
+		tb.WaitFor(t, 5*time.Second, "transitions to end", `document.getAnimations().length === 0`)
+		tb.Screenshot(t, what+"-"+sc.Name)
+		CheckAccessibility(t, tb, what+" on the "+sc.Name)
+	}
+	tb.SetViewport(t, Desktop)
+}
+
 var unsafeName = regexp.MustCompile(`[^a-z0-9._-]+`)
 
 func fileName(s string) string {
 	return strings.Trim(unsafeName.ReplaceAllString(strings.ToLower(s), "-"), "-")
+}
+
+// SideBySide saves one picture of the tabs' pages next to each other, as
+// they are now, on a light grey ground, at path (a PNG).
+func SideBySide(t testing.TB, path string, tabs ...*Tab) {
+	t.Helper()
+	const gap = 24
+	var shots []image.Image
+	width, height := gap, 0
+	for _, tb := range tabs {
+		ctx, cancel := context.WithTimeout(tb.Ctx, 20*time.Second)
+		data, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		cancel()
+		if err != nil {
+			t.Fatalf("%s: screenshot: %v", tb.Name, err)
+		}
+		img, err := png.Decode(bytes.NewReader(data))
+		if err != nil {
+			t.Fatalf("%s: read its screenshot: %v", tb.Name, err)
+		}
+		shots = append(shots, img)
+		width += img.Bounds().Dx() + gap
+		height = max(height, img.Bounds().Dy())
+	}
+	out := image.NewRGBA(image.Rect(0, 0, width, height+2*gap))
+	draw.Draw(out, out.Bounds(), image.NewUniform(color.RGBA{0xd9, 0xdd, 0xe3, 0xff}), image.Point{}, draw.Src)
+	x := gap
+	for _, img := range shots {
+		draw.Draw(out, image.Rect(x, gap, x+img.Bounds().Dx(), gap+img.Bounds().Dy()), img, img.Bounds().Min, draw.Src)
+		x += img.Bounds().Dx() + gap
+	}
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, out); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("wrote %s (%d×%d, %d KiB)", path, width, height+2*gap, buf.Len()>>10)
 }
