@@ -188,55 +188,11 @@ func checkKeyboardOnly(t *testing.T, tab *bt.Tab, base string) {
 // tab, signed in with the notes n.
 func checkLayout(t *testing.T, tab *bt.Tab, base string, n viewNotes) {
 	t.Run("the navigation and the account are in view at every width, apart from each other", func(t *testing.T) {
-		for _, path := range []string{"/", "/assistant"} {
-			tab.Navigate(t, base+path)
-			for _, sc := range bt.Screens {
-				tab.SetViewport(t, sc)
-				bad := bt.Eval[[]string](t, tab, `(() => {
-					const bad = [];
-					const box = (sel) => document.querySelector(sel).getBoundingClientRect();
-					for (const a of document.querySelectorAll('.nav a')) {
-						const r = a.getBoundingClientRect();
-						if (!a.checkVisibility() || r.left < 0 || r.right > innerWidth || r.top < 0 || r.bottom > innerHeight) bad.push(a.textContent + ' is not in view');
-					}
-					const parts = ['.brand', '.nav', '.account'].map((s) => [s, box(s)]);
-					for (let i = 0; i < parts.length; i++) for (let j = i + 1; j < parts.length; j++) {
-						const [a, ra] = parts[i], [b, rb] = parts[j];
-						const apart = ra.right + 8 <= rb.left || rb.right + 8 <= ra.left || ra.bottom + 4 <= rb.top || rb.bottom + 4 <= ra.top;
-						if (!apart) bad.push(a + ' and ' + b + ' touch');
-					}
-					return bad;
-				})()`)
-				if len(bad) > 0 {
-					t.Errorf("%s on the %s: %v", path, sc.Name, bad)
-				}
-			}
-			tab.SetViewport(t, bt.Desktop)
-		}
+		checkHeader(t, tab, base)
 	})
-
 	t.Run("on a phone every control is at least 44 px each way, and no keyboard shortcut is offered", func(t *testing.T) {
-		for _, path := range []string{"/", "/assistant"} {
-			tab.Navigate(t, base+path)
-			tab.SetViewport(t, bt.Phone)
-			small := bt.Eval[[]string](t, tab, `[...document.querySelectorAll('button, .nav a, summary, [tabindex="0"]')]
-				.filter((el) => el.checkVisibility())
-				.map((el) => [el, el.getBoundingClientRect()])
-				.filter(([, r]) => r.width < 44 || r.height < 44)
-				.map(([el, r]) => (el.getAttribute('aria-label') || el.textContent).trim() + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
-			if len(small) > 0 {
-				t.Errorf("%s on a phone: tap targets under 44 px: %v", path, small)
-			}
-			if hints := bt.Eval[[]string](t, tab, `[...document.querySelectorAll('.kbd-hint, textarea')].filter((el) => el.checkVisibility() && /Ctrl|Enter/.test(el.textContent + (el.placeholder || ''))).map((el) => el.textContent + el.placeholder)`); len(hints) > 0 {
-				t.Errorf("%s on a phone shows keyboard shortcuts: %v", path, hints)
-			}
-			tab.SetViewport(t, bt.Desktop)
-			if !bt.Eval[bool](t, tab, `[...document.querySelectorAll('.kbd-hint')].some((el) => el.checkVisibility())`) {
-				t.Errorf("%s on a desktop names no keyboard shortcut", path)
-			}
-		}
+		checkTouch(t, tab, base)
 	})
-
 	t.Run("the assistant's placeholder is whole on a phone", func(t *testing.T) {
 		tab.Navigate(t, base+"/assistant")
 		tab.SetViewport(t, bt.Phone)
@@ -252,11 +208,9 @@ func checkLayout(t *testing.T, tab *bt.Tab, base string, n viewNotes) {
 		}
 		tab.SetViewport(t, bt.Desktop)
 	})
-
 	t.Run("a long note shows its first lines and Show more, which the keyboard reaches", func(t *testing.T) {
 		checkClamp(t, tab, base, n)
 	})
-
 	t.Run("on one node, the cluster panel is one quiet line", func(t *testing.T) {
 		tab.Navigate(t, base+"/")
 		tab.WaitFor(t, 10*time.Second, "the cluster panel", `!document.querySelector('#cluster-panel').hidden`)
@@ -268,40 +222,98 @@ func checkLayout(t *testing.T, tab *bt.Tab, base string, n viewNotes) {
 			t.Errorf("the panel of a single node shows %d tables and %q, want one line saying single node", p.Tables, p.Text)
 		}
 	})
-
 	t.Run("the event log is folded away on the notes page and open on the assistant's, under one name", func(t *testing.T) {
-		tab.Navigate(t, base+"/")
-		tab.WaitConnected(t)
-		log := bt.Eval[struct {
-			Folded, Shown bool
-			Name          string
-			Hello         int
-		}](t, tab, `(() => {
-			const log = document.querySelector('#event-log');
-			const d = log.closest('details');
-			return {folded: !!d && !d.open, shown: log.checkVisibility(), name: d ? d.querySelector('summary').firstChild.textContent.trim() : '',
-				hello: log.querySelectorAll('[data-type="hello"]').length};
-		})()`)
-		if !log.Folded || log.Shown || log.Hello == 0 {
-			t.Errorf("notes page: the event log is folded %v, shown %v, with %d hello", log.Folded, log.Shown, log.Hello)
-		}
-		tab.Navigate(t, base+"/assistant")
-		tab.WaitConnected(t)
-		name := bt.Eval[string](t, tab, `document.querySelector('#events-title').textContent.trim()`)
-		if name != log.Name || name != "Event log" {
-			t.Errorf("the logs are named %q (notes) and %q (assistant), want Event log on both", log.Name, name)
-		}
-		if !bt.Eval[bool](t, tab, `document.querySelector('#event-log').checkVisibility()`) {
-			t.Error("the assistant's event log is not shown")
-		}
-		if n := bt.Eval[int](t, tab, `document.querySelectorAll('#event-log [data-type="hello"], #event-log [data-type="note_changed"]').length`); n != 0 {
-			t.Errorf("the assistant's event log lists %d real-time events", n)
-		}
+		checkEventLogs(t, tab, base)
 	})
-
 	t.Run("where motion is reduced, glow and fade are a colour change on the same timers", func(t *testing.T) {
 		checkReducedMotion(t, tab, base)
 	})
+}
+
+// checkHeader checks, on the notes and the assistant page at both widths,
+// that the navigation is in view and the header's parts do not touch.
+func checkHeader(t *testing.T, tab *bt.Tab, base string) {
+	for _, path := range []string{"/", "/assistant"} {
+		tab.Navigate(t, base+path)
+		for _, sc := range bt.Screens {
+			tab.SetViewport(t, sc)
+			bad := bt.Eval[[]string](t, tab, `(() => {
+				const bad = [];
+				const box = (sel) => document.querySelector(sel).getBoundingClientRect();
+				for (const a of document.querySelectorAll('.nav a')) {
+					const r = a.getBoundingClientRect();
+					if (!a.checkVisibility() || r.left < 0 || r.right > innerWidth || r.top < 0 || r.bottom > innerHeight) bad.push(a.textContent + ' is not in view');
+				}
+				const parts = ['.brand', '.nav', '.account'].map((s) => [s, box(s)]);
+				for (let i = 0; i < parts.length; i++) for (let j = i + 1; j < parts.length; j++) {
+					const [a, ra] = parts[i], [b, rb] = parts[j];
+					const apart = ra.right + 8 <= rb.left || rb.right + 8 <= ra.left || ra.bottom + 4 <= rb.top || rb.bottom + 4 <= ra.top;
+					if (!apart) bad.push(a + ' and ' + b + ' touch');
+				}
+				return bad;
+			})()`)
+			if len(bad) > 0 {
+				t.Errorf("%s on the %s: %v", path, sc.Name, bad)
+			}
+		}
+		tab.SetViewport(t, bt.Desktop)
+	}
+}
+
+// checkTouch checks the tap targets and keyboard hints of the notes and
+// assistant pages on a phone, and that a desktop names its shortcuts.
+func checkTouch(t *testing.T, tab *bt.Tab, base string) {
+	for _, path := range []string{"/", "/assistant"} {
+		tab.Navigate(t, base+path)
+		tab.SetViewport(t, bt.Phone)
+		small := bt.Eval[[]string](t, tab, `[...document.querySelectorAll('button, .nav a, summary, [tabindex="0"]')]
+			.filter((el) => el.checkVisibility())
+			.map((el) => [el, el.getBoundingClientRect()])
+			.filter(([, r]) => r.width < 44 || r.height < 44)
+			.map(([el, r]) => (el.getAttribute('aria-label') || el.textContent).trim() + ' ' + Math.round(r.width) + '×' + Math.round(r.height))`)
+		if len(small) > 0 {
+			t.Errorf("%s on a phone: tap targets under 44 px: %v", path, small)
+		}
+		if hints := bt.Eval[[]string](t, tab, `[...document.querySelectorAll('.kbd-hint, textarea')].filter((el) => el.checkVisibility() && /Ctrl|Enter/.test(el.textContent + (el.placeholder || ''))).map((el) => el.textContent + el.placeholder)`); len(hints) > 0 {
+			t.Errorf("%s on a phone shows keyboard shortcuts: %v", path, hints)
+		}
+		tab.SetViewport(t, bt.Desktop)
+		if !bt.Eval[bool](t, tab, `[...document.querySelectorAll('.kbd-hint')].some((el) => el.checkVisibility())`) {
+			t.Errorf("%s on a desktop names no keyboard shortcut", path)
+		}
+	}
+}
+
+// checkEventLogs checks that #event-log is folded away on the notes page,
+// open on the assistant's, and named alike.
+func checkEventLogs(t *testing.T, tab *bt.Tab, base string) {
+	tab.Navigate(t, base+"/")
+	tab.WaitConnected(t)
+	log := bt.Eval[struct {
+		Folded, Shown bool
+		Name          string
+		Hello         int
+	}](t, tab, `(() => {
+		const log = document.querySelector('#event-log');
+		const d = log.closest('details');
+		return {folded: !!d && !d.open, shown: log.checkVisibility(), name: d ? d.querySelector('summary').firstChild.textContent.trim() : '',
+			hello: log.querySelectorAll('[data-type="hello"]').length};
+	})()`)
+	if !log.Folded || log.Shown || log.Hello == 0 {
+		t.Errorf("notes page: the event log is folded %v, shown %v, with %d hello", log.Folded, log.Shown, log.Hello)
+	}
+	tab.Navigate(t, base+"/assistant")
+	tab.WaitConnected(t)
+	name := bt.Eval[string](t, tab, `document.querySelector('#events-title').textContent.trim()`)
+	if name != log.Name || name != "Event log" {
+		t.Errorf("the logs are named %q (notes) and %q (assistant), want Event log on both", log.Name, name)
+	}
+	if !bt.Eval[bool](t, tab, `document.querySelector('#event-log').checkVisibility()`) {
+		t.Error("the assistant's event log is not shown")
+	}
+	if n := bt.Eval[int](t, tab, `document.querySelectorAll('#event-log [data-type="hello"], #event-log [data-type="note_changed"]').length`); n != 0 {
+		t.Errorf("the assistant's event log lists %d real-time events", n)
+	}
 }
 
 // checkClamp checks the long note n.long in tab: clamped, with Show more

@@ -184,23 +184,7 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	})
 
 	t.Run("once connected again, the page no longer says the server cannot be reached, and keeps the unsaved text", func(t *testing.T) {
-		b.WaitConnected(t)
-		st := bt.Eval[struct {
-			ErrorShown bool
-			Error      string
-			Status     string
-			Draft      string
-		}](t, b, `({errorShown: !document.querySelector('#note-error').hidden, error: document.querySelector('#note-error').textContent,
-			status: document.querySelector('#conn-status').textContent, draft: document.querySelector('#note-form textarea').value})`)
-		if st.ErrorShown {
-			t.Errorf("tab B still says %q beside %q", st.Error, st.Status)
-		}
-		if !strings.HasPrefix(st.Status, "Connected to node1") {
-			t.Errorf("tab B's status line says %q", st.Status)
-		}
-		if st.Draft != "Written while the server is down" {
-			t.Errorf("tab B's unsaved note became %q", st.Draft)
-		}
+		checkPassedErrorCleared(t, b)
 	})
 
 	t.Run("reconnection backs off exponentially, with jitter, capped at 10 s", func(t *testing.T) {
@@ -353,6 +337,28 @@ func refusingProxy(t *testing.T, target string, refuse *atomic.Bool) string {
 }
 
 // ---------------------------------------------------------------- helpers
+
+// checkPassedErrorCleared checks that tab, once connected again, no longer
+// says that the server could not be reached, and kept the unsaved note.
+func checkPassedErrorCleared(t *testing.T, tab *bt.Tab) {
+	tab.WaitConnected(t)
+	st := bt.Eval[struct {
+		ErrorShown bool
+		Error      string
+		Status     string
+		Draft      string
+	}](t, tab, `({errorShown: !document.querySelector('#note-error').hidden, error: document.querySelector('#note-error').textContent,
+		status: document.querySelector('#conn-status').textContent, draft: document.querySelector('#note-form textarea').value})`)
+	if st.ErrorShown {
+		t.Errorf("%s still says %q beside %q", tab.Name, st.Error, st.Status)
+	}
+	if !strings.HasPrefix(st.Status, "Connected to node1") {
+		t.Errorf("%s: its status line says %q", tab.Name, st.Status)
+	}
+	if st.Draft != "Written while the server is down" {
+		t.Errorf("%s: its unsaved note became %q", tab.Name, st.Draft)
+	}
+}
 
 // attempt is one entry of window.notesync.attempts.
 type attempt struct {
