@@ -203,8 +203,10 @@
     }
     const wait = inWords(retryAfterMs(res, 2000));
     switch (res.status) {
-      case 400: case 413: case 422:
+      case 400:
         return { text: sentence || `The server refused it, so ${what}. Check the text and try again.` };
+      case 413:
+        return { text: `It is too long to send, so ${what}. Shorten it and try again.` };
       case 401:
         return { text: `Your session has ended, so ${what}. Log in again to go on.` };
       case 403:
