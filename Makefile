@@ -24,6 +24,7 @@ vet:
 # The browser tests' screenshots of every view, at both widths, are kept
 # under test-output/_artifacts/ (one folder per test; see each test's log).
 test: test-deps vet
+	mkdir -p $(CURDIR)/test-output
 	$(GO) test -race -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # The README's picture (docs/two-tabs.png): the browser test across a local
