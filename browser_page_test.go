@@ -388,7 +388,17 @@ func checkReducedMotion(t *testing.T, tab *bt.Tab, base string) {
 			if (el.classList.contains('note-flash') || el.classList.contains('note-leaving'))
 				window.__styles.push({cls: el.className, shadow: cs.boxShadow, opacity: cs.opacity, transition: cs.transitionProperty});
 		}}).observe(document.querySelector('#notes-list'), {subtree: true, attributes: true, attributeFilter: ['class']});`)
-	id := bt.ExpectNoteSynced(t, other, tab, "Seen without motion")
+	// The times, not the speed (the other browser tests hold that): the
+	// glow lasts 1.5 s, the fade 300 ms.
+	id := bt.CreateNote(t, other, "Seen without motion").ID
+	tab.WaitFor(t, 5*time.Second, "the note from the second tab", bt.HasNote(id))
+	tab.WaitFor(t, 10*time.Second, "the glow to end", `!document.querySelector(`+bt.JSString(bt.NoteSelector(id))+`).classList.contains('note-flash')`)
+	evs := tab.Events(t, id)
+	on, ok := bt.GlowStart(evs)
+	off, ok2 := bt.Find(evs, "note-flash off")
+	if !ok || !ok2 || off.T-on.T < 1500 {
+		t.Errorf("with reduced motion, note-flash did not last 1.5 s (events %+v)", evs)
+	}
 	other.ClickNote(t, id, "delete")
 	bt.ExpectFadeOut(t, id, other, tab)
 	styles := bt.Eval[[]struct{ Cls, Shadow, Opacity, Transition string }](t, tab, `window.__styles`)

@@ -1,17 +1,20 @@
 // notesync browser client.
 //
 // Plain ES2020, no build step; the only dependency is htmx (for the note form).
-// What it does:
+// It runs wherever the page has #notes-list: the notes page, and the
+// assistant page beside its chat. What it does:
 //   * keeps a WebSocket (or, where that cannot connect, an EventSource) open to
 //     the node, and refetches the notes list whenever the server says the
-//     user's notes version moved;
+//     user's notes version moved; while on SSE, it tries the WebSocket again
+//     in the background;
 //   * reconciles the list in place by data-note-id, so notes that arrive from
 //     elsewhere glow (.note-flash) and deleted ones fade out (.note-leaving);
 //   * tags every write with an Idempotency-Key and retries a 504 / network
 //     failure once with the same key;
-//   * carries the tab's pin (?node= / ?region=) on every request it makes.
+//   * carries the tab's pin (?node= / ?region=) on every request it makes;
+//   * says what went wrong in plain words, and clears what has passed.
 //
-// The DOM and wire contract is docs/PROTOCOL.md, sections 3–5. The only
+// The DOM and wire contract is docs/PROTOCOL.md, sections 3–7 and 9. The only
 // global is window.notesync ({transport, attempts, version}), read by tests.
 (() => {
   'use strict';
