@@ -1,10 +1,10 @@
 # notesync: `make run` starts one node, `make test` installs the test
 # dependencies (fuse3, chromium, iproute2, nftables) when missing and runs
-# every test.
+# every test, `make screenshots` remakes the README's picture.
 
 GO ?= go
 
-.PHONY: run cluster test test-deps vet fmt bench gobench
+.PHONY: run cluster test test-deps vet fmt bench gobench screenshots
 
 run:
 	$(GO) run .
@@ -21,8 +21,16 @@ vet:
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
 # Every test, browser and LiteFS ones included, with the race detector.
+# The browser tests' screenshots of every view, at both widths, are kept
+# under test-output/_artifacts/ (one folder per test; see each test's log).
 test: test-deps vet
-	$(GO) test -race -count=1 -timeout 30m ./...
+	mkdir -p $(CURDIR)/test-output
+	$(GO) test -race -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output ./...
+
+# The README's picture (docs/two-tabs.png): the browser test across a local
+# LiteFS cluster, one tab pinned to node1 and one to node3, in sync.
+screenshots: test-deps
+	$(GO) test -count=1 -timeout 15m -run 'TestBrowserAcrossNodes$$' ./e2e/ -args -readme-screenshot=$(CURDIR)/docs/two-tabs.png
 
 # The load tool (bench/): one node it starts itself unless ARGS say
 # otherwise, e.g. make bench ARGS='-start cluster -users 30 -clients 150'.

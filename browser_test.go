@@ -18,8 +18,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +146,15 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 		tab.WaitFor(t, 5*time.Second, "the tab to notice the server is gone",
 			`document.querySelector('#conn-status').dataset.state !== 'open'`)
 	}
+	// A note written meanwhile cannot be saved, and the page says so.
+	b.Exec(t, `(() => {
+		const f = document.querySelector('#note-form');
+		f.querySelector('textarea').value = 'Written while the server is down';
+		f.requestSubmit();
+	})()`)
+	b.WaitFor(t, 10*time.Second, "the page to say the server could not be reached",
+		`!document.querySelector('#note-error').hidden && document.querySelector('#note-error').textContent.includes('Could not reach the server')`)
+
 	// Stay down at least 1.5 s, and until each tab has tried several times.
 	time.Sleep(time.Until(downAt.Add(1500 * time.Millisecond)))
 	for _, tab := range tabs {
@@ -168,6 +181,10 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 				`document.querySelector('#conn-status').dataset.state === 'open' && !!document.querySelector(`+bt.JSString(sel)+`)`)
 			tab.CheckDocumentKept(t)
 		}
+	})
+
+	t.Run("once connected again, the page no longer says the server cannot be reached, and keeps the unsaved text", func(t *testing.T) {
+		checkPassedErrorCleared(t, b)
 	})
 
 	t.Run("reconnection backs off exponentially, with jitter, capped at 10 s", func(t *testing.T) {
@@ -243,8 +260,13 @@ func TestBrowserLogoutEndsTheSessionInEveryTab(t *testing.T) {
 
 func TestBrowserFallsBackToSSE(t *testing.T) {
 	browser := bt.Start(t) // first: skips at once without Chromium
-	node := startNode(t, withRefuseWebSocket())
-	a, b := bt.TwoTabs(t, browser, "erin", node.URL, node.URL)
+	node := startNode(t)
+	// The tabs reach the node through a proxy that refuses WebSocket
+	// upgrades until told otherwise, as a proxy on the way might.
+	var refuse atomic.Bool
+	refuse.Store(true)
+	proxy := refusingProxy(t, node.URL, &refuse)
+	a, b := bt.TwoTabs(t, browser, "erin", proxy, proxy)
 
 	t.Run("a tab whose WebSocket cannot connect uses SSE", func(t *testing.T) {
 		for _, tab := range []*bt.Tab{a, b} {
@@ -262,9 +284,85 @@ func TestBrowserFallsBackToSSE(t *testing.T) {
 			t.Errorf("tab B: transport %q after the note, want sse", tr)
 		}
 	})
+
+	t.Run("once WebSockets go through again, both tabs move back to one, the background tab too", func(t *testing.T) {
+		// Each tab has tried once already, and been refused.
+		for _, tab := range []*bt.Tab{a, b} {
+			tab.WaitFor(t, 15*time.Second, "a refused WebSocket probe", `window.notesync.attempts.some((a) => a.probe)`)
+		}
+		since := time.Now().UnixMilli()
+		refuse.Store(false)
+		for _, tab := range []*bt.Tab{a, b} {
+			tab.MarkDocument(t)
+			// Probes back off from 2 s up to a minute; the tabs have been on
+			// SSE for a few seconds, so the next comes within 16 s.
+			tab.WaitFor(t, 40*time.Second, "the move back to a WebSocket", `window.notesync.transport === 'ws'`)
+			probes := bt.Eval[[]attempt](t, tab, `window.notesync.attempts.filter((a) => a.probe)`)
+			if len(probes) < 2 {
+				t.Errorf("%s: %d WebSocket probes, want a refused one and then one that went through", tab.Name, len(probes))
+			}
+			for i := 1; i < len(probes); i++ {
+				if gap := probes[i].At - probes[i-1].At; gap < 900 || gap > 61000 {
+					t.Errorf("%s: probes %.0f ms apart, want 1 s to a minute (backoff from 2 s, jittered)", tab.Name, gap)
+				}
+			}
+			t.Logf("%s: back on a WebSocket %.0f ms after it went through, after %d probes", tab.Name,
+				bt.Eval[float64](t, tab, `Date.now()`)-float64(since), len(probes))
+		}
+		bt.CheckBackground(t, a)
+		bt.ExpectNoteSynced(t, b, a, "Sent over a WebSocket again")
+		for _, tab := range []*bt.Tab{a, b} {
+			tab.CheckDocumentKept(t)
+			if state, _ := tab.ConnStatus(t); state != "open" {
+				t.Errorf("%s: #conn-status %q", tab.Name, state)
+			}
+		}
+	})
+}
+
+// refusingProxy serves target through a reverse proxy on a loopback port
+// that answers 503 to WebSocket upgrades while refuse is set.
+func refusingProxy(t *testing.T, target string, refuse *atomic.Bool) string {
+	t.Helper()
+	u, err := url.Parse(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rp := httputil.NewSingleHostReverseProxy(u)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if refuse.Load() && r.URL.Path == "/ws" {
+			http.Error(w, "WebSocket refused on the way", http.StatusServiceUnavailable)
+			return
+		}
+		rp.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	return srv.URL
 }
 
 // ---------------------------------------------------------------- helpers
+
+// checkPassedErrorCleared checks that tab, once connected again, no longer
+// says that the server could not be reached, and kept the unsaved note.
+func checkPassedErrorCleared(t *testing.T, tab *bt.Tab) {
+	tab.WaitConnected(t)
+	st := bt.Eval[struct {
+		ErrorShown bool
+		Error      string
+		Status     string
+		Draft      string
+	}](t, tab, `({errorShown: !document.querySelector('#note-error').hidden, error: document.querySelector('#note-error').textContent,
+		status: document.querySelector('#conn-status').textContent, draft: document.querySelector('#note-form textarea').value})`)
+	if st.ErrorShown {
+		t.Errorf("%s still says %q beside %q", tab.Name, st.Error, st.Status)
+	}
+	if !strings.HasPrefix(st.Status, "Connected to node1") {
+		t.Errorf("%s: its status line says %q", tab.Name, st.Status)
+	}
+	if st.Draft != "Written while the server is down" {
+		t.Errorf("%s: its unsaved note became %q", tab.Name, st.Draft)
+	}
+}
 
 // attempt is one entry of window.notesync.attempts.
 type attempt struct {

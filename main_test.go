@@ -26,8 +26,6 @@ type testNode struct {
 
 type nodeOption func(*config)
 
-func withRefuseWebSocket() nodeOption { return func(c *config) { c.refuseWebSocket = true } }
-
 // withAddr pins the node to an address, so that a restarted node is found
 // where its clients left it.
 func withAddr(addr string) nodeOption { return func(c *config) { c.HTTPAddr = addr } }

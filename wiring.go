@@ -1,12 +1,14 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -291,6 +293,7 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 			State: m.State, Role: role, Connections: int64(conns[m.Name]),
 		})
 	}
+	sortMembers(st.Members)
 	return st, nil
 }
 
@@ -313,6 +316,21 @@ func (w *clusterWiring) memberLink(m cluster.Member) string {
 		}
 	}
 	return "/?node=" + url.QueryEscape(m.Name)
+}
+
+// sortMembers puts the members in the order every node answers with: the
+// primary first, then by name. Gossip lists them in an order of its own,
+// which differs from node to node and from one call to the next.
+func sortMembers(ms []memberStatus) {
+	slices.SortStableFunc(ms, func(a, b memberStatus) int {
+		if pa, pb := a.Role == "primary", b.Role == "primary"; pa != pb {
+			if pa {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
 }
 
 // replication describes this node's copy of the database and whether it

@@ -41,12 +41,13 @@ const (
 	plannerLabel             = "built-in planner"
 )
 
-// assistantPage is the data of assistant.html.
+// assistantPage is the data of assistant.html: the chat, and beside it the
+// user's notes, kept live as on the notes page (docs/PROTOCOL.md §9).
 type assistantPage struct {
-	Username string
-	Model    string
-	Node     string
-	Region   string
+	pageFrame
+	Model   string
+	Notes   []Note
+	Version int64
 }
 
 // assistantLabel names what answers: the configured model or the planner.
@@ -66,8 +67,13 @@ func (s *Server) handleAssistantPage(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return
 	}
+	notes, version, err := s.Store.ListNotes(r.Context(), u.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	s.render(w, r, http.StatusOK, "assistant.html", assistantPage{
-		Username: u.Username, Model: s.assistantLabel(), Node: s.Node, Region: s.Region,
+		pageFrame: s.frame(u, "assistant"), Model: s.assistantLabel(), Notes: notes, Version: version,
 	})
 }
 

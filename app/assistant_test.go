@@ -422,7 +422,7 @@ func TestAssistantModelFailures(t *testing.T) {
 				finishChunk("tool_calls"),
 			),
 			textReply("I could not."),
-		}, toolErrorSays("body must not be empty", "positive integer", "must be a JSON object", `"body" must be a string`, "not found", `missing "query"`, `missing "rev"`)},
+		}, toolErrorSays("The note is empty", "positive integer", "must be a JSON object", `"body" must be a string`, "not found", `missing "query"`, `missing "rev"`)},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

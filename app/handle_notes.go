@@ -21,13 +21,26 @@ import (
 // to 4 bytes each, JSON-escaped, fit well within it.
 const maxWriteBody = 128 << 10
 
-// notesPage is the data of notes.html.
-type notesPage struct {
+// pageFrame is what every signed-in page shows around its content: the
+// account, which page is current (for the navigation), and the node that
+// served it.
+type pageFrame struct {
 	Username string
-	Notes    []Note
-	Version  int64
+	Current  string // "notes" or "assistant"
 	Node     string
 	Region   string
+}
+
+// frame is the pageFrame of page current for user u.
+func (s *Server) frame(u *Session, current string) pageFrame {
+	return pageFrame{Username: u.Username, Current: current, Node: s.Node, Region: s.Region}
+}
+
+// notesPage is the data of notes.html.
+type notesPage struct {
+	pageFrame
+	Notes   []Note
+	Version int64
 }
 
 // notesList is the data of the notes_list fragment.
@@ -47,9 +60,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "notes.html", notesPage{
-		Username: u.Username, Notes: notes, Version: version, Node: s.Node, Region: s.Region,
-	})
+	s.render(w, r, http.StatusOK, "notes.html", notesPage{pageFrame: s.frame(u, "notes"), Notes: notes, Version: version})
 }
 
 // listAtLeast returns the user's notes at min_version or later, waiting a

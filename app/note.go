@@ -1,6 +1,7 @@
 package app
 
 import (
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -62,17 +63,27 @@ func snippet(body string) string {
 // not all of them blank.
 func ValidateNoteBody(body string) error {
 	if !utf8.ValidString(body) {
-		return Errorf(EINVALID, "body must be valid UTF-8")
+		return Errorf(EINVALID, "The note's text is not valid UTF-8: send it as UTF-8.")
 	}
 	n := utf8.RuneCountInString(body)
 	if n == 0 {
-		return Errorf(EINVALID, "body must not be empty")
+		return Errorf(EINVALID, "The note is empty: write something in it.")
 	}
 	if strings.TrimSpace(body) == "" {
-		return Errorf(EINVALID, "body is only spaces and line breaks; write something in it")
+		return Errorf(EINVALID, "The note is only spaces and line breaks: write something in it.")
 	}
 	if n > MaxNoteChars {
-		return Errorf(EINVALID, "body is %d characters; the limit is %d", n, MaxNoteChars)
+		return Errorf(EINVALID, "The note is %s characters long; the limit is %s. Shorten it by %s to save it.",
+			thousands(n), thousands(MaxNoteChars), thousands(n-MaxNoteChars))
 	}
 	return nil
+}
+
+// thousands writes n with commas between thousands: 10,000.
+func thousands(n int) string {
+	s := strconv.Itoa(n)
+	for i := len(s) - 3; i > 0 && s[i-1] != '-'; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -182,7 +182,7 @@ func TestAccounts(t *testing.T) {
 			{"/signup", "dave", "password1", http.StatusConflict, "taken"},
 			{"/signup", "x", "password1", http.StatusBadRequest, "username"},
 			{"/signup", "erin", "short", http.StatusBadRequest, "password"},
-			{"/login", "dave", "wrong-pass", http.StatusUnauthorized, "wrong"},
+			{"/login", "dave", "wrong-pass", http.StatusUnauthorized, "Wrong username or password"},
 		}
 		for _, c := range cases {
 			resp, body := ts.browser(t).post(c.path, url.Values{"username": {c.user}, "password": {c.pass}})

@@ -38,7 +38,7 @@ const (
 // (8–256 bytes).
 func ValidateCredentials(username, password string) error {
 	if !usernameRE.MatchString(username) {
-		return Errorf(EINVALID, "username must be 3–32 characters of a–z, 0–9, _ and -")
+		return Errorf(EINVALID, "A username is 3 to 32 characters, each a lowercase letter a–z, a digit, _ or -. Choose one like that.")
 	}
 	return checkPasswordLength(password, MinPasswordBytes)
 }
@@ -47,9 +47,9 @@ func ValidateCredentials(username, password string) error {
 // bytes long.
 func checkPasswordLength(password string, min int) error {
 	if n := len(password); n > MaxPasswordBytes {
-		return Errorf(EINVALID, "password is %d bytes; the limit is %d bytes", n, MaxPasswordBytes)
+		return Errorf(EINVALID, "The password is %d bytes; the limit is %d bytes. Choose a shorter one.", n, MaxPasswordBytes)
 	} else if n < min {
-		return Errorf(EINVALID, "password must be %d–%d bytes long", min, MaxPasswordBytes)
+		return Errorf(EINVALID, "The password is too short: choose one of at least %d bytes (most letters take 1 byte).", min)
 	}
 	return nil
 }
@@ -106,7 +106,7 @@ func (s *Store) CreateUser(ctx context.Context, username, password string) (*Use
 	if err != nil {
 		var se sqlite3.Error
 		if errors.As(err, &se) && se.ExtendedCode == sqlite3.ErrConstraintUnique {
-			return nil, Errorf(ECONFLICT, "username %q is taken", username)
+			return nil, Errorf(ECONFLICT, "The username %q is taken. Choose another, or log in if it is yours.", username)
 		}
 		return nil, fmt.Errorf("insert user: %w", err)
 	}
@@ -141,13 +141,13 @@ func (s *Store) Authenticate(ctx context.Context, username, password string) (*U
 		Scan(&u.ID, &u.Username, &hash)
 	if errors.Is(err, sql.ErrNoRows) {
 		_ = bcrypt.CompareHashAndPassword(s.dummyHash(), s.prehash(password))
-		return nil, Errorf(EUNAUTHORIZED, "wrong username or password")
+		return nil, Errorf(EUNAUTHORIZED, "Wrong username or password. Check both and try again.")
 	} else if err != nil {
 		return nil, fmt.Errorf("read user: %w", err)
 	}
 	ok, old := s.checkPassword(hash, password)
 	if !ok {
-		return nil, Errorf(EUNAUTHORIZED, "wrong username or password")
+		return nil, Errorf(EUNAUTHORIZED, "Wrong username or password. Check both and try again.")
 	}
 	if old {
 		if err := s.rehash(ctx, u.ID, hash, password); err != nil {

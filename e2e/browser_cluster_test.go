@@ -7,13 +7,21 @@ package e2e
 // page (see internal/browsertest).
 
 import (
+	"encoding/json"
+	"flag"
 	"fmt"
+	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	bt "notesync/internal/browsertest"
 )
+
+// readmeScreenshot is where TestBrowserAcrossNodes writes the README's
+// picture (make screenshots); empty: it makes none.
+var readmeScreenshot = flag.String("readme-screenshot", "", "write the README's picture of two tabs in sync, on node1 and node3, to this PNG file")
 
 func TestBrowserAcrossNodes(t *testing.T) {
 	browser := bt.Start(t) // first: skips at once without Chromium
@@ -40,6 +48,29 @@ func TestBrowserAcrossNodes(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("every node lists the members alike: the primary first, then by name, in the panel and in /api/cluster", func(t *testing.T) {
+		checkMemberOrder(t, c, b)
+	})
+
+	t.Run("the cluster view passes axe at both widths", func(t *testing.T) {
+		b.WaitFor(t, 10*time.Second, "the cluster panel", `!!document.querySelector('#cluster-panel table')`)
+		bt.Look(t, b, "notes page on a cluster")
+	})
+
+	if *readmeScreenshot != "" {
+		t.Run("the README's picture: two tabs in sync, on node1 and on node3", func(t *testing.T) {
+			for _, tab := range []*bt.Tab{a, b} {
+				tab.SetViewport(t, bt.Viewport{Name: "README", Width: 660, Height: 760})
+			}
+			w := bt.CreateNote(t, b, "Pick up the bike from the shop")
+			a.WaitFor(t, 5*time.Second, "the note from tab B", bt.HasNote(w.ID))
+			bt.SideBySide(t, *readmeScreenshot, a, b)
+			for _, tab := range []*bt.Tab{a, b} {
+				tab.SetViewport(t, bt.Desktop)
+			}
+		})
+	}
 
 	var noteID int64
 	t.Run("a note created in tab B on node3 appears in background tab A on node1 with a glow", func(t *testing.T) {
@@ -110,4 +141,42 @@ func checkPresence(t *testing.T, a, b *bt.Tab) {
 		a.ClickNote(t, id, "edit-cancel")
 		b.WaitNote(t, id, 5*time.Second, "note-editing-elsewhere to go", func(s bt.NoteState) bool { return !s.Has("note-editing-elsewhere") })
 	})
+}
+
+// checkMemberOrder checks that every node of c answers /api/cluster with
+// its members in one order, the primary first and then by name, again and
+// again (gossip's own order changes), and that tab's cluster panel shows
+// them so.
+func checkMemberOrder(t *testing.T, c *localCluster, tab *bt.Tab) {
+	want := []string{"node1", "node2", "node3"} // node1 holds the static lease
+	cookie := tab.CookieHeader(t, c.URL(3))
+	for i := 1; i <= 3; i++ {
+		for range 5 {
+			req, _ := http.NewRequest("GET", c.URL(i)+"/api/cluster", nil)
+			req.Header.Set("Cookie", cookie)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st struct {
+				Members []struct{ Name, Role string }
+			}
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err != nil || resp.StatusCode != http.StatusOK {
+				t.Fatalf("GET /api/cluster on node%d: %d %v", i, resp.StatusCode, err)
+			}
+			var got []string
+			for _, m := range st.Members {
+				got = append(got, m.Name)
+			}
+			if !slices.Equal(got, want) || st.Members[0].Role != "primary" {
+				t.Fatalf("node%d lists the members as %+v, want %v with the primary first", i, st.Members, want)
+			}
+		}
+	}
+	tab.WaitFor(t, 10*time.Second, "the panel to list three members", `document.querySelectorAll('#cluster-panel tr[data-member]').length === 3`)
+	if got := bt.Eval[[]string](t, tab, `[...document.querySelectorAll('#cluster-panel tr[data-member]')].map((r) => r.dataset.member)`); !slices.Equal(got, want) {
+		t.Errorf("%s: the panel lists %v, want %v", tab.Name, got, want)
+	}
 }

@@ -1,17 +1,20 @@
 // notesync browser client.
 //
 // Plain ES2020, no build step; the only dependency is htmx (for the note form).
-// What it does:
+// It runs wherever the page has #notes-list: the notes page, and the
+// assistant page beside its chat. What it does:
 //   * keeps a WebSocket (or, where that cannot connect, an EventSource) open to
 //     the node, and refetches the notes list whenever the server says the
-//     user's notes version moved;
+//     user's notes version moved; while on SSE, it tries the WebSocket again
+//     in the background;
 //   * reconciles the list in place by data-note-id, so notes that arrive from
 //     elsewhere glow (.note-flash) and deleted ones fade out (.note-leaving);
 //   * tags every write with an Idempotency-Key and retries a 504 / network
 //     failure once with the same key;
-//   * carries the tab's pin (?node= / ?region=) on every request it makes.
+//   * carries the tab's pin (?node= / ?region=) on every request it makes;
+//   * says what went wrong in plain words, and clears what has passed.
 //
-// The DOM and wire contract is docs/PROTOCOL.md, sections 3–5. The only
+// The DOM and wire contract is docs/PROTOCOL.md, sections 3–7 and 9. The only
 // global is window.notesync ({transport, attempts, version}), read by tests.
 (() => {
   'use strict';
@@ -25,7 +28,8 @@
   const BACKOFF_CAP_MS = 10000;
   const BACKOFF_MIN_MS = 250;
   const WS_FAILS_BEFORE_SSE = 2;    // WebSocket failed to open this many times in a row
-  const WS_PROBE_EVERY_MS = 60000;  // while on SSE, try the WebSocket again
+  const WS_PROBE_FIRST_MS = 2000;   // while on SSE, try the WebSocket again after this,
+  const WS_PROBE_CAP_MS = 60000;    // doubling up to this
   const FLASH_MS = 2000;            // .note-flash lifetime (spec: at least 1.5 s)
   const LEAVE_MS = 400;             // .note-leaving lifetime (CSS fade is 300 ms)
   const WRITE_RETRY_DELAY_MS = 800; // before the single retry of a 504 / network error
@@ -129,6 +133,12 @@
   }
 
   if (logoutForm) logoutForm.action = withPin(logoutForm.getAttribute('action') || '/logout');
+  for (const a of document.querySelectorAll('.nav a[href^="/"]')) a.href = withPin(a.getAttribute('href'));
+
+  // Keyboard hints name the keys this keyboard has.
+  if (/Mac|iPhone|iPad/.test(navigator.platform || '')) {
+    for (const k of document.querySelectorAll('.kbd-hint kbd')) if (k.textContent === 'Ctrl') k.textContent = '⌘';
+  }
 
   // ---------------------------------------------------------------- writes
   //
@@ -173,17 +183,63 @@
     return fetch(target, init);
   }
 
-  async function errorText(res, what) {
-    const body = parseJSON(await res.text().catch(() => ''));
-    if (body && typeof body.error === 'string' && body.error) return body.error;
-    if (res.status === 504) return `${what}: the server did not confirm in time; it may still appear.`;
-    return `${what} (HTTP ${res.status}).`;
+  // A wait in words: "1 second", "20 seconds", "3 minutes".
+  function inWords(ms) {
+    const secs = Math.max(1, Math.ceil(ms / 1000));
+    if (secs < 60) return secs === 1 ? '1 second' : `${secs} seconds`;
+    const mins = Math.ceil(secs / 60);
+    return mins === 1 ? '1 minute' : `${mins} minutes`;
   }
 
-  function showNoteError(msg) {
+  // failure says, in plain words, what became of a write that did not
+  // succeed and what to do: `what` is what was being done ("the note was
+  // not saved"), res the answer (null: the server was not reached), data
+  // its JSON. The server's own words are used where they are meant for a
+  // person (a note's text refused, a limit); the rest are for developers.
+  // passes: the cause goes away by itself (the server comes back), so the
+  // message is cleared when the connection is open again.
+  function failure(what, res, data = {}) {
+    const said = data && typeof data.error === 'string' ? data.error.trim() : '';
+    const sentence = said ? said.charAt(0).toUpperCase() + said.slice(1).replace(/([^.!?])$/, '$1.') : '';
+    if (!res) {
+      return { text: `Could not reach the server, so ${what}. The page reconnects by itself; try again once it says it is connected.`, passes: true };
+    }
+    const wait = inWords(retryAfterMs(res, 2000));
+    switch (res.status) {
+      case 400:
+        return { text: sentence || `The server refused it, so ${what}. Check the text and try again.` };
+      case 413:
+        return { text: `It is too long to send, so ${what}. Shorten it and try again.` };
+      case 401:
+        return { text: `Your session has ended, so ${what}. Log in again to go on.` };
+      case 403:
+        return { text: `The server refused the request, so ${what}. Reload the page and try again.` };
+      case 429:
+        return { text: `Too many requests in a short time, so ${what}. Try again in ${wait}.`, passes: true };
+      case 503:
+        return { text: `No server could take the change just now, so ${what}. Try again in ${wait}.`, passes: true };
+      case 504:
+        return { text: `The server did not confirm in time: it may have gone through. If it does not show in a few seconds, try again.`, passes: true };
+      default:
+        return { text: `Something went wrong on the server, so ${what}. Try again in a moment.`, passes: res.status >= 500 };
+    }
+  }
+
+  // The note error line. An error whose cause passes by itself (the server
+  // was unreachable) is cleared once the connection is open again: the page
+  // never shows a state that is over.
+  let noteErrorPasses = false;
+  function showNoteError(msg, passes = false) {
     if (!noteErrorEl) return;
     noteErrorEl.textContent = msg || '';
     noteErrorEl.hidden = !msg;
+    noteErrorPasses = !!msg && passes;
+  }
+
+  function showFailure(f) { showNoteError(f.text, !!f.passes); }
+
+  function clearPassedErrors() {
+    if (noteErrorPasses) showNoteError('');
   }
 
   // ---------------------------------------------------------------- htmx glue
@@ -228,11 +284,16 @@
     }
     if (write) { htmxWrites.delete(key); write.done(); }
 
+    const ta = noteForm.querySelector('textarea[name=body]');
+    // The person types next where they typed last: the textarea keeps the
+    // focus (htmx disabled the button that had it while the note was sent).
+    const active = document.activeElement;
+    if (ta && (!active || active === document.body || noteForm.contains(active))) ta.focus();
+
     if (xhr.status === 201) {
       const res = parseJSON(xhr.responseText) || {};
       if (res.note && res.note.id !== undefined) ownCreated.add(String(res.note.id));
       showNoteError('');
-      const ta = noteForm.querySelector('textarea[name=body]');
       // Clear only if the text is still what was sent (the user may have
       // started typing the next note while this one was saving).
       const sent = String(d.requestConfig.parameters.body ?? '');
@@ -240,14 +301,9 @@
       refreshTo(toVersion(res.version));
       return;
     }
-    if (xhr.status === 0) {
-      showNoteError('Could not reach the server; the note was not saved.');
-      return;
-    }
-    const res = parseJSON(xhr.responseText);
-    showNoteError(res && res.error ? res.error
-      : xhr.status === 504 ? 'The server did not confirm the save in time; the note may still appear.'
-      : `Could not save the note (HTTP ${xhr.status}).`);
+    const headers = { get: (h) => xhr.getResponseHeader(h) };
+    showFailure(failure('the note was not saved', xhr.status === 0 ? null : { status: xhr.status, headers },
+      parseJSON(xhr.responseText) || {}));
     if (xhr.status === 401) checkSessionThenEnd();
   });
 
@@ -412,7 +468,9 @@
       while (cursor && cursor !== el && !isLiveNote(cursor)) cursor = cursor.nextSibling;
       if (cursor === el) cursor = el.nextSibling;
       else listEl.insertBefore(el, cursor);
+      clampNote(el);
     }
+    takePendingFocus();
   }
 
   // updateNote shows a fresh copy of a note. While the note is open in an
@@ -427,6 +485,7 @@
     if (bodyEl && freshBody && bodyEl.textContent !== freshBody.textContent) {
       bodyEl.textContent = freshBody.textContent;
       labelNote(el);
+      clampNote(el);
       if (ownEdits.get(id) === freshBody.textContent) ownEdits.delete(id);
       else if (!form) flash(el);
     }
@@ -446,7 +505,59 @@
     if (bodyEl && typeof note.body === 'string') bodyEl.textContent = note.body;
     if (note.rev) el.setAttribute('data-rev', String(note.rev));
     labelNote(el);
+    clampNote(el);
   }
+
+  // ---------------------------------------------------------------- long notes
+  //
+  // CSS shows a long note's first lines (--clamp-lines); a note whose text
+  // runs past them gets class note-clamped and a "Show more" button
+  // (data-action="expand", aria-expanded), which shows it all.
+
+  function clampNote(el) {
+    const bodyEl = el.querySelector('.note-body');
+    if (!bodyEl) return;
+    const lines = Number(getComputedStyle(el).getPropertyValue('--clamp-lines')) || 8;
+    const lineHeight = parseFloat(getComputedStyle(bodyEl).lineHeight) || 24;
+    // scrollHeight is the text's whole height, clamped or not; 0 while the
+    // note is not laid out (an open editor hides it): leave it as it is.
+    if (bodyEl.scrollHeight === 0) return;
+    const long = bodyEl.scrollHeight > lines * lineHeight + 2;
+    el.classList.toggle('note-clamped', long);
+    let more = el.querySelector(':scope > .note-more');
+    if (!long) {
+      more?.remove();
+      el.classList.remove('note-expanded');
+      return;
+    }
+    if (!more) {
+      more = document.createElement('button');
+      more.type = 'button';
+      more.className = 'note-more link-button';
+      more.dataset.action = 'expand';
+      if (bodyEl.id) more.setAttribute('aria-controls', bodyEl.id);
+      bodyEl.after(more);
+    }
+    showExpanded(el, el.classList.contains('note-expanded'));
+  }
+
+  function showExpanded(el, on) {
+    el.classList.toggle('note-expanded', on);
+    const more = el.querySelector(':scope > .note-more');
+    if (!more) return;
+    more.textContent = on ? 'Show less' : 'Show more';
+    more.setAttribute('aria-expanded', String(on));
+    labelNote(el);
+  }
+
+  function clampAll() {
+    for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) clampNote(el);
+  }
+  let clampTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(clampTimer);
+    clampTimer = setTimeout(clampAll, 150);
+  });
 
   // The first words of a note, for accessible names and messages.
   function snippet(text) {
@@ -462,6 +573,7 @@
       edit: 'Edit note', delete: 'Delete note', 'keep-mine': 'Keep my text for note',
       'take-theirs': 'Take the other text for note', 'save-as-new': 'Save my text as a new note, from note',
       'edit-cancel': 'Cancel editing note', 'edit-save': 'Save note',
+      expand: el.classList.contains('note-expanded') ? 'Show less of note' : 'Show more of note',
     };
     for (const b of el.querySelectorAll('button[data-action]')) {
       const name = names[b.dataset.action];
@@ -501,6 +613,7 @@
     }
   }
   localizeTimes(listEl);
+  clampAll();
 
   // ---------------------------------------------------------------- delete / edit / undo
   //
@@ -520,6 +633,7 @@
       case 'keep-mine': keepMine(li); break;
       case 'take-theirs': closeEditor(li); break;
       case 'save-as-new': saveAsNew(li); break;
+      case 'expand': showExpanded(li, !li.classList.contains('note-expanded')); break;
     }
   });
 
@@ -554,8 +668,7 @@
       showNoteError('This note was changed elsewhere, so it was not deleted. Its new text is shown; delete it again if you still want to.');
       return;
     }
-    showNoteError(res ? await errorText(res, 'Could not delete the note')
-      : 'Could not reach the server; the note was not deleted.');
+    showFailure(failure(`the note “${words}” was not deleted`, res, res ? parseJSON(await res.text().catch(() => '')) || {} : {}));
     if (res && res.status === 401) checkSessionThenEnd();
   }
 
@@ -623,6 +736,7 @@
       fadeOutAndRemove(li);
       return;
     }
+    clampNote(li);
     li.querySelector('button[data-action="edit"]')?.focus();
   }
 
@@ -709,8 +823,7 @@
       ownEdits.delete(id);
       if (res && res.status === 412 && data.note) { showConflict(li, data.note); return; }
       if (res && res.status === 404) { markDeletedElsewhere(li); return; }
-      showNoteError(res ? (data.error || `Could not save the note (HTTP ${res.status}).`)
-        : 'Could not reach the server; the note was not saved.');
+      showFailure(failure('your changes were not saved; they are still in the editor', res, data));
       if (res && res.status === 401) checkSessionThenEnd();
     } finally {
       done();
@@ -749,8 +862,7 @@
         refreshTo(toVersion(data.version));
         return;
       }
-      showNoteError(res ? (data.error || `Could not save the note (HTTP ${res.status}).`)
-        : 'Could not reach the server; the note was not saved.');
+      showFailure(failure('your text was not saved as a note; it is still in the editor', res, data));
     } finally {
       done();
     }
@@ -777,15 +889,52 @@
     if (focus) undo.focus();
   }
 
-  function dropUndo(item) {
-    const hadFocus = item.contains(document.activeElement);
+  // dropUndo removes an Undo; the focus it had goes where the person will
+  // type next, or to the note it brought back (restoredId).
+  function dropUndo(item, restoredId = null, hadFocus = item.contains(document.activeElement)) {
     item.remove();
     undoBar.hidden = !undoBar.querySelector('.undo-item');
-    if (hadFocus) noteForm?.querySelector('textarea')?.focus();
+    if (!hadFocus) return;
+    if (restoredId !== null) focusNoteWhenShown(restoredId);
+    else focusTypingPlace();
+  }
+
+  // focusTypingPlace puts the focus where the person types next: the new
+  // note's textarea, or on a page without one the first note.
+  function focusTypingPlace() {
+    const ta = noteForm?.querySelector('textarea');
+    if (ta) { ta.focus(); return; }
+    listEl.querySelector(':scope > [data-note-id] button[data-action="edit"]')?.focus();
+  }
+
+  // focusNoteWhenShown focuses note id's Edit as soon as the list shows it
+  // (see reconcile), or the typing place if it does not come soon.
+  const pendingFocus = { id: null, timer: 0 };
+  function focusNoteWhenShown(id) {
+    clearTimeout(pendingFocus.timer);
+    pendingFocus.id = String(id);
+    if (takePendingFocus()) return;
+    pendingFocus.timer = setTimeout(() => {
+      if (pendingFocus.id === null) return;
+      pendingFocus.id = null;
+      if (document.activeElement === document.body) focusTypingPlace();
+    }, OWN_WRITE_WAIT_MS);
+  }
+
+  function takePendingFocus() {
+    if (pendingFocus.id === null) return false;
+    const el = listEl.querySelector(`:scope > [data-note-id="${CSS.escape(pendingFocus.id)}"]:not(.note-leaving)`);
+    const btn = el?.querySelector('button[data-action="edit"]');
+    if (!btn) return false;
+    pendingFocus.id = null;
+    clearTimeout(pendingFocus.timer);
+    if (document.activeElement === document.body || !document.activeElement) btn.focus();
+    return true;
   }
 
   async function undoDelete(id, item) {
     const btn = item.querySelector('button');
+    const hadFocus = item.contains(document.activeElement);
     btn.disabled = true;
     let res = null;
     try {
@@ -795,15 +944,21 @@
     if (res && res.ok && data.note) {
       ownCreated.add(String(id));
       gone.delete(String(id));
-      dropUndo(item);
+      dropUndo(item, id, hadFocus);
       refreshTo(toVersion(data.version));
       return;
     }
     btn.disabled = false;
-    item.replaceChildren(res && res.status === 404
-      ? 'Too late to undo: the note is gone for good.'
-      : (data.error || 'Could not reach the server; the note was not restored.'));
-    setTimeout(() => dropUndo(item), 5000);
+    if (res && res.status === 404) {
+      item.replaceChildren('Too late to undo: the note is gone for good.');
+      setTimeout(() => dropUndo(item), 5000);
+      return;
+    }
+    // Undo stays, to be tried again, with what went wrong beside it.
+    const f = failure('the note was not brought back', res, data);
+    item.replaceChildren(`${f.text} `, btn);
+    btn.focus();
+    setTimeout(() => dropUndo(item), UNDO_SHOW_MS);
   }
 
   // ---------------------------------------------------------------- presence
@@ -887,8 +1042,12 @@
 
   // ---------------------------------------------------------------- event log
 
+  // The real-time events go to #event-log only where the page asks for them
+  // (data-log="realtime"); the assistant page's log is the assistant's.
+  const logsRealtime = !!eventLogEl && eventLogEl.dataset.log === 'realtime';
+
   function logEvent(type, text) {
-    if (!eventLogEl) return;
+    if (!logsRealtime) return;
     const li = document.createElement('li');
     li.dataset.type = type;
     const t = document.createElement('time');
@@ -974,15 +1133,16 @@
   }
 
   // probe=true: we are on SSE and try the WebSocket on the side; it replaces
-  // the EventSource only if it opens, and its failure is of no consequence.
-  function openWebSocket(probe) {
+  // the EventSource only if it opens, and its failure only schedules the
+  // next try (onProbeFailed).
+  function openWebSocket(probe, onProbeFailed = () => {}) {
     let ws;
     recordAttempt('ws', probe);
     if (!probe) notesync.transport = 'ws';
     try {
       ws = new WebSocket(wsURL());
     } catch {
-      if (!probe) onWebSocketFailed(false);
+      if (probe) onProbeFailed(); else onWebSocketFailed(false);
       return;
     }
     if (!probe) session.ws = ws;
@@ -1010,6 +1170,7 @@
     };
 
     ws.onclose = (e) => {
+      if (probe && !opened) { onProbeFailed(); return; }
       if (ws !== session.ws) return; // a dropped probe or an abandoned socket
       session.ws = null;
       stopHeartbeat();
@@ -1139,7 +1300,7 @@
   function closeEventSource() {
     const es = session.es;
     session.es = null;
-    clearInterval(session.probeTimer);
+    clearTimeout(session.probeTimer);
     session.probeTimer = 0;
     if (es) es.close();
   }
@@ -1153,9 +1314,11 @@
     const delay = Math.max(BACKOFF_MIN_MS, Math.random() * cap);
     session.backoffAttempt++;
     session.nextDelay = delay;
-    const at = new Date(Date.now() + delay);
-    setStatus('connecting', `disconnected — reconnecting in ${(delay / 1000).toFixed(1)} s (at ${timeOfDay(at)})…`);
-    session.reconnectTimer = setTimeout(connect, delay);
+    setStatus('connecting', `Not connected: trying again in ${inWords(delay)}…`);
+    session.reconnectTimer = setTimeout(() => {
+      setStatus('connecting', 'Reconnecting…');
+      connect();
+    }, delay);
   }
 
   function endSession() {
@@ -1166,7 +1329,7 @@
     clearTimeout(clusterTimer);
     abandonWebSocket();
     closeEventSource();
-    setStatus('closed', 'session ended — please log in again', { href: '/login', text: 'Log in' });
+    setStatus('closed', 'Your session ended. Log in again to see your notes:', { href: '/login', text: 'Log in' });
   }
 
   // A 401 on a page request may also be a misbehaving proxy; ask the API to
@@ -1190,10 +1353,12 @@
     switch (msg.type) {
       case 'hello': {
         session.backoffAttempt = 0;
-        const where = `${msg.node || 'server'}${msg.region ? ` (${msg.region})` : ''}`;
+        const where = `${msg.node || 'the server'}${msg.region ? ` (${msg.region})` : ''}`;
         const onSSE = session.es !== null && session.ws === null;
-        setStatus('open', `connected to ${where}${onSSE ? ' via SSE' : ''}`);
-        if (onSSE) startWebSocketProbe();
+        setStatus('open', `Connected to ${where}`);
+        if (statusEl) statusEl.title = onSSE ? 'live updates over server-sent events' : 'live updates over a WebSocket';
+        clearPassedErrors();
+        if (onSSE) scheduleWebSocketProbe(0);
         if (v !== null && v > notesync.version) refreshTo(v);
         // A new connection knows nothing of this tab's editor yet.
         editing.conn = typeof msg.conn === 'string' ? msg.conn : '';
@@ -1212,11 +1377,22 @@
     }
   }
 
-  function startWebSocketProbe() {
-    clearInterval(session.probeTimer);
-    session.probeTimer = setInterval(() => {
-      if (session.es && !session.ws && document.visibilityState === 'visible') openWebSocket(true);
-    }, WS_PROBE_EVERY_MS);
+  // While on SSE, the tab tries the WebSocket again in the background, in
+  // hidden tabs too: after WS_PROBE_FIRST_MS, then twice as long each time
+  // up to WS_PROBE_CAP_MS, each delay jittered (half fixed, half random) so
+  // that the tabs of a restarted node do not all try at once. The first
+  // WebSocket that opens takes over from the EventSource.
+  function scheduleWebSocketProbe(attempt) {
+    clearTimeout(session.probeTimer);
+    const span = Math.min(WS_PROBE_CAP_MS, WS_PROBE_FIRST_MS * 2 ** Math.min(attempt, 16));
+    const delay = span / 2 + Math.random() * (span / 2);
+    session.probeTimer = setTimeout(() => {
+      session.probeTimer = 0;
+      if (!session.es || session.ws || session.ended || session.suspended) return;
+      openWebSocket(true, () => {
+        if (session.es && !session.ws) scheduleWebSocketProbe(attempt + 1);
+      });
+    }, delay);
   }
 
   // Back online, or back in view: do not sit out the rest of a long backoff,
@@ -1287,7 +1463,22 @@
     }
   }
 
+  // renderCluster shows what /api/cluster says, in the order it says it
+  // (the primary first, then by name: the same on every node). A node on
+  // its own, without replication, is one quiet line.
   function renderCluster(data) {
+    const single = data.members.length === 1 && !data.replication;
+    clusterPanel.classList.toggle('cluster-one', single);
+    clusterPanel.dataset.members = String(data.members.length);
+    if (single) {
+      const m = data.members[0];
+      const line = document.createElement('p');
+      line.className = 'cluster-single';
+      line.textContent = `Single node: ${m.name}${m.region ? ` (${m.region})` : ''}, not part of a cluster.`;
+      clusterPanel.dataset.replication = '';
+      clusterBody.replaceChildren(line);
+      return;
+    }
     const table = document.createElement('table');
     table.className = 'cluster-members';
     const head = table.createTHead().insertRow();
@@ -1340,7 +1531,7 @@
 
   // ---------------------------------------------------------------- start
 
-  setStatus('connecting', 'connecting…');
+  setStatus('connecting', 'Connecting…');
   connect();
   pollCluster();
 })();

@@ -125,8 +125,9 @@ func CheckBackground(t testing.TB, tb *Tab) {
 
 // Tab is one browser tab.
 type Tab struct {
-	Name string
-	Ctx  context.Context
+	Name  string
+	Ctx   context.Context
+	media map[string]string // emulated media features (EmulateMedia)
 }
 
 // OpenTab opens a tab (in front of the others) in the browser, named name in
