@@ -1005,6 +1005,7 @@
 
   function showPresence(msg) {
     editing.last = msg;
+    pollCluster(true);
     if (presenceEl) {
       const nodes = msg.nodes && typeof msg.nodes === 'object' ? Object.entries(msg.nodes) : [];
       const tabs = Number(msg.tabs) || 0;
@@ -1428,12 +1429,15 @@
   let clusterBusy = false; // one poll at a time, one timer chain
   const clusterBody = clusterPanel && (clusterPanel.querySelector('.cluster-body') || clusterPanel);
 
-  async function pollCluster() {
+  // pollCluster refreshes the cluster panel, every CLUSTER_POLL_MS while
+  // the tab is visible, and at once when force is set (a presence change
+  // moved the counts, which a background tab shows too).
+  async function pollCluster(force = false) {
     clearTimeout(clusterTimer);
     if (!clusterPanel || session.ended || clusterBusy) return;
     clusterBusy = true;
     let stop = false;
-    if (document.visibilityState === 'visible') {
+    if (force === true || document.visibilityState === 'visible') {
       try {
         const res = await fetch(withPin('/api/cluster'), {
           credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' },
