@@ -35,7 +35,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"gopkg.in/yaml.v3"
 
-	"notesync/cluster"
+	"notesync/internal/testenv"
 )
 
 // flyRuntimeVars are the variables Fly.io sets on every machine
@@ -1259,18 +1259,8 @@ func waitFor(t *testing.T, r *litefsRun, what string, d time.Duration, cond func
 	}
 }
 
-func requireFUSE(t *testing.T) {
-	t.Helper()
-	if err := cluster.CheckFUSE(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("CI needs FUSE: %v", err)
-		}
-		t.Skipf("skipping: %v", err)
-	}
-}
-
 func TestLiteFSConfigOnFly(t *testing.T) {
-	requireFUSE(t)
+	testenv.NeedFUSE(t)
 	fc := readFlyTOML(t)
 	stages := parseDockerfile(t, "Dockerfile")
 	image := stages[len(stages)-1].env()

@@ -12,7 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
-	"notesync/cluster"
+	"notesync/internal/testenv"
 )
 
 // TestMain lets the test binary serve as the tool's worker process: run
@@ -37,12 +37,7 @@ func TestSmokeSingle(t *testing.T) {
 // TestSmokeCluster is the same against three LiteFS nodes: writes through
 // every node, tabs of each user on every node.
 func TestSmokeCluster(t *testing.T) {
-	if err := cluster.CheckFUSE(); err != nil {
-		if os.Getenv("CI") != "" {
-			t.Fatal(err)
-		}
-		t.Skip(err)
-	}
+	testenv.NeedFUSE(t)
 	smoke(t, "cluster")
 }
 

@@ -26,20 +26,8 @@ import (
 	"github.com/coder/websocket"
 
 	"notesync/cluster"
+	"notesync/internal/testenv"
 )
-
-// needSystem skips outside CI when a system dependency is missing, and
-// fails under CI, where `make test` installs it.
-func needSystem(t testing.TB, err error, fix string) {
-	t.Helper()
-	if err == nil {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("%v (CI must have it: %s)", err, fix)
-	}
-	t.Skipf("%v; to run this test: %s", err, fix)
-}
 
 // localCluster is a cluster of real nodes under LiteFS for one test.
 type localCluster struct {
@@ -60,7 +48,7 @@ func startCluster(t testing.TB, n int, env ...string) *localCluster {
 // with their state in a temporary directory.
 func newLauncher(t testing.TB, n int, env ...string) *cluster.Launcher {
 	t.Helper()
-	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
+	testenv.NeedFUSE(t)
 	b := buildBinaries(t)
 	return &cluster.Launcher{
 		N: n, BasePort: 18081, Host: randomLoopback(), Dir: filepath.Join(t.TempDir(), "nodes"),

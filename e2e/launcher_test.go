@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"notesync/cluster"
+	"notesync/internal/testenv"
 )
 
 // These tests hold the launcher to docs/PROTOCOL.md §2: one cluster per data
@@ -181,7 +181,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestLauncherLeavesAMountInUseAlone(t *testing.T) {
-	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
+	testenv.NeedFUSE(t)
 	b := buildBinaries(t)
 	dir := filepath.Join(t.TempDir(), "cluster")
 	host := randomLoopback()

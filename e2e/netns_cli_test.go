@@ -9,15 +9,15 @@ import (
 	"testing"
 	"time"
 
-	"notesync/cluster"
+	"notesync/internal/testenv"
 )
 
 // `notesync cluster -netns` as a person runs it (docs/PROTOCOL.md §10):
 // fault commands on its standard input, a crash of the launcher itself,
 // and Ctrl-C.
 func TestNetnsCommandLine(t *testing.T) {
-	needSystem(t, cluster.CheckNetns(), "run the tests as root with iproute2 and nftables (apt-get install iproute2 nftables, or make test)")
-	needSystem(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
+	testenv.NeedNetns(t)
+	testenv.NeedFUSE(t)
 	b := buildBinaries(t)
 	dir := filepath.Join(t.TempDir(), "cluster")
 	args := []string{"cluster", "-netns", "-n", "2", "-dir", dir, "-host", randomLoopback(), "-config", b.config}

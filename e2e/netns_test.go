@@ -27,6 +27,7 @@ import (
 	"github.com/coder/websocket"
 
 	"notesync/cluster"
+	"notesync/internal/testenv"
 )
 
 // netnsCluster is a cluster started with -netns, with each node's mount
@@ -40,7 +41,7 @@ type netnsCluster struct {
 // and checks when the test ends that every namespace is gone.
 func startNetnsCluster(t *testing.T, n int) *netnsCluster {
 	t.Helper()
-	needSystem(t, cluster.CheckNetns(), "run the tests as root with iproute2 and nftables (apt-get install iproute2 nftables, or make test)")
+	testenv.NeedNetns(t)
 	l := newLauncher(t, n)
 	l.Netns = true
 	var names []string

@@ -20,7 +20,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -29,6 +28,8 @@ import (
 
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+
+	"notesync/internal/testenv"
 )
 
 // Password is the password of every user that SignUp creates.
@@ -51,11 +52,7 @@ func Start(t testing.TB) context.Context {
 		}
 	}
 	if path == "" {
-		const msg = "no Chromium found for the browser tests: apt-get install chromium"
-		if os.Getenv("CI") != "" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testenv.Need(t, errors.New("no Chromium found for the browser tests"), "apt-get install chromium (or make test)")
 	}
 	// Not DefaultExecAllocatorOptions: it turns off background-tab timer
 	// throttling and renderer backgrounding, which the tests must face.
