@@ -455,6 +455,31 @@ func TestSlowConsumer(t *testing.T) {
 	})
 }
 
+// TestBlockedWrite checks the other half of backpressure: a client that
+// stops reading, with fewer than QueueSize messages waiting, is dropped as
+// too slow once one write has been blocked for WriteTimeout.
+func TestBlockedWrite(t *testing.T) {
+	f := newFixture(t)
+	f.hub.WriteTimeout = 300 * time.Millisecond
+	slow := f.dial(t, 1, "")
+	read(t, slow)
+	f.waitConns(t, 1)
+	// Eight 1 MiB messages are more than the loopback socket buffers hold.
+	pad := strings.Repeat("x", 1<<20)
+	for i := int64(1); i <= 8; i++ {
+		data, _ := json.Marshal(map[string]any{"type": "note_changed", "version": i, "pad": pad})
+		f.hub.Broadcast(1, Message{Type: "note_changed", Version: i, Data: data})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.hub.Stats().SlowClosed == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a client blocked past WriteTimeout was not dropped: %+v", f.hub.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.waitConns(t, 0)
+}
+
 // TestFanOut checks delivery at the real boundary: many sockets, many
 // messages, each socket gets every message of its user once and in order.
 func TestFanOut(t *testing.T) {

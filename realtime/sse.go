@@ -2,10 +2,10 @@ package realtime
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -17,28 +17,37 @@ type sseTransport struct {
 	rc *http.ResponseController
 }
 
-func (t *sseTransport) write(ctx context.Context, m Message) error {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = t.rc.SetWriteDeadline(dl)
-	}
-	if m.Type != "" {
-		t.w.WriteString("event: ")
-		t.w.WriteString(m.Type)
+func (t *sseTransport) write(batch []Message, deadline time.Time) error {
+	_ = t.rc.SetWriteDeadline(deadline)
+	for _, m := range batch {
+		if m.Type != "" {
+			t.w.WriteString("event: ")
+			t.w.WriteString(m.Type)
+			t.w.WriteByte('\n')
+		}
+		t.w.WriteString("data: ")
+		t.w.Write(m.Data)
+		t.w.WriteByte('\n')
+		if id := max(m.Version, m.eventID); id > 0 {
+			t.w.WriteString("id: ")
+			t.w.WriteString(strconv.FormatInt(id, 10))
+			t.w.WriteByte('\n')
+		}
 		t.w.WriteByte('\n')
 	}
-	t.w.WriteString("data: ")
-	t.w.Write(m.Data)
-	t.w.WriteByte('\n')
-	if id := max(m.Version, m.eventID); id > 0 {
-		t.w.WriteString("id: ")
-		t.w.WriteString(strconv.FormatInt(id, 10))
-		t.w.WriteByte('\n')
-	}
-	t.w.WriteByte('\n')
 	if err := t.w.Flush(); err != nil {
-		return err
+		return deadlineErr(err, deadline)
 	}
-	return t.rc.Flush()
+	return deadlineErr(t.rc.Flush(), deadline)
+}
+
+// deadlineErr makes a write error that came after deadline say so: net/http
+// does not always keep the socket's own error.
+func deadlineErr(err error, deadline time.Time) error {
+	if err != nil && !timedOut(err) && !time.Now().Before(deadline) {
+		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	}
+	return err
 }
 
 // close is a no-op: the handler notices Conn.Done and writes the final

@@ -14,14 +14,51 @@ import (
 
 const websocketInternalError = websocket.StatusInternalError
 
-// wsTransport writes to a WebSocket.
+// wsTransport writes to a WebSocket over a batchConn.
 type wsTransport struct {
-	ws *websocket.Conn
+	ws   *websocket.Conn
+	conn *batchConn
 }
 
-func (t *wsTransport) write(ctx context.Context, m Message) error {
-	return t.ws.Write(ctx, websocket.MessageText, m.Data)
+// write sends the batch's frames with one writev(2), under deadline.
+func (t *wsTransport) write(batch []Message, deadline time.Time) error {
+	t.conn.hold(deadline)
+	var err error
+	for _, m := range batch {
+		f := m.frame
+		if f == nil {
+			f = appendTextFrame(nil, m.Data)
+		}
+		if err = t.conn.queue(f); err != nil {
+			break
+		}
+	}
+	if rerr := t.conn.release(); rerr != nil {
+		return rerr
+	}
+	return err
 }
+
+// writeNow queues the batch's frames and sends what the socket takes at
+// once; with the rest pending, the batch stays held for finish.
+func (t *wsTransport) writeNow(batch []Message, deadline time.Time) (bool, error) {
+	t.conn.hold(deadline)
+	for _, m := range batch {
+		f := m.frame
+		if f == nil {
+			f = appendTextFrame(nil, m.Data)
+		}
+		if err := t.conn.queue(f); err != nil {
+			if rerr := t.conn.release(); rerr != nil {
+				return false, rerr
+			}
+			return false, err
+		}
+	}
+	return t.conn.releaseNow()
+}
+
+func (t *wsTransport) finish() error { return t.conn.release() }
 
 func (t *wsTransport) close(code StatusCode, reason string) {
 	// Close waits up to 5 s for the peer's close frame, then drops the TCP
@@ -67,7 +104,8 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 		refuseNodeFull(w)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hj := &batchHijacker{ResponseWriter: w}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		OriginPatterns:  e.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -93,7 +131,7 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(limit)
 
-	c := newConn(e.Hub, id, &wsTransport{ws: ws})
+	c := newConn(e.Hub, id, &wsTransport{ws: ws, conn: hj.conn})
 	// The request context ends when this handler returns; the connection
 	// outlives it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
