@@ -553,10 +553,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		// off, instead of waiting in the dying process's accept queue for
 		// SYN retransmits. Meanwhile the real-time connections close with
 		// 1001, which ends the SSE handlers Shutdown waits for.
+		start := time.Now()
 		shut := make(chan error, 1)
 		go func() { shut <- httpSrv.Shutdown(shutdownCtx) }()
+		n := hub.Stats().Connections
 		hub.Close(3 * time.Second)
+		logger.Debug("sockets closed", "connections", n, "took", time.Since(start))
 		err = <-shut
+		logger.Debug("requests finished", "took", time.Since(start))
 	}
 	stopBG()
 	bg.Wait()

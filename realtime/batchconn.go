@@ -37,7 +37,8 @@ type batchConn struct {
 	size      int         // bytes in pending
 	vec       *net.Buffers
 	err       error // the first failed write of the held batch
-	closeSent bool  // the library has written a close frame: no data may follow
+	closeSent bool  // a close frame has been written: no data may follow
+	finAfter  bool  // drop the connection once the held batch is sent (goAway)
 }
 
 var batchVecs = sync.Pool{New: func() any { v := make(net.Buffers, 0, 16); return &v }}
@@ -110,8 +111,45 @@ func (b *batchConn) releaseNow() (pending bool, err error) {
 	return false, b.err
 }
 
+// goAway sends frame, a close frame, and then drops the connection,
+// without waiting for the client's answer: a socket that cannot take the
+// frame at once is dropped all the same. In the middle of a batch, both
+// follow the batch.
+func (b *batchConn) goAway(frame []byte) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closeSent {
+		return
+	}
+	b.closeSent = true
+	if b.held {
+		b.pending = append(b.pending, frame)
+		b.size += len(frame)
+		b.finAfter = true
+		return
+	}
+	if b.try == nil {
+		// No write without waiting here: wait a little.
+		_ = b.Conn.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		_, err := b.Conn.Write(frame)
+		_ = b.Conn.SetWriteDeadline(time.Time{})
+		if err != nil {
+			_ = b.Conn.Close()
+			return
+		}
+	} else {
+		_, _ = b.try.write(net.Buffers{frame})
+	}
+	// The library's reader sees the socket closed and lets go of it.
+	_ = b.Conn.Close()
+}
+
 // endLocked ends the batch and returns its vector to the pool.
 func (b *batchConn) endLocked() {
+	if b.finAfter {
+		b.finAfter = false
+		_ = b.Conn.Close()
+	}
 	b.disarmLocked()
 	// pending may have been consumed from the front or have outgrown the
 	// pooled array: clear both from their starts.
@@ -218,6 +256,14 @@ func appendTextFrame(b, data []byte) []byte {
 		b = binary.BigEndian.AppendUint64(b, uint64(n))
 	}
 	return append(b, data...)
+}
+
+// appendCloseFrame appends a close frame with code and reason (at most 123
+// bytes).
+func appendCloseFrame(b []byte, code StatusCode, reason string) []byte {
+	reason = reason[:min(len(reason), 123)]
+	b = append(b, 0x88, byte(2+len(reason)), byte(code>>8), byte(code))
+	return append(b, reason...)
 }
 
 // frameBufferSize is the library's own write buffer, which only its

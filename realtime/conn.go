@@ -17,6 +17,9 @@ type transport interface {
 	// or event when it still can. It may block for a close handshake, so it
 	// is called on its own goroutine.
 	close(code StatusCode, reason string)
+	// goAway is close for a node shutting down: it sends the close frame
+	// or event without waiting for the client's answer, and returns.
+	goAway(code StatusCode, reason string)
 }
 
 // tryTransport is a transport that can write without waiting, so that a

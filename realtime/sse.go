@@ -54,6 +54,8 @@ func deadlineErr(err error, deadline time.Time) error {
 // "close" event itself, since it is the stream's only writer.
 func (t *sseTransport) close(StatusCode, string) {}
 
+func (t *sseTransport) goAway(StatusCode, string) {}
+
 // ServeSSE streams the same messages as ServeWS as Server-Sent Events:
 // event = the message type, data = its JSON, id = its version, so that a
 // reconnecting EventSource resumes from Last-Event-ID. A request without a

@@ -60,6 +60,12 @@ func (t *wsTransport) writeNow(batch []Message, deadline time.Time) (bool, error
 
 func (t *wsTransport) finish() error { return t.conn.release() }
 
+// goAway sends the close frame and drops the connection: on a node
+// shutting down, the client's answer would find nobody to read it.
+func (t *wsTransport) goAway(code StatusCode, reason string) {
+	t.conn.goAway(appendCloseFrame(nil, code, reason))
+}
+
 func (t *wsTransport) close(code StatusCode, reason string) {
 	// Close waits up to 5 s for the peer's close frame, then drops the TCP
 	// connection either way.
