@@ -450,11 +450,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	feed.ObserveDelay = func(d time.Duration) { metrics.PushDelay.Observe(d.Seconds()) }
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, err := listen(cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	defer ln.Close()
+	for _, l := range lns {
+		defer l.Close()
+	}
+	ln := lns[0]
 	httpURL := cfg.HTTPURL
 	if httpURL == "" {
 		httpURL = "http://" + displayAddr(ln.Addr())
@@ -532,8 +535,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	bg.Go(func() { nodes.closeEndedSessions(bgCtx, 15*time.Second) })
 	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	serveErr := make(chan error, len(lns))
+	for _, l := range lns {
+		go func() { serveErr <- httpSrv.Serve(l) }()
+	}
 	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary(),
 		"max_conns", cfg.MaxConns, "max_conns_per_user", cfg.MaxConnsPerUser)
 	fmt.Fprintf(stdout, "notesync %s (%s) on http://%s\n", cfg.Node, cfg.Region, displayAddr(ln.Addr()))
@@ -558,9 +563,9 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		go func() { shut <- httpSrv.Shutdown(shutdownCtx) }()
 		n := hub.Stats().Connections
 		hub.Close(3 * time.Second)
-		logger.Debug("sockets closed", "connections", n, "took", time.Since(start))
+		closed := time.Since(start)
 		err = <-shut
-		logger.Debug("requests finished", "took", time.Since(start))
+		logger.Info("stopped serving", "connections", n, "sockets_closed_in", closed, "requests_finished_in", time.Since(start))
 	}
 	stopBG()
 	bg.Wait()
