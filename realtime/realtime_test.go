@@ -480,6 +480,39 @@ func TestBlockedWrite(t *testing.T) {
 	f.waitConns(t, 0)
 }
 
+// TestHandshakeLimit checks that connections opened all at once are
+// handled MaxHandshakes at a time, and every one of them is served.
+func TestHandshakeLimit(t *testing.T) {
+	var inside, most atomic.Int64
+	f := newFixture(t, func(e *Endpoint) {
+		e.MaxHandshakes = 2
+		auth := e.Authenticate
+		e.Authenticate = func(r *http.Request) (Identity, error) {
+			n := inside.Add(1)
+			defer inside.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(5 * time.Millisecond)
+			return auth(r)
+		}
+	})
+	const clients = 20
+	var wg sync.WaitGroup
+	for i := range clients {
+		wg.Go(func() {
+			c := f.dial(t, int64(i%3+1), "")
+			if m := read(t, c); m.Type != "hello" {
+				t.Errorf("first message %+v", m)
+			}
+		})
+	}
+	wg.Wait()
+	if got := most.Load(); got > 2 {
+		t.Fatalf("%d handshakes at once, want at most 2", got)
+	}
+	f.waitConns(t, clients)
+}
+
 // TestFanOut checks delivery at the real boundary: many sockets, many
 // messages, each socket gets every message of its user once and in order.
 func TestFanOut(t *testing.T) {

@@ -73,8 +73,15 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if !e.admit(r) {
+		return
+	}
 	id, err := e.Authenticate(r)
 	if err != nil {
+		e.done()
+		if r.Context().Err() != nil {
+			return
+		}
 		if errors.Is(err, ErrUnauthenticated) {
 			writeJSONError(w, http.StatusUnauthorized, "auth_required")
 			return
@@ -85,6 +92,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !e.Hub.reserve() {
+		e.done()
 		refuseNodeFull(w)
 		return
 	}
@@ -94,7 +102,9 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.notify = make(chan struct{}, 1)
 	// Nothing is written to the stream before the handler's loop below, so
 	// a refusal can still be a plain HTTP answer.
-	if err := e.open(r.Context(), c, since, hasSince); err != nil {
+	err = e.open(r.Context(), c, since, hasSince)
+	e.done()
+	if err != nil {
 		switch {
 		case errors.Is(err, errUserFull):
 			w.Header().Set("Retry-After", userFullRetryAfter)

@@ -105,7 +105,23 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusForbidden, err.Error())
 		return
 	}
+	if !e.admit(r) {
+		return // the client went away while it waited
+	}
+	// The handshake slot is given back before anything that waits on the
+	// client.
+	admitted := true
+	leave := func() {
+		if admitted {
+			admitted = false
+			e.done()
+		}
+	}
+	defer leave()
 	id, authErr := e.Authenticate(r)
+	if authErr != nil && r.Context().Err() != nil {
+		return // the client went away; nobody to tell
+	}
 	if !e.Hub.reserve() {
 		refuseNodeFull(w)
 		return
@@ -123,6 +139,7 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if authErr != nil {
 		e.Hub.release()
+		leave()
 		if !errors.Is(authErr, ErrUnauthenticated) {
 			e.Hub.Logger.Error("websocket authenticate", "err", authErr)
 			_ = ws.Close(websocket.StatusInternalError, "internal error")
@@ -142,7 +159,9 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// outlives it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if err := e.open(ctx, c, since, hasSince); err != nil {
+	err = e.open(ctx, c, since, hasSince)
+	leave()
+	if err != nil {
 		if errors.Is(err, errUserFull) {
 			// After the upgrade, so that a browser learns why.
 			_ = ws.Close(StatusTryAgainLater, "too_many_connections")
