@@ -497,16 +497,30 @@ func TestHandshakeLimit(t *testing.T) {
 		}
 	})
 	const clients = 20
-	var wg sync.WaitGroup
+	errs := make(chan error, clients)
 	for i := range clients {
-		wg.Go(func() {
-			c := f.dial(t, int64(i%3+1), "")
-			if m := read(t, c); m.Type != "hello" {
-				t.Errorf("first message %+v", m)
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			h := http.Header{"X-User": {strconv.Itoa(i%3 + 1)}}
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.srv.URL, "http")+"/ws", &websocket.DialOptions{HTTPHeader: h})
+			if err != nil {
+				errs <- err
+				return
 			}
-		})
+			t.Cleanup(func() { c.CloseNow() })
+			_, p, err := c.Read(ctx)
+			if err == nil && !strings.Contains(string(p), `"hello"`) {
+				err = fmt.Errorf("first message %s", p)
+			}
+			errs <- err
+		}()
 	}
-	wg.Wait()
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
 	if got := most.Load(); got > 2 {
 		t.Fatalf("%d handshakes at once, want at most 2", got)
 	}
