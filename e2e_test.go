@@ -395,12 +395,36 @@ func TestFlags(t *testing.T) {
 			{[]string{"-signup-limit", "1.5"}, nil, "-signup-limit"},
 			{nil, map[string]string{"PASSWORD_PEPPER": "short"}, "PASSWORD_PEPPER"},
 			{nil, map[string]string{"CLIENT_IP_HEADER": "X Real IP"}, "CLIENT_IP_HEADER"},
+			{[]string{"-bcrypt-cost", "3", "-benchmark"}, nil, "-bcrypt-cost"},
+			{nil, map[string]string{"BCRYPT_COST": "ten"}, "BCRYPT_COST"},
 		}
 		for _, c := range cases {
 			_, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), c.name) || strings.Contains(err.Error(), "\n") {
 				t.Errorf("%v %v: got %v, want one line naming %s", c.args, c.env, err, c.name)
 			}
+		}
+	})
+
+	t.Run("a bcrypt cost under 10 needs -benchmark", func(t *testing.T) {
+		_, err := parseConfig([]string{"-bcrypt-cost", "4"}, env(nil), &bytes.Buffer{})
+		if err == nil || !strings.Contains(err.Error(), "-benchmark") {
+			t.Fatalf("-bcrypt-cost 4 alone: got %v, want a refusal naming -benchmark", err)
+		}
+		for _, c := range []struct {
+			args []string
+			env  map[string]string
+		}{
+			{[]string{"-bcrypt-cost", "4", "-benchmark"}, nil},
+			{nil, map[string]string{"BCRYPT_COST": "4", "BENCHMARK": "true"}},
+		} {
+			cfg, err := parseConfig(c.args, env(c.env), &bytes.Buffer{})
+			if err != nil || cfg.BcryptCost != 4 || !cfg.Benchmark {
+				t.Errorf("%v %v: got %+v, %v", c.args, c.env, cfg, err)
+			}
+		}
+		if cfg, err := parseConfig([]string{"-bcrypt-cost", "12"}, env(nil), &bytes.Buffer{}); err != nil || cfg.BcryptCost != 12 {
+			t.Errorf("-bcrypt-cost 12: got %v", err)
 		}
 	})
 }

@@ -31,6 +31,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/crypto/bcrypt"
+
 	"notesync/app"
 	"notesync/cluster"
 	"notesync/realtime"
@@ -89,12 +91,19 @@ type config struct {
 	AssistantModel   string
 	AssistantAPIKey  string
 
+	// Benchmark lowers the floor of BcryptCost below bcryptFloor: password
+	// hashes made then are cheap to crack, so only a load test may ask.
+	Benchmark  bool
+	BcryptCost int // 0: app.Store's default
+
 	// Test hooks.
 	refuseWebSocket bool
-	bcryptCost      int
 	bodyTimeout     time.Duration // default app.BodyTimeout
 	ready           chan<- string // receives the listening address
 }
+
+// bcryptFloor is the lowest bcrypt cost a node accepts outside -benchmark.
+const bcryptFloor = 10
 
 var (
 	nameRE       = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$`)
@@ -162,6 +171,8 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
 	limits := c.limitFlags(fs, env)
+	fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt(getenv, "BCRYPT_COST"), "bcrypt cost of new password hashes (env BCRYPT_COST; default 10; below 10 only with -benchmark)")
+	fs.BoolVar(&c.Benchmark, "benchmark", env("BENCHMARK", "") == "true", "this node serves a load test: allows -bcrypt-cost below 10 (env BENCHMARK=true; never in production)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -201,6 +212,9 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 		return nil, err
 	}
 	if err := limits(); err != nil {
+		return nil, err
+	}
+	if err := checkBcryptCost(c.BcryptCost, c.Benchmark); err != nil {
 		return nil, err
 	}
 	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
@@ -319,6 +333,34 @@ func defaultMaxConns() int {
 	return int(n - keep)
 }
 
+// envInt reads an integer variable; a malformed one reads as -1, which the
+// flag's own check then refuses with the flag's name.
+func envInt(getenv func(string) string, name string) int {
+	v := getenv(name)
+	if v == "" {
+		return 0
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil {
+		return -1
+	}
+	return n
+}
+
+// checkBcryptCost refuses a cost that bcrypt does not take, and one under
+// bcryptFloor unless the node is told it serves a benchmark.
+func checkBcryptCost(cost int, benchmark bool) error {
+	switch {
+	case cost == 0:
+		return nil
+	case cost < bcrypt.MinCost || cost > bcrypt.MaxCost:
+		return fmt.Errorf("invalid -bcrypt-cost (BCRYPT_COST) %d: want %d to %d", cost, bcrypt.MinCost, bcrypt.MaxCost)
+	case cost < bcryptFloor && !benchmark:
+		return fmt.Errorf("refusing -bcrypt-cost (BCRYPT_COST) %d: under %d password hashes are cheap to crack; only a load test may lower it, with -benchmark (BENCHMARK=true)", cost, bcryptFloor)
+	}
+	return nil
+}
+
 func parseLevel(s string) (slog.Level, error) {
 	var l slog.Level
 	if err := l.UnmarshalText([]byte(s)); err != nil {
@@ -395,8 +437,11 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		metrics.WriteBatch.Observe(float64(n))
 		metrics.CommitTime.Observe(took.Seconds())
 	}
-	if cfg.bcryptCost != 0 {
-		store.BcryptCost = cfg.bcryptCost
+	if cfg.BcryptCost != 0 {
+		store.BcryptCost = cfg.BcryptCost
+	}
+	if cfg.Benchmark {
+		logger.Warn("benchmark mode: password hashes may be weak", "bcrypt_cost", store.BcryptCost)
 	}
 	store.PasswordPepper = passwordPepper(cfg, secret)
 	feed, err := app.NewFeed(ctx, store, hub, logger)
@@ -405,11 +450,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	feed.ObserveDelay = func(d time.Duration) { metrics.PushDelay.Observe(d.Seconds()) }
 
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	lns, err := listen(cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.HTTPAddr, err)
 	}
-	defer ln.Close()
+	for _, l := range lns {
+		defer l.Close()
+	}
+	ln := lns[0]
 	httpURL := cfg.HTTPURL
 	if httpURL == "" {
 		httpURL = "http://" + displayAddr(ln.Addr())
@@ -487,8 +535,10 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	bg.Go(func() { nodes.closeEndedSessions(bgCtx, 15*time.Second) })
 	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 
-	serveErr := make(chan error, 1)
-	go func() { serveErr <- httpSrv.Serve(ln) }()
+	serveErr := make(chan error, len(lns))
+	for _, l := range lns {
+		go func() { serveErr <- httpSrv.Serve(l) }()
+	}
 	logger.Info("listening", "addr", ln.Addr().String(), "db", cfg.DBPath, "region", cfg.Region, "primary", lfs.IsPrimary(),
 		"max_conns", cfg.MaxConns, "max_conns_per_user", cfg.MaxConnsPerUser)
 	fmt.Fprintf(stdout, "notesync %s (%s) on http://%s\n", cfg.Node, cfg.Region, displayAddr(ln.Addr()))
@@ -508,10 +558,14 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		// off, instead of waiting in the dying process's accept queue for
 		// SYN retransmits. Meanwhile the real-time connections close with
 		// 1001, which ends the SSE handlers Shutdown waits for.
+		start := time.Now()
 		shut := make(chan error, 1)
 		go func() { shut <- httpSrv.Shutdown(shutdownCtx) }()
+		n := hub.Stats().Connections
 		hub.Close(3 * time.Second)
+		closed := time.Since(start)
 		err = <-shut
+		logger.Info("stopped serving", "connections", n, "sockets_closed_in", closed, "requests_finished_in", time.Since(start))
 	}
 	stopBG()
 	bg.Wait()

@@ -41,7 +41,7 @@ func startNode(t testing.TB, opts ...nodeOption) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg.bcryptCost = bcrypt.MinCost
+	cfg.BcryptCost = bcrypt.MinCost
 	cfg.DBPath = ""
 	for _, o := range opts {
 		o(cfg)

@@ -43,6 +43,8 @@ type Feed struct {
 	mu      sync.Mutex
 	last    int64              // seq of the last change pushed
 	waiting map[int64]*waiters // user → reads waiting for that user's next change
+	// versions: user → newest version this node has seen (Version).
+	versions map[int64]int64
 }
 
 // waiters share one channel, closed at their user's next change.
@@ -50,6 +52,10 @@ type waiters struct {
 	changed chan struct{}
 	n       int // reads holding it
 }
+
+// maxVersions bounds the versions remembered; past it they are forgotten
+// and read again.
+const maxVersions = 1 << 17
 
 // NewFeed returns a feed that starts after the newest change present now.
 func NewFeed(ctx context.Context, store *Store, pub Publisher, logger *slog.Logger) (*Feed, error) {
@@ -66,7 +72,44 @@ func NewFeed(ctx context.Context, store *Store, pub Publisher, logger *slog.Logg
 		poke:         make(chan struct{}, 1),
 		last:         last,
 		waiting:      map[int64]*waiters{},
+		versions:     make(map[int64]int64),
 	}, nil
+}
+
+// Version returns userID's current version as this node knows it: what
+// the feed last pushed for the user, else the database's. A connection
+// greets with it (realtime.Endpoint.Version), thousands at once when a
+// node restarts, so the answer is kept. It is never ahead of this node's
+// database, and a change committed after it is pushed to the connection,
+// which is registered before it asks.
+func (f *Feed) Version(ctx context.Context, userID int64) (int64, error) {
+	f.mu.Lock()
+	v, ok := f.versions[userID]
+	f.mu.Unlock()
+	if ok {
+		return v, nil
+	}
+	v, err := f.Store.Version(ctx, userID)
+	if err != nil {
+		return 0, err
+	}
+	return f.seen(userID, v), nil
+}
+
+// seen records that userID reached version v and returns the newest
+// version known for the user. Versions only grow, so the newest wins
+// whichever order a read and a push arrive in.
+func (f *Feed) seen(userID, v int64) int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if cur, ok := f.versions[userID]; ok && cur >= v {
+		return cur
+	}
+	if len(f.versions) >= maxVersions {
+		clear(f.versions)
+	}
+	f.versions[userID] = v
+	return v
 }
 
 // Poke asks the feed to look for new changes. It never blocks.
@@ -128,6 +171,9 @@ func (f *Feed) pushOnce(ctx context.Context) (int, error) {
 		return 0, err
 	}
 	for _, c := range cs {
+		// Known before it is broadcast: a connection greeted with an older
+		// version is already registered and gets the broadcast.
+		f.seen(c.UserID, c.Version)
 		f.Publisher.Broadcast(c.UserID, NoteChangedMessage(c))
 		if f.ObserveDelay != nil {
 			f.ObserveDelay(time.Since(c.CreatedAt))

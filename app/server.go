@@ -133,6 +133,10 @@ func NewServer(cfg Config) (*Server, error) {
 			s.Hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 		}
 	}
+	version := cfg.Store.Version
+	if cfg.Feed != nil {
+		version = cfg.Feed.Version
+	}
 	s.endpoint = &realtime.Endpoint{
 		Hub: cfg.Hub,
 		Authenticate: func(r *http.Request) (realtime.Identity, error) {
@@ -142,7 +146,7 @@ func NewServer(cfg Config) (*Server, error) {
 			}
 			return realtime.Identity{UserID: u.ID, SessionID: u.SessionID}, nil
 		},
-		Version: cfg.Store.Version,
+		Version: version,
 		CatchUp: func(v int64) realtime.Message {
 			return NoteChangedMessage(Change{Op: OpSync, Version: v, Node: cfg.Node})
 		},

@@ -45,7 +45,8 @@ type SessionStore struct {
 	IsPrimary   func() bool
 	ReplicaWait time.Duration
 
-	cache *sessionCache // nil: every request reads the database
+	cache   *sessionCache   // nil: every request reads the database
+	cookies *decodedCookies // nil: every request verifies its cookie
 }
 
 // CacheFor keeps sessions read from the database for up to ttl, so that a
@@ -56,7 +57,14 @@ type SessionStore struct {
 // serving.
 func (st *SessionStore) CacheFor(ttl time.Duration) {
 	st.cache = newSessionCache(ttl)
+	st.cookies = newDecodedCookies(cookieCacheTTL)
 }
+
+// cookieCacheTTL is how long a verified cookie is remembered. The session
+// it names is still looked up (and may have ended) on every request; a
+// cookie past its own age limit is accepted at most this much longer, and
+// the session row expires with it anyway.
+const cookieCacheTTL = time.Minute
 
 // MarkEnded tells the store that a session ended (on another node): it no
 // longer authenticates here, whatever this node's database still holds.
@@ -123,8 +131,8 @@ func (st *SessionStore) New(r *http.Request, name string) (*sessions.Session, er
 	if err != nil {
 		return s, nil
 	}
-	var sc sessionCookie
-	if err := securecookie.DecodeMulti(name, c.Value, &sc, st.codec, st.legacy); err != nil || sc.ID == "" {
+	sc, ok := st.decodeCookie(name, c.Value)
+	if !ok {
 		return s, nil // forged, tampered or expired cookie: anonymous
 	}
 	values, err := st.load(r.Context(), sc.ID)
@@ -216,6 +224,22 @@ func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error
 		st.cache.put(id, values, gen, now, time.UnixMilli(expires))
 	}
 	return values, nil
+}
+
+// decodeCookie verifies and decodes a session cookie, or finds it among the
+// cookies verified a moment ago: a storm of reconnecting tabs, each
+// user's tabs with the same cookie, verified each one afresh.
+func (st *SessionStore) decodeCookie(name, value string) (sessionCookie, bool) {
+	now := st.store.now()
+	if sc, ok := st.cookies.get(value, now); ok {
+		return sc, true
+	}
+	var sc sessionCookie
+	if err := securecookie.DecodeMulti(name, value, &sc, st.codec, st.legacy); err != nil || sc.ID == "" {
+		return sessionCookie{}, false
+	}
+	st.cookies.put(value, sc, now)
+	return sc, true
 }
 
 // knownEnded reports whether the session is known to have ended.

@@ -122,3 +122,51 @@ func (c *sessionCache) end(id string, now time.Time) {
 	}
 	c.ended[id] = now.Add(endedTTL)
 }
+
+// decodedCookies remembers session cookies whose signature checked out,
+// keyed by the whole cookie, so that only a cookie that was verified can
+// match. A nil *decodedCookies remembers nothing.
+type decodedCookies struct {
+	ttl time.Duration
+
+	mu sync.Mutex
+	m  map[string]decodedCookie
+}
+
+type decodedCookie struct {
+	sc    sessionCookie
+	until time.Time
+}
+
+// decodedCookiesMax bounds the cookies remembered; past it they are all
+// forgotten.
+const decodedCookiesMax = 1 << 15
+
+func newDecodedCookies(ttl time.Duration) *decodedCookies {
+	return &decodedCookies{ttl: ttl, m: make(map[string]decodedCookie)}
+}
+
+func (d *decodedCookies) get(value string, now time.Time) (sessionCookie, bool) {
+	if d == nil {
+		return sessionCookie{}, false
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	e, ok := d.m[value]
+	if !ok || !now.Before(e.until) {
+		return sessionCookie{}, false
+	}
+	return e.sc, true
+}
+
+func (d *decodedCookies) put(value string, sc sessionCookie, now time.Time) {
+	if d == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.m) >= decodedCookiesMax {
+		clear(d.m)
+	}
+	d.m[value] = decodedCookie{sc: sc, until: now.Add(d.ttl)}
+}

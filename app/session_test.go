@@ -192,6 +192,20 @@ func TestSessionCache(t *testing.T) {
 		}
 	})
 
+	t.Run("a remembered cookie still needs its session, and a changed one is verified", func(t *testing.T) {
+		c, id := login()
+		lookup(c) // verified and remembered
+		forged := *c
+		forged.Value = c.Value[:len(c.Value)-2] + "xx"
+		if !lookup(&forged).IsNew {
+			t.Fatal("a cookie one character off was accepted")
+		}
+		st.MarkEnded(id)
+		if !lookup(c).IsNew {
+			t.Fatal("a remembered cookie outlived its session")
+		}
+	})
+
 	t.Run("a read that raced a change is not kept", func(t *testing.T) {
 		c := newSessionCache(time.Minute)
 		now := time.Now()

@@ -51,7 +51,7 @@ func smoke(t *testing.T, mode string) {
 		Workers: 2, Timeout: 90 * time.Second, StaleEvery: 2, Quiet: !testing.Verbose(),
 		Exe: os.Args[0], NodeExe: os.Getenv("NOTESYNC_LOAD_EXE"),
 	}
-	res, err := run(context.Background(), cfg)
+	res, err := run(context.Background(), cfg, notesyncTarget)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,9 +108,9 @@ func TestWorkerDialsFromItsSource(t *testing.T) {
 	if err := w.useSource(src); err != nil {
 		t.Fatal(err)
 	}
-	ws, v, err := w.dialOnce(connSpec{URL: srv.URL}, -1)
-	if err != nil || v != 1 {
-		t.Fatalf("dial: v%d %v", v, err)
+	ws, g, err := w.dialOnce(connSpec{URL: srv.URL}, -1, "")
+	if err != nil || g.Version != 1 {
+		t.Fatalf("dial: v%d %v", g.Version, err)
 	}
 	ws.CloseNow()
 	w.checkStale(connSpec{URL: srv.URL}, 1)

@@ -44,6 +44,9 @@ type config struct {
 	PprofAddr   string
 	NodeExe     string // with -start: a prebuilt notesync binary instead of go build
 	Storm       int    // 1-based node to restart after the write phase; 0: none
+	Target      string // notesync, centrifugo or both
+	PeerExe     string // the Centrifugo binary ("": where bench/centrifugo.sh puts it)
+	PeerEngine  string // auto, memory or redis
 	Quiet       bool
 	// Exe is the program re-executed as a worker (os.Args[0]).
 	Exe string
@@ -66,14 +69,22 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	res, err := run(ctx, cfg)
-	if res != nil {
+	results, err := runTargets(ctx, cfg)
+	for _, res := range results {
 		printTable(os.Stdout, res)
-		if cfg.JSON != "" {
-			b, _ := json.MarshalIndent(res, "", "  ")
-			if werr := os.WriteFile(cfg.JSON, append(b, '\n'), 0o644); werr != nil {
-				fmt.Fprintln(os.Stderr, "bench:", werr)
-			}
+	}
+	if len(results) == 2 {
+		printComparison(os.Stdout, results[0], results[1])
+	}
+	if cfg.JSON != "" && len(results) > 0 {
+		var b []byte
+		if len(results) == 1 {
+			b, _ = json.MarshalIndent(results[0], "", "  ")
+		} else {
+			b, _ = json.MarshalIndent(results, "", "  ")
+		}
+		if werr := os.WriteFile(cfg.JSON, append(b, '\n'), 0o644); werr != nil {
+			fmt.Fprintln(os.Stderr, "bench:", werr)
 		}
 	}
 	if err != nil {
@@ -100,6 +111,9 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "with -start single: serve the node's pprof here")
 	fs.IntVar(&c.Storm, "storm", 0, "with -start: after the write phase, restart this node (1-based) while writing on, and time the reconnect storm")
 	fs.StringVar(&c.NodeExe, "exe", "", "with -start: run this prebuilt notesync binary instead of building one")
+	fs.StringVar(&c.Target, "target", "notesync", "server under test: notesync, centrifugo (the peer, with -start), or both one after the other with a side-by-side table")
+	fs.StringVar(&c.PeerExe, "peer-exe", "", "the Centrifugo binary (default: where bench/centrifugo.sh installs it)")
+	fs.StringVar(&c.PeerEngine, "peer-engine", "auto", "Centrifugo's engine on one node: memory, redis, or auto (redis with -storm, so that history outlives the restart; a cluster always uses redis)")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -133,6 +147,18 @@ func parseFlags(args []string) (config, error) {
 			c.WriteNodes = append(c.WriteNodes, i-1)
 		}
 	}
+	switch c.Target {
+	case "notesync":
+	case "centrifugo", "both":
+		if c.Start == "" {
+			return c, fmt.Errorf("-target %s needs -start", c.Target)
+		}
+	default:
+		return c, fmt.Errorf("-target must be notesync, centrifugo or both, not %q", c.Target)
+	}
+	if c.PeerEngine != "auto" && c.PeerEngine != "memory" && c.PeerEngine != "redis" {
+		return c, fmt.Errorf("-peer-engine must be auto, memory or redis, not %q", c.PeerEngine)
+	}
 	if c.Users < 1 || c.Clients < 0 || c.Rate <= 0 || c.Workers < 1 {
 		return c, fmt.Errorf("need -users ≥ 1, -clients ≥ 0, -rate > 0, -workers ≥ 1")
 	}
@@ -162,6 +188,8 @@ type pct struct {
 }
 
 type result struct {
+	Target        string    `json:"target"`
+	Engine        string    `json:"engine,omitempty"` // the peer's
 	URLs          []string  `json:"urls"`
 	Users         int       `json:"users"`
 	Clients       int       `json:"clients"`
@@ -385,6 +413,7 @@ type writeRec struct {
 // own goroutine at its scheduled time, whatever the earlier ones became.
 type writer struct {
 	hc                  *http.Client
+	tgt                 *target
 	urls                []string
 	users               []benchUser
 	nodes               []int
@@ -434,11 +463,7 @@ func (w *writer) loop(ctx context.Context, base, n int, stop <-chan struct{}) ([
 		go func() {
 			defer wg.Done()
 			defer inFlight.Add(-1)
-			req, _ := http.NewRequest("POST", w.urls[node]+"/api/notes",
-				strings.NewReader(fmt.Sprintf(`{"body":"load note %d of run %s"}`, k, w.runID)))
-			req.Header.Set("Cookie", w.users[u].Cookie)
-			req.Header.Set("Content-Type", "application/json")
-			req.Header.Set("Idempotency-Key", w.runID+"-"+strconv.Itoa(k))
+			req := w.tgt.write(w.urls[node], w.users[u], fmt.Sprintf("load note %d of run %s", k, w.runID), w.runID+"-"+strconv.Itoa(k))
 			r.SendNs = time.Now().UnixNano()
 			resp, err := w.hc.Do(req)
 			r.DoneNs = time.Now().UnixNano()
@@ -448,11 +473,10 @@ func (w *writer) loop(ctx context.Context, base, n int, stop <-chan struct{}) ([
 			}
 			defer resp.Body.Close()
 			r.Status = resp.StatusCode
-			var out struct {
-				Version int64 `json:"version"`
+			if resp.StatusCode/100 == 2 {
+				r.Version = w.tgt.version(resp.Body)
 			}
-			if resp.StatusCode/100 == 2 && json.NewDecoder(resp.Body).Decode(&out) == nil && out.Version > 0 {
-				r.Version = out.Version
+			if r.Version > 0 {
 				w.acked.Add(1)
 			} else {
 				_, _ = io.Copy(io.Discard, resp.Body)
@@ -475,7 +499,7 @@ func stopped(c <-chan struct{}) bool {
 
 // ---- the run ----
 
-func run(ctx context.Context, cfg config) (*result, error) {
+func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	ctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	logf := func(format string, args ...any) {
@@ -485,14 +509,16 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	}
 	urls, murls := cfg.URLs, cfg.MetricsURLs
 	var restart func(int) error
+	readyPath := "/readyz"
 	if cfg.Start != "" {
-		n, err := startNodes(ctx, cfg.Start, cfg.NodeExe, cfg.PprofAddr, logf)
+		n, err := tgt.start(ctx, cfg, logf)
 		if err != nil {
 			return nil, err
 		}
 		defer func() { logf("stopping nodes"); n.stop() }()
 		urls, murls = n.URLs, n.MetricsURLs
 		restart = n.restart
+		readyPath = n.Ready
 	}
 	if cfg.Storm < 0 || cfg.Storm > len(urls) || cfg.Storm > 0 && restart == nil {
 		return nil, fmt.Errorf("-storm needs -start and a node from 1 to %d", len(urls))
@@ -527,7 +553,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			sem <- struct{}{}
 			go func() {
 				defer func() { <-sem; wg.Done() }()
-				u, err := signupUser(ctx, urls[0], fmt.Sprintf("ld%s-%d", runID, i))
+				u, err := tgt.user(ctx, urls[0], fmt.Sprintf("ld%s-%d", runID, i))
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil && firstErr == nil {
@@ -579,7 +605,8 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		tab := i / cfg.Users
 		n := (u + tab) % len(urls) // each user's tabs spread over the nodes
 		connNode[i], connUser[i] = n, u
-		specs[i%workers] = append(specs[i%workers], connSpec{ID: i, User: u, Node: n, URL: urls[n], Cookie: users[u].Cookie})
+		specs[i%workers] = append(specs[i%workers], connSpec{ID: i, User: u, Node: n, URL: urls[n], Cookie: users[u].Cookie,
+			Proto: tgt.proto, Channel: peerChannel(users[u].Name)})
 	}
 	var phase atomic.Value
 	phase.Store("connect")
@@ -618,6 +645,10 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		<-progDone
 	}()
 
+	staleEvery := cfg.StaleEvery
+	if !tgt.stale {
+		staleEvery = 0
+	}
 	logf("opening %d WebSockets over %d worker(s) and %d node(s)", cfg.Clients, workers, len(urls))
 	t0 := time.Now()
 	{
@@ -628,7 +659,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				reps[i], errs[i] = w.call(ctx, command{Cmd: "dial", Conns: specs[i], Concurrency: 64, StaleEvery: cfg.StaleEvery})
+				reps[i], errs[i] = w.call(ctx, command{Cmd: "dial", Conns: specs[i], Concurrency: 64, StaleEvery: staleEvery})
 			}()
 		}
 		wg.Wait()
@@ -654,12 +685,12 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		var total float64
 		for _, u := range murls {
 			if m, err := metrics(u); err == nil {
-				total += m["notesync_connections"] - 0
+				total += m["connections"]
 			}
 		}
 		var base float64
 		for _, m := range idle {
-			base += m["notesync_connections"]
+			base += m["connections"]
 		}
 		return total-base >= float64(res.Opened)
 	})
@@ -671,7 +702,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 			return res, err
 		}
 		loaded[i] = m
-		d := m["notesync_connections"] - idle[i]["notesync_connections"]
+		d := m["connections"] - idle[i]["connections"]
 		nm := nodeMem{Node: u, Conns: d, IdleRSS: idle[i]["process_resident_memory_bytes"], LoadedRSS: m["process_resident_memory_bytes"]}
 		if d > 0 {
 			nm.RSSPerConn = (m["process_resident_memory_bytes"] - idle[i]["process_resident_memory_bytes"]) / d
@@ -691,7 +722,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 	wr := &writer{
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 			Proxy: nil, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}},
-		urls: urls, users: users, nodes: writeNodes, rate: cfg.Rate, runID: runID,
+		tgt: tgt, urls: urls, users: users, nodes: writeNodes, rate: cfg.Rate, runID: runID,
 		sent: &sent, acked: &acked, failed: &failedW,
 	}
 	logf("writing %d notes at %.0f/s through node(s) %v", total, cfg.Rate, plus1(writeNodes))
@@ -738,7 +769,7 @@ func run(ctx context.Context, cfg config) (*result, error) {
 		st.downNs = time.Now().UnixNano()
 		err := restart(st.node)
 		if err == nil {
-			err = waitReady(ctx, st.Node, 120*time.Second)
+			err = waitReady(ctx, st.Node+readyPath, 120*time.Second)
 		}
 		st.readyNs = time.Now().UnixNano()
 		st.DownSecs = float64(st.readyNs-st.downNs) / 1e9
@@ -1055,7 +1086,7 @@ func printTable(w io.Writer, r *result) {
 	p := func(name string, x pct) {
 		f(name, "n=%d p50=%.2fms p90=%.2fms p99=%.2fms max=%.2fms", x.N, x.P50, x.P90, x.P99, x.Max)
 	}
-	fmt.Fprintln(w, "notesync load run")
+	fmt.Fprintf(w, "load run: %s %s\n", r.Target, r.Engine)
 	f("nodes", "%s", strings.Join(r.URLs, " "))
 	f("users / clients / workers", "%d / %d / %d", r.Users, r.Clients, r.Workers)
 	f("connections opened / failed", "%d / %d in %.2fs (%.0f/s)", r.Opened, r.ConnectFailed, r.ConnectSecs, r.ConnectRate)

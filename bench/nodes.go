@@ -23,8 +23,10 @@ import (
 // nodes is what the tool drives: URLs, and how to stop what it started.
 type nodes struct {
 	URLs        []string
-	MetricsURLs []string
-	stop        func()
+	MetricsURLs []string // where each serves /metrics
+	// Ready is the path that answers 200 once a node takes clients.
+	Ready string
+	stop  func()
 	// restart stops node i (0-based) and has it started again; it returns
 	// once the old process has exited.
 	restart func(i int) error
@@ -62,12 +64,13 @@ func freePort(host string) (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
+// waitReady polls url (a node's readiness check) until it answers 200.
 func waitReady(ctx context.Context, url string, d time.Duration) error {
 	c := &http.Client{Timeout: 2 * time.Second}
 	deadline := time.Now().Add(d)
 	last := ""
 	for time.Now().Before(deadline) {
-		resp, err := c.Get(url + "/readyz")
+		resp, err := c.Get(url)
 		if err == nil {
 			b, _ := io.ReadAll(resp.Body)
 			resp.Body.Close()
@@ -87,9 +90,11 @@ func waitReady(ctx context.Context, url string, d time.Duration) error {
 	return fmt.Errorf("%s not ready: %s", url, last)
 }
 
-// nodeEnv is the environment of the nodes the tool starts: quiet logs, and
-// no sign-up limit (every user signs up from this machine's address).
-var nodeEnv = []string{"LOG_LEVEL=warn", "SIGNUP_LIMIT=0"}
+// nodeEnv is the environment of the nodes the tool starts: quiet logs, no
+// sign-up limit (every user signs up from this machine's address), and a
+// bcrypt cost low enough that thousands of users sign up in seconds (a
+// node allows it only as a benchmark).
+var nodeEnv = []string{"LOG_LEVEL=warn", "SIGNUP_LIMIT=0", "BENCHMARK=true", "BCRYPT_COST=4"}
 
 // startNodes starts one node or a LiteFS cluster in a temporary directory.
 // stop() stops every process and removes the directory.
@@ -136,57 +141,27 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			os.RemoveAll(tmp)
 			return nil, err
 		}
-		var mu sync.Mutex
-		var cmd *exec.Cmd
-		var done chan struct{}
-		launch := func() error {
-			c := exec.Command(exe, args...)
-			c.Env = append(os.Environ(), nodeEnv...)
-			c.Stdout, c.Stderr = logFile, logFile
-			// A group of its own: Ctrl-C reaches only us, and we stop it.
-			c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
-			if err := c.Start(); err != nil {
-				return err
-			}
-			d := make(chan struct{})
-			go func() { _ = c.Wait(); close(d) }()
-			mu.Lock()
-			cmd, done = c, d
-			mu.Unlock()
-			return nil
-		}
-		kill := func() {
-			mu.Lock()
-			c, d := cmd, done
-			mu.Unlock()
-			_ = c.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-d:
-			case <-time.After(15 * time.Second):
-				_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
-				<-d
-			}
-		}
-		if err := launch(); err != nil {
+		p := &proc{exe: exe, args: args, env: nodeEnv, log: logFile}
+		if err := p.launch(); err != nil {
 			logFile.Close()
 			os.RemoveAll(tmp)
 			return nil, err
 		}
 		stop := func() {
-			kill()
+			p.kill()
 			logFile.Close()
 			os.RemoveAll(tmp)
 		}
-		if err := waitReady(ctx, url, 60*time.Second); err != nil {
+		if err := waitReady(ctx, url+"/readyz", 60*time.Second); err != nil {
 			stop()
 			return nil, err
 		}
-		logf("node1 ready at %s (pid %d)", url, cmd.Process.Pid)
+		logf("node1 ready at %s (pid %d)", url, p.pid())
 		restart := func(int) error {
-			kill()
-			return launch()
+			p.kill()
+			return p.launch()
 		}
-		return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, stop: stop, restart: restart}, nil
+		return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, Ready: "/readyz", stop: stop, restart: restart}, nil
 	case "cluster":
 		if err := cluster.CheckFUSE(); err != nil {
 			os.RemoveAll(tmp)
@@ -243,14 +218,65 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			return nil
 		}
 		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)},
-			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, stop: stop, restart: restart}, nil
+			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, Ready: "/readyz", stop: stop, restart: restart}, nil
 	}
 	os.RemoveAll(tmp)
 	return nil, fmt.Errorf("-start must be single or cluster, not %q", mode)
 }
 
+// proc is a server process the tool runs, in a process group of its own
+// (Ctrl-C reaches only the tool, which stops it), and can restart.
+type proc struct {
+	exe  string
+	args []string
+	env  []string
+	log  io.Writer
+
+	mu   sync.Mutex
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+func (p *proc) launch() error {
+	c := exec.Command(p.exe, p.args...)
+	c.Env = append(os.Environ(), p.env...)
+	c.Stdout, c.Stderr = p.log, p.log
+	c.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
+	if err := c.Start(); err != nil {
+		return fmt.Errorf("start %s: %w", filepath.Base(p.exe), err)
+	}
+	d := make(chan struct{})
+	go func() { _ = c.Wait(); close(d) }()
+	p.mu.Lock()
+	p.cmd, p.done = c, d
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *proc) pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd.Process.Pid
+}
+
+// kill stops the process with SIGTERM, and its group with SIGKILL after
+// 15 s, and waits for it.
+func (p *proc) kill() {
+	p.mu.Lock()
+	c, d := p.cmd, p.done
+	p.mu.Unlock()
+	_ = c.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-d:
+	case <-time.After(15 * time.Second):
+		_ = syscall.Kill(-c.Process.Pid, syscall.SIGKILL)
+		<-d
+	}
+}
+
 // metrics reads the figures the tool needs from a node's /metrics, summing
-// over label sets.
+// over label sets. The open connections are "connections", whichever
+// server's name they have.
 func metrics(url string) (map[string]float64, error) {
 	c := &http.Client{Timeout: 10 * time.Second}
 	resp, err := c.Get(url + "/metrics")
@@ -259,7 +285,7 @@ func metrics(url string) (map[string]float64, error) {
 	}
 	defer resp.Body.Close()
 	want := map[string]bool{
-		"notesync_connections": true, "process_resident_memory_bytes": true,
+		"notesync_connections": true, "centrifugo_node_num_clients": true, "process_resident_memory_bytes": true,
 		"go_memstats_heap_inuse_bytes": true, "go_memstats_stack_inuse_bytes": true,
 		"go_goroutines": true, "process_cpu_seconds_total": true,
 	}
@@ -284,6 +310,9 @@ func metrics(url string) (map[string]float64, error) {
 		}
 		v, err := strconv.ParseFloat(f[len(f)-1], 64)
 		if err == nil {
+			if name == "notesync_connections" || name == "centrifugo_node_num_clients" {
+				name = "connections"
+			}
 			m[name] += v
 		}
 	}

@@ -36,8 +36,17 @@ type connSpec struct {
 	User   int    `json:"user"`
 	Node   int    `json:"node"` // index into the URL list
 	URL    string `json:"url"`
-	Cookie string `json:"cookie"`
+	Cookie string `json:"cookie"` // notesync's session cookie; the peer's token
+	Proto  string `json:"proto,omitempty"`
+	// Channel is the user's channel on the peer.
+	Channel string `json:"channel,omitempty"`
 }
+
+// The protocols a worker speaks.
+const (
+	protoNotesync   = ""           // docs/PROTOCOL.md §4
+	protoCentrifugo = "centrifugo" // Centrifugo's JSON protocol (bench/centrifugo.go)
+)
 
 type command struct {
 	Cmd         string     `json:"cmd"` // dial, dump, quit
@@ -71,11 +80,12 @@ type reply struct {
 }
 
 type wconn struct {
-	spec connSpec
-	mu   sync.Mutex
-	ws   *websocket.Conn
-	evs  []event
-	last int64
+	spec  connSpec
+	mu    sync.Mutex
+	ws    *websocket.Conn
+	evs   []event
+	last  int64
+	epoch string // the peer's stream epoch
 }
 
 func (c *wconn) add(e event) {
@@ -232,28 +242,51 @@ type msg struct {
 	Version int64  `json:"version"`
 }
 
-// dialOnce opens one socket and reads its hello.
-func (w *worker) dialOnce(spec connSpec, since int64) (*websocket.Conn, int64, error) {
+// greeting is what a (re)connected socket was told first: the user's
+// version, and for the peer its stream epoch and the offsets it recovered.
+type greeting struct {
+	Version   int64
+	Epoch     string
+	Recovered []int64
+}
+
+// dialOnce opens one socket and reads its greeting; since < 0 is a first
+// dial, epoch the peer's stream epoch as last seen.
+func (w *worker) dialOnce(spec connSpec, since int64, epoch string) (*websocket.Conn, greeting, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, wsURL(spec.URL, since), &websocket.DialOptions{
-		HTTPClient: w.wsc,
-		HTTPHeader: http.Header{"Cookie": {spec.Cookie}},
-	})
-	if err != nil {
-		return nil, 0, err
+	u := wsURL(spec.URL, since)
+	hdr := http.Header{"Cookie": {spec.Cookie}}
+	if spec.Proto == protoCentrifugo {
+		u, hdr = "ws"+strings.TrimPrefix(spec.URL, "http")+"/connection/websocket", nil
 	}
-	_, p, err := ws.Read(ctx)
+	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: w.wsc, HTTPHeader: hdr})
+	if err != nil {
+		return nil, greeting{}, err
+	}
+	var g greeting
+	if spec.Proto == protoCentrifugo {
+		g, err = peerConnect(ctx, ws, spec, since, epoch)
+	} else {
+		g, err = readHello(ctx, ws)
+	}
 	if err != nil {
 		ws.CloseNow()
-		return nil, 0, fmt.Errorf("reading hello: %w", err)
+		return nil, greeting{}, err
+	}
+	return ws, g, nil
+}
+
+func readHello(ctx context.Context, ws *websocket.Conn) (greeting, error) {
+	_, p, err := ws.Read(ctx)
+	if err != nil {
+		return greeting{}, fmt.Errorf("reading hello: %w", err)
 	}
 	var m msg
 	if err := json.Unmarshal(p, &m); err != nil || m.Type != "hello" {
-		ws.CloseNow()
-		return nil, 0, fmt.Errorf("first message is not hello: %s", p)
+		return greeting{}, fmt.Errorf("first message is not hello: %s", p)
 	}
-	return ws, m.Version, nil
+	return greeting{Version: m.Version}, nil
 }
 
 func (w *worker) dialAll(specs []connSpec, concurrency int) {
@@ -269,10 +302,10 @@ func (w *worker) dialAll(specs []connSpec, concurrency int) {
 		go func() {
 			defer func() { <-sem; wg.Done() }()
 			var ws *websocket.Conn
-			var v int64
+			var g greeting
 			var err error
 			for attempt := 0; attempt < 3; attempt++ {
-				if ws, v, err = w.dialOnce(s, -1); err == nil {
+				if ws, g, err = w.dialOnce(s, -1, ""); err == nil {
 					break
 				}
 				time.Sleep(100 * time.Millisecond)
@@ -282,8 +315,8 @@ func (w *worker) dialAll(specs []connSpec, concurrency int) {
 				firstErr.CompareAndSwap(nil, err.Error())
 				return
 			}
-			c := &wconn{spec: s, ws: ws}
-			c.add(event{Conn: s.ID, Kind: "hello", Version: v, At: time.Now().UnixNano()})
+			c := &wconn{spec: s, ws: ws, epoch: g.Epoch}
+			c.add(event{Conn: s.ID, Kind: "hello", Version: g.Version, At: time.Now().UnixNano()})
 			w.connsMu.Lock()
 			w.conns = append(w.conns, c)
 			w.connsMu.Unlock()
@@ -318,6 +351,10 @@ func (w *worker) read(c *wconn) {
 			continue
 		}
 		at := time.Now().UnixNano()
+		if c.spec.Proto == protoCentrifugo {
+			w.peerFrame(c, ws, p, at)
+			continue
+		}
 		var m msg
 		if json.Unmarshal(p, &m) != nil || m.Type != "note_changed" {
 			continue
@@ -326,11 +363,17 @@ func (w *worker) read(c *wconn) {
 		if m.Op == "sync" {
 			kind = "sync"
 		}
-		c.add(event{Conn: c.spec.ID, Kind: kind, Version: m.Version, At: at})
-		w.deliveries.Add(1)
-		if kind == "changed" && w.staleEvery > 0 && w.pushes.Add(1)%w.staleEvery == 0 {
-			go w.checkStale(c.spec, m.Version)
-		}
+		w.delivered(c, kind, m.Version, at)
+	}
+}
+
+// delivered records a note_changed (or the peer's publication) and now and
+// then checks the node for a stale read.
+func (w *worker) delivered(c *wconn, kind string, v, at int64) {
+	c.add(event{Conn: c.spec.ID, Kind: kind, Version: v, At: at})
+	w.deliveries.Add(1)
+	if kind == "changed" && w.staleEvery > 0 && w.pushes.Add(1)%w.staleEvery == 0 {
+		go w.checkStale(c.spec, v)
 	}
 }
 
@@ -356,15 +399,20 @@ func (w *worker) reconnect(c *wconn) *websocket.Conn {
 	for attempt := 0; attempt < 50 && !w.quitting.Load(); attempt++ {
 		time.Sleep(backoff(attempt))
 		c.mu.Lock()
-		since := c.last
+		since, epoch := c.last, c.epoch
 		c.mu.Unlock()
-		ws, v, err := w.dialOnce(c.spec, since)
+		ws, g, err := w.dialOnce(c.spec, since, epoch)
 		if err != nil {
 			continue
 		}
-		c.add(event{Conn: c.spec.ID, Kind: "reconnect", Version: v, At: time.Now().UnixNano()})
+		at := time.Now().UnixNano()
+		c.add(event{Conn: c.spec.ID, Kind: "reconnect", Version: g.Version, At: at})
+		for _, v := range g.Recovered {
+			w.delivered(c, "changed", v, at)
+		}
 		c.mu.Lock()
 		c.ws = ws
+		c.epoch = g.Epoch
 		c.mu.Unlock()
 		if w.quitting.Load() {
 			ws.CloseNow()

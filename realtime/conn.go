@@ -1,7 +1,6 @@
 package realtime
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"sync"
@@ -10,19 +9,40 @@ import (
 
 // transport is how a Conn reaches its client: a WebSocket or an SSE stream.
 type transport interface {
-	// write sends one message; it must give up when ctx ends.
-	write(ctx context.Context, m Message) error
+	// write sends a batch of messages in order, as few system calls as it
+	// can; a write still blocked at deadline must fail with an error that
+	// wraps os.ErrDeadlineExceeded.
+	write(batch []Message, deadline time.Time) error
 	// close ends the connection with code and reason, sending a close frame
 	// or event when it still can. It may block for a close handshake, so it
 	// is called on its own goroutine.
 	close(code StatusCode, reason string)
+	// goAway is close for a node shutting down: it sends the close frame
+	// or event without waiting for the client's answer, and returns.
+	goAway(code StatusCode, reason string)
+}
+
+// tryTransport is a transport that can write without waiting, so that a
+// hub's few writer goroutines can serve every connection that does not
+// push back (see Hub.kick).
+type tryTransport interface {
+	transport
+	// writeNow sends what the socket takes of batch at once; pending
+	// reports that the rest waits for finish. A batch is either sent,
+	// failed or pending.
+	writeNow(batch []Message, deadline time.Time) (pending bool, err error)
+	// finish sends the rest of a pending batch, waiting up to the deadline
+	// given to writeNow.
+	finish() error
 }
 
 // Conn is one open client connection registered in a Hub.
 //
-// Messages for it wait in a bounded queue. For a WebSocket a writer
-// goroutine runs only while the queue is non-empty, so an idle connection
-// costs no goroutine of its own beyond its reader; an SSE stream is drained by
+// Messages for it wait in a bounded queue. A WebSocket's queue is drained
+// by one of the hub's writer goroutines, which write without waiting; a
+// connection whose socket is full gets a writer goroutine of its own until
+// its queue is empty. So an idle connection costs no goroutine of its own
+// beyond its reader, and a fan-out starts none. An SSE stream is drained by
 // its HTTP handler.
 type Conn struct {
 	hub *Hub
@@ -186,7 +206,7 @@ func (c *Conn) kickLocked() {
 	}
 	if !c.writing {
 		c.writing = true
-		go c.writeLoop()
+		c.hub.kick(c)
 	}
 }
 
@@ -204,7 +224,8 @@ func (c *Conn) take() []Message {
 	return batch
 }
 
-// writeLoop drains the queue, then exits (WebSocket only).
+// writeLoop drains the queue, waiting on the socket as needed, then exits
+// (WebSocket only).
 func (c *Conn) writeLoop() {
 	for {
 		batch := c.take()
@@ -217,33 +238,70 @@ func (c *Conn) writeLoop() {
 	}
 }
 
+// writeSome is a hub writer's turn at c: it writes up to a few batches
+// without waiting. It returns true when c has more queued (the writer puts
+// it back at the end of the run queue, so that one busy connection does not
+// hold a writer). A batch the socket cannot take at once is finished, and
+// the queue drained, on a goroutine of c's own.
+func (c *Conn) writeSome(t tryTransport) (more bool) {
+	for range 4 {
+		batch := c.take()
+		if batch == nil {
+			return false
+		}
+		pending, err := t.writeNow(batch, time.Now().Add(c.hub.WriteTimeout))
+		if pending {
+			go func() {
+				if c.batchDone(batch, t.finish()) {
+					c.writeLoop()
+				}
+			}()
+			return false
+		}
+		if !c.batchDone(batch, err) {
+			return false
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.queue) == 0 || c.closed {
+		c.writing = false
+		return false
+	}
+	return true
+}
+
 // writeBatch writes a drained batch under one deadline of WriteTimeout (a
 // client that cannot take a batch of at most QueueSize small messages in
 // that time is too slow); on failure it closes the connection and reports
-// false. One deadline per batch rather than per message: a context per
-// message was most of the allocations of a delivery.
+// false.
 func (c *Conn) writeBatch(batch []Message) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), c.hub.WriteTimeout)
-	defer cancel()
-	for i, m := range batch {
-		err := c.t.write(ctx, m)
-		timedOut := ctx.Err() != nil
-		if err != nil {
-			c.hub.dropped.Add(uint64(len(batch) - i))
-			if timedOut {
-				c.hub.slowClosed.Add(1)
-				c.Close(StatusTryAgainLater, "too slow")
-			} else {
-				c.Close(StatusGoingAway, "write failed")
-			}
-			c.mu.Lock()
-			c.writing = false
-			c.mu.Unlock()
-			return false
+	return c.batchDone(batch, c.t.write(batch, time.Now().Add(c.hub.WriteTimeout)))
+}
+
+// batchDone accounts for a batch written with result err and reports
+// whether the connection goes on; on failure it closes the connection.
+func (c *Conn) batchDone(batch []Message, err error) bool {
+	if err != nil {
+		c.hub.dropped.Add(uint64(len(batch)))
+		if timedOut(err) {
+			c.hub.slowClosed.Add(1)
+			c.Close(StatusTryAgainLater, "too slow")
+		} else {
+			c.Close(StatusGoingAway, "write failed")
 		}
-		c.hub.sent.Add(1)
-		if !m.Created.IsZero() && c.hub.ObserveLatency != nil {
-			c.hub.ObserveLatency(time.Since(m.Created))
+		c.mu.Lock()
+		c.writing = false
+		c.mu.Unlock()
+		return false
+	}
+	c.hub.sent.Add(uint64(len(batch)))
+	if c.hub.ObserveLatency != nil {
+		now := time.Now()
+		for _, m := range batch {
+			if !m.Created.IsZero() {
+				c.hub.ObserveLatency(now.Sub(m.Created))
+			}
 		}
 	}
 	return true

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 )
 
 // ErrUnauthenticated is what an Authenticate func returns for a request
@@ -55,7 +56,42 @@ type Endpoint struct {
 	// RefuseWebSocket makes ServeWS answer 503 without upgrading, to
 	// exercise the clients' SSE fallback.
 	RefuseWebSocket bool
+
+	// MaxHandshakes bounds the connections being opened at once
+	// (authenticated, upgraded and greeted); the rest wait their turn, in
+	// order of arrival. 0 means DefaultMaxHandshakes.
+	MaxHandshakes int
+
+	admitOnce sync.Once
+	admitting chan struct{}
 }
+
+// DefaultMaxHandshakes is enough to keep every core busy with handshakes
+// whose database reads wait on a small pool. When a node restarts,
+// thousands of tabs reconnect at once: all of them at the same time waited
+// for the database's few connections in random order, and the unlucky ones
+// gave up after seconds and came back later.
+const DefaultMaxHandshakes = 64
+
+// admit waits for a handshake slot, in order of arrival; it reports false
+// if the request ended first. Every true must be followed by done.
+func (e *Endpoint) admit(r *http.Request) bool {
+	e.admitOnce.Do(func() {
+		n := e.MaxHandshakes
+		if n <= 0 {
+			n = DefaultMaxHandshakes
+		}
+		e.admitting = make(chan struct{}, n)
+	})
+	select {
+	case e.admitting <- struct{}{}:
+		return true
+	case <-r.Context().Done():
+		return false
+	}
+}
+
+func (e *Endpoint) done() { <-e.admitting }
 
 // hello is the first message on every connection.
 type hello struct {

@@ -37,6 +37,7 @@ package realtime
 import (
 	"errors"
 	"log/slog"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -88,6 +89,9 @@ type Message struct {
 	Created time.Time
 
 	eventID int64 // SSE id for a message outside the stream (hello)
+	// frame is Data as a WebSocket frame, built once by Broadcast and sent
+	// as-is to every recipient.
+	frame []byte
 }
 
 // Identity is who a connection belongs to.
@@ -166,6 +170,12 @@ type Hub struct {
 	peerBytes   atomic.Uint64
 	userFull    atomic.Uint64
 	nodeFull    atomic.Uint64
+
+	// runq holds the WebSocket connections with messages to write; up to
+	// maxWriters goroutines take turns at them (kick).
+	runq       chan *Conn
+	writers    atomic.Int32
+	maxWriters int32
 }
 
 // Reasons why add refuses a connection.
@@ -185,9 +195,76 @@ func NewHub() *Hub {
 		Logger:           slog.Default(),
 		users:            make(map[int64][]*Conn),
 		byID:             make(map[string]*Conn),
+		runq:             make(chan *Conn, runQueueSize),
+		maxWriters:       int32(max(2, runtime.GOMAXPROCS(0))),
 	}
 	h.presence = newPresence(h)
 	return h
+}
+
+// runQueueSize bounds the run queue; a connection is in it at most once,
+// so it holds as many as are written to at once. Past it, a connection
+// gets a goroutine of its own.
+const runQueueSize = 1 << 15
+
+// kick gets c's queue drained: by the hub's writers when c's transport can
+// write without waiting (a WebSocket), so that a fan-out to thousands of
+// connections starts no goroutine per connection; otherwise, or when the
+// run queue is full, by a goroutine of c's own.
+func (h *Hub) kick(c *Conn) {
+	if _, ok := c.t.(tryTransport); !ok {
+		go c.writeLoop()
+		return
+	}
+	select {
+	case h.runq <- c:
+	default:
+		go c.writeLoop()
+		return
+	}
+	for {
+		n := h.writers.Load()
+		if n >= h.maxWriters {
+			return
+		}
+		if h.writers.CompareAndSwap(n, n+1) {
+			go h.writeWorker()
+			return
+		}
+	}
+}
+
+// writeWorker takes turns at the connections in the run queue until it is
+// empty.
+func (h *Hub) writeWorker() {
+	for {
+		select {
+		case c := <-h.runq:
+			if c.writeSome(c.t.(tryTransport)) {
+				h.requeue(c)
+			}
+			continue
+		default:
+		}
+		h.writers.Add(-1)
+		// A kick that found every writer busy just before this one left
+		// would be stranded: look again.
+		if len(h.runq) == 0 {
+			return
+		}
+		if n := h.writers.Load(); n >= h.maxWriters || !h.writers.CompareAndSwap(n, n+1) {
+			return
+		}
+	}
+}
+
+// requeue puts c, which has more to write, back at the end of the queue.
+func (h *Hub) requeue(c *Conn) {
+	select {
+	case h.runq <- c:
+	default:
+		go c.writeLoop()
+	}
 }
 
 // Broadcast queues m for every open connection of userID on this hub and
@@ -196,8 +273,12 @@ func NewHub() *Hub {
 func (h *Hub) Broadcast(userID int64, m Message) int {
 	h.mu.RLock()
 	defer h.mu.RUnlock()
+	cs := h.users[userID]
+	if len(cs) > 0 && m.frame == nil {
+		m.frame = appendTextFrame(make([]byte, 0, len(m.Data)+10), m.Data)
+	}
 	n := 0
-	for _, c := range h.users[userID] {
+	for _, c := range cs {
 		if c.enqueue(m) {
 			n++
 		}
@@ -270,8 +351,12 @@ func (h *Hub) Conn(id string) (*Conn, bool) {
 	return c, ok
 }
 
-// Close closes every connection with 1001 (going away), refuses new ones, and
-// waits until the close handshakes finish or timeout passes.
+// Close closes every connection with 1001 (going away) and refuses new
+// ones. A WebSocket gets its close frame and is dropped at once, without
+// waiting for the client's answer: a node shutting down with
+// thousands of sockets is not held up by them, and every tab learns of it
+// in one pass. Close returns once every SSE stream's handler has seen its
+// connection closed, or after timeout.
 func (h *Hub) Close(timeout time.Duration) {
 	h.mu.Lock()
 	h.closed = true
@@ -279,9 +364,32 @@ func (h *Hub) Close(timeout time.Duration) {
 	for _, cs := range h.users {
 		all = append(all, cs...)
 	}
+	clear(h.users)
+	clear(h.byID)
 	h.mu.Unlock()
+	// A socket's close costs the kernel a few microseconds: with thousands,
+	// spread them over the cores.
+	var wg sync.WaitGroup
+	parts := int(h.maxWriters)
+	for i := range parts {
+		wg.Go(func() {
+			for _, c := range all[i*len(all)/parts : (i+1)*len(all)/parts] {
+				if c.shut(StatusGoingAway, "server shutting down") {
+					h.conns.Add(-1)
+					h.slots.Add(-1)
+					c.t.goAway(StatusGoingAway, "server shutting down")
+					close(c.finished)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	seen := make(map[int64]bool)
 	for _, c := range all {
-		c.Close(StatusGoingAway, "server shutting down")
+		if !seen[c.id.UserID] {
+			seen[c.id.UserID] = true
+			h.presence.localChanged(c.id.UserID)
+		}
 	}
 	deadline := time.NewTimer(timeout)
 	defer deadline.Stop()

@@ -455,6 +455,78 @@ func TestSlowConsumer(t *testing.T) {
 	})
 }
 
+// TestBlockedWrite checks the other half of backpressure: a client that
+// stops reading, with fewer than QueueSize messages waiting, is dropped as
+// too slow once one write has been blocked for WriteTimeout.
+func TestBlockedWrite(t *testing.T) {
+	f := newFixture(t)
+	f.hub.WriteTimeout = 300 * time.Millisecond
+	slow := f.dial(t, 1, "")
+	read(t, slow)
+	f.waitConns(t, 1)
+	// Eight 1 MiB messages are more than the loopback socket buffers hold.
+	pad := strings.Repeat("x", 1<<20)
+	for i := int64(1); i <= 8; i++ {
+		data, _ := json.Marshal(map[string]any{"type": "note_changed", "version": i, "pad": pad})
+		f.hub.Broadcast(1, Message{Type: "note_changed", Version: i, Data: data})
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for f.hub.Stats().SlowClosed == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("a client blocked past WriteTimeout was not dropped: %+v", f.hub.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.waitConns(t, 0)
+}
+
+// TestHandshakeLimit checks that connections opened all at once are
+// handled MaxHandshakes at a time, and every one of them is served.
+func TestHandshakeLimit(t *testing.T) {
+	var inside, most atomic.Int64
+	f := newFixture(t, func(e *Endpoint) {
+		e.MaxHandshakes = 2
+		auth := e.Authenticate
+		e.Authenticate = func(r *http.Request) (Identity, error) {
+			n := inside.Add(1)
+			defer inside.Add(-1)
+			for m := most.Load(); n > m && !most.CompareAndSwap(m, n); m = most.Load() {
+			}
+			time.Sleep(5 * time.Millisecond)
+			return auth(r)
+		}
+	})
+	const clients = 20
+	errs := make(chan error, clients)
+	for i := range clients {
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			h := http.Header{"X-User": {strconv.Itoa(i%3 + 1)}}
+			c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(f.srv.URL, "http")+"/ws", &websocket.DialOptions{HTTPHeader: h})
+			if err != nil {
+				errs <- err
+				return
+			}
+			t.Cleanup(func() { c.CloseNow() })
+			_, p, err := c.Read(ctx)
+			if err == nil && !strings.Contains(string(p), `"hello"`) {
+				err = fmt.Errorf("first message %s", p)
+			}
+			errs <- err
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := most.Load(); got > 2 {
+		t.Fatalf("%d handshakes at once, want at most 2", got)
+	}
+	f.waitConns(t, clients)
+}
+
 // TestFanOut checks delivery at the real boundary: many sockets, many
 // messages, each socket gets every message of its user once and in order.
 func TestFanOut(t *testing.T) {

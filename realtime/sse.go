@@ -2,10 +2,10 @@ package realtime
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
 	"strconv"
 	"time"
 )
@@ -17,33 +17,44 @@ type sseTransport struct {
 	rc *http.ResponseController
 }
 
-func (t *sseTransport) write(ctx context.Context, m Message) error {
-	if dl, ok := ctx.Deadline(); ok {
-		_ = t.rc.SetWriteDeadline(dl)
-	}
-	if m.Type != "" {
-		t.w.WriteString("event: ")
-		t.w.WriteString(m.Type)
+func (t *sseTransport) write(batch []Message, deadline time.Time) error {
+	_ = t.rc.SetWriteDeadline(deadline)
+	for _, m := range batch {
+		if m.Type != "" {
+			t.w.WriteString("event: ")
+			t.w.WriteString(m.Type)
+			t.w.WriteByte('\n')
+		}
+		t.w.WriteString("data: ")
+		t.w.Write(m.Data)
+		t.w.WriteByte('\n')
+		if id := max(m.Version, m.eventID); id > 0 {
+			t.w.WriteString("id: ")
+			t.w.WriteString(strconv.FormatInt(id, 10))
+			t.w.WriteByte('\n')
+		}
 		t.w.WriteByte('\n')
 	}
-	t.w.WriteString("data: ")
-	t.w.Write(m.Data)
-	t.w.WriteByte('\n')
-	if id := max(m.Version, m.eventID); id > 0 {
-		t.w.WriteString("id: ")
-		t.w.WriteString(strconv.FormatInt(id, 10))
-		t.w.WriteByte('\n')
-	}
-	t.w.WriteByte('\n')
 	if err := t.w.Flush(); err != nil {
-		return err
+		return deadlineErr(err, deadline)
 	}
-	return t.rc.Flush()
+	return deadlineErr(t.rc.Flush(), deadline)
+}
+
+// deadlineErr makes a write error that came after deadline say so: net/http
+// does not always keep the socket's own error.
+func deadlineErr(err error, deadline time.Time) error {
+	if err != nil && !timedOut(err) && !time.Now().Before(deadline) {
+		return fmt.Errorf("%w: %w", os.ErrDeadlineExceeded, err)
+	}
+	return err
 }
 
 // close is a no-op: the handler notices Conn.Done and writes the final
 // "close" event itself, since it is the stream's only writer.
 func (t *sseTransport) close(StatusCode, string) {}
+
+func (t *sseTransport) goAway(StatusCode, string) {}
 
 // ServeSSE streams the same messages as ServeWS as Server-Sent Events:
 // event = the message type, data = its JSON, id = its version, so that a
@@ -62,8 +73,15 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
+	if !e.admit(r) {
+		return
+	}
 	id, err := e.Authenticate(r)
 	if err != nil {
+		e.done()
+		if r.Context().Err() != nil {
+			return
+		}
 		if errors.Is(err, ErrUnauthenticated) {
 			writeJSONError(w, http.StatusUnauthorized, "auth_required")
 			return
@@ -74,6 +92,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	}
 
 	if !e.Hub.reserve() {
+		e.done()
 		refuseNodeFull(w)
 		return
 	}
@@ -83,7 +102,9 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.notify = make(chan struct{}, 1)
 	// Nothing is written to the stream before the handler's loop below, so
 	// a refusal can still be a plain HTTP answer.
-	if err := e.open(r.Context(), c, since, hasSince); err != nil {
+	err = e.open(r.Context(), c, since, hasSince)
+	e.done()
+	if err != nil {
 		switch {
 		case errors.Is(err, errUserFull):
 			w.Header().Set("Retry-After", userFullRetryAfter)

@@ -14,13 +14,56 @@ import (
 
 const websocketInternalError = websocket.StatusInternalError
 
-// wsTransport writes to a WebSocket.
+// wsTransport writes to a WebSocket over a batchConn.
 type wsTransport struct {
-	ws *websocket.Conn
+	ws   *websocket.Conn
+	conn *batchConn
 }
 
-func (t *wsTransport) write(ctx context.Context, m Message) error {
-	return t.ws.Write(ctx, websocket.MessageText, m.Data)
+// write sends the batch's frames with one writev(2), under deadline.
+func (t *wsTransport) write(batch []Message, deadline time.Time) error {
+	t.conn.hold(deadline)
+	var err error
+	for _, m := range batch {
+		f := m.frame
+		if f == nil {
+			f = appendTextFrame(nil, m.Data)
+		}
+		if err = t.conn.queue(f); err != nil {
+			break
+		}
+	}
+	if rerr := t.conn.release(); rerr != nil {
+		return rerr
+	}
+	return err
+}
+
+// writeNow queues the batch's frames and sends what the socket takes at
+// once; with the rest pending, the batch stays held for finish.
+func (t *wsTransport) writeNow(batch []Message, deadline time.Time) (bool, error) {
+	t.conn.hold(deadline)
+	for _, m := range batch {
+		f := m.frame
+		if f == nil {
+			f = appendTextFrame(nil, m.Data)
+		}
+		if err := t.conn.queue(f); err != nil {
+			if rerr := t.conn.release(); rerr != nil {
+				return false, rerr
+			}
+			return false, err
+		}
+	}
+	return t.conn.releaseNow()
+}
+
+func (t *wsTransport) finish() error { return t.conn.release() }
+
+// goAway sends the close frame and drops the connection: on a node
+// shutting down, the client's answer would find nobody to read it.
+func (t *wsTransport) goAway(code StatusCode, reason string) {
+	t.conn.goAway(appendCloseFrame(nil, code, reason))
 }
 
 func (t *wsTransport) close(code StatusCode, reason string) {
@@ -62,12 +105,29 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusForbidden, err.Error())
 		return
 	}
+	if !e.admit(r) {
+		return // the client went away while it waited
+	}
+	// The handshake slot is given back before anything that waits on the
+	// client.
+	admitted := true
+	leave := func() {
+		if admitted {
+			admitted = false
+			e.done()
+		}
+	}
+	defer leave()
 	id, authErr := e.Authenticate(r)
+	if authErr != nil && r.Context().Err() != nil {
+		return // the client went away; nobody to tell
+	}
 	if !e.Hub.reserve() {
 		refuseNodeFull(w)
 		return
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	hj := &batchHijacker{ResponseWriter: w}
+	ws, err := websocket.Accept(hj, r, &websocket.AcceptOptions{
 		OriginPatterns:  e.OriginPatterns,
 		CompressionMode: websocket.CompressionDisabled,
 	})
@@ -79,6 +139,7 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	if authErr != nil {
 		e.Hub.release()
+		leave()
 		if !errors.Is(authErr, ErrUnauthenticated) {
 			e.Hub.Logger.Error("websocket authenticate", "err", authErr)
 			_ = ws.Close(websocket.StatusInternalError, "internal error")
@@ -93,12 +154,14 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(limit)
 
-	c := newConn(e.Hub, id, &wsTransport{ws: ws})
+	c := newConn(e.Hub, id, &wsTransport{ws: ws, conn: hj.conn})
 	// The request context ends when this handler returns; the connection
 	// outlives it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	if err := e.open(ctx, c, since, hasSince); err != nil {
+	err = e.open(ctx, c, since, hasSince)
+	leave()
+	if err != nil {
 		if errors.Is(err, errUserFull) {
 			// After the upgrade, so that a browser learns why.
 			_ = ws.Close(StatusTryAgainLater, "too_many_connections")
