@@ -397,21 +397,26 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	hub := realtime.NewHub()
+	hub.Logger = logger
+	hub.Node = cfg.Node
+	hub.PresenceMessage = app.PresenceMessage
+	hub.MaxConnsPerUser = cfg.MaxConnsPerUser
+	hub.MaxConns = cfg.MaxConns
+	metrics := app.NewMetrics(hub)
+
 	lfs := &cluster.LiteFS{Dir: cfg.LiteFSDir, DB: filepath.Base(cfg.DBPath), API: cfg.LiteFSURL}
 	defer lfs.Close()
 	if err := waitMount(ctx, lfs); err != nil {
 		return err
 	}
-	// LiteFS's event stream tells the role; until it has, the node waits.
+	// LiteFS's event stream tells the role (until it has, the node waits)
+	// and, on a replica, when the change feed has something to read.
+	changes := &cluster.Changes{Node: cfg.Node, IsPrimary: lfs.IsPrimary,
+		ObserveLag: func(d time.Duration) { metrics.ReplicationLag.Observe(d.Seconds()) }}
 	lfsCtx, stopLFS := context.WithCancel(context.Background())
 	defer stopLFS()
-	poke := make(chan struct{}, 1)
-	go lfs.FollowEvents(lfsCtx, func() {
-		select {
-		case poke <- struct{}{}:
-		default:
-		}
-	}, logger)
+	go lfs.FollowEvents(lfsCtx, changes.Applied, logger)
 	if err := waitRole(ctx, lfs); err != nil {
 		return err
 	}
@@ -422,14 +427,6 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	defer db.Close()
-
-	hub := realtime.NewHub()
-	hub.Logger = logger
-	hub.Node = cfg.Node
-	hub.PresenceMessage = app.PresenceMessage
-	hub.MaxConnsPerUser = cfg.MaxConnsPerUser
-	hub.MaxConns = cfg.MaxConns
-	metrics := app.NewMetrics(hub)
 
 	store := app.NewStore(db, cfg.Node)
 	defer store.Close()
@@ -449,6 +446,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		return err
 	}
 	feed.ObserveDelay = func(d time.Duration) { metrics.PushDelay.Observe(d.Seconds()) }
+	feed.ObserveRead = metrics.ObserveFeedRead
+	feed.Wake = changes.C()
 
 	lns, err := listen(cfg.HTTPAddr)
 	if err != nil {
@@ -468,12 +467,19 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	sessions.ReplicaWait = 3 * time.Second
 	sessions.CacheFor(sessionCacheTTL)
 
-	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, feed: feed, sessions: sessions, logger: logger, httpURL: httpURL, signal: make(chan struct{}, 1)}
+	nodes := &clusterWiring{cfg: cfg, lfs: lfs, hub: hub, changes: changes, sessions: sessions, logger: logger, httpURL: httpURL}
 	if err := nodes.open(); err != nil {
 		return err
 	}
 	defer nodes.close()
-	store.OnCommit = nodes.committed
+	if m := nodes.members; m != nil {
+		metrics.CountGossip(func() (uint64, uint64, uint64, uint64) {
+			t := m.Traffic()
+			return t.Packets, t.PacketBytes, t.Streams, t.StreamBytes
+		})
+	}
+	// What this node commits goes to its feed straight from the writer.
+	store.OnCommit = feed.Committed
 	srv, err := app.NewServer(app.Config{
 		Store:           store,
 		Sessions:        sessions,
@@ -517,21 +523,8 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	bg.Go(func() { prune(bgCtx, store, lfs, logger) })
 	bg.Go(func() { checkpoint(bgCtx, db, lfs, logger) })
 	bg.Go(func() { purge(bgCtx, store, lfs, logger) })
-	// A replica learns that changes arrived from LiteFS's tx events, and,
-	// as a safety net, from its position moving.
-	bg.Go(func() {
-		for {
-			select {
-			case <-bgCtx.Done():
-				return
-			case <-poke:
-				feed.Poke()
-			}
-		}
-	})
-	bg.Go(func() { lfs.Watch(bgCtx, 50*time.Millisecond, func(uint64) { feed.Poke() }) })
 	bg.Go(func() { nodes.refreshMeta(bgCtx) })
-	bg.Go(func() { nodes.signalChanges(bgCtx) })
+	bg.Go(func() { nodes.announceChanges(bgCtx) })
 	bg.Go(func() { nodes.closeEndedSessions(bgCtx, 15*time.Second) })
 	bg.Go(func() { nodes.migrateOnPromotion(bgCtx, db) })
 

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
 	"notesync/app"
@@ -24,16 +23,12 @@ type clusterWiring struct {
 	cfg      *config
 	lfs      *cluster.LiteFS
 	hub      *realtime.Hub
-	feed     *app.Feed
+	changes  *cluster.Changes
 	sessions *app.SessionStore
 	logger   *slog.Logger
 	httpURL  string
 
 	members *cluster.Membership // nil without gossip
-
-	signal    chan struct{} // one slot: changes are pending
-	pendingMu sync.Mutex
-	pending   map[int64]int64 // user → newest committed version
 }
 
 func (w *clusterWiring) open() error {
@@ -49,9 +44,8 @@ func (w *clusterWiring) open() error {
 		WAN:       w.cfg.GossipWAN,
 		Logger:    w.logger,
 		MetaFunc:  w.meta,
-		// Another node committed a change: look at our replica now rather
-		// than at the next position check.
-		OnChanged: func(cluster.Changed) { w.feed.Poke() },
+		// The primary's commits: its position, and the lag to time.
+		OnChanged: w.changes.Announced,
 		OnEndSession: func(id string) {
 			w.sessions.MarkEnded(id)
 			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
@@ -105,50 +99,13 @@ func (w *clusterWiring) refreshMeta(ctx context.Context) {
 	every(ctx, 3*time.Second, func() { _ = w.members.RefreshMeta() })
 }
 
-// committed runs after each local commit: wake the local feed and queue a
-// signal for the other nodes. It never blocks the writer.
-func (w *clusterWiring) committed(userID, version int64) {
-	w.feed.Poke()
+// announceChanges tells the other nodes of each transaction this node
+// commits as primary (cluster.Changes).
+func (w *clusterWiring) announceChanges(ctx context.Context) {
 	if w.members == nil {
 		return
 	}
-	w.pendingMu.Lock()
-	if w.pending == nil {
-		w.pending = map[int64]int64{}
-	}
-	if version > w.pending[userID] {
-		w.pending[userID] = version
-	}
-	w.pendingMu.Unlock()
-	select {
-	case w.signal <- struct{}{}:
-	default:
-	}
-}
-
-// signalChanges sends the queued change signals: one message per user
-// with its newest version, however many commits a group commit carried,
-// and the primary's position to wait for.
-func (w *clusterWiring) signalChanges(ctx context.Context) {
-	if w.members == nil {
-		return
-	}
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-w.signal:
-		}
-		w.pendingMu.Lock()
-		batch := w.pending
-		w.pending = nil
-		w.pendingMu.Unlock()
-		txid, _ := w.lfs.TXID()
-		now := time.Now().UnixMilli()
-		for user, version := range batch {
-			w.members.PublishChanged(cluster.Changed{User: user, Version: version, TXID: txid, At: now})
-		}
-	}
+	w.changes.Run(ctx, w.members.PublishChanged)
 }
 
 // endSession closes a session's sockets here and on every other node.
@@ -350,6 +307,10 @@ func (w *clusterWiring) replication() *cluster.Replication {
 				view = cluster.PrimaryView{Name: m.Name, State: m.State, TXID: m.TXID}
 				break
 			}
+		}
+		// Its announcements are fresher than its metadata.
+		if txid, from := w.changes.PrimaryTXID(); from == view.Name && txid > view.TXID {
+			view.TXID = txid
 		}
 	}
 	r := w.lfs.Replication(view)

@@ -25,20 +25,37 @@ var _ Publisher = (*realtime.Hub)(nil)
 // come through it, so a node pushes a version only once its own database
 // holds it.
 //
-// Poke wakes it; it also polls every PollInterval as a safety net.
+// It learns of changes three ways:
+//
+//   - Committed: this node's writer hands over what it just committed, and
+//     the feed pushes it at once, without reading it back.
+//   - Poke, or a value on Wake: this node's copy of the database holds
+//     changes it did not commit (a replica's LiteFS applied a
+//     transaction), so the feed reads them from the change log.
+//   - Every PollInterval it reads anyway: the safety net under a wake-up
+//     that was lost.
 type Feed struct {
 	Store        *Store
 	Publisher    Publisher
 	Logger       *slog.Logger
 	PollInterval time.Duration
+	// Wake, if set, wakes the feed as Poke does; set it before Run.
+	Wake <-chan struct{}
 	// Batch is how many changes one read takes.
 	Batch int
 	// ObserveDelay, if set, is called for each change pushed with the time
 	// since it was committed (on the primary's clock): about zero on the
 	// primary, the replication delay on a replica. It must not block.
 	ObserveDelay func(time.Duration)
+	// ObserveRead, if set, is called after each read of the change log with
+	// what started it ("wake": Poke or Wake; "poll"), how many changes it
+	// found and how long it took. It must not block.
+	ObserveRead func(reason string, found int, took time.Duration)
 
 	poke chan struct{}
+	// pushing serialises pushes (reads and hand-overs), so that each
+	// change goes out once and in order.
+	pushing sync.Mutex
 
 	mu      sync.Mutex
 	last    int64              // seq of the last change pushed
@@ -125,14 +142,17 @@ func (f *Feed) Run(ctx context.Context) {
 	t := time.NewTicker(f.PollInterval)
 	defer t.Stop()
 	for {
+		reason := "wake"
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.poke:
+		case <-f.Wake:
 		case <-t.C:
+			reason = "poll"
 		}
 		for {
-			n, err := f.pushOnce(ctx)
+			n, err := f.pushOnce(ctx, reason)
 			if err != nil {
 				if ctx.Err() == nil {
 					f.Logger.Error("change feed", "err", err)
@@ -144,6 +164,26 @@ func (f *Feed) Run(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// Committed pushes changes this node has just committed, in seq order. It
+// is the writer's hand-over (Store.OnCommit): nothing is read back. When
+// they do not follow the last change pushed (changes this node did not
+// commit came between, as when it was promoted), the feed reads instead.
+func (f *Feed) Committed(cs []Change) {
+	if len(cs) == 0 {
+		return
+	}
+	f.pushing.Lock()
+	defer f.pushing.Unlock()
+	f.mu.Lock()
+	last := f.last
+	f.mu.Unlock()
+	if cs[0].Seq != last+1 {
+		f.Poke()
+		return
+	}
+	f.push(cs)
 }
 
 // noteChanged is the note_changed message of docs/PROTOCOL.md §4.
@@ -162,14 +202,27 @@ func NoteChangedMessage(c Change) realtime.Message {
 }
 
 // pushOnce reads the next batch of changes and broadcasts them.
-func (f *Feed) pushOnce(ctx context.Context) (int, error) {
+func (f *Feed) pushOnce(ctx context.Context, reason string) (int, error) {
+	f.pushing.Lock()
+	defer f.pushing.Unlock()
 	f.mu.Lock()
 	after := f.last
 	f.mu.Unlock()
+	began := time.Now()
 	cs, err := f.Store.ChangesAfter(ctx, after, f.Batch)
+	if f.ObserveRead != nil && err == nil {
+		f.ObserveRead(reason, len(cs), time.Since(began))
+	}
 	if err != nil || len(cs) == 0 {
 		return 0, err
 	}
+	f.push(cs)
+	return len(cs), nil
+}
+
+// push broadcasts cs, the changes after the last one pushed, and wakes
+// the reads waiting for their users. f.pushing is held.
+func (f *Feed) push(cs []Change) {
 	for _, c := range cs {
 		// Known before it is broadcast: a connection greeted with an older
 		// version is already registered and gets the broadcast.
@@ -188,7 +241,6 @@ func (f *Feed) pushOnce(ctx context.Context) (int, error) {
 		}
 	}
 	f.mu.Unlock()
-	return len(cs), nil
 }
 
 // Await returns a channel that is closed the next time the feed reads a

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"sync"
 	"testing"
+	"time"
 
 	"notesync/realtime"
 )
@@ -54,7 +55,7 @@ func TestFeedVersion(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := f.pushOnce(ctx); err != nil {
+	if _, err := f.pushOnce(ctx, "poll"); err != nil {
 		t.Fatal(err)
 	}
 	if len(pub.pushed) != 2 {
@@ -74,5 +75,88 @@ func TestFeedVersion(t *testing.T) {
 	}
 	if _, err := f.Version(ctx, 99999); err == nil {
 		t.Fatal("a user that does not exist has a version")
+	}
+}
+
+// TestFeedCommitted checks the writer's hand-over: what this node commits
+// is pushed once and in order without reading the change log, while
+// changes it did not commit (replicated, or from before) are read, and the
+// two paths never push a change twice.
+func TestFeedCommitted(t *testing.T) {
+	ctx := context.Background()
+	s := newTestStore(t)
+	u := mustUser(t, s, "alice")
+	pub := &recordingPublisher{}
+	f, err := NewFeed(ctx, s, pub, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.feed = f
+	f.PollInterval = time.Hour // no safety-net read during the test
+	var reads []int
+	f.ObserveRead = func(_ string, found int, _ time.Duration) { reads = append(reads, found) }
+
+	// Committed while nobody listened: the feed has not seen v1.
+	if _, err := s.CreateNote(ctx, u.ID, "before", Idempotency{}); err != nil {
+		t.Fatal(err)
+	}
+	s.OnCommit = f.Committed
+	ctxRun, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctxRun) }()
+	defer func() { cancel(); <-done }()
+
+	// v2 does not follow what the feed pushed last (nothing): it reads
+	// v1 and v2 from the log.
+	if _, err := s.CreateNote(ctx, u.ID, "two", Idempotency{}); err != nil {
+		t.Fatal(err)
+	}
+	waitPushed(t, pub, 2)
+	// From now on each commit is handed over and pushed with no read.
+	readsBefore := len(reads)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := s.CreateNote(ctx, u.ID, "n", Idempotency{}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	pub.mu.Lock()
+	got := append([]int64(nil), pub.pushed...)
+	pub.mu.Unlock()
+	for i, v := range got {
+		if v != int64(i+1) {
+			t.Fatalf("pushed %v, want v1..v22 once each, in order", got)
+		}
+	}
+	if len(got) != 22 {
+		t.Fatalf("pushed %v by the time every write was answered, want v1..v22", got)
+	}
+	f.pushing.Lock() // no read is under way
+	n := len(reads)
+	f.pushing.Unlock()
+	if n != readsBefore {
+		t.Fatalf("the feed read the change log %d times for changes handed over to it", n-readsBefore)
+	}
+}
+
+func waitPushed(t *testing.T, pub *recordingPublisher, n int) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pub.mu.Lock()
+		got := len(pub.pushed)
+		pub.mu.Unlock()
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pushed %d changes, want %d", got, n)
+		}
+		time.Sleep(5 * time.Millisecond)
 	}
 }

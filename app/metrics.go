@@ -26,7 +26,16 @@ type Metrics struct {
 	// WriteBatch and CommitTime describe group commits.
 	WriteBatch prometheus.Histogram
 	CommitTime prometheus.Histogram
+	// ReplicationLag is, on a replica, the time from a transaction's
+	// commit on the primary to LiteFS's word that it was applied here.
+	ReplicationLag prometheus.Histogram
+	feedReads      *prometheus.CounterVec
+	feedReadTime   prometheus.Histogram
 }
+
+// fineBuckets go from 100 µs to 6.5 s: latencies whose target is a
+// millisecond or two.
+var fineBuckets = prometheus.ExponentialBuckets(0.0001, 2, 17)
 
 // NewMetrics registers the node's metrics, reading connection counters from
 // hub, and hooks the push-latency histogram into it.
@@ -63,7 +72,26 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 		Help:    "Time one group commit's transaction took, begin to commit.",
 		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
 	})
+	m.ReplicationLag = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "notesync_replication_lag_seconds",
+		Help:    "On a replica: time from a transaction's commit on the primary (its clock) to LiteFS's event that it was applied here (this node's clock).",
+		Buckets: fineBuckets,
+	})
+	m.feedReads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "notesync_feed_reads_total",
+		Help: "Reads of the change log by the change feed, by what started them (wake: a replicated transaction; poll: the safety net) and whether they found changes (found: yes or no). Changes this node commits are handed to the feed without a read.",
+	}, []string{"reason", "found"})
+	m.feedReadTime = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name:    "notesync_feed_read_seconds",
+		Help:    "Time one read of the change log by the change feed took.",
+		Buckets: fineBuckets,
+	})
 	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay, m.WriteBatch, m.CommitTime,
+		m.ReplicationLag, m.feedReads, m.feedReadTime,
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_peer_messages_sent_total", Help: "Ephemeral messages (Publish, presence) sent to other nodes, counted once per node."},
+			func() float64 { return float64(hub.Stats().PeerPackets) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_peer_message_bytes_sent_total", Help: "Bytes of the ephemeral messages sent to other nodes, before gossip's framing and encryption."},
+			func() float64 { return float64(hub.Stats().PeerBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections", Help: "Open real-time connections."},
 			func() float64 { return float64(hub.Stats().Connections) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_sent_total", Help: "Real-time messages written to clients."},
@@ -85,6 +113,37 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 	)
 	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
 	return m
+}
+
+// ObserveFeedRead records one read of the change log (Feed.ObserveRead).
+func (m *Metrics) ObserveFeedRead(reason string, found int, took time.Duration) {
+	f := "no"
+	if found > 0 {
+		f = "yes"
+	}
+	m.feedReads.WithLabelValues(reason, f).Inc()
+	m.feedReadTime.Observe(took.Seconds())
+}
+
+// CountGossip exports what this node sends to the other nodes over gossip
+// (cluster.Membership.Traffic): UDP packets and their bytes, TCP streams
+// and their bytes.
+func (m *Metrics) CountGossip(sent func() (packets, packetBytes, streams, streamBytes uint64)) {
+	counter := func(name, help string, pick func(p, pb, s, sb uint64) uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 {
+			return float64(pick(sent()))
+		})
+	}
+	m.reg.MustRegister(
+		counter("notesync_gossip_packets_sent_total", "UDP packets sent to other nodes: memberlist's own gossip and the messages it carries.",
+			func(p, _, _, _ uint64) uint64 { return p }),
+		counter("notesync_gossip_packet_bytes_sent_total", "Bytes of the UDP packets sent to other nodes, encrypted.",
+			func(_, pb, _, _ uint64) uint64 { return pb }),
+		counter("notesync_gossip_streams_total", "TCP connections to or from other nodes (state exchanges, joins).",
+			func(_, _, s, _ uint64) uint64 { return s }),
+		counter("notesync_gossip_stream_bytes_sent_total", "Bytes sent on those TCP connections.",
+			func(_, _, _, sb uint64) uint64 { return sb }),
+	)
 }
 
 // Handler serves the metrics in the Prometheus text format.

@@ -17,11 +17,11 @@ type Store struct {
 	db *DB
 	// Node is recorded in the change log as where a change was made.
 	Node string
-	// OnCommit, if set, is called after every committed change to a
-	// user's notes (never before the commit) with the version it reached,
-	// so the change feed, and other nodes, can push it at once. It must not
-	// block.
-	OnCommit func(userID, version int64)
+	// OnCommit, if set, is called after each group commit (never before)
+	// with the changes it appended to the change log, in seq order, before
+	// the writers are answered: the change feed pushes them at once
+	// (Feed.Committed). It must not block.
+	OnCommit func([]Change)
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
 	// PasswordPepper keys the HMAC that passwords go through before bcrypt

@@ -37,7 +37,7 @@ func newTestServer(t testing.TB, tweak ...func(*Config)) *testServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.OnCommit = func(int64, int64) { feed.Poke() }
+	store.OnCommit = feed.Committed
 	ctx, cancel := context.WithCancel(context.Background())
 	go feed.Run(ctx)
 	cfg := Config{

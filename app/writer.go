@@ -50,6 +50,7 @@ type writeReq struct {
 
 type writeDone struct {
 	result NoteWrite
+	change Change // what it appended to the change log
 	err    error
 }
 
@@ -105,14 +106,14 @@ func (s *Store) commitBatch(batch []*writeReq) {
 				results[i].err = fmt.Errorf("savepoint: %w", err)
 				continue
 			}
-			r, err := s.applyWrite(ctx, tx, req, now)
+			r, c, err := s.applyWrite(ctx, tx, req, now)
 			if err != nil {
 				_, _ = tx.ExecContext(ctx, `ROLLBACK TO w`)
 			}
 			if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil && err == nil {
 				err = fmt.Errorf("release savepoint: %w", rerr)
 			}
-			results[i] = writeDone{result: r, err: err}
+			results[i] = writeDone{result: r, change: c, err: err}
 			applied[i] = err == nil && !r.Replayed
 		}
 		if err := tx.Commit(); err != nil {
@@ -127,44 +128,55 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		s.ObserveBatch(len(batch), time.Since(began))
 	}
 	// Notify after the commit, never before.
-	for i, req := range batch {
-		if applied[i] && s.OnCommit != nil {
-			s.OnCommit(req.userID, results[i].result.Version)
+	if s.OnCommit != nil {
+		var cs []Change
+		for i := range batch {
+			if applied[i] {
+				cs = append(cs, results[i].change)
+			}
 		}
+		if len(cs) > 0 {
+			s.OnCommit(cs)
+		}
+	}
+	for i, req := range batch {
 		req.done <- results[i]
 	}
 }
 
-// applyWrite runs one write inside the batch's transaction.
-func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (NoteWrite, error) {
+// applyWrite runs one write inside the batch's transaction. It returns
+// the outcome and the change it appended (none for a replay).
+func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (NoteWrite, Change, error) {
 	userID, idem := req.userID, req.idem
 	if idem.Key != "" {
 		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, now); err != nil || ok {
-			return r, err
+			return r, Change{}, err
 		}
 	}
 	var version int64
 	if err := tx.QueryRowContext(ctx, `UPDATE users SET version = version + 1 WHERE id = ? RETURNING version`, userID).Scan(&version); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
-			return NoteWrite{}, Errorf(EUNAUTHORIZED, "no such user")
+			return NoteWrite{}, Change{}, Errorf(EUNAUTHORIZED, "no such user")
 		}
-		return NoteWrite{}, fmt.Errorf("bump version: %w", err)
+		return NoteWrite{}, Change{}, fmt.Errorf("bump version: %w", err)
 	}
 	note, opName, err := req.op(ctx, tx, now)
 	if err != nil {
-		return NoteWrite{}, err
+		return NoteWrite{}, Change{}, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO changes (user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		userID, version, opName, note.ID, s.Node, now.UnixMilli()); err != nil {
-		return NoteWrite{}, fmt.Errorf("append change: %w", err)
+	// The change as ChangesAfter reads it back (created_at in ms).
+	c := Change{UserID: userID, Version: version, Op: opName, NoteID: note.ID, Node: s.Node, CreatedAt: time.UnixMilli(now.UnixMilli())}
+	if err := tx.QueryRowContext(ctx, `INSERT INTO changes (user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+		userID, version, opName, note.ID, s.Node, now.UnixMilli()).Scan(&c.Seq); err != nil {
+		return NoteWrite{}, Change{}, fmt.Errorf("append change: %w", err)
 	}
 	res := NoteWrite{Note: note, Version: version}
 	if idem.Key != "" {
 		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, now); err != nil {
-			return NoteWrite{}, err
+			return NoteWrite{}, Change{}, err
 		}
 	}
-	return res, nil
+	return res, c, nil
 }
 
 // outcomeCodes are the codes the idempotency record keeps for each op. They

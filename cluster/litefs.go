@@ -158,43 +158,30 @@ func (l *LiteFS) Close() error {
 	return nil
 }
 
-// Watch calls onAdvance every time this node's replication position moves,
-// checking every interval, until ctx ends. It is how a replica learns that
-// changes arrived (inotify sees nothing on a FUSE mount).
-func (l *LiteFS) Watch(ctx context.Context, interval time.Duration, onAdvance func(txid uint64)) {
-	if !l.Enabled() {
-		return
-	}
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	var last uint64
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		txid, err := l.TXID()
-		if err != nil || txid == last {
-			continue
-		}
-		last = txid
-		onAdvance(txid)
-	}
-}
-
 // RoleKnown reports whether LiteFS has told this node its role (always
 // true without the API).
 func (l *LiteFS) RoleKnown() bool {
 	return !l.Enabled() || l.API == "" || l.role.Load() != nil
 }
 
+// Tx is what LiteFS's event stream says of a transaction: on the primary,
+// one this node committed; on a replica, one LiteFS applied to this node's
+// copy of the database, which can be read from that moment on.
+type Tx struct {
+	// TXID is the database's position after the transaction. 0 means the
+	// stream (re)started: transactions may have come and gone unannounced.
+	TXID uint64
+	// At is when this node heard of it.
+	At time.Time
+}
+
 // FollowEvents reads LiteFS's event stream (GET /events, one JSON object a
 // line) until ctx ends, reconnecting when it drops: it keeps this node's
-// role current and calls onTx after each transaction LiteFS applies, which
-// is the earliest moment a replica can push it. While the stream is down
-// the node counts as a replica.
-func (l *LiteFS) FollowEvents(ctx context.Context, onTx func(), logger *slog.Logger) {
+// role current and calls onTx after each transaction of the database (DB),
+// and with a zero TXID each time the stream starts. While the stream is
+// down the node counts as a replica. onTx runs on the stream's goroutine
+// and must not block.
+func (l *LiteFS) FollowEvents(ctx context.Context, onTx func(Tx), logger *slog.Logger) {
 	if !l.Enabled() || l.API == "" {
 		return
 	}
@@ -215,7 +202,19 @@ func (l *LiteFS) FollowEvents(ctx context.Context, onTx func(), logger *slog.Log
 	}
 }
 
-func (l *LiteFS) followOnce(ctx context.Context, onTx func()) error {
+// event is one line of LiteFS's event stream: "init" and "primaryChange"
+// carry the role, "tx" a transaction (its TXID in hex).
+type event struct {
+	Type string `json:"type"`
+	DB   string `json:"db"`
+	Data struct {
+		IsPrimary bool   `json:"isPrimary"`
+		Hostname  string `json:"hostname"`
+		TXID      string `json:"txID"`
+	} `json:"data"`
+}
+
+func (l *LiteFS) followOnce(ctx context.Context, onTx func(Tx)) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(l.API, "/")+"/events", nil)
 	if err != nil {
 		return err
@@ -230,21 +229,25 @@ func (l *LiteFS) followOnce(ctx context.Context, onTx func()) error {
 	}
 	dec := json.NewDecoder(resp.Body)
 	for {
-		var ev struct {
-			Type string `json:"type"`
-			Data struct {
-				IsPrimary bool   `json:"isPrimary"`
-				Hostname  string `json:"hostname"`
-			} `json:"data"`
-		}
+		var ev event
 		if err := dec.Decode(&ev); err != nil {
 			return err
 		}
 		switch ev.Type {
-		case "init", "primaryChange":
+		case "init":
+			l.role.Store(&role{primary: ev.Data.IsPrimary, hostname: ev.Data.Hostname})
+			onTx(Tx{At: time.Now()})
+		case "primaryChange":
 			l.role.Store(&role{primary: ev.Data.IsPrimary, hostname: ev.Data.Hostname})
 		case "tx":
-			onTx()
+			if ev.DB != "" && l.DB != "" && ev.DB != l.DB {
+				continue // another database on the same mount
+			}
+			txid, err := strconv.ParseUint(ev.Data.TXID, 16, 64)
+			if err != nil {
+				return fmt.Errorf("litefs /events: malformed txID %q", ev.Data.TXID)
+			}
+			onTx(Tx{TXID: txid, At: time.Now()})
 		}
 	}
 }

@@ -38,20 +38,18 @@ type Member struct {
 
 // Message kinds carried between nodes.
 const (
-	kindChanged    byte = 1 // a user's data changed: poke the change feed
+	kindChanged    byte = 1 // the primary committed a transaction (Changes)
 	kindEndSession byte = 2 // a session ended: close its sockets
 	kindEphemeral  byte = 3 // an opaque message for the other nodes (SendToAll, SendTo)
 )
 
-// Changed is the fast signal that a user's data reached Version at the
-// primary's TXID. Receivers wake their change feed; the change itself is
-// read from the node's own replica once it holds TXID, so a lost signal only
-// delays a push until the replica watcher notices the new position.
+// Changed announces a transaction the primary committed: the database's
+// position after it and when it committed (Changes). It is one UDP packet
+// per transaction and node, whatever the transaction carried.
 type Changed struct {
-	User    int64  `json:"u"`
-	Version int64  `json:"v"`
-	TXID    uint64 `json:"t"`
-	At      int64  `json:"a"` // unix ms at the origin
+	From string `json:"f"` // the announcing node
+	TXID uint64 `json:"t"`
+	At   int64  `json:"n"` // commit time at the origin, unix ns
 }
 
 type endSession struct {
@@ -102,6 +100,7 @@ type Membership struct {
 	MetaFunc func() Meta
 
 	ml        *memberlist.Memberlist
+	transport *countingTransport
 	joined    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{}
@@ -145,11 +144,17 @@ func (m *Membership) Open() error {
 	}
 	conf.Logger = slog.NewLogLogger(m.Logger.Handler(), slog.LevelDebug)
 	conf.LogOutput = nil
+	t, err := newCountingTransport(conf.BindAddr, conf.BindPort, conf)
+	if err != nil {
+		return fmt.Errorf("start gossip on %s: %w", m.Bind, err)
+	}
+	conf.Transport = t
 	ml, err := memberlist.Create(conf)
 	if err != nil {
+		_ = t.Shutdown()
 		return fmt.Errorf("start gossip: %w", err)
 	}
-	m.ml = ml
+	m.ml, m.transport = ml, t
 	m.stop = make(chan struct{})
 	if len(m.others()) == 0 {
 		m.joined.Store(true)
@@ -260,7 +265,7 @@ func stateName(s memberlist.NodeStateType) string {
 	return "unknown"
 }
 
-// PublishChanged tells every other node that a user's data changed.
+// PublishChanged announces a committed transaction to every other node.
 func (m *Membership) PublishChanged(c Changed) { m.send(kindChanged, c) }
 
 // PublishEndSession tells every other node to close a session's sockets.

@@ -116,7 +116,7 @@ func TestMembership(t *testing.T) {
 				t.Fatalf("n1 as n2 sees it: %+v", mem)
 			}
 		}
-		m1.PublishChanged(Changed{User: 7, Version: 3, TXID: 9})
+		m1.PublishChanged(Changed{From: "n1", TXID: 9, At: 12345})
 		m1.PublishEndSession("sess-1")
 		m1.SendToAll([]byte(`ephemeral to all`))
 		if err := m1.SendTo("n2", []byte(`ephemeral to n2`)); err != nil {
@@ -132,8 +132,12 @@ func TestMembership(t *testing.T) {
 		rec2.mu.Lock()
 		got := rec2.changed[0]
 		rec2.mu.Unlock()
-		if got.User != 7 || got.Version != 3 || got.TXID != 9 {
+		if got != (Changed{From: "n1", TXID: 9, At: 12345}) {
 			t.Fatalf("got %+v", got)
+		}
+		// What each node sent is counted: its gossip and the messages.
+		if tr := m1.Traffic(); tr.Packets == 0 || tr.PacketBytes < tr.Packets*20 || tr.Streams == 0 || tr.StreamBytes == 0 {
+			t.Fatalf("n1's traffic: %+v", tr)
 		}
 	})
 
