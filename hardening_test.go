@@ -136,6 +136,71 @@ func TestMetricsApart(t *testing.T) {
 	}
 }
 
+// TestBenchPublishOnlyAsBenchmark checks the load tool's publish: served
+// on the metrics address of a node run with -benchmark, delivered to the
+// tabs of the session's user with its send time, and nowhere else.
+func TestBenchPublishOnlyAsBenchmark(t *testing.T) {
+	for _, benchmark := range []bool{false, true} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		maddr := l.Addr().String()
+		l.Close()
+		n := startNode(t, func(c *config) { c.MetricsAddr = maddr; c.Benchmark = benchmark })
+		c := newClient(t, n.URL)
+		c.signup("alice", "password1")
+		publish := func(base string) (int, string) {
+			req, _ := http.NewRequest("POST", base+"/debug/publish", strings.NewReader(`{"seq":7}`))
+			req.Header.Set("Cookie", c.cookieHeader())
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			return resp.StatusCode, string(b)
+		}
+		if code, _ := publish(n.URL); code == http.StatusOK {
+			t.Fatalf("benchmark %v: /debug/publish answered on the public port", benchmark)
+		}
+		if !benchmark {
+			if code, _ := publish("http://" + maddr); code != http.StatusNotFound && code != http.StatusMethodNotAllowed {
+				t.Fatalf("/debug/publish on a node without -benchmark: %d, want 404", code)
+			}
+			continue
+		}
+		ws := c.dialWS("")
+		if e := mustNext(t, ws); e.Type != "hello" {
+			t.Fatalf("first message %+v", e)
+		}
+		before := time.Now().UnixNano()
+		code, body := publish("http://" + maddr)
+		if code != http.StatusOK {
+			t.Fatalf("/debug/publish: %d %s", code, body)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for {
+			_, p, err := ws.Read(ctx)
+			if err != nil {
+				t.Fatalf("no published message: %v", err)
+			}
+			var m struct {
+				Type      string
+				Seq, Sent int64
+			}
+			if json.Unmarshal(p, &m) != nil || m.Type != "bench_publish" {
+				continue
+			}
+			if m.Seq != 7 || m.Sent < before || m.Sent > time.Now().UnixNano() {
+				t.Fatalf("published %s, want seq 7 sent during the call", p)
+			}
+			break
+		}
+	}
+}
+
 func TestClusterStatusShowsNoAddresses(t *testing.T) {
 	n := startNode(t)
 	c := newClient(t, n.URL)

@@ -172,7 +172,7 @@ func parseConfig(args []string, getenv func(string) string, stderr io.Writer) (*
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
 	limits := c.limitFlags(fs, env)
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt(getenv, "BCRYPT_COST"), "bcrypt cost of new password hashes (env BCRYPT_COST; default 10; below 10 only with -benchmark)")
-	fs.BoolVar(&c.Benchmark, "benchmark", env("BENCHMARK", "") == "true", "this node serves a load test: allows -bcrypt-cost below 10 (env BENCHMARK=true; never in production)")
+	fs.BoolVar(&c.Benchmark, "benchmark", env("BENCHMARK", "") == "true", "this node serves a load test: allows -bcrypt-cost below 10 and serves POST /debug/publish on -metrics-addr (env BENCHMARK=true; never in production)")
 	c.FlyMachineID = getenv("FLY_MACHINE_ID")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
@@ -511,7 +511,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 
-	stopAside, err := serveAsides(cfg, metrics)
+	stopAside, err := serveAsides(cfg, metrics, srv)
 	if err != nil {
 		return err
 	}
@@ -566,8 +566,9 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 }
 
 // serveAsides starts the servers beside the public port that cfg asks
-// for: metrics and pprof.
-func serveAsides(cfg *config, metrics *app.Metrics) (stop func(), err error) {
+// for: metrics (and, on a benchmark node only, the load tool's publish)
+// and pprof.
+func serveAsides(cfg *config, metrics *app.Metrics, srv *app.Server) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for _, s := range stops {
@@ -577,6 +578,9 @@ func serveAsides(cfg *config, metrics *app.Metrics) (stop func(), err error) {
 	if cfg.MetricsAddr != "" {
 		mmux := http.NewServeMux()
 		mmux.Handle("GET /metrics", metrics.Handler())
+		if cfg.Benchmark {
+			mmux.Handle("POST /debug/publish", srv.BenchPublishHandler())
+		}
 		s, err := serveAside(cfg.MetricsAddr, "-metrics-addr", mmux)
 		if err != nil {
 			return nil, err
