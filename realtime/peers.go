@@ -59,7 +59,9 @@ func (h *Hub) Publish(userID int64, m Message) (int, error) {
 	if len(b)+1 > MaxPeerMessage {
 		return n, ErrTooBig
 	}
-	h.Peers.SendToAll(append([]byte{peerBroadcast}, b...))
+	msg := append([]byte{peerBroadcast}, b...)
+	h.Peers.SendToAll(msg)
+	h.countPeerSend(len(msg))
 	return n, nil
 }
 

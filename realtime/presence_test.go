@@ -304,8 +304,19 @@ func TestPublishReachesOtherNodes(t *testing.T) {
 	for _, ws := range []*websocket.Conn{here, there, other} {
 		read(t, ws) // hello
 	}
+	// Once n2 counts n1's tab, n1 has sent its presence: what follows is
+	// the publish alone.
+	for deadline := time.Now().Add(5 * time.Second); n2.hub.NodeConnections()["n1"] != 1; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 does not count n1's tab: %v", n2.hub.NodeConnections())
+		}
+	}
+	before := n1.hub.Stats()
 	if _, err := n1.hub.Publish(5, Message{Type: "typing", Data: []byte(`{"type":"typing","who":"x"}`)}); err != nil {
 		t.Fatal(err)
+	}
+	if s := n1.hub.Stats(); s.PeerPackets != before.PeerPackets+1 || s.PeerBytes <= before.PeerBytes+27 {
+		t.Errorf("a publish counted %d messages, %d bytes to other nodes; want 1 of its size", s.PeerPackets-before.PeerPackets, s.PeerBytes-before.PeerBytes)
 	}
 	for _, ws := range []*websocket.Conn{here, there} {
 		if m := read(t, ws); m.Type != "typing" {
