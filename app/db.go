@@ -51,6 +51,10 @@ type DB struct {
 	ckpt  *sql.DB // one connection for Checkpoint
 }
 
+// stmtCacheSize is how many prepared statements each connection keeps:
+// more than the store's distinct queries.
+const stmtCacheSize = 64
+
 // BusyTimeout is how long a connection waits for a lock before SQLITE_BUSY.
 const BusyTimeout = 5 * time.Second
 
@@ -137,6 +141,10 @@ func dsn(path, key, value string) string {
 	params.Set("_busy_timeout", strconv.Itoa(int(BusyTimeout/time.Millisecond)))
 	params.Set("_foreign_keys", "on")
 	params.Set("_synchronous", "NORMAL")
+	// Each connection keeps its prepared statements: the writer runs the
+	// same seven for every write of a group commit, and preparing them
+	// again was 6 % of the primary's CPU at 750 writes/s.
+	params.Set("_stmt_cache_size", strconv.Itoa(stmtCacheSize))
 	params.Set(key, value)
 	return "file:" + path + "?" + params.Encode()
 }
