@@ -96,25 +96,8 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	if err != nil {
 		fail(fmt.Errorf("begin: %w", err))
 	} else {
-		now := s.now()
-		for i, req := range batch {
-			if err := req.ctx.Err(); err != nil {
-				results[i].err = err // gave up before it was applied
-				continue
-			}
-			if _, err := tx.ExecContext(ctx, `SAVEPOINT w`); err != nil {
-				results[i].err = fmt.Errorf("savepoint: %w", err)
-				continue
-			}
-			r, c, err := s.applyWrite(ctx, tx, req, now)
-			if err != nil {
-				_, _ = tx.ExecContext(ctx, `ROLLBACK TO w`)
-			}
-			if _, rerr := tx.ExecContext(ctx, `RELEASE w`); rerr != nil && err == nil {
-				err = fmt.Errorf("release savepoint: %w", rerr)
-			}
-			results[i] = writeDone{result: r, change: c, err: err}
-			applied[i] = err == nil && !r.Replayed
+		if err := s.applyBatch(ctx, tx, batch, results, applied); err != nil {
+			fail(err)
 		}
 		if err := tx.Commit(); err != nil {
 			_ = tx.Rollback()
@@ -142,6 +125,48 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	for i, req := range batch {
 		req.done <- results[i]
 	}
+}
+
+// savepoints are the statements that wrap each write of a batch.
+var savepoints = [3]string{`SAVEPOINT w`, `ROLLBACK TO w`, `RELEASE w`}
+
+// applyBatch applies each write of batch in a savepoint of its own inside
+// tx, filling in results and which writes were applied. An error is one
+// that the whole batch shares.
+func (s *Store) applyBatch(ctx context.Context, tx *sql.Tx, batch []*writeReq, results []writeDone, applied []bool) error {
+	// Prepared (from the connection's statement cache) rather than run
+	// as text: run as text, SQLite parsed them again for every write.
+	var sp [3]*sql.Stmt
+	for i, q := range savepoints {
+		st, err := tx.PrepareContext(ctx, q)
+		if err != nil {
+			return fmt.Errorf("prepare %s: %w", q, err)
+		}
+		defer st.Close()
+		sp[i] = st
+	}
+	save, rollback, release := sp[0], sp[1], sp[2]
+	now := s.now()
+	for i, req := range batch {
+		if err := req.ctx.Err(); err != nil {
+			results[i].err = err // gave up before it was applied
+			continue
+		}
+		if _, err := save.ExecContext(ctx); err != nil {
+			results[i].err = fmt.Errorf("savepoint: %w", err)
+			continue
+		}
+		r, c, err := s.applyWrite(ctx, tx, req, now)
+		if err != nil {
+			_, _ = rollback.ExecContext(ctx)
+		}
+		if _, rerr := release.ExecContext(ctx); rerr != nil && err == nil {
+			err = fmt.Errorf("release savepoint: %w", rerr)
+		}
+		results[i] = writeDone{result: r, change: c, err: err}
+		applied[i] = err == nil && !r.Replayed
+	}
+	return nil
 }
 
 // applyWrite runs one write inside the batch's transaction. It returns
