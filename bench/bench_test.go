@@ -47,7 +47,7 @@ func smoke(t *testing.T, mode string) {
 	}
 	t.Parallel()
 	cfg := config{
-		Start: mode, Users: 3, Clients: 12, Rate: 20, Duration: 2 * time.Second,
+		Start: mode, Users: 3, Clients: 12, Rate: 20, Duration: 2 * time.Second, PublishRate: 10,
 		Workers: 2, Timeout: 90 * time.Second, StaleEvery: 2, Quiet: !testing.Verbose(),
 		Exe: os.Args[0], NodeExe: os.Getenv("NOTESYNC_LOAD_EXE"),
 	}
@@ -74,6 +74,73 @@ func smoke(t *testing.T, mode string) {
 	}
 	if res.PushAll.N != 160 || res.WriteLatency.N != 40 {
 		t.Errorf("push latency samples %d, write latency samples %d", res.PushAll.N, res.WriteLatency.N)
+	}
+	// 20 ephemeral publishes through node 1, each to the 4 tabs of its
+	// user: on one machine's loopback none is lost.
+	if e := res.Eph; e == nil || e.Publishes != 20 || e.Failed != 0 || e.Received != 80 || e.Duplicated != 0 {
+		t.Errorf("ephemeral: %+v, want 20 publishes delivered to 4 tabs each", e)
+	} else if mode == "cluster" && (e.CallCross.N != 53 || e.CallSame.N != 27 || e.CallCross.P50 <= 0) {
+		// Publish k goes to user k mod 3, whose tabs t are on node
+		// (user+t) mod 3: user 0 has two tabs on node 1, the others one.
+		t.Errorf("ephemeral across nodes: %d same-node and %d cross-node samples, want 27 and 53", e.CallSame.N, e.CallCross.N)
+	}
+	if len(res.WriteStats) == 0 || res.WriteStats[0].Batches == 0 {
+		t.Errorf("no group commit seen in node1's metrics during the writes: %+v", res.WriteStats)
+	}
+	if mode == "cluster" && res.WriteStats[1].LagSecs.N == 0 {
+		t.Errorf("node2 timed no replication lag during the writes: %+v", res.WriteStats[1])
+	}
+}
+
+// TestAnalysePresence times the presence told to other tabs after a node
+// dies, from the events the workers record.
+func TestAnalysePresence(t *testing.T) {
+	// Two users with a tab on each of three nodes; node3 is killed at 1 s.
+	connUser := []int{0, 1, 0, 1, 0, 1}
+	connNode := []int{0, 0, 1, 1, 2, 2}
+	pk := &presenceKill{Node: "node3", node: 2, killNs: 1e9}
+	all := map[string]int{"node1": 1, "node2": 1, "node3": 1}
+	without := map[string]int{"node1": 1, "node2": 1}
+	evs := []event{
+		{Conn: 0, Kind: "presence", Nodes: all, At: 5e8},              // before the kill
+		{Conn: 0, Kind: "presence", Nodes: without, At: 3e9},          // told after 2 s
+		{Conn: 0, Kind: "presence", Nodes: all, At: 9e9},              // back after 8 s
+		{Conn: 1, Kind: "presence", Nodes: without, At: 4e9},          // 3 s
+		{Conn: 1, Kind: "changed", Version: 3, At: 4.5e9},             // not presence
+		{Conn: 2, Kind: "presence", Nodes: without, At: 2e9},          // 1 s
+		{Conn: 2, Kind: "presence", Nodes: all, At: 7e9},              // 6 s
+		{Conn: 4, Kind: "presence", Nodes: map[string]int{}, At: 2e9}, // on the killed node: not counted
+	}
+	analysePresence(pk, evs, connUser, connNode)
+	if pk.Conns != 4 || pk.Told != 3 || pk.Back != 2 {
+		t.Fatalf("%d tabs, %d told, %d back; want 4, 3, 2", pk.Conns, pk.Told, pk.Back)
+	}
+	if pk.ToldP50 != 2 || pk.ToldMax != 3 || pk.BackMax != 8 {
+		t.Fatalf("told p50 %.1f s, last %.1f s, back last %.1f s; want 2, 3, 8", pk.ToldP50, pk.ToldMax, pk.BackMax)
+	}
+}
+
+// TestAnalyseEph matches publishes with their deliveries.
+func TestAnalyseEph(t *testing.T) {
+	connUser := []int{0, 0, 1}
+	connNode := []int{0, 1, 1}
+	recs := []publishRec{
+		{Seq: 1, User: 0, SendNs: 100e6, DoneNs: 101e6, Status: 200},
+		{Seq: 2, User: 1, SendNs: 200e6, DoneNs: 201e6, Status: 200},
+		{Seq: 3, User: 1, SendNs: 300e6, Status: 503},
+	}
+	evs := []event{
+		{Conn: 0, Kind: "eph", Version: 1, Sent: 100.5e6, At: 101e6},
+		{Conn: 1, Kind: "eph", Version: 1, Sent: 100.5e6, At: 102.5e6},
+		{Conn: 1, Kind: "eph", Version: 1, Sent: 100.5e6, At: 103e6}, // twice
+		// conn 2 missed seq 2
+	}
+	e := analyseEph(recs, evs, connUser, connNode)
+	if e.Publishes != 3 || e.Failed != 1 || e.Expected != 3 || e.Received != 2 || e.Missed != 1 || e.Duplicated != 1 {
+		t.Fatalf("%+v", e)
+	}
+	if e.CallSame.P50 != 0.5 || e.CallCross.P50 != 2 || e.ReqCross.P50 != 2.5 {
+		t.Fatalf("same %.2f ms, cross %.2f ms, cross from request %.2f ms; want 0.5, 2, 2.5", e.CallSame.P50, e.CallCross.P50, e.ReqCross.P50)
 	}
 }
 

@@ -47,6 +47,13 @@ type config struct {
 	Target      string // notesync, centrifugo or both
 	PeerExe     string // the Centrifugo binary ("": where bench/centrifugo.sh puts it)
 	PeerEngine  string // auto, memory or redis
+	// Idle, when set, is a pause after connecting, for the nodes' idle
+	// figures (gossip at steady state).
+	Idle time.Duration
+	// PublishRate, when set, runs the ephemeral scenario after the writes.
+	PublishRate float64
+	Kill        int // 1-based node to SIGKILL at the end (presence); 0: none
+	KillHold    time.Duration
 	Quiet       bool
 	// Exe is the program re-executed as a worker (os.Args[0]).
 	Exe string
@@ -114,6 +121,10 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.Target, "target", "notesync", "server under test: notesync, centrifugo (the peer, with -start), or both one after the other with a side-by-side table")
 	fs.StringVar(&c.PeerExe, "peer-exe", "", "the Centrifugo binary (default: where bench/centrifugo.sh installs it)")
 	fs.StringVar(&c.PeerEngine, "peer-engine", "auto", "Centrifugo's engine on one node: memory, redis, or auto (redis with -storm, so that history outlives the restart; a cluster always uses redis)")
+	fs.DurationVar(&c.Idle, "idle", 0, "after connecting, wait this long and report what the nodes did idle (gossip at steady state)")
+	fs.Float64Var(&c.PublishRate, "publish-rate", 0, "after the writes, publish this many ephemeral messages a second for -duration through node 1 to every tab of a user (notesync: its -benchmark POST /debug/publish; the peer: a publish without history)")
+	fs.IntVar(&c.Kill, "kill", 0, "with -start cluster: at the end, kill this node (1-based) with SIGKILL and time the presence its users' other tabs are told")
+	fs.DurationVar(&c.KillHold, "kill-hold", 15*time.Second, "with -kill: how long the node stays down before it is started again")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -230,6 +241,14 @@ type result struct {
 	DrainTimedOut  bool     `json:"drain_timed_out"`
 	ReconnectStorm string   `json:"reconnect_storm"`
 	Storm          *storm   `json:"storm,omitempty"`
+
+	// What the nodes did (notesync's own metrics): idle (-idle), during
+	// the writes, during the publishes.
+	IdleStats    []nodeStats   `json:"idle_node_stats,omitempty"`
+	WriteStats   []nodeStats   `json:"write_phase_node_stats,omitempty"`
+	PublishStats []nodeStats   `json:"publish_phase_node_stats,omitempty"`
+	Eph          *ephResult    `json:"ephemeral,omitempty"`
+	Kill         *presenceKill `json:"presence_after_kill,omitempty"`
 }
 
 // storm is the reconnect storm after one node's restart.
@@ -509,6 +528,7 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	}
 	urls, murls := cfg.URLs, cfg.MetricsURLs
 	var restart func(int) error
+	var kill func(int, time.Duration) error
 	readyPath := "/readyz"
 	if cfg.Start != "" {
 		n, err := tgt.start(ctx, cfg, logf)
@@ -517,11 +537,14 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 		}
 		defer func() { logf("stopping nodes"); n.stop() }()
 		urls, murls = n.URLs, n.MetricsURLs
-		restart = n.restart
+		restart, kill = n.restart, n.kill
 		readyPath = n.Ready
 	}
 	if cfg.Storm < 0 || cfg.Storm > len(urls) || cfg.Storm > 0 && restart == nil {
 		return nil, fmt.Errorf("-storm needs -start and a node from 1 to %d", len(urls))
+	}
+	if cfg.Kill != 0 && (cfg.Kill < 0 || cfg.Kill > len(urls) || kill == nil || !tgt.nodeStats) {
+		cfg.Kill = 0 // only notesync's cluster has presence to time
 	}
 	writeNodes := cfg.WriteNodes
 	if len(writeNodes) == 0 {
@@ -715,13 +738,37 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	if ctx.Err() != nil {
 		return res, ctx.Err()
 	}
+	nodeNames := make([]string, len(urls))
+	for i := range urls {
+		nodeNames[i] = fmt.Sprintf("node%d", i+1)
+	}
+	snap := func() []series {
+		if !tgt.nodeStats {
+			return nil
+		}
+		return scrapeAll(murls)
+	}
+	before := snap()
+	if cfg.Idle > 0 {
+		phase.Store("idle")
+		sleepCtx(ctx, cfg.Idle)
+		after := snap()
+		if before != nil {
+			res.IdleStats = stats(nodeNames, before, after)
+		}
+		before = after
+	}
 
 	// Phase 3: open-loop writes.
 	phase.Store("write")
 	total := int(cfg.Rate * cfg.Duration.Seconds())
 	wr := &writer{
+		// As many idle connections as writes may be in flight: past that
+		// each answer closed its connection and the next write dialled a
+		// new one, which cost the tool more CPU than the server's answer
+		// once a slow target let writes pile up.
 		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
-			Proxy: nil, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}},
+			Proxy: nil, MaxIdleConnsPerHost: maxInFlight, IdleConnTimeout: time.Minute}},
 		tgt: tgt, urls: urls, users: users, nodes: writeNodes, rate: cfg.Rate, runID: runID,
 		sent: &sent, acked: &acked, failed: &failedW,
 	}
@@ -750,6 +797,22 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 		}
 		res.Memory[i].CPUSeconds = m["process_cpu_seconds_total"] - loaded[i]["process_cpu_seconds_total"]
 		cpu += res.Memory[i].CPUSeconds
+	}
+	if after := snap(); after != nil {
+		res.WriteStats = stats(nodeNames, before, after)
+		before = after
+	}
+
+	// The ephemeral scenario.
+	var pubs []publishRec
+	if cfg.PublishRate > 0 && ctx.Err() == nil {
+		phase.Store("publish")
+		logf("publishing %d ephemeral messages at %.0f/s through node 1", int(cfg.PublishRate*cfg.Duration.Seconds()), cfg.PublishRate)
+		pubs = publishPhase(ctx, tgt, urls[0], murls[0], users, cfg.PublishRate, cfg.Duration)
+		sleepCtx(ctx, 2*time.Second) // the last deliveries
+		if after := snap(); after != nil {
+			res.PublishStats = stats(nodeNames, before, after)
+		}
 	}
 
 	// Phase 4: the reconnect storm.
@@ -795,6 +858,16 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 		}
 	}
 
+	// Presence after a node dies.
+	if cfg.Kill > 0 && ctx.Err() == nil {
+		phase.Store("kill")
+		pk, err := killPhase(ctx, kill, cfg.Kill-1, cfg.KillHold, wps, res.Opened, logf)
+		res.Kill = pk
+		if err != nil {
+			return res, fmt.Errorf("kill: %w", err)
+		}
+	}
+
 	// Collect and analyse.
 	phase.Store("collect")
 	var evs []event
@@ -812,6 +885,12 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	analyse(res, recs, total, evs, connUser, connNode)
 	if st != nil {
 		analyseStorm(res, st, recs, evs, connUser, connNode)
+	}
+	if pubs != nil {
+		res.Eph = analyseEph(pubs, evs, connUser, connNode)
+	}
+	if res.Kill != nil {
+		analysePresence(res.Kill, evs, connUser, connNode)
 	}
 	res.WriteDeliv = deliveredNow
 	if deliveredNow > 0 {
@@ -926,7 +1005,9 @@ func analyse(res *result, recs []writeRec, mainN int, evs []event, connUser, con
 
 	byConn := map[int][]event{}
 	for _, e := range evs {
-		byConn[e.Conn] = append(byConn[e.Conn], e)
+		if streamEvent(e) {
+			byConn[e.Conn] = append(byConn[e.Conn], e)
+		}
 	}
 	var all, same, cross []float64
 	for c, list := range byConn {
@@ -1011,6 +1092,11 @@ func analyse(res *result, recs []writeRec, mainN int, evs []event, connUser, con
 	res.PushAll, res.PushSame, res.PushCross = percentiles(all), percentiles(same), percentiles(cross)
 }
 
+// streamEvent reports whether e belongs to the versioned stream (hello,
+// pushes, syncs, closes and reconnects), not to the ephemeral publishes or
+// presence.
+func streamEvent(e event) bool { return e.Kind != "eph" && e.Kind != "presence" }
+
 // analyseStorm times the reconnect storm: for each connection of the
 // restarted node, when it reconnected and when it had caught up with its
 // user's version as of the node's return (seen in hello, sync or a push).
@@ -1031,7 +1117,7 @@ func analyseStorm(res *result, st *storm, recs []writeRec, evs []event, connUser
 	}
 	byConn := map[int][]event{}
 	for _, e := range evs {
-		if connNode[e.Conn] == st.node {
+		if streamEvent(e) && connNode[e.Conn] == st.node {
 			byConn[e.Conn] = append(byConn[e.Conn], e)
 		}
 	}
@@ -1119,4 +1205,5 @@ func printTable(w io.Writer, r *result) {
 	} else {
 		f("reconnect storm", "%s", r.ReconnectStorm)
 	}
+	printExtras(w, r)
 }

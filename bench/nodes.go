@@ -30,6 +30,9 @@ type nodes struct {
 	// restart stops node i (0-based) and has it started again; it returns
 	// once the old process has exited.
 	restart func(i int) error
+	// kill kills node i (0-based) with SIGKILL, LiteFS and app, as a
+	// machine dies, and has it started again after hold (cluster only).
+	kill func(i int, hold time.Duration) error
 }
 
 func moduleRoot() (string, error) {
@@ -188,19 +191,16 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
 			ExtraEnv: nodeEnv, Stdout: pw,
 		}
-		cctx, cancel := context.WithCancel(context.Background())
 		if err := l.Start(ctx); err != nil {
-			cancel()
 			l.Stop()
 			pw.Close()
 			os.RemoveAll(tmp)
 			return nil, err
 		}
-		sup := make(chan struct{})
-		go func() { defer close(sup); l.Supervise(cctx) }()
+		sup := &supervisor{l: l}
+		sup.start()
 		stop := func() {
-			cancel()
-			<-sup
+			sup.stop()
 			l.Stop()
 			pw.Close()
 			os.RemoveAll(tmp)
@@ -217,11 +217,43 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			}
 			return nil
 		}
+		kill := func(i int, hold time.Duration) error {
+			// Nothing restarts it during hold: its exit waits for the
+			// supervisor.
+			sup.stop()
+			defer sup.start()
+			pid, done := l.Node(i + 1)
+			if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+				return err
+			}
+			<-done
+			time.Sleep(hold)
+			return nil
+		}
 		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)},
-			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, Ready: "/readyz", stop: stop, restart: restart}, nil
+			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, Ready: "/readyz", stop: stop, restart: restart, kill: kill}, nil
 	}
 	os.RemoveAll(tmp)
 	return nil, fmt.Errorf("-start must be single or cluster, not %q", mode)
+}
+
+// supervisor runs the launcher's Supervise, which starts again any node
+// that exits, and can pause it.
+type supervisor struct {
+	l      *cluster.Launcher
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (s *supervisor) start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	s.cancel, s.done = cancel, make(chan struct{})
+	go func() { defer close(s.done); s.l.Supervise(ctx) }()
+}
+
+func (s *supervisor) stop() {
+	s.cancel()
+	<-s.done
 }
 
 // proc is a server process the tool runs, in a process group of its own

@@ -38,6 +38,10 @@ type peerMsg struct {
 		Channel string `json:"channel"`
 		Pub     *struct {
 			Offset int64 `json:"offset"`
+			Data   struct {
+				Seq  int64 `json:"bench_seq"`
+				Sent int64 `json:"sent"`
+			} `json:"data"`
 		} `json:"pub"`
 	} `json:"push"`
 }
@@ -102,6 +106,11 @@ func (w *worker) peerFrame(c *wconn, ws *websocket.Conn, p []byte, at int64) {
 		}
 		var m peerMsg
 		if json.Unmarshal(line, &m) != nil || m.Push == nil || m.Push.Pub == nil || m.Push.Channel != c.spec.Channel {
+			continue
+		}
+		if pub := m.Push.Pub; pub.Offset == 0 && pub.Data.Seq > 0 {
+			// An ephemeral publish (no history, no offset).
+			c.add(event{Conn: c.spec.ID, Kind: "eph", Version: pub.Data.Seq, Sent: pub.Data.Sent, At: at})
 			continue
 		}
 		w.delivered(c, "changed", m.Push.Pub.Offset, at)

@@ -27,6 +27,11 @@ type target struct {
 	version func(io.Reader) int64
 	// stale: whether a worker can refetch after a push (GET /api/notes).
 	stale bool
+	// publish is one ephemeral message (seq, sent at sent) to every tab of
+	// u, through the node at base (metrics: its metrics address).
+	publish func(base, metrics string, u benchUser, seq, sent int64) *http.Request
+	// nodeStats: whether the nodes' /metrics hold notesync's own figures.
+	nodeStats bool
 }
 
 var notesyncTarget = &target{
@@ -53,7 +58,9 @@ var notesyncTarget = &target{
 		}
 		return out.Version
 	},
-	stale: true,
+	stale:     true,
+	publish:   notesyncPublish,
+	nodeStats: true,
 }
 
 var centrifugoTarget = &target{
@@ -69,6 +76,7 @@ var centrifugoTarget = &target{
 		return peerPublish(base, u, body)
 	},
 	version: peerVersion,
+	publish: peerEphemeralPublish,
 }
 
 // peerRedis reports whether a single Centrifugo node uses the Redis engine.
@@ -141,6 +149,13 @@ func printComparison(w io.Writer, a, b *result) {
 		row("push same node p99, ms", a.PushSame.P99, b.PushSame.P99, "%.2f")
 		row("push cross node p50, ms", a.PushCross.P50, b.PushCross.P50, "%.2f")
 		row("push cross node p99, ms", a.PushCross.P99, b.PushCross.P99, "%.2f")
+	}
+	if a.Eph != nil && b.Eph != nil {
+		row("ephemeral cross node p50, ms", a.Eph.CallCross.P50, b.Eph.CallCross.P50, "%.2f")
+		row("ephemeral cross node p99, ms", a.Eph.CallCross.P99, b.Eph.CallCross.P99, "%.2f")
+		row("ephemeral cross node from request p50, ms", a.Eph.ReqCross.P50, b.Eph.ReqCross.P50, "%.2f")
+		row("ephemeral cross node from request p99, ms", a.Eph.ReqCross.P99, b.Eph.ReqCross.P99, "%.2f")
+		row("ephemeral missed", float64(a.Eph.Missed), float64(b.Eph.Missed), "%.0f")
 	}
 	row("server CPU s per 1,000 deliveries", a.CPUPer1000, b.CPUPer1000, "%.3f")
 	row("missed+duplicated+out-of-order", float64(a.Missed+a.Duplicated+a.OutOfOrder), float64(b.Missed+b.Duplicated+b.OutOfOrder), "%.0f")

@@ -57,11 +57,17 @@ type command struct {
 
 // event is one thing a connection saw.
 type event struct {
-	Conn    int    `json:"c"`
-	Kind    string `json:"k"` // hello, reconnect, changed, sync, close
-	Version int64  `json:"v,omitempty"`
-	At      int64  `json:"t"` // arrival, UnixNano
-	Code    int    `json:"code,omitempty"`
+	Conn int    `json:"c"`
+	Kind string `json:"k"` // hello, reconnect, changed, sync, close, eph, presence
+	// Version is the version of hello, changed, sync and reconnect, and
+	// the publish's sequence number of eph.
+	Version int64 `json:"v,omitempty"`
+	At      int64 `json:"t"` // arrival, UnixNano
+	Code    int   `json:"code,omitempty"`
+	// Sent is when an eph was published (unix ns, as its message says).
+	Sent int64 `json:"s,omitempty"`
+	// Nodes is a presence's tabs per node.
+	Nodes map[string]int `json:"n,omitempty"`
 }
 
 type reply struct {
@@ -240,6 +246,11 @@ type msg struct {
 	Type    string `json:"type"`
 	Op      string `json:"op"`
 	Version int64  `json:"version"`
+	// bench_publish (app.BenchPublishType)
+	Seq  int64 `json:"seq"`
+	Sent int64 `json:"sent"`
+	// presence
+	Nodes map[string]int `json:"nodes"`
 }
 
 // greeting is what a (re)connected socket was told first: the user's
@@ -356,7 +367,18 @@ func (w *worker) read(c *wconn) {
 			continue
 		}
 		var m msg
-		if json.Unmarshal(p, &m) != nil || m.Type != "note_changed" {
+		if json.Unmarshal(p, &m) != nil {
+			continue
+		}
+		switch m.Type {
+		case "bench_publish":
+			c.add(event{Conn: c.spec.ID, Kind: "eph", Version: m.Seq, Sent: m.Sent, At: at})
+			continue
+		case "presence":
+			c.add(event{Conn: c.spec.ID, Kind: "presence", Nodes: m.Nodes, At: at})
+			continue
+		case "note_changed":
+		default:
 			continue
 		}
 		kind := "changed"

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"bufio"
+	"math"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A node's own figures, read from its /metrics at two moments: what
+// happened inside the node between them (replication lag, the change
+// feed's reads, group commits, gossip). Only notesync has them.
+
+// series is every sample of one /metrics answer, by series name with its
+// labels as written (`name{a="b"}`), and when it was read.
+type series struct {
+	at time.Time
+	v  map[string]float64
+}
+
+// scrape reads every sample of url's /metrics.
+func scrape(url string) (series, error) {
+	c := &http.Client{Timeout: 10 * time.Second}
+	resp, err := c.Get(url + "/metrics")
+	if err != nil {
+		return series{}, err
+	}
+	defer resp.Body.Close()
+	s := series{at: time.Now(), v: map[string]float64{}}
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			continue
+		}
+		if v, err := strconv.ParseFloat(line[i+1:], 64); err == nil {
+			s.v[line[:i]] = v
+		}
+	}
+	return s, sc.Err()
+}
+
+// scrapeAll reads every node's /metrics; a node that does not answer has
+// an empty series.
+func scrapeAll(urls []string) []series {
+	out := make([]series, len(urls))
+	for i, u := range urls {
+		out[i], _ = scrape(u)
+		if out[i].v == nil {
+			out[i] = series{at: time.Now(), v: map[string]float64{}}
+		}
+	}
+	return out
+}
+
+// sum adds the samples of name over its label sets, at b minus at a.
+func sum(a, b series, name string) float64 {
+	var d float64
+	for k, v := range b.v {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			d += v - a.v[k]
+		}
+	}
+	return d
+}
+
+// histDelta is a histogram's samples between two readings.
+type histDelta struct {
+	N     float64 `json:"n"`
+	Mean  float64 `json:"mean"`
+	P50   float64 `json:"p50"`
+	P90   float64 `json:"p90"`
+	P99   float64 `json:"p99"`
+	le    []float64
+	count []float64
+}
+
+// hist reads histogram name between a and b. Quantiles are interpolated
+// within their bucket (the buckets double, so they are within a factor
+// of two).
+func hist(a, b series, name string) histDelta {
+	var h histDelta
+	prefix := name + `_bucket{le="`
+	type bucket struct{ le, n float64 }
+	var bs []bucket
+	for k, v := range b.v {
+		if !strings.HasPrefix(k, prefix) {
+			continue
+		}
+		les := strings.TrimSuffix(strings.TrimPrefix(k, prefix), `"}`)
+		le := math.Inf(1)
+		if les != "+Inf" {
+			le, _ = strconv.ParseFloat(les, 64)
+		}
+		bs = append(bs, bucket{le, v - a.v[k]})
+	}
+	sort.Slice(bs, func(i, j int) bool { return bs[i].le < bs[j].le })
+	h.N = sum(a, b, name+"_count")
+	if h.N > 0 {
+		h.Mean = sum(a, b, name+"_sum") / h.N
+	}
+	for _, bk := range bs {
+		h.le = append(h.le, bk.le)
+		h.count = append(h.count, bk.n)
+	}
+	h.P50, h.P90, h.P99 = h.quantile(0.5), h.quantile(0.9), h.quantile(0.99)
+	return h
+}
+
+func (h histDelta) quantile(q float64) float64 {
+	if h.N == 0 || len(h.le) == 0 {
+		return 0
+	}
+	want := q * h.N
+	lo, prev := 0.0, 0.0
+	for i, le := range h.le {
+		if h.count[i] >= want {
+			if math.IsInf(le, 1) {
+				return lo
+			}
+			if h.count[i] == prev {
+				return le
+			}
+			return lo + (le-lo)*(want-prev)/(h.count[i]-prev)
+		}
+		lo, prev = le, h.count[i]
+	}
+	return lo
+}
+
+// nodeStats is what one node did between two readings.
+type nodeStats struct {
+	Node    string  `json:"node"`
+	Seconds float64 `json:"seconds"`
+	// Group commits (the primary).
+	Batches     float64   `json:"batches"`
+	BatchWrites histDelta `json:"batch_writes"`
+	BatchSecs   histDelta `json:"batch_seconds"`
+	// A replica's lag behind the primary's commits, and its feed's reads.
+	LagSecs       histDelta          `json:"replication_lag_seconds"`
+	FeedReads     map[string]float64 `json:"feed_reads"`
+	FeedReadSecs  histDelta          `json:"feed_read_seconds"`
+	PushWaitSecs  histDelta          `json:"push_wait_seconds"`
+	PushFrameSecs histDelta          `json:"push_latency_seconds"`
+	// What it sent to the other nodes, per second.
+	GossipPackets  float64 `json:"gossip_packets_per_s"`
+	GossipBytes    float64 `json:"gossip_packet_bytes_per_s"`
+	GossipStreamB  float64 `json:"gossip_stream_bytes_per_s"`
+	PeerMessages   float64 `json:"ephemeral_messages_per_s"`
+	PeerBytes      float64 `json:"ephemeral_bytes_per_s"`
+	GossipStreams  float64 `json:"gossip_streams"`
+	GossipMeasured bool    `json:"gossip_measured"`
+}
+
+// stats describes each node between readings a and b.
+func stats(names []string, a, b []series) []nodeStats {
+	var out []nodeStats
+	for i := range a {
+		s := nodeStats{Node: names[i], Seconds: b[i].at.Sub(a[i].at).Seconds(), FeedReads: map[string]float64{}}
+		x, y := a[i], b[i]
+		s.Batches = sum(x, y, "notesync_write_batch_size_count")
+		s.BatchWrites = hist(x, y, "notesync_write_batch_size")
+		s.BatchSecs = hist(x, y, "notesync_write_batch_seconds")
+		s.LagSecs = hist(x, y, "notesync_replication_lag_seconds")
+		s.FeedReadSecs = hist(x, y, "notesync_feed_read_seconds")
+		s.PushWaitSecs = hist(x, y, "notesync_push_wait_seconds")
+		s.PushFrameSecs = hist(x, y, "notesync_push_latency_seconds")
+		for _, reason := range []string{"wake", "poll"} {
+			for _, found := range []string{"yes", "no"} {
+				k := `notesync_feed_reads_total{found="` + found + `",reason="` + reason + `"}`
+				if d := y.v[k] - x.v[k]; d > 0 {
+					s.FeedReads[reason+"/"+found] = d
+				}
+			}
+		}
+		if _, ok := y.v["notesync_gossip_packets_sent_total"]; ok && s.Seconds > 0 {
+			s.GossipMeasured = true
+			s.GossipPackets = sum(x, y, "notesync_gossip_packets_sent_total") / s.Seconds
+			s.GossipBytes = sum(x, y, "notesync_gossip_packet_bytes_sent_total") / s.Seconds
+			s.GossipStreamB = sum(x, y, "notesync_gossip_stream_bytes_sent_total") / s.Seconds
+			s.GossipStreams = sum(x, y, "notesync_gossip_streams_total")
+			s.PeerMessages = sum(x, y, "notesync_peer_messages_sent_total") / s.Seconds
+			s.PeerBytes = sum(x, y, "notesync_peer_message_bytes_sent_total") / s.Seconds
+		}
+		out = append(out, s)
+	}
+	return out
+}
