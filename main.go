@@ -447,7 +447,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 	}
 	feed.ObserveDelay = func(d time.Duration) { metrics.PushDelay.Observe(d.Seconds()) }
 	feed.ObserveRead = metrics.ObserveFeedRead
+	feed.ObservePushed = metrics.ObserveFeedPushed
+	// A replica's news comes from LiteFS's events, with what the primary
+	// shared of each transaction; the primary's from its own writer.
 	feed.Wake = changes.C()
+	feed.Share = changes.Committed
+	store.Position = lfs.TXID
 
 	lns, err := listen(cfg.HTTPAddr)
 	if err != nil {

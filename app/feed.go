@@ -28,10 +28,13 @@ var _ Publisher = (*realtime.Hub)(nil)
 // It learns of changes three ways:
 //
 //   - Committed: this node's writer hands over what it just committed, and
-//     the feed pushes it at once, without reading it back.
-//   - Poke, or a value on Wake: this node's copy of the database holds
-//     changes it did not commit (a replica's LiteFS applied a
-//     transaction), so the feed reads them from the change log.
+//     the feed pushes it at once, without reading it back (and passes it
+//     to Share, for the other nodes).
+//   - Wake: this node's copy of the database holds changes it did not
+//     commit (a replica's LiteFS applied a transaction). When the news
+//     comes with the changes, as the committing node shared them, and they
+//     follow what the feed pushed last, it pushes them without a read;
+//     otherwise it reads them from the change log. Poke asks for a read.
 //   - Every PollInterval it reads anyway: the safety net under a wake-up
 //     that was lost.
 type Feed struct {
@@ -39,8 +42,19 @@ type Feed struct {
 	Publisher    Publisher
 	Logger       *slog.Logger
 	PollInterval time.Duration
-	// Wake, if set, wakes the feed as Poke does; set it before Run.
-	Wake <-chan struct{}
+	// Wake, if set, brings news of changes this node did not commit: nil
+	// means "read"; anything else is what another node's feed shared
+	// (Share) of changes this node's database now holds. Set it before Run.
+	Wake <-chan []byte
+	// Share, if set, is called after each hand-over (Committed) with the
+	// position of the transaction (0: unknown) and its changes encoded
+	// for the other nodes' Wake, or nil when the transaction carried more
+	// than maxShared changes. It must not block.
+	Share func(txid uint64, data []byte)
+	// ObservePushed, if set, is called with how many changes were pushed
+	// and how the feed had them: "commit" (handed over), "shared" (from
+	// another node) or "read". It must not block.
+	ObservePushed func(source string, n int)
 	// Batch is how many changes one read takes.
 	Batch int
 	// ObserveDelay, if set, is called for each change pushed with the time
@@ -147,7 +161,10 @@ func (f *Feed) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-f.poke:
-		case <-f.Wake:
+		case data := <-f.Wake:
+			if data != nil && f.shared(data) {
+				continue
+			}
 		case <-t.C:
 			reason = "poll"
 		}
@@ -166,24 +183,64 @@ func (f *Feed) Run(ctx context.Context) {
 	}
 }
 
-// Committed pushes changes this node has just committed, in seq order. It
-// is the writer's hand-over (Store.OnCommit): nothing is read back. When
-// they do not follow the last change pushed (changes this node did not
-// commit came between, as when it was promoted), the feed reads instead.
-func (f *Feed) Committed(cs []Change) {
+// maxShared bounds the changes of one transaction that are shared with
+// the other nodes: more would not fit in a packet.
+const maxShared = 12
+
+// Committed pushes changes this node has just committed in the
+// transaction at position txid (0: unknown), in seq order. It is the
+// writer's hand-over (Store.OnCommit): nothing is read back. When they do
+// not follow the last change pushed (changes this node did not commit came
+// between, as when it was promoted), the feed reads instead.
+func (f *Feed) Committed(cs []Change, txid uint64) {
 	if len(cs) == 0 {
 		return
 	}
+	if !f.pushFollowing(cs, "commit") {
+		f.Poke()
+	}
+	if f.Share != nil {
+		var data []byte
+		if len(cs) <= maxShared {
+			data = encodeChanges(cs)
+		}
+		f.Share(txid, data)
+	}
+}
+
+// shared pushes changes another node shared (Share) once this node's
+// database holds them, and reports whether that did: false means they do
+// not follow what was pushed last, or could not be decoded, and a read is
+// needed.
+func (f *Feed) shared(data []byte) bool {
+	cs, err := decodeChanges(data)
+	if err != nil {
+		f.Logger.Warn("change feed: unreadable changes from another node; reading them", "err", err)
+		return false
+	}
+	return f.pushFollowing(cs, "shared")
+}
+
+// pushFollowing pushes those of cs (consecutive, in seq order) that
+// follow the last change pushed, and reports whether they did (or were
+// all pushed already).
+func (f *Feed) pushFollowing(cs []Change, source string) bool {
 	f.pushing.Lock()
 	defer f.pushing.Unlock()
 	f.mu.Lock()
 	last := f.last
 	f.mu.Unlock()
-	if cs[0].Seq != last+1 {
-		f.Poke()
-		return
+	for len(cs) > 0 && cs[0].Seq <= last {
+		cs = cs[1:]
 	}
-	f.push(cs)
+	if len(cs) == 0 {
+		return true
+	}
+	if cs[0].Seq != last+1 {
+		return false
+	}
+	f.push(cs, source)
+	return true
 }
 
 // noteChanged is the note_changed message of docs/PROTOCOL.md §4.
@@ -216,13 +273,16 @@ func (f *Feed) pushOnce(ctx context.Context, reason string) (int, error) {
 	if err != nil || len(cs) == 0 {
 		return 0, err
 	}
-	f.push(cs)
+	f.push(cs, "read")
 	return len(cs), nil
 }
 
 // push broadcasts cs, the changes after the last one pushed, and wakes
 // the reads waiting for their users. f.pushing is held.
-func (f *Feed) push(cs []Change) {
+func (f *Feed) push(cs []Change, source string) {
+	if f.ObservePushed != nil {
+		f.ObservePushed(source, len(cs))
+	}
 	for _, c := range cs {
 		// Known before it is broadcast: a connection greeted with an older
 		// version is already registered and gets the broadcast.

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -158,5 +159,76 @@ func waitPushed(t *testing.T, pub *recordingPublisher, n int) {
 			t.Fatalf("pushed %d changes, want %d", got, n)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestFeedShared checks a replica's path: changes another node shared are
+// pushed without a read once they follow what was pushed last; news that
+// does not follow, and a plain wake-up, make the feed read the log; and
+// nothing is pushed twice.
+func TestFeedShared(t *testing.T) {
+	ctx := context.Background()
+	primary := newTestStore(t)
+	u := mustUser(t, primary, "alice")
+	// What the primary's feed shares, in commit order.
+	var shared [][]byte
+	var txids []uint64
+	pf, err := NewFeed(ctx, primary, &recordingPublisher{}, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pf.Publisher.(*recordingPublisher).feed = pf
+	pf.Share = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
+	primary.Position = func() (uint64, error) { return uint64(100 + len(txids)), nil }
+	primary.OnCommit = pf.Committed
+	for range 4 {
+		if _, err := primary.CreateNote(ctx, u.ID, "n", Idempotency{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !slices.Equal(txids, []uint64{101, 102, 103, 104}) || len(shared) != 4 {
+		t.Fatalf("shared positions %v, want 101..104: each commit's own, the one after the position read inside it", txids)
+	}
+
+	// The replica: the same database (its copy holds everything).
+	pub := &recordingPublisher{}
+	f, err := NewFeed(ctx, primary, pub, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub.feed = f
+	f.last = 0 // as if it had pushed nothing yet
+	f.PollInterval = time.Hour
+	var reads int
+	f.ObserveRead = func(string, int, time.Duration) { reads++ }
+	wake := make(chan []byte, 10)
+	f.Wake = wake
+	ctxRun, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); f.Run(ctxRun) }()
+	defer func() { cancel(); <-done }()
+
+	wake <- shared[0] // v1 follows nothing pushed: pushed as shared
+	waitPushed(t, pub, 1)
+	wake <- shared[2] // v3 does not follow v1: read v2..v4
+	waitPushed(t, pub, 4)
+	wake <- shared[3] // pushed already
+	wake <- shared[1] // pushed already
+	wake <- nil       // a plain wake-up reads (finding nothing)
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		f.pushing.Lock()
+		n := reads
+		f.pushing.Unlock()
+		if n == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reads, want 2: one for the gap, one for the plain wake-up", n)
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if !slices.Equal(pub.pushed, []int64{1, 2, 3, 4}) {
+		t.Fatalf("pushed %v, want v1..v4 once each, in order", pub.pushed)
 	}
 }

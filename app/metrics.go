@@ -31,6 +31,7 @@ type Metrics struct {
 	ReplicationLag prometheus.Histogram
 	feedReads      *prometheus.CounterVec
 	feedReadTime   prometheus.Histogram
+	feedPushed     *prometheus.CounterVec
 }
 
 // fineBuckets go from 100 µs to 6.5 s: latencies whose target is a
@@ -86,8 +87,12 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 		Help:    "Time one read of the change log by the change feed took.",
 		Buckets: fineBuckets,
 	})
+	m.feedPushed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "notesync_feed_pushed_total",
+		Help: "Changes pushed by the change feed, by how it had them: commit (this node's writer handed them over), shared (another node shared them, and this node's database holds them) or read (from the change log).",
+	}, []string{"source"})
 	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay, m.WriteBatch, m.CommitTime,
-		m.ReplicationLag, m.feedReads, m.feedReadTime,
+		m.ReplicationLag, m.feedReads, m.feedReadTime, m.feedPushed,
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_peer_messages_sent_total", Help: "Ephemeral messages (Publish, presence) sent to other nodes, counted once per node."},
 			func() float64 { return float64(hub.Stats().PeerPackets) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_peer_message_bytes_sent_total", Help: "Bytes of the ephemeral messages sent to other nodes, before gossip's framing and encryption."},
@@ -123,6 +128,11 @@ func (m *Metrics) ObserveFeedRead(reason string, found int, took time.Duration) 
 	}
 	m.feedReads.WithLabelValues(reason, f).Inc()
 	m.feedReadTime.Observe(took.Seconds())
+}
+
+// ObserveFeedPushed counts changes pushed (Feed.ObservePushed).
+func (m *Metrics) ObserveFeedPushed(source string, n int) {
+	m.feedPushed.WithLabelValues(source).Add(float64(n))
 }
 
 // CountGossip exports what this node sends to the other nodes over gossip

@@ -18,10 +18,16 @@ type Store struct {
 	// Node is recorded in the change log as where a change was made.
 	Node string
 	// OnCommit, if set, is called after each group commit (never before)
-	// with the changes it appended to the change log, in seq order, before
-	// the writers are answered: the change feed pushes them at once
-	// (Feed.Committed). It must not block.
-	OnCommit func([]Change)
+	// with the changes it appended to the change log, in seq order, and the
+	// transaction's position (0 without Position), before the writers are
+	// answered: the change feed pushes them at once (Feed.Committed). It
+	// must not block.
+	OnCommit func(cs []Change, txid uint64)
+	// Position, if set, returns the database's replication position
+	// (LiteFS's TXID). It is read inside each group commit that changes
+	// notes, where nothing else can commit, so the commit's own position
+	// is the next one.
+	Position func() (uint64, error)
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
 	// PasswordPepper keys the HMAC that passwords go through before bcrypt

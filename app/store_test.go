@@ -269,7 +269,7 @@ func TestGroupCommit(t *testing.T) {
 	users := []*User{mustUser(t, s, "alice"), mustUser(t, s, "bob")}
 	var mu sync.Mutex
 	var handed []Change
-	s.OnCommit = func(cs []Change) { mu.Lock(); handed = append(handed, cs...); mu.Unlock() }
+	s.OnCommit = func(cs []Change, _ uint64) { mu.Lock(); handed = append(handed, cs...); mu.Unlock() }
 
 	const perUser = 100
 	var wg sync.WaitGroup

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -92,6 +93,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 	}
 	ctx := context.Background()
 	began := time.Now()
+	var txid uint64 // the commit's position, when known
 	tx, err := s.db.write.BeginTx(ctx, nil)
 	if err != nil {
 		fail(fmt.Errorf("begin: %w", err))
@@ -99,6 +101,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		if err := s.applyBatch(ctx, tx, batch, results, applied); err != nil {
 			fail(err)
 		}
+		txid = s.nextPosition(applied)
 		if err := tx.Commit(); err != nil {
 			_ = tx.Rollback()
 			for i := range applied {
@@ -119,12 +122,27 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			}
 		}
 		if len(cs) > 0 {
-			s.OnCommit(cs)
+			s.OnCommit(cs, txid)
 		}
 	}
 	for i, req := range batch {
 		req.done <- results[i]
 	}
+}
+
+// nextPosition returns the position the open transaction will commit at
+// when it changed notes: one past the database's, which nothing else can
+// move while the transaction holds the write lock (LiteFS numbers its
+// transactions one by one). 0 means unknown.
+func (s *Store) nextPosition(applied []bool) uint64 {
+	if s.Position == nil || !slices.Contains(applied, true) {
+		return 0
+	}
+	pos, err := s.Position()
+	if err != nil || pos == 0 {
+		return 0
+	}
+	return pos + 1
 }
 
 // savepoints are the statements that wrap each write of a batch.

@@ -2,40 +2,43 @@ package cluster
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"time"
 )
 
 // Changes is how a node learns that its copy of the database changed, and
-// how it tells the other nodes what the primary committed. It is the one
-// wake-up path of a change feed that reads a replicated database:
+// how it tells the other nodes what it committed. It is the one wake-up
+// path of a change feed that reads a replicated database (C):
 //
-//   - Wake (C) fires when LiteFS's event stream says a transaction was
-//     applied to this replica (Applied): the earliest moment the replica
-//     can read it, and the one moment it should. A read a moment earlier
-//     finds nothing and holds a read lock that LiteFS's apply then waits
-//     for (it retries its write lock after 1 to 3 ms and longer).
-//   - It fires too when the stream (re)starts, since transactions may have
-//     arrived unannounced while it was down.
-//   - The node's own commits are not announced here: the node that commits
-//     hands its changes to its feed itself, without a read.
-//   - The feed's own slow poll is the safety net under a lost event (LiteFS
-//     drops a subscriber that falls behind).
+//   - A replica hears from LiteFS's event stream that a transaction was
+//     applied (Applied): the earliest moment it can read the change, and
+//     the one moment it should. A read a moment earlier finds nothing and
+//     holds a read lock that LiteFS's apply then waits for (it retries its
+//     write lock after 1 to 3 ms and longer).
+//   - The node that committed a transaction announces it to the others
+//     (Committed, sent by Run: one UDP packet per node): its TXID, when it
+//     committed and, when it fits in the packet, what it changed (opaque
+//     data). A replica keeps the announcement until LiteFS has applied that
+//     TXID and then hands the data over instead of waking the feed for a
+//     read: the replica holds the change, and the read is saved. Without
+//     data, or without an announcement (a lost packet, another kind of
+//     transaction), the feed is woken to read.
+//   - When LiteFS's event stream (re)starts, the feed is woken too:
+//     transactions may have come while it was down.
+//   - The committing node's own feed gets its changes from its writer, and
+//     the feed's slow poll is the safety net under a lost event.
 //
-// Gossip carries, for each transaction the primary commits, its TXID and
-// commit time to the other nodes (Announce, at most one packet per node
-// per transaction, newest first when they come faster than they go). It
-// does not wake their feeds: LiteFS's own stream brings the data and the
-// event. A replica uses it for the primary's position (PrimaryTXID) and to
-// time its replication lag (ObserveLag).
+// Announcements also give the primary's position (PrimaryTXID, for the
+// replication report) and the replica's lag (ObserveLag).
 //
-// Set the fields, then call Applied and Announced from any goroutine; Run
-// sends the announcements.
+// Set the fields, then call the methods from any goroutine; Run sends the
+// announcements.
 type Changes struct {
 	// Node is this node's name, carried by its announcements.
 	Node string
-	// IsPrimary reports whether this node holds the lease: its transactions
-	// are its own commits, to announce rather than wake on.
+	// IsPrimary reports whether this node holds the lease: its
+	// transactions are its own, which its writer hands to its feed.
 	IsPrimary func() bool
 	// ObserveLag, if set, is called with the time from a transaction's
 	// commit on the primary (its clock) to LiteFS's tx event here (this
@@ -43,76 +46,135 @@ type Changes struct {
 	// (on one machine, exactly). It must not block.
 	ObserveLag func(time.Duration)
 
-	wakeOnce sync.Once
-	wake     chan struct{}
-	sendOnce sync.Once
-	send     chan struct{}
+	initOnce sync.Once
+	news     chan []byte   // to the feed: nil (read) or a transaction's data
+	send     chan struct{} // to Run: announcements are queued
 
 	mu       sync.Mutex
-	pending  Changed              // the newest own transaction not yet announced
-	primary  Changed              // the newest announcement heard from another node
-	heard    map[uint64]int64     // TXID → commit time (unix ns), announced, not yet applied here
-	applied  map[uint64]time.Time // TXID → when applied here, not yet announced
+	outbox   []Changed            // this node's commits, not yet announced
+	primary  Changed              // the newest announcement heard
+	heard    []Changed            // announced, not yet applied here (TXID order)
+	applied  map[uint64]time.Time // TXID → applied here, not yet announced
 	lastSeen uint64               // the newest TXID applied here
 }
 
-// maxTimed bounds the transactions kept for timing the lag: an
-// announcement or event whose twin never comes is forgotten past it.
-const maxTimed = 1024
+// Bounds on what is kept: past them the oldest is forgotten, and the feed
+// reads instead.
+const (
+	maxOutbox = 256  // announcements waiting for Run
+	maxHeard  = 1024 // announcements waiting for their transaction
+	newsQueue = 256  // news waiting for the feed
+)
 
 func (c *Changes) init() {
-	c.wakeOnce.Do(func() { c.wake = make(chan struct{}, 1) })
-	c.sendOnce.Do(func() { c.send = make(chan struct{}, 1) })
+	c.initOnce.Do(func() {
+		c.news = make(chan []byte, newsQueue)
+		c.send = make(chan struct{}, 1)
+	})
 }
 
-// C returns the channel that receives a value when this node's database
-// holds transactions its feed has not been woken for. One value stands for
-// any number of them.
-func (c *Changes) C() <-chan struct{} {
+// C returns the channel the feed takes this node's news from: nil means
+// "the database holds changes: read them"; anything else is the data of a
+// transaction this node's database now holds, as its committer announced
+// it (Committed). If the feed falls behind, data is dropped for a read.
+func (c *Changes) C() <-chan []byte {
 	c.init()
-	return c.wake
+	return c.news
 }
 
-func (c *Changes) poke(ch chan struct{}) {
+// tell passes news to the feed without blocking; when the queue is full,
+// a read will do.
+func (c *Changes) tell(data []byte) {
 	select {
-	case ch <- struct{}{}:
+	case c.news <- data:
+	default:
+		c.wakeToRead()
+	}
+}
+
+// wakeToRead makes sure a read is coming: a nil is queued unless the
+// queue already ends with work the feed will get to.
+func (c *Changes) wakeToRead() {
+	select {
+	case c.news <- nil:
+	default: // full: the feed has news to take, and reads when data does not fit
+	}
+}
+
+// MaxData bounds the data of an announcement, so that it travels in one
+// packet with its framing.
+const MaxData = 1000
+
+// Committed announces a transaction this node committed, with txid its
+// position and data what it changed: JSON of at most MaxData bytes, or nil
+// (then the others read). Run sends it.
+func (c *Changes) Committed(txid uint64, data []byte) {
+	if len(data) > MaxData {
+		data = nil
+	}
+	if txid == 0 {
+		return
+	}
+	c.init()
+	a := Changed{From: c.Node, TXID: txid, At: time.Now().UnixNano(), Data: data}
+	c.mu.Lock()
+	if len(c.outbox) >= maxOutbox {
+		c.outbox = c.outbox[1:]
+	}
+	c.outbox = append(c.outbox, a)
+	c.mu.Unlock()
+	select {
+	case c.send <- struct{}{}:
 	default:
 	}
 }
 
 // Applied takes a transaction from LiteFS's event stream
-// (LiteFS.FollowEvents). On a replica it wakes the feed and times the lag;
-// on the primary the transaction is announced to the other nodes.
+// (LiteFS.FollowEvents). On a replica, what was announced up to its TXID
+// is handed to the feed, or the feed is woken to read. On the primary the
+// transaction is its own, which its writer has handed to its feed.
 func (c *Changes) Applied(tx Tx) {
 	c.init()
 	if tx.TXID == 0 {
-		c.poke(c.wake) // the stream (re)started
+		c.wakeToRead() // the stream (re)started
 		return
 	}
 	if c.IsPrimary != nil && c.IsPrimary() {
-		c.mu.Lock()
-		if tx.TXID > c.pending.TXID {
-			c.pending = Changed{From: c.Node, TXID: tx.TXID, At: tx.At.UnixNano()}
-		}
-		c.mu.Unlock()
-		c.poke(c.send)
 		return
 	}
-	c.poke(c.wake)
 	c.mu.Lock()
-	var lags []time.Duration
 	c.lastSeen = max(c.lastSeen, tx.TXID)
-	for txid, at := range c.heard {
-		if txid <= tx.TXID {
-			lags = append(lags, tx.At.Sub(time.Unix(0, at)))
-			delete(c.heard, txid)
-		}
+	var ready []Changed
+	n := 0
+	for n < len(c.heard) && c.heard[n].TXID <= tx.TXID {
+		n++
 	}
-	if len(lags) == 0 && c.ObserveLag != nil {
-		c.remember(tx)
+	ready, c.heard = slices.Clone(c.heard[:n]), c.heard[n:]
+	if len(ready) == 0 && c.ObserveLag != nil {
+		c.remember(tx) // its announcement may still be on its way
 	}
 	c.mu.Unlock()
-	c.observe(lags...)
+	c.deliver(ready, tx.At)
+}
+
+// deliver hands the data of transactions this node now holds to the feed,
+// in TXID order, or wakes it to read when one came without data (or none
+// was announced), and times their lag.
+func (c *Changes) deliver(ready []Changed, applied time.Time) {
+	read := len(ready) == 0
+	for _, a := range ready {
+		if a.At != 0 {
+			c.observe(applied.Sub(time.Unix(0, a.At)))
+		}
+		if len(a.Data) == 0 {
+			read = true
+			continue
+		}
+		c.tell(a.Data)
+	}
+	if read {
+		c.wakeToRead()
+	}
 }
 
 // remember keeps when tx was applied, for an announcement still on its
@@ -121,45 +183,57 @@ func (c *Changes) remember(tx Tx) {
 	if c.applied == nil {
 		c.applied = map[uint64]time.Time{}
 	}
-	if len(c.applied) >= maxTimed {
+	if len(c.applied) >= maxHeard {
 		clear(c.applied)
 	}
 	c.applied[tx.TXID] = tx.At
 }
 
-// Announced takes another node's announcement (Membership.OnChanged): the
-// primary's position, and the commit time to time the lag with.
+// Announced takes another node's announcement (Membership.OnChanged).
+// Its data goes to the feed once LiteFS has applied its TXID here: at once
+// if it has already.
 func (c *Changes) Announced(a Changed) {
 	if a.TXID == 0 {
 		return // from a node that does not say
 	}
+	c.init()
 	c.mu.Lock()
 	if a.TXID > c.primary.TXID {
-		c.primary = a
+		c.primary = Changed{From: a.From, TXID: a.TXID, At: a.At}
 	}
-	var lags []time.Duration
-	switch at, ok := c.applied[a.TXID]; {
-	case ok:
-		lags = append(lags, at.Sub(time.Unix(0, a.At)))
-		delete(c.applied, a.TXID)
-	case a.TXID > c.lastSeen && a.At != 0 && c.ObserveLag != nil:
-		if c.heard == nil {
-			c.heard = map[uint64]int64{}
+	if a.TXID > c.lastSeen {
+		if len(c.heard) >= maxHeard {
+			c.heard = c.heard[1:]
 		}
-		if len(c.heard) >= maxTimed {
-			clear(c.heard)
-		}
-		c.heard[a.TXID] = a.At
-	}
-	c.mu.Unlock()
-	c.observe(lags...)
-}
-
-func (c *Changes) observe(lags ...time.Duration) {
-	if c.ObserveLag == nil {
+		i, _ := slices.BinarySearchFunc(c.heard, a.TXID, func(h Changed, t uint64) int { return compareTXID(h.TXID, t) })
+		c.heard = slices.Insert(c.heard, i, a)
+		c.mu.Unlock()
 		return
 	}
-	for _, d := range lags {
+	// Applied here before its announcement came.
+	at, timed := c.applied[a.TXID]
+	delete(c.applied, a.TXID)
+	c.mu.Unlock()
+	if timed && a.At != 0 {
+		c.observe(at.Sub(time.Unix(0, a.At)))
+	}
+	if len(a.Data) > 0 {
+		c.tell(a.Data) // the feed drops what it has pushed already
+	}
+}
+
+func compareTXID(a, b uint64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+func (c *Changes) observe(d time.Duration) {
+	if c.ObserveLag != nil {
 		c.ObserveLag(max(d, 0))
 	}
 }
@@ -173,12 +247,10 @@ func (c *Changes) PrimaryTXID() (txid uint64, from string) {
 }
 
 // Run sends this node's announcements with publish (one packet to each
-// other node: Membership.PublishChanged) until ctx ends. When transactions
-// commit faster than packets go, only the newest is announced: it covers
-// the ones before.
+// other node: Membership.PublishChanged), in the order they were
+// committed, until ctx ends.
 func (c *Changes) Run(ctx context.Context, publish func(Changed)) {
 	c.init()
-	var sent uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -186,11 +258,11 @@ func (c *Changes) Run(ctx context.Context, publish func(Changed)) {
 		case <-c.send:
 		}
 		c.mu.Lock()
-		a := c.pending
+		out := c.outbox
+		c.outbox = nil
 		c.mu.Unlock()
-		if a.TXID > sent {
+		for _, a := range out {
 			publish(a)
-			sent = a.TXID
 		}
 	}
 }

@@ -8,17 +8,26 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 )
 
-func woken(c *Changes) bool {
-	select {
-	case <-c.C():
-		return true
-	default:
-		return false
+// news returns what the feed would take from c now.
+func news(c *Changes) []string {
+	var out []string
+	for {
+		select {
+		case d := <-c.C():
+			if d == nil {
+				out = append(out, "read")
+			} else {
+				out = append(out, string(d))
+			}
+		default:
+			return out
+		}
 	}
 }
 
@@ -28,31 +37,38 @@ func TestChangesReplica(t *testing.T) {
 	c := &Changes{Node: "node2", IsPrimary: func() bool { return false },
 		ObserveLag: func(d time.Duration) { mu.Lock(); lags = append(lags, d); mu.Unlock() }}
 	t0 := time.Unix(1000, 0)
-
-	if woken(c) {
-		t.Fatal("woken before any transaction")
+	at := func(ms int) int64 { return t0.Add(time.Duration(ms) * time.Millisecond).UnixNano() }
+	check := func(what string, want ...string) {
+		t.Helper()
+		if got := news(c); !slices.Equal(got, want) {
+			t.Fatalf("%s: the feed got %q, want %q", what, got, want)
+		}
 	}
+
+	check("before any transaction")
 	c.Applied(Tx{At: t0}) // the stream started
-	if !woken(c) {
-		t.Fatal("the stream's start did not wake the feed")
-	}
+	check("the stream's start", "read")
 
-	// The announcement first, then LiteFS's event: the lag is between them.
-	c.Announced(Changed{From: "node1", TXID: 5, At: t0.UnixNano()})
-	if woken(c) {
-		t.Fatal("an announcement woke the feed before the replica held the transaction")
-	}
+	// Announced first (gossip is faster than LiteFS): kept until LiteFS
+	// has applied the transaction, then its data goes to the feed.
+	c.Announced(Changed{From: "node1", TXID: 5, At: at(0), Data: []byte(`"five"`)})
+	check("an announcement before the replica holds it")
 	c.Applied(Tx{TXID: 5, At: t0.Add(3 * time.Millisecond)})
-	if !woken(c) {
-		t.Fatal("an applied transaction did not wake the feed")
-	}
-	// The event first (the announcement was slower): timed as well.
+	check("transaction 5 applied", `"five"`)
+
+	// Applied first: the feed reads, and the data that comes later is
+	// handed over too (the feed drops what it pushed).
 	c.Applied(Tx{TXID: 6, At: t0.Add(10 * time.Millisecond)})
-	c.Announced(Changed{From: "node1", TXID: 6, At: t0.Add(8 * time.Millisecond).UnixNano()})
-	// One event covers every transaction up to its TXID.
-	c.Announced(Changed{From: "node1", TXID: 7, At: t0.Add(20 * time.Millisecond).UnixNano()})
-	c.Announced(Changed{From: "node1", TXID: 8, At: t0.Add(21 * time.Millisecond).UnixNano()})
+	check("transaction 6 applied, not announced", "read")
+	c.Announced(Changed{From: "node1", TXID: 6, At: at(8), Data: []byte(`"six"`)})
+	check("transaction 6 announced late", `"six"`)
+
+	// One event covers every transaction up to its TXID, in order; one
+	// announced without data (too big for a packet) means a read.
+	c.Announced(Changed{From: "node1", TXID: 8, At: at(21), Data: []byte(`"eight"`)})
+	c.Announced(Changed{From: "node1", TXID: 7, At: at(20)})
 	c.Applied(Tx{TXID: 8, At: t0.Add(25 * time.Millisecond)})
+	check("transactions 7 and 8 applied", `"eight"`, "read")
 
 	mu.Lock()
 	got := slices.Clone(lags)
@@ -65,7 +81,7 @@ func TestChangesReplica(t *testing.T) {
 	if txid, from := c.PrimaryTXID(); txid != 8 || from != "node1" {
 		t.Fatalf("primary at %d from %q, want 8 from node1", txid, from)
 	}
-	c.Announced(Changed{From: "node1", TXID: 7}) // late, and older
+	c.Announced(Changed{From: "node1", TXID: 7}) // a duplicate, late
 	if txid, _ := c.PrimaryTXID(); txid != 8 {
 		t.Fatalf("an older announcement moved the primary's position back to %d", txid)
 	}
@@ -73,13 +89,13 @@ func TestChangesReplica(t *testing.T) {
 
 func TestChangesPrimaryAnnounces(t *testing.T) {
 	c := &Changes{Node: "node1", IsPrimary: func() bool { return true }}
-	t0 := time.Unix(2000, 0)
-	// Three commits before the sender runs: one announcement, the newest.
-	for i := uint64(1); i <= 3; i++ {
-		c.Applied(Tx{TXID: i, At: t0.Add(time.Duration(i) * time.Millisecond)})
-	}
-	if woken(c) {
-		t.Fatal("the primary's own commit woke its feed through LiteFS's event (its writer hands changes over)")
+	// Committed before the sender runs: announced in order, all of them.
+	c.Committed(3, []byte(`"three"`))
+	c.Committed(4, []byte(`"`+strings.Repeat("x", MaxData)+`"`)) // too big: announced without
+	c.Committed(0, []byte(`"unknown position"`))                 // not announced
+	c.Applied(Tx{TXID: 4, At: time.Now()})
+	if got := news(c); len(got) != 0 {
+		t.Fatalf("the primary's own transaction reached its feed through LiteFS's event: %q (its writer hands changes over)", got)
 	}
 	sent := make(chan Changed, 10)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -87,18 +103,18 @@ func TestChangesPrimaryAnnounces(t *testing.T) {
 	go func() { defer close(done); c.Run(ctx, func(a Changed) { sent <- a }) }()
 	defer func() { cancel(); <-done }()
 
-	want := Changed{From: "node1", TXID: 3, At: t0.Add(3 * time.Millisecond).UnixNano()}
-	if got := <-sent; got != want {
-		t.Fatalf("announced %+v, want %+v", got, want)
+	for _, want := range []struct {
+		txid uint64
+		data string
+	}{{3, `"three"`}, {4, ""}} {
+		got := <-sent
+		if got.From != "node1" || got.TXID != want.txid || string(got.Data) != want.data || got.At == 0 {
+			t.Fatalf("announced %+v, want TXID %d with %q", got, want.txid, want.data)
+		}
 	}
-	c.Applied(Tx{TXID: 4, At: t0.Add(4 * time.Millisecond)})
-	if got := <-sent; got.TXID != 4 {
-		t.Fatalf("announced %+v, want TXID 4", got)
-	}
-	c.Applied(Tx{TXID: 4, At: t0.Add(5 * time.Millisecond)}) // the same again
 	select {
 	case got := <-sent:
-		t.Fatalf("announced %+v twice", got)
+		t.Fatalf("announced %+v too", got)
 	case <-time.After(50 * time.Millisecond):
 	}
 }

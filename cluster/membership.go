@@ -43,13 +43,14 @@ const (
 	kindEphemeral  byte = 3 // an opaque message for the other nodes (SendToAll, SendTo)
 )
 
-// Changed announces a transaction the primary committed: the database's
-// position after it and when it committed (Changes). It is one UDP packet
-// per transaction and node, whatever the transaction carried.
+// Changed announces a transaction a node committed (Changes): the
+// database's position after it, when it committed and, when it fits, what
+// it changed. It is one UDP packet per transaction and node.
 type Changed struct {
-	From string `json:"f"` // the announcing node
-	TXID uint64 `json:"t"`
-	At   int64  `json:"n"` // commit time at the origin, unix ns
+	From string          `json:"f"` // the announcing node
+	TXID uint64          `json:"t"`
+	At   int64           `json:"n"`           // commit time at the origin, unix ns
+	Data json.RawMessage `json:"d,omitempty"` // the committer's own description, JSON
 }
 
 type endSession struct {

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -116,7 +117,7 @@ func TestMembership(t *testing.T) {
 				t.Fatalf("n1 as n2 sees it: %+v", mem)
 			}
 		}
-		m1.PublishChanged(Changed{From: "n1", TXID: 9, At: 12345})
+		m1.PublishChanged(Changed{From: "n1", TXID: 9, At: 12345, Data: json.RawMessage(`{"c":[1]}`)})
 		m1.PublishEndSession("sess-1")
 		m1.SendToAll([]byte(`ephemeral to all`))
 		if err := m1.SendTo("n2", []byte(`ephemeral to n2`)); err != nil {
@@ -132,7 +133,7 @@ func TestMembership(t *testing.T) {
 		rec2.mu.Lock()
 		got := rec2.changed[0]
 		rec2.mu.Unlock()
-		if got != (Changed{From: "n1", TXID: 9, At: 12345}) {
+		if got.From != "n1" || got.TXID != 9 || got.At != 12345 || string(got.Data) != `{"c":[1]}` {
 			t.Fatalf("got %+v", got)
 		}
 		// What each node sent is counted: its gossip and the messages.
