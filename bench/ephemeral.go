@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -179,6 +180,24 @@ func printExtras(w io.Writer, r *result) {
 	}
 	for _, ph := range []struct {
 		name string
+		cpu  cpuSplit
+	}{{"idle", r.IdleCPU}, {"writes", r.WriteCPU}, {"publishes", r.PublishCPU}} {
+		if ph.cpu.Seconds == 0 {
+			continue
+		}
+		names := make([]string, 0, len(ph.cpu.Cores))
+		for k := range ph.cpu.Cores {
+			names = append(names, k)
+		}
+		sort.Strings(names)
+		var parts []string
+		for _, k := range names {
+			parts = append(parts, fmt.Sprintf("%s %.2f", k, ph.cpu.Cores[k]))
+		}
+		f(fmt.Sprintf("[%s] CPU, cores", ph.name), "machine %.2f busy over %.0fs: %s", ph.cpu.Machine, ph.cpu.Seconds, strings.Join(parts, ", "))
+	}
+	for _, ph := range []struct {
+		name string
 		s    []nodeStats
 	}{{"idle", r.IdleStats}, {"writes", r.WriteStats}, {"publishes", r.PublishStats}} {
 		for _, n := range ph.s {
@@ -193,8 +212,8 @@ func printExtras(w io.Writer, r *result) {
 			if n.LagSecs.N > 0 {
 				f("  replication lag", "%s", ms(n.LagSecs))
 			}
-			if len(n.FeedReads) > 0 {
-				f("  feed reads", "%v, time %s", n.FeedReads, ms(n.FeedReadSecs))
+			if len(n.FeedReads) > 0 || len(n.FeedPushed) > 0 {
+				f("  feed", "pushed %v; reads %v, time %s", n.FeedPushed, n.FeedReads, ms(n.FeedReadSecs))
 			}
 			if n.PushFrameSecs.N > 0 {
 				f("  commit → frame written", "%s (ms resolution of the commit time)", ms(n.PushFrameSecs))

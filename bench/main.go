@@ -247,6 +247,9 @@ type result struct {
 	IdleStats    []nodeStats   `json:"idle_node_stats,omitempty"`
 	WriteStats   []nodeStats   `json:"write_phase_node_stats,omitempty"`
 	PublishStats []nodeStats   `json:"publish_phase_node_stats,omitempty"`
+	IdleCPU      cpuSplit      `json:"idle_cpu"`
+	WriteCPU     cpuSplit      `json:"write_phase_cpu"`
+	PublishCPU   cpuSplit      `json:"publish_phase_cpu"`
 	Eph          *ephResult    `json:"ephemeral,omitempty"`
 	Kill         *presenceKill `json:"presence_after_kill,omitempty"`
 }
@@ -742,21 +745,43 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	for i := range urls {
 		nodeNames[i] = fmt.Sprintf("node%d", i+1)
 	}
-	snap := func() []series {
-		if !tgt.nodeStats {
-			return nil
+	var lfsURLs []string
+	if cfg.Start == "cluster" && tgt.nodeStats {
+		lfsURLs = litefsURLs(urls)
+	}
+	tool := map[string]int{"tool": os.Getpid()}
+	for i, w := range wps {
+		tool[fmt.Sprintf("tool worker %d", i+1)] = w.cmd.Process.Pid
+	}
+	type snapshot struct {
+		m   []series
+		cpu cpuSample
+	}
+	snap := func() snapshot { return snapshot{scrapeAll(murls), sampleCPU(lfsURLs, tool)} }
+	// between describes what the nodes did, and how busy the machine
+	// was, between two snapshots.
+	between := func(a, b snapshot) ([]nodeStats, cpuSplit) {
+		split := splitCPU(a.cpu, b.cpu)
+		for i := range a.m {
+			if d := b.m[i].at.Sub(a.m[i].at).Seconds(); d > 0 {
+				split.Cores[nodeNames[i]+" app"] = sum(a.m[i], b.m[i], "process_cpu_seconds_total") / d
+			}
 		}
-		return scrapeAll(murls)
+		if !tgt.nodeStats {
+			return nil, split
+		}
+		return stats(nodeNames, a.m, b.m), split
 	}
 	before := snap()
 	if cfg.Idle > 0 {
 		phase.Store("idle")
 		sleepCtx(ctx, cfg.Idle)
 		after := snap()
-		if before != nil {
-			res.IdleStats = stats(nodeNames, before, after)
-		}
+		res.IdleStats, res.IdleCPU = between(before, after)
 		before = after
+		for i := range loaded { // CPU per delivery counts the writes only
+			loaded[i]["process_cpu_seconds_total"] = after.m[i].v["process_cpu_seconds_total"]
+		}
 	}
 
 	// Phase 3: open-loop writes.
@@ -798,10 +823,9 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 		res.Memory[i].CPUSeconds = m["process_cpu_seconds_total"] - loaded[i]["process_cpu_seconds_total"]
 		cpu += res.Memory[i].CPUSeconds
 	}
-	if after := snap(); after != nil {
-		res.WriteStats = stats(nodeNames, before, after)
-		before = after
-	}
+	after := snap()
+	res.WriteStats, res.WriteCPU = between(before, after)
+	before = after
 
 	// The ephemeral scenario.
 	var pubs []publishRec
@@ -810,9 +834,7 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 		logf("publishing %d ephemeral messages at %.0f/s through node 1", int(cfg.PublishRate*cfg.Duration.Seconds()), cfg.PublishRate)
 		pubs = publishPhase(ctx, tgt, urls[0], murls[0], users, cfg.PublishRate, cfg.Duration)
 		sleepCtx(ctx, 2*time.Second) // the last deliveries
-		if after := snap(); after != nil {
-			res.PublishStats = stats(nodeNames, before, after)
-		}
+		res.PublishStats, res.PublishCPU = between(before, snap())
 	}
 
 	// Phase 4: the reconnect storm.

@@ -2,8 +2,13 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"fmt"
 	"math"
+	"net"
 	"net/http"
+	"net/url"
+	"os"
 	"sort"
 	"strconv"
 	"strings"
@@ -147,6 +152,7 @@ type nodeStats struct {
 	// A replica's lag behind the primary's commits, and its feed's reads.
 	LagSecs       histDelta          `json:"replication_lag_seconds"`
 	FeedReads     map[string]float64 `json:"feed_reads"`
+	FeedPushed    map[string]float64 `json:"feed_pushed"` // changes, by how the feed had them
 	FeedReadSecs  histDelta          `json:"feed_read_seconds"`
 	PushWaitSecs  histDelta          `json:"push_wait_seconds"`
 	PushFrameSecs histDelta          `json:"push_latency_seconds"`
@@ -164,7 +170,7 @@ type nodeStats struct {
 func stats(names []string, a, b []series) []nodeStats {
 	var out []nodeStats
 	for i := range a {
-		s := nodeStats{Node: names[i], Seconds: b[i].at.Sub(a[i].at).Seconds(), FeedReads: map[string]float64{}}
+		s := nodeStats{Node: names[i], Seconds: b[i].at.Sub(a[i].at).Seconds(), FeedReads: map[string]float64{}, FeedPushed: map[string]float64{}}
 		x, y := a[i], b[i]
 		s.Batches = sum(x, y, "notesync_write_batch_size_count")
 		s.BatchWrites = hist(x, y, "notesync_write_batch_size")
@@ -181,6 +187,12 @@ func stats(names []string, a, b []series) []nodeStats {
 				}
 			}
 		}
+		for _, source := range []string{"commit", "shared", "read"} {
+			k := `notesync_feed_pushed_total{source="` + source + `"}`
+			if d := y.v[k] - x.v[k]; d > 0 {
+				s.FeedPushed[source] = d
+			}
+		}
 		if _, ok := y.v["notesync_gossip_packets_sent_total"]; ok && s.Seconds > 0 {
 			s.GossipMeasured = true
 			s.GossipPackets = sum(x, y, "notesync_gossip_packets_sent_total") / s.Seconds
@@ -191,6 +203,109 @@ func stats(names []string, a, b []series) []nodeStats {
 			s.PeerBytes = sum(x, y, "notesync_peer_message_bytes_sent_total") / s.Seconds
 		}
 		out = append(out, s)
+	}
+	return out
+}
+
+// cpuSample is the CPU time (seconds) of the processes that share the
+// machine in a run, read at one moment: each node's LiteFS (its metrics, at
+// the node's HTTP port +100), the tool's own processes, and the machine.
+type cpuSample struct {
+	at    time.Time
+	procs map[string]float64
+	busy  float64 // the machine's busy seconds, all cores
+}
+
+// clockTick is Linux's USER_HZ, the unit of /proc's CPU times.
+const clockTick = 100.0
+
+// procCPU returns the user and system seconds of process pid.
+func procCPU(pid int) (float64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return 0, false
+	}
+	// Fields after the command (which may hold spaces) start at ")".
+	f := strings.Fields(string(b[bytes.LastIndexByte(b, ')')+1:]))
+	if len(f) < 13 {
+		return 0, false
+	}
+	u, _ := strconv.ParseFloat(f[11], 64)
+	s, _ := strconv.ParseFloat(f[12], 64)
+	return (u + s) / clockTick, true
+}
+
+// machineBusy returns the machine's busy CPU seconds so far.
+func machineBusy() float64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	var busy float64
+	for i, v := range f[1:] {
+		x, _ := strconv.ParseFloat(v, 64)
+		if i != 3 && i != 4 { // idle, iowait
+			busy += x
+		}
+	}
+	return busy / clockTick
+}
+
+// sampleCPU reads the CPU times of the LiteFS processes behind litefs
+// (metrics base URLs, none without LiteFS) and of the tool's processes.
+func sampleCPU(litefs []string, tool map[string]int) cpuSample {
+	s := cpuSample{at: time.Now(), procs: map[string]float64{}, busy: machineBusy()}
+	for i, u := range litefs {
+		if m, err := scrape(u); err == nil {
+			s.procs[fmt.Sprintf("node%d litefs", i+1)] = m.v["process_cpu_seconds_total"]
+		}
+	}
+	for name, pid := range tool {
+		if v, ok := procCPU(pid); ok {
+			s.procs[name] = v
+		}
+	}
+	return s
+}
+
+// cpuSplit is how many cores each process used between two samples.
+type cpuSplit struct {
+	Seconds float64            `json:"seconds"`
+	Cores   map[string]float64 `json:"cores"` // by process
+	Machine float64            `json:"machine_cores_busy"`
+}
+
+func splitCPU(a, b cpuSample) cpuSplit {
+	d := b.at.Sub(a.at).Seconds()
+	out := cpuSplit{Seconds: d, Cores: map[string]float64{}}
+	if d <= 0 {
+		return out
+	}
+	for k, v := range b.procs {
+		if v0, ok := a.procs[k]; ok {
+			out.Cores[k] = (v - v0) / d
+		}
+	}
+	out.Machine = (b.busy - a.busy) / d
+	return out
+}
+
+// litefsURLs are the metrics URLs of the LiteFS processes of a cluster
+// the tool started: each node's HTTP port +100.
+func litefsURLs(urls []string) []string {
+	var out []string
+	for _, u := range urls {
+		pu, err := url.Parse(u)
+		if err != nil {
+			return nil
+		}
+		p, err := strconv.Atoi(pu.Port())
+		if err != nil {
+			return nil
+		}
+		out = append(out, "http://"+net.JoinHostPort(pu.Hostname(), strconv.Itoa(p+100)))
 	}
 	return out
 }
