@@ -310,43 +310,18 @@ func (p *proc) kill() {
 // over label sets. The open connections are "connections", whichever
 // server's name they have.
 func metrics(url string) (map[string]float64, error) {
-	c := &http.Client{Timeout: 10 * time.Second}
-	resp, err := c.Get(url + "/metrics")
+	all, err := scrape(url)
 	if err != nil {
 		return nil, err
 	}
-	defer resp.Body.Close()
-	want := map[string]bool{
-		"notesync_connections": true, "centrifugo_node_num_clients": true, "process_resident_memory_bytes": true,
-		"go_memstats_heap_inuse_bytes": true, "go_memstats_stack_inuse_bytes": true,
-		"go_goroutines": true, "process_cpu_seconds_total": true,
-	}
 	m := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
+	for _, name := range []string{"notesync_connections", "centrifugo_node_num_clients", "process_resident_memory_bytes",
+		"go_memstats_heap_inuse_bytes", "go_memstats_stack_inuse_bytes", "go_goroutines", "process_cpu_seconds_total"} {
+		key := name
+		if name == "notesync_connections" || name == "centrifugo_node_num_clients" {
+			key = "connections"
 		}
-		name := line
-		if i := strings.IndexAny(line, "{ "); i >= 0 {
-			name = line[:i]
-		}
-		if !want[name] {
-			continue
-		}
-		f := strings.Fields(line[strings.LastIndex(line, "}")+1:])
-		if len(f) == 0 {
-			continue
-		}
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err == nil {
-			if name == "notesync_connections" || name == "centrifugo_node_num_clients" {
-				name = "connections"
-			}
-			m[name] += v
-		}
+		m[key] += sum(series{}, all, name)
 	}
-	return m, sc.Err()
+	return m, nil
 }
