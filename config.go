@@ -136,29 +136,52 @@ type rawFlags struct {
 	limits                     func() error
 }
 
+// usageText heads `notesync -h`.
+const usageText = `Usage:
+  notesync [flags]           run one node (this page)
+  notesync cluster [flags]   run a local cluster of nodes (notesync cluster -h)
+
+Every flag has an environment variable, named in its line; a flag given on
+the command line wins over its variable. Flags:
+`
+
 // parseConfig reads flags, with environment variables as defaults. A flag
-// given on the command line wins over its variable.
+// given on the command line wins over its variable. -h writes the usage to
+// usage and returns flag.ErrHelp; any other mistake is one line that names
+// the flag.
 func parseConfig(args []string, getenv func(string) string, usage io.Writer) (*config, error) {
 	d := envDefaults(getenv)
 	fs := flag.NewFlagSet("notesync", flag.ContinueOnError)
-	fs.SetOutput(usage)
+	fs.SetOutput(io.Discard) // errors are returned, -h is answered below
 	c := &config{FlyMachineID: getenv("FLY_MACHINE_ID")}
 	raw := c.registerFlags(fs, d, getenv)
-	fs.Usage = func() {
-		fmt.Fprintf(usage, "Usage: notesync [flags]\n\nRuns one notesync node. Flags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseFlags(fs, args, usage, usageText); err != nil {
 		return nil, err
 	}
 	if fs.NArg() > 0 {
-		return nil, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+		return nil, fmt.Errorf("unexpected argument %q (notesync -h lists the flags and subcommands)", fs.Arg(0))
 	}
 	if err := c.validate(raw, d); err != nil {
 		return nil, err
 	}
 	c.derive()
 	return c, nil
+}
+
+// parseFlags parses args into fs. For -h it writes head and every flag to
+// usage and returns flag.ErrHelp; a bad flag is one line with a hint.
+func parseFlags(fs *flag.FlagSet, args []string, usage io.Writer, head string) error {
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprint(usage, head)
+		fs.SetOutput(usage)
+		fs.PrintDefaults()
+		return flag.ErrHelp
+	case err != nil:
+		return fmt.Errorf("%v (%s -h lists the flags)", err, fs.Name())
+	}
+	return nil
 }
 
 // registerFlags defines every flag of a node on fs, with its environment

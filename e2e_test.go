@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"net"
 	"net/http"
 	"strconv"
@@ -323,6 +324,26 @@ func TestFlags(t *testing.T) {
 		for _, want := range []string{"-http-addr", "PORT", "-data-dir", "DATA_DIR", "-db", "DATABASE_PATH", "-node", "NODE_NAME", "-region", "FLY_REGION", "-session-secret", "SESSION_SECRET"} {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("usage lacks %q", want)
+			}
+		}
+	})
+
+	t.Run("-h names the cluster subcommand and is not an error to the user; a bad flag is one line with a hint", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"-h"}, env(nil), &stdout, &stderr)
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "notesync cluster") || stderr.Len() != 0 {
+			t.Errorf("-h: %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+		}
+		stdout.Reset()
+		err = run(context.Background(), []string{"cluster", "-h"}, env(nil), &stdout, &stderr)
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-netns") {
+			t.Errorf("cluster -h: %v, stdout %q", err, stdout.String())
+		}
+		for _, args := range [][]string{{"-bogus"}, {"cluster", "-bogus"}} {
+			stdout.Reset()
+			err := run(context.Background(), args, env(nil), &stdout, &stderr)
+			if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "-bogus") || !strings.Contains(err.Error(), "-h") || stdout.Len()+stderr.Len() != 0 {
+				t.Errorf("%v: %v, and printed %q %q; want one line naming the flag with a hint to -h", args, err, stdout.String(), stderr.String())
 			}
 		}
 	})

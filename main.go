@@ -35,10 +35,11 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "notesync:", err)
-		}
+	err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr)
+	switch {
+	case errors.Is(err, flag.ErrHelp): // the usage, as asked for
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "notesync:", err)
 		os.Exit(2)
 	}
 }
@@ -48,7 +49,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if len(args) > 0 && args[0] == "cluster" {
 		return runCluster(ctx, args[1:], os.Stdin, stdout, stderr)
 	}
-	cfg, err := parseConfig(args, getenv, stderr)
+	cfg, err := parseConfig(args, getenv, stdout)
 	if err != nil {
 		return err
 	}
@@ -334,19 +335,19 @@ func waitMount(ctx context.Context, lfs *cluster.LiteFS) error {
 // of its own, and stdin takes fault commands (docs/PROTOCOL.md §10).
 func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs.SetOutput(io.Discard) // errors are returned, -h is answered by parseFlags
 	n := fs.Int("n", 3, "number of nodes")
 	basePort := fs.Int("base-port", 8081, "HTTP port of node1; node i uses base-port+i-1 (LiteFS +100, gossip +200, metrics +300)")
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
 	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
 	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then takes fault commands: "+cluster.FaultCommands)
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n")
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
+	const head = "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n"
+	if err := parseFlags(fs, args, stdout, head); err != nil {
 		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (notesync cluster -h lists the flags)", fs.Arg(0))
 	}
 	if *n < 1 || *n > 50 {
 		return fmt.Errorf("invalid -n %d: want 1 to 50", *n)
