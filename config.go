@@ -6,6 +6,7 @@ package main
 // explicit value is never overridden.
 
 import (
+	"cmp"
 	"encoding/base64"
 	"errors"
 	"flag"
@@ -321,11 +322,8 @@ func (c *config) validateURLs() error {
 
 // derive fills in the values that default to others.
 func (c *config) derive() {
-	if c.DBPath == "" {
-		c.DBPath = filepath.Join(c.DataDir, "notesync.db")
-	}
-	if c.LiteFSDir != "" && c.DBPath == filepath.Join(c.DataDir, "notesync.db") {
-		c.DBPath = filepath.Join(c.LiteFSDir, "notesync.db")
+	if c.DBPath == "" { // in the LiteFS mount when there is one
+		c.DBPath = filepath.Join(cmp.Or(c.LiteFSDir, c.DataDir), "notesync.db")
 	}
 	if c.LiteFSHostname == "" {
 		c.LiteFSHostname = c.Node

@@ -348,6 +348,21 @@ func TestFlags(t *testing.T) {
 		}
 	})
 
+	t.Run("an explicit -db is never overridden; without it the database lives in the LiteFS mount", func(t *testing.T) {
+		c, err := parseConfig([]string{"-db", "data/notesync.db", "-litefs-dir", "/litefs"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.DBPath != "data/notesync.db" {
+			t.Errorf("explicit -db: %q %v, want data/notesync.db", c.DBPath, err)
+		}
+		c, err = parseConfig([]string{"-litefs-dir", "/litefs"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.DBPath != "/litefs/notesync.db" {
+			t.Errorf("no -db with LiteFS: %q %v, want /litefs/notesync.db", c.DBPath, err)
+		}
+		c, err = parseConfig([]string{"-data-dir", "/d"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.DBPath != "/d/notesync.db" {
+			t.Errorf("no -db: %q %v, want /d/notesync.db", c.DBPath, err)
+		}
+	})
+
 	t.Run("environment fills in, flags win", func(t *testing.T) {
 		c, err := parseConfig([]string{"-node", "n7"}, env(map[string]string{"PORT": "9999", "NODE_NAME": "envnode", "FLY_REGION": "ams"}), &bytes.Buffer{})
 		if err != nil {
