@@ -287,10 +287,19 @@ func TestShutdownRefusesNewConnectionsAtOnce(t *testing.T) {
 	addr := strings.TrimPrefix(n.URL, "http://")
 	c := newClient(t, n.URL)
 	c.signup("alice", "password1")
-	// A tab that never reads: its close handshake holds the shutdown open
-	// for the hub's 3 s bound.
-	ws := c.dialWS("")
-	defer ws.CloseNow()
+	// A read parked on a version the node does not have holds the shutdown
+	// open (it waits for requests in flight) for up to 3 s.
+	parked := make(chan struct{})
+	go func() {
+		defer close(parked)
+		req, _ := http.NewRequest("GET", n.URL+"/api/notes?min_version=999", nil)
+		req.Header.Set("Cookie", c.cookieHeader())
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	defer func() { <-parked }()
+	time.Sleep(100 * time.Millisecond) // parked
 
 	n.stop()
 	deadline := time.Now().Add(2 * time.Second)
