@@ -155,7 +155,7 @@ func TestClusterStatusShowsNoAddresses(t *testing.T) {
 		t.Errorf("http_url %v, want %s", st.Members[0]["http_url"], n.URL)
 	}
 
-	w := &clusterWiring{cfg: &config{}}
+	w := &Node{cfg: &config{}}
 	for _, m := range []struct {
 		member cluster.Member
 		fly    bool

@@ -4,12 +4,10 @@ import (
 	"cmp"
 	"context"
 	"errors"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
 	"slices"
-	"sync"
 	"time"
 
 	"notesync/app"
@@ -17,111 +15,85 @@ import (
 	"notesync/realtime"
 )
 
-// clusterWiring connects app and realtime to the cluster package: gossip
-// membership, LiteFS roles and write forwarding. With no gossip configured
-// it describes a cluster of one.
-type clusterWiring struct {
-	cfg      *config
-	lfs      *cluster.LiteFS
-	hub      *realtime.Hub
-	feed     *app.Feed
-	sessions *app.SessionStore
-	logger   *slog.Logger
-	httpURL  string
-
-	members *cluster.Membership // nil without gossip
-
-	signal    chan struct{} // one slot: changes are pending
-	pendingMu sync.Mutex
-	pending   map[int64]int64 // user → newest committed version
-}
-
-func (w *clusterWiring) open() error {
-	if w.cfg.GossipBind == "" {
+// openMembership joins the gossip, when the node has peers to gossip with.
+func (n *Node) openMembership() error {
+	if n.cfg.GossipBind == "" {
 		return nil
 	}
 	m := &cluster.Membership{
-		Name:      w.cfg.Node,
-		Bind:      w.cfg.GossipBind,
-		Advertise: w.cfg.GossipAdvert,
-		Peers:     w.cfg.Peers,
-		Key:       w.cfg.GossipKey,
-		WAN:       w.cfg.GossipWAN,
-		Logger:    w.logger,
-		MetaFunc:  w.meta,
+		Name:      n.cfg.Node,
+		Bind:      n.cfg.GossipBind,
+		Advertise: n.cfg.GossipAdvert,
+		Peers:     n.cfg.Peers,
+		Key:       n.cfg.GossipKey,
+		WAN:       n.cfg.GossipWAN,
+		Logger:    n.logger,
+		MetaFunc:  n.meta,
 		// Another node committed a change: look at our replica now rather
 		// than at the next position check.
-		OnChanged: func(cluster.Changed) { w.feed.Poke() },
+		OnChanged: func(cluster.Changed) { n.feed.Poke() },
 		OnEndSession: func(id string) {
-			w.sessions.MarkEnded(id)
-			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+			n.sessions.MarkEnded(id)
+			n.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 		},
 		// Ephemeral messages and presence: realtime's own, carried.
-		OnEphemeral: w.hub.Receive,
-		OnJoin:      w.hub.PeerJoined,
-		OnLeave:     w.hub.PeerLeft,
-		State:       w.hub.PresenceState,
-		MergeState:  w.hub.MergePresenceState,
+		OnEphemeral: n.hub.Receive,
+		OnJoin:      n.hub.PeerJoined,
+		OnLeave:     n.hub.PeerLeft,
+		State:       n.hub.PresenceState,
+		MergeState:  n.hub.MergePresenceState,
 	}
 	if err := m.Open(); err != nil {
 		return err
 	}
-	w.members = m
-	w.hub.Peers = m
+	n.members = m
+	n.hub.Peers = m
 	return nil
 }
 
 var _ realtime.Peers = (*cluster.Membership)(nil)
 
-func (w *clusterWiring) close() {
-	if w.members != nil {
-		if err := w.members.Close(); err != nil {
-			w.logger.Warn("leave cluster", "err", err)
-		}
-	}
-}
-
 // meta is what this node gossips about itself.
-func (w *clusterWiring) meta() cluster.Meta {
-	txid, _ := w.lfs.TXID()
+func (n *Node) meta() cluster.Meta {
+	txid, _ := n.lfs.TXID()
 	return cluster.Meta{
-		Region:      w.cfg.Region,
-		HTTP:        w.httpURL,
-		Public:      w.cfg.PublicURL,
+		Region:      n.cfg.Region,
+		HTTP:        n.httpURL,
+		Public:      n.cfg.PublicURL,
 		TXID:        txid,
-		LiteFS:      w.cfg.LiteFSHostname,
-		Machine:     w.cfg.FlyMachineID,
-		Connections: w.hub.Stats().Connections,
-		Primary:     w.lfs.IsPrimary(),
+		LiteFS:      n.cfg.LiteFSHostname,
+		Machine:     n.cfg.FlyMachineID,
+		Connections: n.hub.Stats().Connections,
+		Primary:     n.lfs.IsPrimary(),
 	}
 }
 
 // refreshMeta re-gossips the metadata every few seconds (connection counts
 // and roles change while running).
-func (w *clusterWiring) refreshMeta(ctx context.Context) {
-	if w.members == nil {
+func (n *Node) refreshMeta(ctx context.Context) {
+	if n.members == nil {
 		return
 	}
-	every(ctx, 3*time.Second, func() { _ = w.members.RefreshMeta() })
+	every(ctx, 3*time.Second, func() { _ = n.members.RefreshMeta() })
 }
 
 // committed runs after each local commit: wake the local feed and queue a
 // signal for the other nodes. It never blocks the writer.
-func (w *clusterWiring) committed(userID, version int64) {
-	w.feed.Poke()
-	if w.members == nil {
+func (n *Node) committed(userID, version int64) {
+	n.feed.Poke()
+	if n.members == nil {
 		return
 	}
-	w.pendingMu.Lock()
-	if w.pending == nil {
-		w.pending = map[int64]int64{}
+	n.pendingMu.Lock()
+	if n.pending == nil {
+		n.pending = map[int64]int64{}
 	}
-	if version > w.pending[userID] {
-		w.pending[userID] = version
+	if version > n.pending[userID] {
+		n.pending[userID] = version
 	}
-	w.pendingMu.Unlock()
+	n.pendingMu.Unlock()
 	select {
-	case w.signal <- struct{}{}:
+	case n.signal <- struct{}{}:
 	default:
 	}
 }
@@ -129,43 +101,43 @@ func (w *clusterWiring) committed(userID, version int64) {
 // signalChanges sends the queued change signals: one message per user
 // with its newest version, however many commits a group commit carried,
 // and the primary's position to wait for.
-func (w *clusterWiring) signalChanges(ctx context.Context) {
-	if w.members == nil {
+func (n *Node) signalChanges(ctx context.Context) {
+	if n.members == nil {
 		return
 	}
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-w.signal:
+		case <-n.signal:
 		}
-		w.pendingMu.Lock()
-		batch := w.pending
-		w.pending = nil
-		w.pendingMu.Unlock()
-		txid, _ := w.lfs.TXID()
+		n.pendingMu.Lock()
+		batch := n.pending
+		n.pending = nil
+		n.pendingMu.Unlock()
+		txid, _ := n.lfs.TXID()
 		now := time.Now().UnixMilli()
 		for user, version := range batch {
-			w.members.PublishChanged(cluster.Changed{User: user, Version: version, TXID: txid, At: now})
+			n.members.PublishChanged(cluster.Changed{User: user, Version: version, TXID: txid, At: now})
 		}
 	}
 }
 
 // endSession closes a session's sockets here and on every other node.
-func (w *clusterWiring) endSession(id string) {
-	w.sessions.MarkEnded(id)
-	w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
-	if w.members != nil {
-		w.members.PublishEndSession(id)
+func (n *Node) endSession(id string) {
+	n.sessions.MarkEnded(id)
+	n.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+	if n.members != nil {
+		n.members.PublishEndSession(id)
 	}
 }
 
 // ready adds the LiteFS mount and cluster membership to /readyz.
-func (w *clusterWiring) ready(ctx context.Context) error {
-	if err := w.lfs.Ready(); err != nil {
+func (n *Node) ready(ctx context.Context) error {
+	if err := n.lfs.Ready(); err != nil {
 		return err
 	}
-	if w.members != nil && !w.members.Joined() {
+	if n.members != nil && !n.members.Joined() {
 		return errNotJoined
 	}
 	return nil
@@ -174,16 +146,16 @@ func (w *clusterWiring) ready(ctx context.Context) error {
 var errNotJoined = errors.New("not joined to the cluster yet")
 
 // primary returns the member that holds the LiteFS lease, if known.
-func (w *clusterWiring) primary() (cluster.Member, bool) {
-	if w.lfs.IsPrimary() {
-		return cluster.Member{Name: w.cfg.Node, State: "alive", Meta: w.meta()}, true
+func (n *Node) primary() (cluster.Member, bool) {
+	if n.lfs.IsPrimary() {
+		return cluster.Member{Name: n.cfg.Node, State: "alive", Meta: n.meta()}, true
 	}
-	if w.members == nil {
+	if n.members == nil {
 		return cluster.Member{}, false
 	}
-	host := w.lfs.Primary()
+	host := n.lfs.Primary()
 	var fallback *cluster.Member
-	for _, m := range w.members.Members() {
+	for _, m := range n.members.Members() {
 		if m.State != "alive" {
 			continue
 		}
@@ -203,46 +175,46 @@ func (w *clusterWiring) primary() (cluster.Member, bool) {
 // front is what stands between the public port and the app: the body
 // deadline, Fly's pinning, the trusted client-address header and write
 // forwarding, outermost first.
-func (w *clusterWiring) front(srv http.Handler, secret []byte) http.Handler {
+func (n *Node) front(srv http.Handler, secret []byte) http.Handler {
 	h := srv
-	if w.lfs.Enabled() {
-		h = w.forwarder(secret).Wrap(h)
+	if n.lfs.Enabled() {
+		h = n.forwarder(secret).Wrap(h)
 	}
-	if w.cfg.ClientIPHeader != "" {
+	if n.cfg.ClientIPHeader != "" {
 		// Outside the forwarder, so that a forwarded write carries the
 		// client's address; inside the pinner, so that it wins over
 		// Fly-Client-IP when another proxy stands in front of Fly's.
-		h = app.TrustClientHeader(w.cfg.ClientIPHeader, h)
+		h = app.TrustClientHeader(n.cfg.ClientIPHeader, h)
 	}
-	if w.cfg.FlyMachineID != "" {
-		h = w.pinner().Wrap(h)
+	if n.cfg.FlyMachineID != "" {
+		h = n.pinner().Wrap(h)
 	}
 	bodyTimeout := app.BodyTimeout
-	if w.cfg.bodyTimeout != 0 {
-		bodyTimeout = w.cfg.bodyTimeout
+	if n.cfg.bodyTimeout != 0 {
+		bodyTimeout = n.cfg.bodyTimeout
 	}
 	return app.ReadBodyWithin(bodyTimeout, h)
 }
 
 // forwarder sends writes that reach this node, when it is a replica, to the
 // primary: proxied locally, answered with fly-replay on Fly.
-func (w *clusterWiring) forwarder(secret []byte) *cluster.Forwarder {
+func (n *Node) forwarder(secret []byte) *cluster.Forwarder {
 	f := &cluster.Forwarder{
 		Secret:    secret,
-		Node:      w.cfg.Node,
-		IsPrimary: w.lfs.IsPrimary,
+		Node:      n.cfg.Node,
+		IsPrimary: n.lfs.IsPrimary,
 		ServeHere: app.ServedOnEveryNode,
 		PrimaryURL: func() string {
-			if p, ok := w.primary(); ok {
+			if p, ok := n.primary(); ok {
 				return p.HTTP
 			}
 			return ""
 		},
-		Logger: w.logger,
+		Logger: n.logger,
 	}
-	if w.cfg.FlyMachineID != "" {
+	if n.cfg.FlyMachineID != "" {
 		f.FlyReplay = func() string {
-			if p, ok := w.primary(); ok && p.Machine != "" {
+			if p, ok := n.primary(); ok && p.Machine != "" {
 				return "instance=" + p.Machine
 			}
 			return ""
@@ -270,26 +242,26 @@ type memberStatus struct {
 	Connections int64  `json:"connections"`
 }
 
-func (w *clusterWiring) status(ctx context.Context) (any, error) {
-	st := clusterStatus{Self: w.cfg.Node, Replication: w.replication()}
-	if p, ok := w.primary(); ok {
+func (n *Node) status(ctx context.Context) (any, error) {
+	st := clusterStatus{Self: n.cfg.Node, Replication: n.replication()}
+	if p, ok := n.primary(); ok {
 		st.Primary = p.Name
 	}
 	var members []cluster.Member
-	if w.members != nil {
-		members = w.members.Members()
+	if n.members != nil {
+		members = n.members.Members()
 	} else {
-		members = []cluster.Member{{Name: w.cfg.Node, Addr: w.httpURL, State: "alive", Meta: w.meta()}}
+		members = []cluster.Member{{Name: n.cfg.Node, Addr: n.httpURL, State: "alive", Meta: n.meta()}}
 	}
 	// Connection counts come from presence, the data every tab is told.
-	conns := w.hub.NodeConnections()
+	conns := n.hub.NodeConnections()
 	for _, m := range members {
 		role := "replica"
 		if m.Name == st.Primary {
 			role = "primary"
 		}
 		st.Members = append(st.Members, memberStatus{
-			Name: m.Name, Region: m.Region, HTTPURL: w.memberLink(m),
+			Name: m.Name, Region: m.Region, HTTPURL: n.memberLink(m),
 			State: m.State, Role: role, Connections: int64(conns[m.Name]),
 		})
 	}
@@ -303,8 +275,8 @@ func (w *clusterWiring) status(ctx context.Context) (any, error) {
 // machine, its loopback URL, which is the one a person opens; anywhere else
 // a tab pinned to it by name (docs/PROTOCOL.md §3), so that a private
 // address is never shown.
-func (w *clusterWiring) memberLink(m cluster.Member) string {
-	if w.cfg.FlyMachineID != "" && m.Machine != "" {
+func (n *Node) memberLink(m cluster.Member) string {
+	if n.cfg.FlyMachineID != "" && m.Machine != "" {
 		return "/?node=" + url.QueryEscape(m.Machine)
 	}
 	if m.Public != "" {
@@ -336,44 +308,44 @@ func sortMembers(ms []memberStatus) {
 // replication describes this node's copy of the database and whether it
 // hears from the primary, for /readyz and /api/cluster (nil without
 // LiteFS).
-func (w *clusterWiring) replication() *cluster.Replication {
-	if !w.lfs.Enabled() {
+func (n *Node) replication() *cluster.Replication {
+	if !n.lfs.Enabled() {
 		return nil
 	}
 	var view cluster.PrimaryView
-	if w.members != nil {
+	if n.members != nil {
 		// The primary as gossip sees it, in any state: LiteFS names it
 		// (.primary), or failing that its metadata says so.
-		host := w.lfs.Primary()
-		for _, m := range w.members.Members() {
-			if m.Name != w.cfg.Node && (host != "" && m.LiteFS == host || host == "" && m.Primary) {
+		host := n.lfs.Primary()
+		for _, m := range n.members.Members() {
+			if m.Name != n.cfg.Node && (host != "" && m.LiteFS == host || host == "" && m.Primary) {
 				view = cluster.PrimaryView{Name: m.Name, State: m.State, TXID: m.TXID}
 				break
 			}
 		}
 	}
-	r := w.lfs.Replication(view)
+	r := n.lfs.Replication(view)
 	return &r
 }
 
 // replicationReport is replication for app.Config.Replication: a plain
 // nil, not a nil pointer, without LiteFS.
-func (w *clusterWiring) replicationReport() any {
-	if r := w.replication(); r != nil {
+func (n *Node) replicationReport() any {
+	if r := n.replication(); r != nil {
 		return r
 	}
 	return nil
 }
 
 // pinner answers requests pinned to another machine with fly-replay.
-func (w *clusterWiring) pinner() *cluster.Pinner {
+func (n *Node) pinner() *cluster.Pinner {
 	return &cluster.Pinner{
-		Node: w.cfg.Node, Machine: w.cfg.FlyMachineID, Region: w.cfg.Region,
+		Node: n.cfg.Node, Machine: n.cfg.FlyMachineID, Region: n.cfg.Region,
 		MachineOf: func(name string) (string, bool) {
-			if w.members == nil {
+			if n.members == nil {
 				return "", false
 			}
-			for _, m := range w.members.Members() {
+			for _, m := range n.members.Members() {
 				if m.Name == name && m.State == "alive" {
 					return m.Machine, true
 				}
@@ -386,17 +358,17 @@ func (w *clusterWiring) pinner() *cluster.Pinner {
 // migrateOnPromotion applies pending migrations when this node becomes
 // primary while running (a Consul lease moves between candidates): the role
 // is never decided once at start-up.
-func (w *clusterWiring) migrateOnPromotion(ctx context.Context, db *app.DB) {
-	if !w.lfs.Enabled() {
+func (n *Node) migrateOnPromotion(ctx context.Context, db *app.DB) {
+	if !n.lfs.Enabled() {
 		return
 	}
-	was := w.lfs.IsPrimary()
+	was := n.lfs.IsPrimary()
 	every(ctx, 500*time.Millisecond, func() {
-		now := w.lfs.IsPrimary()
+		now := n.lfs.IsPrimary()
 		if now && !was {
-			w.logger.Info("promoted to primary")
+			n.logger.Info("promoted to primary")
 			if err := db.Migrate(ctx); err != nil {
-				w.logger.Error("migrate after promotion", "err", err)
+				n.logger.Error("migrate after promotion", "err", err)
 				return // try again on the next tick
 			}
 		}
@@ -409,15 +381,15 @@ func (w *clusterWiring) migrateOnPromotion(ctx context.Context, db *app.DB) {
 // this sweep catches a lost packet. The cookie stops authenticating at once
 // everywhere (the session row is gone); its open sockets close within one
 // interval at worst.
-func (w *clusterWiring) closeEndedSessions(ctx context.Context, interval time.Duration) {
+func (n *Node) closeEndedSessions(ctx context.Context, interval time.Duration) {
 	every(ctx, interval, func() {
-		ended, err := w.sessions.Ended(ctx, w.hub.Sessions())
+		ended, err := n.sessions.Ended(ctx, n.hub.Sessions())
 		if err != nil && ctx.Err() == nil {
-			w.logger.Warn("check open sessions", "err", err)
+			n.logger.Warn("check open sessions", "err", err)
 		}
 		for _, id := range ended {
-			w.sessions.MarkEnded(id)
-			w.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+			n.sessions.MarkEnded(id)
+			n.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 		}
 	})
 }
