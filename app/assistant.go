@@ -27,6 +27,8 @@ import (
 	"sync"
 	"time"
 	"unicode/utf8"
+
+	"notesync/realtime"
 )
 
 // Assistant limits and defaults.
@@ -133,11 +135,7 @@ func (s *Server) handleAssistant(w http.ResponseWriter, r *http.Request, u *Sess
 	}
 	defer s.assistantRuns.Delete(u.ID)
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	realtime.WriteSSEHeader(w)
 	em := &sseEmitter{w: w, rc: http.NewResponseController(w)}
 	em.flush()
 
@@ -244,13 +242,13 @@ func (e *sseEmitter) fail() {
 	e.failed = true
 }
 
-func (e *sseEmitter) write(s string) {
+func (e *sseEmitter) write(frame []byte) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.failed {
 		return
 	}
-	if _, err := io.WriteString(e.w, s); err != nil {
+	if _, err := e.w.Write(frame); err != nil {
 		e.fail()
 		return
 	}
@@ -262,11 +260,11 @@ func (e *sseEmitter) event(name string, v any) {
 	if err != nil {
 		data = []byte(`{}`)
 	}
-	e.write("event: " + name + "\ndata: " + string(data) + "\n\n")
+	e.write(realtime.AppendSSEEvent(nil, name, data, 0))
 }
 
 // comment writes an SSE comment, which clients ignore: a keep-alive.
-func (e *sseEmitter) comment(text string) { e.write(": " + text + "\n\n") }
+func (e *sseEmitter) comment(text string) { e.write(realtime.AppendSSEComment(nil, text)) }
 
 // token streams a piece of the answer text.
 func (e *sseEmitter) token(text string) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"time"
 )
 
@@ -21,20 +20,7 @@ func (t *sseTransport) write(ctx context.Context, m Message) error {
 	if dl, ok := ctx.Deadline(); ok {
 		_ = t.rc.SetWriteDeadline(dl)
 	}
-	if m.Type != "" {
-		t.w.WriteString("event: ")
-		t.w.WriteString(m.Type)
-		t.w.WriteByte('\n')
-	}
-	t.w.WriteString("data: ")
-	t.w.Write(m.Data)
-	t.w.WriteByte('\n')
-	if id := max(m.Version, m.eventID); id > 0 {
-		t.w.WriteString("id: ")
-		t.w.WriteString(strconv.FormatInt(id, 10))
-		t.w.WriteByte('\n')
-	}
-	t.w.WriteByte('\n')
+	t.w.Write(AppendSSEEvent(t.w.AvailableBuffer(), m.Type, m.Data, max(m.Version, m.eventID)))
 	if err := t.w.Flush(); err != nil {
 		return err
 	}
@@ -95,11 +81,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	WriteSSEHeader(w)
 	defer func() {
 		c.Close(StatusGoingAway, "")
 		if e.OnClose != nil {
@@ -120,7 +102,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			// A comment line keeps proxies from timing the stream out and
 			// finds dead peers.
 			_ = rc.SetWriteDeadline(time.Now().Add(e.Hub.WriteTimeout))
-			t.w.WriteString(": ping\n\n")
+			t.w.Write(AppendSSEComment(t.w.AvailableBuffer(), "ping"))
 			if t.w.Flush() != nil || rc.Flush() != nil {
 				return
 			}
@@ -129,7 +111,8 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			ci := c.closeErr
 			c.mu.Unlock()
 			_ = rc.SetWriteDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(t.w, "event: close\ndata: {\"code\":%d,\"reason\":%q}\n\n", int(ci.code), ci.reason)
+			data := fmt.Appendf(nil, `{"code":%d,"reason":%q}`, int(ci.code), ci.reason)
+			t.w.Write(AppendSSEEvent(t.w.AvailableBuffer(), "close", data, 0))
 			_ = t.w.Flush()
 			_ = rc.Flush()
 			return
