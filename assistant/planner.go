@@ -1,4 +1,4 @@
-package app
+package assistant
 
 // The built-in planner: what answers the Assistant when no model server is
 // configured. It understands a small command language (README "Assistant")

@@ -1,4 +1,4 @@
-package app
+package assistant
 
 // An agent driven by any OpenAI-compatible chat-completions server (OpenAI,
 // llama.cpp's server, Ollama, vLLM) with streaming and tool calling.
@@ -23,14 +23,16 @@ var assistantSystemPrompt = `You are the notesync assistant. You work on the sig
 	`When a tool reports a conflict, tell the user what the note says now and do not retry unless they ask. ` +
 	`Answer briefly in plain language and say what you changed.`
 
-// openAIModel is the configuration of one upstream chat-completions server.
-type openAIModel struct {
-	BaseURL   string
-	Model     string
-	APIKey    string
-	Client    *http.Client
-	Timeout   time.Duration // per upstream call
-	MaxRounds int
+// Model is an OpenAI-compatible chat-completions server (OpenAI, llama.cpp's
+// server, Ollama, vLLM), called with streaming and tool calling. Zero limits
+// take their defaults.
+type Model struct {
+	BaseURL    string        // e.g. https://api.openai.com/v1
+	Name       string        // empty: the server's default model
+	APIKey     string        // never logged, never shown
+	HTTPClient *http.Client  // nil: http.DefaultClient
+	Timeout    time.Duration // per model call (DefaultTimeout)
+	MaxRounds  int           // model calls per message (DefaultMaxRounds)
 }
 
 type chatMessage struct {
@@ -72,10 +74,10 @@ type streamChunk struct {
 
 func strp(s string) *string { return &s }
 
-// Run answers msg, executing the model's tool calls through run, for at
+// run answers msg, executing the model's tool calls through run, for at
 // most MaxRounds model calls.
-func (m *openAIModel) Run(ctx context.Context, msg string, run *agentRun) error {
-	rounds := cmp0(m.MaxRounds, defaultAssistantRounds)
+func (m *Model) run(ctx context.Context, msg string, run *agentRun) error {
+	rounds := orDefault(m.MaxRounds, DefaultMaxRounds)
 	tools := make([]map[string]any, len(assistantTools))
 	for i, t := range assistantTools {
 		tools[i] = map[string]any{"type": "function", "function": map[string]any{
@@ -119,16 +121,13 @@ func (m *openAIModel) Run(ctx context.Context, msg string, run *agentRun) error 
 
 // complete makes one streamed chat-completions call: its text is streamed
 // as tokens, and the tool calls it asked for are returned.
-func (m *openAIModel) complete(ctx context.Context, messages []chatMessage, tools []map[string]any, em *sseEmitter) (string, []chatToolCall, error) {
-	timeout := m.Timeout
-	if timeout <= 0 {
-		timeout = defaultAssistantTimeout
-	}
+func (m *Model) complete(ctx context.Context, messages []chatMessage, tools []map[string]any, em *sseEmitter) (string, []chatToolCall, error) {
+	timeout := orDefault(m.Timeout, DefaultTimeout)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	payload := map[string]any{"messages": messages, "tools": tools, "stream": true}
-	if m.Model != "" {
-		payload["model"] = m.Model
+	if m.Name != "" {
+		payload["model"] = m.Name
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {
@@ -144,7 +143,7 @@ func (m *openAIModel) complete(ctx context.Context, messages []chatMessage, tool
 	if m.APIKey != "" {
 		req.Header.Set("Authorization", "Bearer "+m.APIKey)
 	}
-	client := m.Client
+	client := m.HTTPClient
 	if client == nil {
 		client = http.DefaultClient
 	}
@@ -268,7 +267,7 @@ func (m *openAIModel) complete(ctx context.Context, messages []chatMessage, tool
 }
 
 // httpError describes an upstream error answer plainly, never with the key.
-func (m *openAIModel) httpError(resp *http.Response) error {
+func (m *Model) httpError(resp *http.Response) error {
 	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	switch resp.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
@@ -300,7 +299,7 @@ func (m *openAIModel) httpError(resp *http.Response) error {
 }
 
 // redact removes the API key from upstream text.
-func (m *openAIModel) redact(s string) string {
+func (m *Model) redact(s string) string {
 	if m.APIKey != "" {
 		s = strings.ReplaceAll(s, m.APIKey, "[redacted]")
 	}
