@@ -142,7 +142,7 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 	switch p.Op {
 	case "create":
 		say(em, "Creating a note. ")
-		out, err := run.call(ctx, "", "create_note", argsJSON(map[string]any{"body": p.Body}))
+		out, err := run.call(ctx, "", createNote, argsJSON(map[string]any{"body": p.Body}))
 		if err != nil {
 			return err
 		}
@@ -157,9 +157,9 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		_ = json.Unmarshal(b, &r)
 		say(em, fmt.Sprintf("Done: note %d says %s.", r.Note.ID, quote(p.Body)))
 	case "list", "search":
-		name, args := "list_notes", map[string]any{}
+		name, args := listNotes, map[string]any{}
 		if p.Op == "search" {
-			name, args = "search_notes", map[string]any{"query": p.Query}
+			name, args = searchNotes, map[string]any{"query": p.Query}
 			say(em, fmt.Sprintf("Searching your notes for %s. ", quote(p.Query)))
 		} else {
 			say(em, "Listing your notes. ")
@@ -190,7 +190,7 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		if err != nil || !ok {
 			return err
 		}
-		out, err := run.call(ctx, "", "update_note", argsJSON(map[string]any{"id": p.ID, "rev": note.Rev, "body": p.Body}))
+		out, err := run.call(ctx, "", updateNote, argsJSON(map[string]any{"id": p.ID, "rev": note.Rev, "body": p.Body}))
 		if err != nil {
 			return err
 		}
@@ -205,7 +205,7 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		if err != nil || !ok {
 			return err
 		}
-		out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": p.ID, "rev": note.Rev}))
+		out, err := run.call(ctx, "", deleteNote, argsJSON(map[string]any{"id": p.ID, "rev": note.Rev}))
 		if err != nil {
 			return err
 		}
@@ -216,7 +216,7 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		say(em, fmt.Sprintf("Done: note %d is deleted.", p.ID))
 	case "delete_matching":
 		say(em, fmt.Sprintf("Looking for notes about %s. ", quote(p.Query)))
-		out, err := run.call(ctx, "", "search_notes", argsJSON(map[string]any{"query": p.Query}))
+		out, err := run.call(ctx, "", searchNotes, argsJSON(map[string]any{"query": p.Query}))
 		if err != nil {
 			return err
 		}
@@ -234,7 +234,7 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 			if run.calls >= run.maxCalls {
 				break
 			}
-			out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": n.ID, "rev": n.Rev}))
+			out, err := run.call(ctx, "", deleteNote, argsJSON(map[string]any{"id": n.ID, "rev": n.Rev}))
 			if err != nil {
 				return err
 			}
@@ -263,7 +263,7 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 // change names the revision it was made against. ok is false when the read
 // failed; the user has been told why.
 func plannerRead(ctx context.Context, run *agentRun, id int64, what string) (Note, bool, error) {
-	out, err := run.call(ctx, "", "read_note", argsJSON(map[string]any{"id": id}))
+	out, err := run.call(ctx, "", readNote, argsJSON(map[string]any{"id": id}))
 	if err != nil || out.Error != "" {
 		if err == nil {
 			say(run.em, fmt.Sprintf("I could not %s it: %s", what, out.Error))

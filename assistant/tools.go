@@ -78,39 +78,66 @@ func (a *agentRun) call(ctx context.Context, id, name, arguments string) (callOu
 	return out, nil
 }
 
-// toolSpec describes a tool to a model.
+// The tools' names, as a model calls them.
+const (
+	listNotes   = "list_notes"
+	searchNotes = "search_notes"
+	readNote    = "read_note"
+	createNote  = "create_note"
+	updateNote  = "update_note"
+	deleteNote  = "delete_note"
+)
+
+// toolSpec describes a tool to a model, and runs it.
 type toolSpec struct {
 	Name        string
 	Description string
 	Parameters  map[string]any
+	run         func(t *noteTools, ctx context.Context, c toolCall) (any, string, error)
 }
 
+// toolCall is one call of a tool, its arguments read.
+type toolCall struct {
+	id   string
+	name string
+	args toolArgs
+	raw  json.RawMessage
+}
+
+// assistantTools are the tools, in the order they are offered: the one list
+// their names, descriptions and runners come from.
 var assistantTools = []toolSpec{
-	{"list_notes", "List the user's notes, newest first, each with its id and rev (revision).", map[string]any{
-		"type": "object", "properties": map[string]any{}, "additionalProperties": false}},
-	{"search_notes", "Find the user's notes whose text contains the query (case-insensitive), each with its id and rev.", map[string]any{
+	{listNotes, "List the user's notes, newest first, each with its id and rev (revision).", map[string]any{
+		"type": "object", "properties": map[string]any{}, "additionalProperties": false},
+		(*noteTools).list},
+	{searchNotes, "Find the user's notes whose text contains the query (case-insensitive), each with its id and rev.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"query": map[string]any{"type": "string", "description": "text to look for"}},
-		"required": []string{"query"}, "additionalProperties": false}},
-	{"read_note", "Read the note with the given id, with its rev.", map[string]any{
+		"required": []string{"query"}, "additionalProperties": false},
+		(*noteTools).list},
+	{readNote, "Read the note with the given id, with its rev.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"id": map[string]any{"type": "integer", "description": "the note's id"}},
-		"required": []string{"id"}, "additionalProperties": false}},
-	{"create_note", "Create a note with the given text.", map[string]any{
+		"required": []string{"id"}, "additionalProperties": false},
+		(*noteTools).read},
+	{createNote, "Create a note with the given text.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"body": map[string]any{"type": "string", "description": "the note's text, 1 to 10000 characters"}},
-		"required": []string{"body"}, "additionalProperties": false}},
-	{"update_note", "Replace the text of the note with the given id. If the note changed since you read it, nothing is changed and the error says how it reads now.", map[string]any{
+		"required": []string{"body"}, "additionalProperties": false},
+		(*noteTools).create},
+	{updateNote, "Replace the text of the note with the given id. If the note changed since you read it, nothing is changed and the error says how it reads now.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"id":   map[string]any{"type": "integer", "description": "the note's id"},
 			"rev":  map[string]any{"type": "integer", "description": "the note's rev as you read it"},
 			"body": map[string]any{"type": "string", "description": "the new text, 1 to 10000 characters"}},
-		"required": []string{"id", "rev", "body"}, "additionalProperties": false}},
-	{"delete_note", "Delete the note with the given id. If the note changed since you read it, nothing is deleted and the error says how it reads now.", map[string]any{
+		"required": []string{"id", "rev", "body"}, "additionalProperties": false},
+		(*noteTools).update},
+	{deleteNote, "Delete the note with the given id. If the note changed since you read it, nothing is deleted and the error says how it reads now.", map[string]any{
 		"type": "object", "properties": map[string]any{
 			"id":  map[string]any{"type": "integer", "description": "the note's id"},
 			"rev": map[string]any{"type": "integer", "description": "the note's rev as you read it"}},
-		"required": []string{"id", "rev"}, "additionalProperties": false}},
+		"required": []string{"id", "rev"}, "additionalProperties": false},
+		(*noteTools).delete},
 }
 
 // ToolNames lists the names of the tools offered to a model, in order.
@@ -128,9 +155,13 @@ func toolNames() string {
 	return strings.Join(names[:len(names)-1], ", ") + " and " + names[len(names)-1]
 }
 
-// isTool reports whether name is one of assistantTools.
-func isTool(name string) bool {
-	return slices.ContainsFunc(assistantTools, func(t toolSpec) bool { return t.Name == name })
+// tool returns the tool called name.
+func tool(name string) (toolSpec, bool) {
+	i := slices.IndexFunc(assistantTools, func(t toolSpec) bool { return t.Name == name })
+	if i < 0 {
+		return toolSpec{}, false
+	}
+	return assistantTools[i], true
 }
 
 // noteTools runs the tools against Notes as one user.
@@ -151,7 +182,14 @@ type toolArgs struct {
 
 func (a toolArgs) id() (int64, string) { return positiveArg("id", a.ID) }
 
-func (a toolArgs) rev() (int64, string) { return positiveArg("rev", a.Rev) }
+// idRev reads the id and rev arguments of an update or delete.
+func (a toolArgs) idRev() (id, rev int64, msg string) {
+	if id, msg = a.id(); msg != "" {
+		return 0, 0, msg
+	}
+	rev, msg = positiveArg("rev", a.Rev)
+	return id, rev, msg
+}
 
 // positiveArg reads a positive integer argument, tolerating "12" and 12.0.
 func positiveArg(name string, raw json.RawMessage) (int64, string) {
@@ -181,67 +219,76 @@ func (a toolArgs) body() (string, string) {
 
 // idem is the idempotency of one tool call's write: the request and the
 // call id name it, the tool and its arguments fingerprint it.
-func (t *noteTools) idem(callID, name string, args json.RawMessage) Idempotency {
-	sum := sha256.Sum256(args)
-	key := "assistant:" + t.request + ":" + callID
+func (t *noteTools) idem(c toolCall) Idempotency {
+	sum := sha256.Sum256(c.raw)
+	key := "assistant:" + t.request + ":" + c.id
 	if len(key) > 255 {
 		k := sha256.Sum256([]byte(key))
 		key = "assistant:" + hex.EncodeToString(k[:])
 	}
-	return Idempotency{Key: key, Fingerprint: "ASSISTANT " + name + " " + hex.EncodeToString(sum[:])}
+	return Idempotency{Key: key, Fingerprint: "ASSISTANT " + c.name + " " + hex.EncodeToString(sum[:])}
 }
 
 func (t *noteTools) run(ctx context.Context, callID, name string, raw json.RawMessage) (any, string, error) {
-	if !isTool(name) {
+	spec, ok := tool(name)
+	if !ok {
 		return nil, fmt.Sprintf("unknown tool %q; the tools are %s", name, toolNames()), nil
 	}
 	var args toolArgs
 	if err := json.Unmarshal(raw, &args); err != nil {
 		return nil, "arguments must be a JSON object: " + plainJSONError(err), nil
 	}
-	switch name {
-	case "list_notes", "search_notes":
-		return t.list(ctx, name, args)
-	case "read_note":
-		id, msg := args.id()
-		if msg != "" {
-			return nil, msg, nil
-		}
-		note, version, err := t.notes.GetNote(ctx, t.userID, id)
-		if err != nil {
-			return t.failed(ctx, err)
-		}
-		return NoteWrite{Note: note, Version: version}, "", nil
-	case "create_note":
-		body, msg := args.body()
-		if msg != "" {
-			return nil, msg, nil
-		}
-		res, err := t.notes.CreateNote(ctx, t.userID, body, t.idem(callID, name, raw))
-		return t.wrote(ctx, res, err)
-	}
-	// update_note and delete_note change a note as it was read.
-	id, msg := args.id()
+	return spec.run(t, ctx, toolCall{id: callID, name: name, args: args, raw: raw})
+}
+
+// read runs read_note.
+func (t *noteTools) read(ctx context.Context, c toolCall) (any, string, error) {
+	id, msg := c.args.id()
 	if msg != "" {
 		return nil, msg, nil
 	}
-	rev, msg := args.rev()
+	note, version, err := t.notes.GetNote(ctx, t.userID, id)
+	if err != nil {
+		return t.failed(ctx, err)
+	}
+	return NoteWrite{Note: note, Version: version}, "", nil
+}
+
+// create runs create_note.
+func (t *noteTools) create(ctx context.Context, c toolCall) (any, string, error) {
+	body, msg := c.args.body()
 	if msg != "" {
 		return nil, msg, nil
 	}
-	if name == "delete_note" {
-		res, err := t.notes.DeleteNote(ctx, t.userID, id, rev, t.idem(callID, name, raw))
-		if err != nil {
-			return t.failed(ctx, err)
-		}
-		return map[string]any{"deleted": id, "version": res.Version}, "", nil
-	}
-	body, msg := args.body()
-	if msg != "" {
-		return nil, msg, nil
-	}
-	res, err := t.notes.UpdateNote(ctx, t.userID, id, body, rev, t.idem(callID, name, raw))
+	res, err := t.notes.CreateNote(ctx, t.userID, body, t.idem(c))
 	return t.wrote(ctx, res, err)
+}
+
+// update runs update_note: it changes the note as it was read, at rev.
+func (t *noteTools) update(ctx context.Context, c toolCall) (any, string, error) {
+	id, rev, msg := c.args.idRev()
+	if msg != "" {
+		return nil, msg, nil
+	}
+	body, msg := c.args.body()
+	if msg != "" {
+		return nil, msg, nil
+	}
+	res, err := t.notes.UpdateNote(ctx, t.userID, id, body, rev, t.idem(c))
+	return t.wrote(ctx, res, err)
+}
+
+// delete runs delete_note: it deletes the note as it was read, at rev.
+func (t *noteTools) delete(ctx context.Context, c toolCall) (any, string, error) {
+	id, rev, msg := c.args.idRev()
+	if msg != "" {
+		return nil, msg, nil
+	}
+	res, err := t.notes.DeleteNote(ctx, t.userID, id, rev, t.idem(c))
+	if err != nil {
+		return t.failed(ctx, err)
+	}
+	return map[string]any{"deleted": id, "version": res.Version}, "", nil
 }
 
 // wrote turns a write's outcome into a tool result.
@@ -253,13 +300,13 @@ func (t *noteTools) wrote(ctx context.Context, res NoteWrite, err error) (any, s
 }
 
 // list runs list_notes and search_notes.
-func (t *noteTools) list(ctx context.Context, name string, args toolArgs) (any, string, error) {
+func (t *noteTools) list(ctx context.Context, c toolCall) (any, string, error) {
 	query := ""
-	if name == "search_notes" {
-		if args.Query == nil || strings.TrimSpace(*args.Query) == "" {
+	if c.name == searchNotes {
+		if c.args.Query == nil || strings.TrimSpace(*c.args.Query) == "" {
 			return nil, `missing "query"`, nil
 		}
-		query = strings.TrimSpace(*args.Query)
+		query = strings.TrimSpace(*c.args.Query)
 		if utf8.RuneCountInString(query) > maxSearchChars {
 			return nil, fmt.Sprintf(`"query" is over %d characters`, maxSearchChars), nil
 		}
