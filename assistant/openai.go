@@ -1,31 +1,37 @@
 package assistant
 
 // An agent driven by any OpenAI-compatible chat-completions server (OpenAI,
-// llama.cpp's server, Ollama, vLLM) with streaming and tool calling.
+// llama.cpp's server, Ollama, vLLM) with streaming and tool calling. The
+// openai-go library builds the requests, authenticates and decodes the
+// streamed chunks; this file assembles the tool calls from their pieces,
+// runs them, and says in plain words what went wrong.
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"sort"
+	"net/url"
+	"slices"
 	"strings"
 	"time"
+
+	"github.com/openai/openai-go/v3"
+	"github.com/openai/openai-go/v3/option"
+	"github.com/openai/openai-go/v3/packages/ssestream"
+	"github.com/openai/openai-go/v3/shared"
 )
 
-var assistantSystemPrompt = `You are the notesync assistant. You work on the signed-in user's notes, ` +
+var systemPrompt = `You are the notesync assistant. You work on the signed-in user's notes, ` +
 	`only through the tools ` + toolNames() + `. ` +
 	`To change or delete notes described in words, search for them first and use their ids and revs. ` +
 	`When a tool reports a conflict, tell the user what the note says now and do not retry unless they ask. ` +
 	`Answer briefly in plain language and say what you changed.`
 
-// Model is an OpenAI-compatible chat-completions server (OpenAI, llama.cpp's
-// server, Ollama, vLLM), called with streaming and tool calling. Zero limits
-// take their defaults.
+// Model is an OpenAI-compatible chat-completions server, called with
+// streaming and tool calling. Zero limits take their defaults.
 type Model struct {
 	BaseURL    string        // e.g. https://api.openai.com/v1
 	Name       string        // empty: the server's default model
@@ -35,82 +41,50 @@ type Model struct {
 	MaxRounds  int           // model calls per message (DefaultMaxRounds)
 }
 
-type chatMessage struct {
-	Role       string         `json:"role"`
-	Content    *string        `json:"content"`
-	ToolCalls  []chatToolCall `json:"tool_calls,omitempty"`
-	ToolCallID string         `json:"tool_call_id,omitempty"`
-}
+// Bounds on what one model call may send back, so that a runaway server
+// cannot fill the node's memory.
+const (
+	maxAnswerBytes = 8 << 20   // the whole answer, an error answer included
+	maxCallArgs    = 256 << 10 // one tool call's arguments
+	maxAnswerCalls = 64        // tool calls
+)
 
-type chatToolCall struct {
-	ID       string `json:"id"`
-	Type     string `json:"type"`
-	Function struct {
-		Name      string `json:"name"`
-		Arguments string `json:"arguments"`
-	} `json:"function"`
-}
-
-// streamChunk is one `data:` chunk of a streamed chat completion.
-type streamChunk struct {
-	Choices []struct {
-		Delta struct {
-			Content   *string `json:"content"`
-			ToolCalls []struct {
-				Index    *int   `json:"index"`
-				ID       string `json:"id"`
-				Function struct {
-					Name      string `json:"name"`
-					Arguments string `json:"arguments"`
-				} `json:"function"`
-			} `json:"tool_calls"`
-		} `json:"delta"`
-		FinishReason *string `json:"finish_reason"`
-	} `json:"choices"`
-	Error *struct {
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-func strp(s string) *string { return &s }
+// modelCall is a tool call a model asked for.
+type modelCall struct{ id, name, args string }
 
 // run answers msg, executing the model's tool calls through run, for at
 // most MaxRounds model calls.
 func (m *Model) run(ctx context.Context, msg string, run *agentRun) error {
+	chat, err := m.client()
+	if err != nil {
+		return err
+	}
 	rounds := orDefault(m.MaxRounds, DefaultMaxRounds)
-	tools := make([]map[string]any, len(assistantTools))
-	for i, t := range assistantTools {
-		tools[i] = map[string]any{"type": "function", "function": map[string]any{
-			"name": t.Name, "description": t.Description, "parameters": t.Parameters}}
+	params := openai.ChatCompletionNewParams{
+		Model:    m.Name,
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.SystemMessage(systemPrompt), openai.UserMessage(msg)},
+		Tools:    toolParams(),
 	}
-	messages := []chatMessage{
-		{Role: "system", Content: strp(assistantSystemPrompt)},
-		{Role: "user", Content: strp(msg)},
-	}
-	for round := 0; round < rounds; round++ {
-		text, calls, err := m.complete(ctx, messages, tools, run.em)
+	for range rounds {
+		text, calls, err := m.complete(ctx, chat, params, run.em)
 		if err != nil {
 			return err
 		}
 		if len(calls) == 0 {
 			return nil
 		}
-		asst := chatMessage{Role: "assistant", ToolCalls: calls}
-		if text != "" {
-			asst.Content = strp(text)
-		}
-		messages = append(messages, asst)
+		params.Messages = append(params.Messages, assistantMessage(text, calls))
 		overBudget := false
 		for _, c := range calls {
 			if run.calls >= run.maxCalls {
 				overBudget = true
 			}
-			out, err := run.call(ctx, c.ID, c.Function.Name, c.Function.Arguments)
+			out, err := run.call(ctx, c.id, c.name, c.args)
 			if err != nil {
 				return err
 			}
 			content, _ := json.Marshal(out)
-			messages = append(messages, chatMessage{Role: "tool", ToolCallID: c.ID, Content: strp(string(content))})
+			params.Messages = append(params.Messages, openai.ToolMessage(string(content), c.id))
 		}
 		if overBudget {
 			return agentErrorf("stopped: the model asked for more than %d tool calls", run.maxCalls)
@@ -119,176 +93,198 @@ func (m *Model) run(ctx context.Context, msg string, run *agentRun) error {
 	return agentErrorf("stopped: the model was still calling tools after %d rounds", rounds)
 }
 
-// complete makes one streamed chat-completions call: its text is streamed
-// as tokens, and the tool calls it asked for are returned.
-func (m *Model) complete(ctx context.Context, messages []chatMessage, tools []map[string]any, em *sseEmitter) (string, []chatToolCall, error) {
+// client is the chat-completions service at BaseURL. It is built from
+// options alone, so that nothing comes from the environment (OPENAI_API_KEY
+// and its kin): a key meant for OpenAI is never sent to another server. A
+// failed call is not retried: the round and tool-call limits count calls.
+func (m *Model) client() (openai.ChatCompletionService, error) {
+	if _, err := url.Parse(m.BaseURL); err != nil {
+		return openai.ChatCompletionService{}, agentErrorf("the assistant's model server URL is not valid")
+	}
+	opts := []option.RequestOption{
+		option.WithBaseURL(m.BaseURL),
+		option.WithAPIKey(m.APIKey),
+		option.WithMaxRetries(0),
+		option.WithHeader("Accept", "text/event-stream"),
+		option.WithMiddleware(capAnswer),
+	}
+	if m.HTTPClient != nil {
+		opts = append(opts, option.WithHTTPClient(m.HTTPClient))
+	}
+	return openai.NewChatCompletionService(opts...), nil
+}
+
+// toolParams describes assistantTools to the model.
+func toolParams() []openai.ChatCompletionToolUnionParam {
+	out := make([]openai.ChatCompletionToolUnionParam, len(assistantTools))
+	for i, t := range assistantTools {
+		out[i] = openai.ChatCompletionFunctionTool(shared.FunctionDefinitionParam{
+			Name: t.Name, Description: openai.String(t.Description), Parameters: t.Parameters,
+		})
+	}
+	return out
+}
+
+// assistantMessage is the model's answer as the next call's history holds
+// it: its text, if any, and the tool calls it asked for.
+func assistantMessage(text string, calls []modelCall) openai.ChatCompletionMessageParamUnion {
+	var msg openai.ChatCompletionAssistantMessageParam
+	if text != "" {
+		msg.Content.OfString = openai.String(text)
+	}
+	for _, c := range calls {
+		msg.ToolCalls = append(msg.ToolCalls, openai.ChatCompletionMessageToolCallUnionParam{
+			OfFunction: &openai.ChatCompletionMessageFunctionToolCallParam{
+				ID:       c.id,
+				Function: openai.ChatCompletionMessageFunctionToolCallFunctionParam{Name: c.name, Arguments: c.args},
+			},
+		})
+	}
+	return openai.ChatCompletionMessageParamUnion{OfAssistant: &msg}
+}
+
+// complete makes one streamed chat-completions call, within Timeout: its
+// text is streamed as tokens, and the tool calls it asked for are
+// returned.
+func (m *Model) complete(ctx context.Context, chat openai.ChatCompletionService, params openai.ChatCompletionNewParams, em *sseEmitter) (string, []modelCall, error) {
 	timeout := orDefault(m.Timeout, DefaultTimeout)
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	payload := map[string]any{"messages": messages, "tools": tools, "stream": true}
-	if m.Name != "" {
-		payload["model"] = m.Name
-	}
-	body, err := json.Marshal(payload)
-	if err != nil {
-		return "", nil, err
-	}
-	url := strings.TrimRight(m.BaseURL, "/") + "/chat/completions"
-	req, err := http.NewRequestWithContext(cctx, http.MethodPost, url, bytes.NewReader(body))
-	if err != nil {
-		return "", nil, agentErrorf("the assistant's model server URL is not valid")
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "text/event-stream")
-	if m.APIKey != "" {
-		req.Header.Set("Authorization", "Bearer "+m.APIKey)
-	}
-	client := m.HTTPClient
-	if client == nil {
-		client = http.DefaultClient
-	}
-	fail := func(err error) error {
-		if ctx.Err() != nil {
-			return ctx.Err() // the request ended
-		}
-		if errors.Is(err, context.DeadlineExceeded) || cctx.Err() != nil {
-			return agentErrorf("the model server did not answer within %s", timeout)
-		}
-		return agentErrorf("could not reach the model server")
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return "", nil, fail(err)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
+	var resp *http.Response
+	stream := chat.NewStreaming(cctx, params, option.WithResponseInto(&resp))
+	defer stream.Close()
+	if resp != nil && resp.StatusCode != http.StatusOK {
 		return "", nil, m.httpError(resp)
 	}
-
 	var text strings.Builder
-	type partial struct {
-		id, name string
-		args     strings.Builder
-	}
-	calls := map[int]*partial{}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	var calls callParts
 	finished := false
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "data:") {
-			continue // blank separators, comments, event:/id: lines
+	for stream.Next() {
+		chunk := stream.Current()
+		if len(chunk.Choices) == 0 {
+			continue // a usage chunk
 		}
-		data := strings.TrimSpace(strings.TrimPrefix(line, "data:"))
-		if data == "[DONE]" {
+		c := chunk.Choices[0]
+		if c.Delta.Content != "" {
+			text.WriteString(c.Delta.Content)
+			em.token(c.Delta.Content)
+		}
+		if err := calls.add(c.Delta.ToolCalls); err != nil {
+			return "", nil, err
+		}
+		if c.FinishReason != "" {
 			finished = true
-			break
-		}
-		if data == "" {
-			continue
-		}
-		var ch streamChunk
-		if err := json.Unmarshal([]byte(data), &ch); err != nil {
-			return "", nil, agentErrorf("the model server sent a malformed stream chunk")
-		}
-		if ch.Error != nil {
-			return "", nil, agentErrorf("the model server reported an error: %s", m.redact(ch.Error.Message))
-		}
-		if len(ch.Choices) == 0 {
-			continue
-		}
-		c := ch.Choices[0]
-		if c.Delta.Content != nil && *c.Delta.Content != "" {
-			text.WriteString(*c.Delta.Content)
-			em.token(*c.Delta.Content)
-		}
-		for i, tc := range c.Delta.ToolCalls {
-			idx := i
-			if tc.Index != nil {
-				idx = *tc.Index
-			} else if p := calls[idx]; p != nil && tc.ID != "" && p.id != "" && p.id != tc.ID {
-				// Servers that omit index (some Ollama versions) send each
-				// call whole: a new id is a new call.
-				idx = len(calls)
-				for calls[idx] != nil {
-					idx++
-				}
-			}
-			p := calls[idx]
-			if p == nil {
-				if len(calls) >= 64 {
-					return "", nil, agentErrorf("the model server sent too many tool calls")
-				}
-				p = &partial{}
-				calls[idx] = p
-			}
-			if tc.ID != "" {
-				p.id = tc.ID
-			}
-			p.name += tc.Function.Name
-			p.args.WriteString(tc.Function.Arguments)
-			if p.args.Len() > 256<<10 {
-				return "", nil, agentErrorf("the model server sent tool arguments over 256 KiB")
-			}
-		}
-		if c.FinishReason != nil && *c.FinishReason != "" {
-			finished = true // some servers send a usage chunk, then [DONE]
 		}
 	}
-	if err := sc.Err(); err != nil {
-		if errors.Is(err, bufio.ErrTooLong) {
-			return "", nil, agentErrorf("the model server sent a stream line over 1 MiB")
-		}
-		return "", nil, fail(err)
+	if err := stream.Err(); err != nil {
+		return "", nil, m.failure(ctx, cctx, timeout, err)
 	}
 	if !finished {
 		if ctx.Err() != nil || cctx.Err() != nil {
-			return "", nil, fail(cctx.Err())
+			return "", nil, m.failure(ctx, cctx, timeout, cctx.Err())
 		}
 		return "", nil, agentErrorf("the model server's stream ended early")
 	}
-	idxs := make([]int, 0, len(calls))
-	for i := range calls {
+	return text.String(), calls.list(), nil
+}
+
+// callParts assembles the tool calls of a streamed answer. A server sends
+// a call's id and name first and its arguments in pieces, all under the
+// call's index; servers that omit the index (some Ollama versions) send
+// each call whole, so there a new id is a new call.
+type callParts map[int64]*callPart
+
+type callPart struct {
+	id, name string
+	args     strings.Builder
+}
+
+func (p *callParts) add(deltas []openai.ChatCompletionChunkChoiceDeltaToolCall) error {
+	if *p == nil {
+		*p = callParts{}
+	}
+	calls := *p
+	for i, tc := range deltas {
+		idx := int64(i)
+		if tc.JSON.Index.Valid() {
+			idx = tc.Index
+		} else if c := calls[idx]; c != nil && tc.ID != "" && c.id != "" && c.id != tc.ID {
+			idx = int64(len(calls))
+			for calls[idx] != nil {
+				idx++
+			}
+		}
+		c := calls[idx]
+		if c == nil {
+			if len(calls) >= maxAnswerCalls {
+				return agentErrorf("the model server sent too many tool calls")
+			}
+			c = &callPart{}
+			calls[idx] = c
+		}
+		if tc.ID != "" {
+			c.id = tc.ID
+		}
+		c.name += tc.Function.Name
+		c.args.WriteString(tc.Function.Arguments)
+		if c.args.Len() > maxCallArgs {
+			return agentErrorf("the model server sent tool arguments over %d KiB", maxCallArgs>>10)
+		}
+	}
+	return nil
+}
+
+// list returns the calls in the order of their indexes; a call the server
+// gave no id gets one.
+func (p callParts) list() []modelCall {
+	idxs := make([]int64, 0, len(p))
+	for i := range p {
 		idxs = append(idxs, i)
 	}
-	sort.Ints(idxs)
-	out := make([]chatToolCall, 0, len(idxs))
+	slices.Sort(idxs)
+	out := make([]modelCall, len(idxs))
 	for n, i := range idxs {
-		p := calls[i]
-		var c chatToolCall
-		c.ID, c.Type = p.id, "function"
-		if c.ID == "" {
-			c.ID = fmt.Sprintf("call_%d", n+1)
+		c := p[i]
+		out[n] = modelCall{id: c.id, name: c.name, args: c.args.String()}
+		if out[n].id == "" {
+			out[n].id = fmt.Sprintf("call_%d", n+1)
 		}
-		c.Function.Name, c.Function.Arguments = p.name, p.args.String()
-		out = append(out, c)
 	}
-	return text.String(), out, nil
+	return out
+}
+
+// failure says plainly why a model call failed, or ends the run when the
+// request is over.
+func (m *Model) failure(ctx, cctx context.Context, timeout time.Duration, err error) error {
+	var streamErr *ssestream.StreamError
+	var syntaxErr *json.SyntaxError
+	var typeErr *json.UnmarshalTypeError
+	switch {
+	case ctx.Err() != nil:
+		return ctx.Err() // the request ended
+	case cctx.Err() != nil || errors.Is(err, context.DeadlineExceeded):
+		return agentErrorf("the model server did not answer within %s", timeout)
+	case errors.As(err, &streamErr):
+		if detail := m.redact(errorDetail(streamErr.Event.Data)); detail != "" {
+			return agentErrorf("the model server reported an error: %s", detail)
+		}
+		return agentErrorf("the model server reported an error")
+	case errors.As(err, &syntaxErr), errors.As(err, &typeErr):
+		return agentErrorf("the model server sent a malformed stream chunk")
+	case errors.Is(err, errAnswerTooLarge):
+		return agentErrorf("the model server sent over %d MiB in one answer", maxAnswerBytes>>20)
+	}
+	return agentErrorf("could not reach the model server")
 }
 
 // httpError describes an upstream error answer plainly, never with the key.
 func (m *Model) httpError(resp *http.Response) error {
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
 	switch resp.StatusCode {
 	case http.StatusUnauthorized, http.StatusForbidden:
 		return agentErrorf("the model server refused the assistant's API key (HTTP %d)", resp.StatusCode)
 	}
-	var e struct {
-		Error json.RawMessage `json:"error"`
-	}
-	detail := ""
-	if json.Unmarshal(raw, &e) == nil && len(e.Error) > 0 {
-		var obj struct {
-			Message string `json:"message"`
-		}
-		var s string
-		if json.Unmarshal(e.Error, &obj) == nil && obj.Message != "" {
-			detail = obj.Message
-		} else if json.Unmarshal(e.Error, &s) == nil {
-			detail = s
-		}
-	}
-	detail = m.redact(detail)
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	detail := m.redact(errorDetail(raw))
 	if r := []rune(detail); len(r) > 300 {
 		detail = string(r[:300]) + "…"
 	}
@@ -298,10 +294,62 @@ func (m *Model) httpError(resp *http.Response) error {
 	return agentErrorf("the model server answered HTTP %d", resp.StatusCode)
 }
 
+// errorDetail is the message of {"error": {"message": "..."}} or
+// {"error": "..."}, or "".
+func errorDetail(raw []byte) string {
+	var e struct {
+		Error json.RawMessage `json:"error"`
+	}
+	if json.Unmarshal(raw, &e) != nil || len(e.Error) == 0 {
+		return ""
+	}
+	var obj struct {
+		Message string `json:"message"`
+	}
+	var s string
+	if json.Unmarshal(e.Error, &obj) == nil && obj.Message != "" {
+		return obj.Message
+	}
+	if json.Unmarshal(e.Error, &s) == nil {
+		return s
+	}
+	return ""
+}
+
 // redact removes the API key from upstream text.
 func (m *Model) redact(s string) string {
 	if m.APIKey != "" {
 		s = strings.ReplaceAll(s, m.APIKey, "[redacted]")
 	}
 	return s
+}
+
+// errAnswerTooLarge is the read error of an answer over maxAnswerBytes.
+var errAnswerTooLarge = errors.New("model server answer over the size limit")
+
+// capAnswer is a middleware that bounds each answer's body to
+// maxAnswerBytes.
+func capAnswer(req *http.Request, next option.MiddlewareNext) (*http.Response, error) {
+	resp, err := next(req)
+	if err == nil && resp.Body != nil {
+		resp.Body = &cappedBody{ReadCloser: resp.Body, left: maxAnswerBytes}
+	}
+	return resp, err
+}
+
+type cappedBody struct {
+	io.ReadCloser
+	left int64
+}
+
+func (b *cappedBody) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		return 0, errAnswerTooLarge
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.ReadCloser.Read(p)
+	b.left -= int64(n)
+	return n, err
 }
