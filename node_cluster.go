@@ -153,23 +153,7 @@ func (n *Node) primary() (cluster.Member, bool) {
 	if n.members == nil {
 		return cluster.Member{}, false
 	}
-	host := n.lfs.Primary()
-	var fallback *cluster.Member
-	for _, m := range n.members.Members() {
-		if m.State != "alive" {
-			continue
-		}
-		if host != "" && m.LiteFS == host {
-			return m, true
-		}
-		if m.Primary && fallback == nil {
-			fallback = &m
-		}
-	}
-	if fallback != nil {
-		return *fallback, true
-	}
-	return cluster.Member{}, false
+	return n.members.Primary(n.lfs.Primary())
 }
 
 // front is what stands between the public port and the app: the body
@@ -314,15 +298,7 @@ func (n *Node) replication() *cluster.Replication {
 	}
 	var view cluster.PrimaryView
 	if n.members != nil {
-		// The primary as gossip sees it, in any state: LiteFS names it
-		// (.primary), or failing that its metadata says so.
-		host := n.lfs.Primary()
-		for _, m := range n.members.Members() {
-			if m.Name != n.cfg.Node && (host != "" && m.LiteFS == host || host == "" && m.Primary) {
-				view = cluster.PrimaryView{Name: m.Name, State: m.State, TXID: m.TXID}
-				break
-			}
-		}
+		view = n.members.PrimaryView(n.lfs.Primary())
 	}
 	r := n.lfs.Replication(view)
 	return &r
