@@ -18,8 +18,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-
-	"notesync/cluster"
 )
 
 func TestSlowBodies(t *testing.T) {
@@ -153,28 +151,6 @@ func TestClusterStatusShowsNoAddresses(t *testing.T) {
 	// The panel's link to the node: on this machine, its loopback URL.
 	if st.Members[0]["http_url"] != n.URL {
 		t.Errorf("http_url %v, want %s", st.Members[0]["http_url"], n.URL)
-	}
-
-	w := &Node{cfg: &config{}}
-	for _, m := range []struct {
-		member cluster.Member
-		fly    bool
-		want   string
-	}{
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://localhost:8082"}}, false, "http://localhost:8082"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.0.0.7:8080"}}, false, "/?node=node2"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://node2.internal:8080"}}, false, "/?node=node2"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.77.0.2:8082", Public: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
-		{cluster.Member{Name: "148e21ea7e4389", Meta: cluster.Meta{HTTP: "http://[fdaa::2]:8080", Machine: "148e21ea7e4389"}}, true, "/?node=148e21ea7e4389"},
-	} {
-		w.cfg.FlyMachineID = ""
-		if m.fly {
-			w.cfg.FlyMachineID = "e784079b449483"
-		}
-		if got := w.memberLink(m.member); got != m.want {
-			t.Errorf("%s (fly %v): link %q, want %q", m.member.HTTP, m.fly, got, m.want)
-		}
 	}
 }
 

@@ -240,8 +240,8 @@ func (n *Node) openHTTP(context.Context) error {
 		Node:            n.cfg.Node,
 		Region:          n.cfg.Region,
 		Ready:           n.ready,
-		Replication:     n.replicationReport,
-		ClusterStatus:   n.status,
+		Cluster:         n,
+		Fly:             n.cfg.FlyMachineID != "",
 		EndSession:      n.endSession,
 		SignupLimit:     n.cfg.SignupLimit,
 		HSTS:            n.cfg.FlyMachineID != "", // fly.toml: force_https

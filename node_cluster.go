@@ -1,13 +1,9 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
-	"net"
 	"net/http"
-	"net/url"
-	"slices"
 	"time"
 
 	"notesync/app"
@@ -145,6 +141,26 @@ func (n *Node) ready(ctx context.Context) error {
 
 var errNotJoined = errors.New("not joined to the cluster yet")
 
+// Members lists every node of the cluster, this one included: the node is
+// app's ClusterInfo, with Primary and Replication.
+func (n *Node) Members() []cluster.Member {
+	if n.members == nil {
+		return []cluster.Member{{Name: n.cfg.Node, Addr: n.httpURL, State: "alive", Meta: n.meta()}}
+	}
+	return n.members.Members()
+}
+
+// Connections counts each node's open connections, from presence.
+func (n *Node) Connections() map[string]int { return n.hub.NodeConnections() }
+
+// Primary names the node that takes writes, "" when none is known.
+func (n *Node) Primary() string {
+	p, _ := n.primary()
+	return p.Name
+}
+
+var _ app.ClusterInfo = (*Node)(nil)
+
 // primary returns the member that holds the LiteFS lease, if known.
 func (n *Node) primary() (cluster.Member, bool) {
 	if n.lfs.IsPrimary() {
@@ -207,92 +223,10 @@ func (n *Node) forwarder(secret []byte) *cluster.Forwarder {
 	return f
 }
 
-// clusterStatus is the answer of GET /api/cluster.
-type clusterStatus struct {
-	Self        string               `json:"self"`
-	Primary     string               `json:"primary"`
-	Members     []memberStatus       `json:"members"`
-	Replication *cluster.Replication `json:"replication,omitempty"`
-}
-
-// memberStatus shows no address of a member's: gossip and private
-// addresses are of no use to a browser and tell an attacker where to look.
-type memberStatus struct {
-	Name        string `json:"name"`
-	Region      string `json:"region"`
-	HTTPURL     string `json:"http_url"` // see memberLink
-	State       string `json:"state"`
-	Role        string `json:"role"`
-	Connections int64  `json:"connections"`
-}
-
-func (n *Node) status(ctx context.Context) (any, error) {
-	st := clusterStatus{Self: n.cfg.Node, Replication: n.replication()}
-	if p, ok := n.primary(); ok {
-		st.Primary = p.Name
-	}
-	var members []cluster.Member
-	if n.members != nil {
-		members = n.members.Members()
-	} else {
-		members = []cluster.Member{{Name: n.cfg.Node, Addr: n.httpURL, State: "alive", Meta: n.meta()}}
-	}
-	// Connection counts come from presence, the data every tab is told.
-	conns := n.hub.NodeConnections()
-	for _, m := range members {
-		role := "replica"
-		if m.Name == st.Primary {
-			role = "primary"
-		}
-		st.Members = append(st.Members, memberStatus{
-			Name: m.Name, Region: m.Region, HTTPURL: n.memberLink(m),
-			State: m.State, Role: role, Connections: int64(conns[m.Name]),
-		})
-	}
-	sortMembers(st.Members)
-	return st, nil
-}
-
-// memberLink is where the page's cluster panel sends a person to reach
-// member m: on Fly, the app's own URL pinned to the member's machine; the
-// URL its operator gave browsers (-public-url); on a cluster on this
-// machine, its loopback URL, which is the one a person opens; anywhere else
-// a tab pinned to it by name (docs/PROTOCOL.md §3), so that a private
-// address is never shown.
-func (n *Node) memberLink(m cluster.Member) string {
-	if n.cfg.FlyMachineID != "" && m.Machine != "" {
-		return "/?node=" + url.QueryEscape(m.Machine)
-	}
-	if m.Public != "" {
-		return m.Public
-	}
-	if u, err := url.Parse(m.HTTP); err == nil && u.Host != "" {
-		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || ip != nil && ip.IsLoopback() {
-			return m.HTTP
-		}
-	}
-	return "/?node=" + url.QueryEscape(m.Name)
-}
-
-// sortMembers puts the members in the order every node answers with: the
-// primary first, then by name. Gossip lists them in an order of its own,
-// which differs from node to node and from one call to the next.
-func sortMembers(ms []memberStatus) {
-	slices.SortStableFunc(ms, func(a, b memberStatus) int {
-		if pa, pb := a.Role == "primary", b.Role == "primary"; pa != pb {
-			if pa {
-				return -1
-			}
-			return 1
-		}
-		return cmp.Compare(a.Name, b.Name)
-	})
-}
-
-// replication describes this node's copy of the database and whether it
+// Replication describes this node's copy of the database and whether it
 // hears from the primary, for /readyz and /api/cluster (nil without
 // LiteFS).
-func (n *Node) replication() *cluster.Replication {
+func (n *Node) Replication() *cluster.Replication {
 	if !n.lfs.Enabled() {
 		return nil
 	}
@@ -302,15 +236,6 @@ func (n *Node) replication() *cluster.Replication {
 	}
 	r := n.lfs.Replication(view)
 	return &r
-}
-
-// replicationReport is replication for app.Config.Replication: a plain
-// nil, not a nil pointer, without LiteFS.
-func (n *Node) replicationReport() any {
-	if r := n.replication(); r != nil {
-		return r
-	}
-	return nil
 }
 
 // pinner answers requests pinned to another machine with fly-replay.

@@ -37,14 +37,13 @@ type Config struct {
 	// The database is always checked as well.
 	Ready func(ctx context.Context) error
 
-	// Replication, if set, describes this node's copy of the database for
-	// /readyz (nil: nothing to say). A replica that cannot hear from the
-	// primary stays ready (it serves what it has) and says so there.
-	Replication func() any
-
-	// ClusterStatus, if set, answers GET /api/cluster; by default the node
-	// describes itself as a cluster of one.
-	ClusterStatus func(ctx context.Context) (any, error)
+	// Cluster, if set, answers GET /api/cluster and adds the node's
+	// replication to /readyz; without it the node describes itself as a
+	// cluster of one.
+	Cluster ClusterInfo
+	// Fly tells that the node runs on Fly.io, where the cluster view links
+	// a member by pinning a tab to its machine.
+	Fly bool
 
 	// EndSession, if set, is called after a log-out, to close the session's
 	// open connections on every node. By default only this node's are
