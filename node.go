@@ -349,7 +349,7 @@ func (n *Node) jobs() []func(context.Context) {
 		func(ctx context.Context) { n.lfs.Watch(ctx, 50*time.Millisecond, func(uint64) { n.feed.Poke() }) },
 		n.refreshMeta,
 		n.signalChanges,
-		func(ctx context.Context) { n.closeEndedSessions(ctx, 15*time.Second) },
+		func(ctx context.Context) { n.sessions.SweepEnded(ctx, n.hub, 15*time.Second, n.logger) },
 		func(ctx context.Context) { n.migrateOnPromotion(ctx, n.db) },
 	}
 }

@@ -27,11 +27,8 @@ func (n *Node) openMembership() error {
 		MetaFunc:  n.meta,
 		// Another node committed a change: look at our replica now rather
 		// than at the next position check.
-		OnChanged: func(cluster.Changed) { n.feed.Poke() },
-		OnEndSession: func(id string) {
-			n.sessions.MarkEnded(id)
-			n.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
-		},
+		OnChanged:    func(cluster.Changed) { n.feed.Poke() },
+		OnEndSession: func(id string) { n.sessions.EndHere(id, n.hub) },
 		// Ephemeral messages and presence: realtime's own, carried.
 		OnEphemeral: n.hub.Receive,
 		OnJoin:      n.hub.PeerJoined,
@@ -121,8 +118,7 @@ func (n *Node) signalChanges(ctx context.Context) {
 
 // endSession closes a session's sockets here and on every other node.
 func (n *Node) endSession(id string) {
-	n.sessions.MarkEnded(id)
-	n.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+	n.sessions.EndHere(id, n.hub)
 	if n.members != nil {
 		n.members.PublishEndSession(id)
 	}
@@ -274,23 +270,5 @@ func (n *Node) migrateOnPromotion(ctx context.Context, db *app.DB) {
 			}
 		}
 		was = now
-	})
-}
-
-// closeEndedSessions closes, every interval, the sockets of sessions that
-// ended elsewhere: log-out on another node tells this one over gossip, and
-// this sweep catches a lost packet. The cookie stops authenticating at once
-// everywhere (the session row is gone); its open sockets close within one
-// interval at worst.
-func (n *Node) closeEndedSessions(ctx context.Context, interval time.Duration) {
-	every(ctx, interval, func() {
-		ended, err := n.sessions.Ended(ctx, n.hub.Sessions())
-		if err != nil && ctx.Err() == nil {
-			n.logger.Warn("check open sessions", "err", err)
-		}
-		for _, id := range ended {
-			n.sessions.MarkEnded(id)
-			n.hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
-		}
 	})
 }

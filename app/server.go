@@ -129,7 +129,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.EndSession == nil {
 		s.EndSession = func(id string) {
-			s.Hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+			s.Sessions.EndHere(id, s.Hub)
 		}
 	}
 	version := cfg.Store.Version
