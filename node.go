@@ -33,6 +33,7 @@ type Node struct {
 	secret    []byte
 	lfs       *cluster.LiteFS
 	lfsTx     chan struct{} // one slot: LiteFS applied a transaction
+	promoted  chan struct{} // one slot: LiteFS made this node the primary
 	db        *app.DB
 	hub       *realtime.Hub
 	metrics   *app.Metrics
@@ -125,6 +126,13 @@ func (n *Node) openLiteFS(ctx context.Context) error {
 	done := make(chan struct{})
 	n.onClose("LiteFS event stream", func() error { stop(); <-done; return nil })
 	n.lfsTx = make(chan struct{}, 1)
+	n.promoted = make(chan struct{}, 1)
+	n.lfs.OnPromoted = func() {
+		select {
+		case n.promoted <- struct{}{}:
+		default:
+		}
+	}
 	go func() {
 		defer close(done)
 		n.lfs.FollowEvents(events, func() {
@@ -350,6 +358,6 @@ func (n *Node) jobs() []func(context.Context) {
 		n.refreshMeta,
 		n.signalChanges,
 		func(ctx context.Context) { n.sessions.SweepEnded(ctx, n.hub, 15*time.Second, n.logger) },
-		func(ctx context.Context) { n.migrateOnPromotion(ctx, n.db) },
+		n.migrateOnPromotion,
 	}
 }

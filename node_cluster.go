@@ -252,23 +252,30 @@ func (n *Node) pinner() *cluster.Pinner {
 	}
 }
 
-// migrateOnPromotion applies pending migrations when this node becomes
-// primary while running (a Consul lease moves between candidates): the role
-// is never decided once at start-up.
-func (n *Node) migrateOnPromotion(ctx context.Context, db *app.DB) {
-	if !n.lfs.Enabled() {
-		return
-	}
-	was := n.lfs.IsPrimary()
-	every(ctx, 500*time.Millisecond, func() {
-		now := n.lfs.IsPrimary()
-		if now && !was {
-			n.logger.Info("promoted to primary")
-			if err := db.Migrate(ctx); err != nil {
-				n.logger.Error("migrate after promotion", "err", err)
-				return // try again on the next tick
+// migrateOnPromotion applies pending migrations each time LiteFS says
+// this node became the primary while running (a Consul lease moved
+// between candidates): the role is never decided once at start-up. A
+// migration that fails is tried again every second while the node stays
+// primary.
+func (n *Node) migrateOnPromotion(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.promoted:
+		}
+		n.logger.Info("promoted to primary")
+		for n.lfs.IsPrimary() {
+			err := n.db.Migrate(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			n.logger.Error("migrate after promotion", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
 			}
 		}
-		was = now
-	})
+	}
 }
