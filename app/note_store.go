@@ -20,7 +20,8 @@ type Store struct {
 	// OnCommit, if set, is called after every committed change to a
 	// user's notes (never before the commit) with the version it reached,
 	// so the change feed, and other nodes, can push it at once. It must not
-	// block.
+	// block. Like ObserveBatch, it is set before the first write: the
+	// writer goroutine that calls it starts then.
 	OnCommit func(userID, version int64)
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
@@ -34,20 +35,26 @@ type Store struct {
 
 	writes     chan *writeReq
 	writerDone chan struct{}
+	startOnce  sync.Once // the writer starts with the first write
 	closeOnce  sync.Once
 }
 
-// NewStore returns a Store over db and starts its writer; Close stops it.
+// NewStore returns a Store over db. Its writer starts with the first write,
+// so the hooks set before it are in place when it runs; Close stops it.
 func NewStore(db *DB, node string) *Store {
-	s := &Store{db: db, Node: node, BcryptCost: 10, now: time.Now,
+	return &Store{db: db, Node: node, BcryptCost: 10, now: time.Now,
 		writes: make(chan *writeReq, MaxBatch), writerDone: make(chan struct{})}
-	go s.runWriter()
-	return s
+}
+
+// startWriter starts the writer goroutine, once.
+func (s *Store) startWriter() {
+	s.startOnce.Do(func() { go s.runWriter() })
 }
 
 // Close stops the writer after the writes already queued. No write may be
 // started after Close.
 func (s *Store) Close() {
+	s.startWriter() // so that writerDone closes
 	s.closeOnce.Do(func() { close(s.writes) })
 	<-s.writerDone
 }
