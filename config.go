@@ -73,9 +73,8 @@ type config struct {
 	BcryptCost int // 0: app.Store's default
 
 	// Test hooks.
-	refuseWebSocket bool
-	bodyTimeout     time.Duration // default app.BodyTimeout
-	ready           chan<- string // receives the listening address
+	bodyTimeout time.Duration // default app.BodyTimeout
+	ready       chan<- string // receives the listening address
 }
 
 // bcryptFloor is the lowest bcrypt cost a node accepts outside -benchmark.

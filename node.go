@@ -239,21 +239,20 @@ func (n *Node) openCluster(context.Context) error {
 
 func (n *Node) openHTTP(context.Context) error {
 	srv, err := app.NewServer(app.Config{
-		Store:           n.store,
-		Sessions:        n.sessions,
-		Feed:            n.feed,
-		Hub:             n.hub,
-		Metrics:         n.metrics,
-		Logger:          n.logger,
-		Node:            n.cfg.Node,
-		Region:          n.cfg.Region,
-		Ready:           n.ready,
-		Cluster:         n,
-		Fly:             n.cfg.FlyMachineID != "",
-		EndSession:      n.endSession,
-		SignupLimit:     n.cfg.SignupLimit,
-		HSTS:            n.cfg.FlyMachineID != "", // fly.toml: force_https
-		RefuseWebSocket: n.cfg.refuseWebSocket,
+		Store:       n.store,
+		Sessions:    n.sessions,
+		Feed:        n.feed,
+		Hub:         n.hub,
+		Metrics:     n.metrics,
+		Logger:      n.logger,
+		Node:        n.cfg.Node,
+		Region:      n.cfg.Region,
+		Ready:       n.ready,
+		Cluster:     n,
+		Fly:         n.cfg.FlyMachineID != "",
+		EndSession:  n.endSession,
+		SignupLimit: n.cfg.SignupLimit,
+		HSTS:        n.cfg.FlyMachineID != "", // fly.toml: force_https
 
 		AssistantBaseURL: n.cfg.AssistantBaseURL,
 		AssistantModel:   n.cfg.AssistantModel,

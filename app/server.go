@@ -67,10 +67,6 @@ type Config struct {
 	// https (Fly.io).
 	HSTS bool
 
-	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
-	// fallback in tests.
-	RefuseWebSocket bool
-
 	// Assistant (POST /api/assistant). With AssistantBaseURL empty the
 	// built-in planner answers; otherwise the OpenAI-compatible
 	// chat-completions server at that URL, with AssistantModel and
@@ -149,10 +145,9 @@ func NewServer(cfg Config) (*Server, error) {
 		CatchUp: func(v int64) realtime.Message {
 			return NoteChangedMessage(Change{Op: OpSync, Version: v, Node: cfg.Node})
 		},
-		OnMessage:       onClientMessage,
-		Node:            cfg.Node,
-		Region:          cfg.Region,
-		RefuseWebSocket: cfg.RefuseWebSocket,
+		OnMessage: onClientMessage,
+		Node:      cfg.Node,
+		Region:    cfg.Region,
 	}
 	s.handler = s.routes()
 	return s, nil
