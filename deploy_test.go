@@ -35,6 +35,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"gopkg.in/yaml.v3"
 
+	"notesync/cluster"
 	"notesync/internal/testenv"
 )
 
@@ -1153,7 +1154,7 @@ func (s *syncBuffer) String() string {
 // a stand-in script that records the environment it was started with.
 func startLiteFS(t *testing.T, fc *flyConfig, image map[string]string, m flyMachine, consulURL string) *litefsRun {
 	t.Helper()
-	bin, err := litefsBinary()
+	bin, err := cluster.LiteFSBinary(os.Getenv("LITEFS_BIN"))
 	if err != nil {
 		t.Fatal(err)
 	}

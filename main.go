@@ -14,10 +14,8 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 
 	"notesync/cluster"
@@ -38,7 +36,7 @@ func main() {
 // run starts one node and serves until ctx ends.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	if len(args) > 0 && args[0] == "cluster" {
-		return runCluster(ctx, args[1:], os.Stdin, stdout, stderr)
+		return runCluster(ctx, args[1:], getenv, os.Stdin, stdout, stderr)
 	}
 	cfg, err := parseConfig(args, getenv, stdout)
 	if err != nil {
@@ -50,7 +48,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 // runCluster is `notesync cluster`: a local cluster of N nodes, each under
 // its own LiteFS mount, until ctx ends. With -netns each node has a network
 // of its own, and stdin takes fault commands (docs/PROTOCOL.md §10).
-func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+func runCluster(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, -h is answered by parseFlags
 	n := fs.Int("n", 3, "number of nodes")
@@ -94,7 +92,7 @@ func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	if err != nil {
 		return err
 	}
-	litefs, err := litefsBinary()
+	litefs, err := cluster.LiteFSBinary(getenv("LITEFS_BIN"))
 	if err != nil {
 		return err
 	}
@@ -103,18 +101,4 @@ func runCluster(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		Input: stdin, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}
 	return l.Run(ctx)
-}
-
-// litefsBinary builds (or finds, cached) the LiteFS pinned in go.mod's tool
-// line, so nothing needs installing. It runs the binary directly rather
-// than through `go tool`, whose wrapper would orphan LiteFS on SIGKILL.
-func litefsBinary() (string, error) {
-	if p := os.Getenv("LITEFS_BIN"); p != "" {
-		return p, nil
-	}
-	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
-	if err != nil {
-		return "", fmt.Errorf("build litefs with `go tool -n litefs`: %w (set LITEFS_BIN to use another binary)", err)
-	}
-	return strings.TrimSpace(string(out)), nil
 }

@@ -8,13 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,14 +24,13 @@ import (
 	"github.com/coder/websocket"
 
 	"notesync/cluster"
+	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
 )
 
 // localCluster is a cluster of real nodes under LiteFS for one test.
 type localCluster struct {
 	*cluster.Launcher
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // startCluster builds the binary and starts n nodes on a loopback address
@@ -49,30 +46,21 @@ func startCluster(t testing.TB, n int, env ...string) *localCluster {
 func newLauncher(t testing.TB, n int, env ...string) *cluster.Launcher {
 	t.Helper()
 	testenv.NeedFUSE(t)
-	b := buildBinaries(t)
-	return &cluster.Launcher{
-		N: n, BasePort: 18081, Host: randomLoopback(), Dir: filepath.Join(t.TempDir(), "nodes"),
-		Exe: b.exe, LiteFS: b.litefs, Config: b.config,
-		ExtraEnv: append([]string{"LOG_LEVEL=warn"}, nonEmpty(env)...),
-	}
+	return localcluster.Launcher(buildBinaries(t), n, filepath.Join(t.TempDir(), "nodes"),
+		append([]string{"LOG_LEVEL=warn"}, nonEmpty(env)...)...)
 }
 
 // runLauncher starts l and its supervisor, and stops both when the test
 // ends, checking that no mount is left behind.
 func runLauncher(t testing.TB, l *cluster.Launcher) *localCluster {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := l.Start(ctx); err != nil {
-		cancel()
+	stop, err := localcluster.Run(context.Background(), l)
+	if err != nil {
 		dumpLogs(t, l.Dir)
 		t.Fatal(err)
 	}
-	c := &localCluster{Launcher: l, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(c.done); l.Supervise(ctx) }()
 	t.Cleanup(func() {
-		c.cancel()
-		<-c.done
-		l.Stop()
+		stop()
 		if t.Failed() {
 			dumpLogs(t, l.Dir)
 		}
@@ -81,38 +69,22 @@ func runLauncher(t testing.TB, l *cluster.Launcher) *localCluster {
 			t.Errorf("a LiteFS mount under %s is left behind", l.Dir)
 		}
 	})
-	return c
-}
-
-// binaries are the notesync and litefs binaries a test runs.
-type binaries struct {
-	exe, litefs, config string
+	return &localCluster{Launcher: l}
 }
 
 // buildBinaries builds notesync from the repository into a temporary
 // directory and finds the LiteFS binary pinned in go.mod.
-func buildBinaries(t testing.TB) binaries {
+func buildBinaries(t testing.TB) localcluster.Binaries {
 	t.Helper()
-	root, err := filepath.Abs("..")
+	exe, err := localcluster.Build(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe := filepath.Join(t.TempDir(), "notesync")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
+	b, err := localcluster.Find(exe)
 	if err != nil {
-		t.Fatalf("go tool -n litefs: %v", err)
+		t.Fatal(err)
 	}
-	return binaries{exe: exe, litefs: strings.TrimSpace(string(out)), config: filepath.Join(root, "litefs.yml")}
-}
-
-// randomLoopback is a loopback address for one test run.
-func randomLoopback() string {
-	return fmt.Sprintf("127.0.%d.%d", 10+rand.IntN(200), 2+rand.IntN(250))
+	return b
 }
 
 func dumpLogs(t testing.TB, dir string) {

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
 )
 
@@ -184,9 +185,9 @@ func TestLauncherLeavesAMountInUseAlone(t *testing.T) {
 	testenv.NeedFUSE(t)
 	b := buildBinaries(t)
 	dir := filepath.Join(t.TempDir(), "cluster")
-	host := randomLoopback()
-	crashed := startCLI(t, b.exe, append(os.Environ(), "LITEFS_BIN="+b.litefs),
-		"cluster", "-n", "1", "-dir", dir, "-host", host, "-config", b.config)
+	host := localcluster.RandomLoopback()
+	crashed := startCLI(t, b.Exe, append(os.Environ(), "LITEFS_BIN="+b.LiteFS),
+		"cluster", "-n", "1", "-dir", dir, "-host", host, "-config", b.Config)
 	crashed.waitFor(t, "cluster ready", 90*time.Second)
 	// A shell left in the mount, then the launcher crashes: its LiteFS
 	// stops, but cannot unmount a mount in use.
