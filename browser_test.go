@@ -29,6 +29,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"notesync/internal/apitest"
 	bt "notesync/internal/browsertest"
 )
 
@@ -164,7 +165,7 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 
 	restartAt := time.Now()
 	node = startNode(t, withAddr(addr), withDataDir(dataDir))
-	resp, body := newClient(t, node.URL).do("POST", "/api/notes", "application/json", `{"body":"Written while the tabs were away"}`,
+	resp, body := apitest.New(t, node.URL).Do("POST", "/api/notes", "application/json", `{"body":"Written while the tabs were away"}`,
 		"Cookie", cookie, "Idempotency-Key", fmt.Sprintf("restart-%d", time.Now().UnixNano()))
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /api/notes with the browser's session after the restart: %d %s", resp.StatusCode, body)

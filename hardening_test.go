@@ -17,14 +17,16 @@ import (
 	"testing"
 	"time"
 
+	"notesync/internal/apitest"
+
 	"github.com/coder/websocket"
 )
 
 func TestSlowBodies(t *testing.T) {
 	const within = 500 * time.Millisecond
 	n := startNode(t, func(c *config) { c.bodyTimeout = within })
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
 	host := strings.TrimPrefix(n.URL, "http://")
 
 	// slowPost announces a 1,000-byte body, sends 10 bytes and waits.
@@ -36,7 +38,7 @@ func TestSlowBodies(t *testing.T) {
 		}
 		defer conn.Close()
 		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n0123456789",
-			method, path, host, c.cookieHeader(), contentType)
+			method, path, host, c.Cookie(), contentType)
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(conn)
 		resp, err := http.ReadResponse(br, nil)
@@ -68,7 +70,7 @@ func TestSlowBodies(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/events", nil)
-		req.Header.Set("Cookie", c.cookieHeader())
+		req.Header.Set("Cookie", c.Cookie())
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -77,13 +79,13 @@ func TestSlowBodies(t *testing.T) {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer dcancel()
 		ws, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(n.URL, "http")+"/ws",
-			&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {c.cookieHeader()}}})
+			&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {c.Cookie()}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ws.CloseNow()
 		time.Sleep(3 * within)
-		id, _ := c.createNote("after the deadline")
+		id, _ := c.CreateNote("after the deadline")
 		want := fmt.Sprintf(`"note_id":%d`, id)
 		for { // presence and other messages may come first
 			_, p, err := ws.Read(dctx)
@@ -117,10 +119,10 @@ func TestMetricsApart(t *testing.T) {
 	maddr := l.Addr().String()
 	l.Close()
 	n := startNode(t, func(c *config) { c.MetricsAddr = maddr })
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
 
-	if resp, _ := c.do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := c.Do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/metrics on the public port: %d, want 404", resp.StatusCode)
 	}
 	resp, err := http.Get("http://" + maddr + "/metrics")
@@ -136,9 +138,9 @@ func TestMetricsApart(t *testing.T) {
 
 func TestClusterStatusShowsNoAddresses(t *testing.T) {
 	n := startNode(t)
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
-	resp, body := c.do("GET", "/api/cluster", "", "")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
+	resp, body := c.Do("GET", "/api/cluster", "", "")
 	var st struct {
 		Members []map[string]any `json:"members"`
 	}
@@ -157,8 +159,8 @@ func TestClusterStatusShowsNoAddresses(t *testing.T) {
 func TestDataDirIsPrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "fresh")
 	n := startNode(t, withDataDir(dir))
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1") // a session row: what must not be readable
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1") // a session row: what must not be readable
 	for p, want := range map[string]os.FileMode{
 		dir: 0o700, filepath.Join(dir, "notesync.db"): 0o600, filepath.Join(dir, "session_secret"): 0o600,
 	} {

@@ -24,24 +24,24 @@ import (
 
 // ask posts a message to the assistant and returns its events.
 func (b *browser) ask(msg string) []ssetest.Event {
-	b.t.Helper()
-	req, _ := http.NewRequest("POST", b.base+"/api/assistant", strings.NewReader(mustJSON(map[string]string{"message": msg})))
+	b.T.Helper()
+	req, _ := http.NewRequest("POST", b.Base+"/api/assistant", strings.NewReader(mustJSON(map[string]string{"message": msg})))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.c.Do(req)
+	resp, err := b.HTTP.Do(req)
 	if err != nil {
-		b.t.Fatal(err)
+		b.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		body, _ := io.ReadAll(resp.Body)
-		b.t.Fatalf("assistant: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		b.T.Fatalf("assistant: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
-	return ssetest.Read(b.t, resp.Body)
+	return ssetest.Read(b.T, resp.Body)
 }
 
 func (ts *testServer) notesOf(t *testing.T, b *browser) []Note {
 	t.Helper()
-	resp, body := b.do("GET", "/api/notes", "", "")
+	resp, body := b.Do("GET", "/api/notes", "", "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("list: %d %s", resp.StatusCode, body)
 	}
@@ -189,7 +189,7 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	defer cancel()
 	u, _ := url.Parse(ts.URL)
 	hdr := http.Header{}
-	for _, c := range b.c.Jar.Cookies(u) {
+	for _, c := range b.HTTP.Jar.Cookies(u) {
 		hdr.Add("Cookie", c.Name+"="+c.Value)
 	}
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{HTTPHeader: hdr})
@@ -269,7 +269,7 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	}
 
 	// The page names the model and never carries the key.
-	resp, page := b.do("GET", "/assistant", "", "")
+	resp, page := b.Do("GET", "/assistant", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(page, "fake-model") || strings.Contains(page, "sk-test-secret-key") {
 		t.Errorf("assistant page %d: model named %v, key shown %v", resp.StatusCode, strings.Contains(page, "fake-model"), strings.Contains(page, "sk-test-secret-key"))
 	}
@@ -433,9 +433,9 @@ func TestAssistantAccess(t *testing.T) {
 	ts := newTestServer(t)
 	t.Run("no session: 401 for the API, the page redirects to /login", func(t *testing.T) {
 		b := ts.browser(t)
-		resp, body := b.do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
+		resp, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
 		jsonError(t, resp, body, http.StatusUnauthorized)
-		resp, _ = b.do("GET", "/assistant", "", "")
+		resp, _ = b.Do("GET", "/assistant", "", "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 			t.Errorf("GET /assistant: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -443,7 +443,7 @@ func TestAssistantAccess(t *testing.T) {
 	t.Run("cross-site is refused", func(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("xsite")
-		resp, body := b.do("POST", "/api/assistant", "application/json", `{"message":"create a note to x"}`,
+		resp, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"create a note to x"}`,
 			"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
 		jsonError(t, resp, body, http.StatusForbidden)
 	})
@@ -462,7 +462,7 @@ func TestAssistantAccess(t *testing.T) {
 			{"application/json", mustJSON(map[string]string{"message": strings.Repeat("a", 17<<10)}), 413},
 			{"text/plain", `{"message":"hi"}`, 415},
 		} {
-			resp, body := b.do("POST", "/api/assistant", c.ct, c.body)
+			resp, body := b.Do("POST", "/api/assistant", c.ct, c.body)
 			jsonError(t, resp, body, c.status)
 		}
 	})
@@ -485,7 +485,7 @@ func TestAssistantAccess(t *testing.T) {
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/api/assistant", strings.NewReader(`{"message":"hi"}`))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := b.c.Do(req)
+		resp, err := b.HTTP.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -495,7 +495,7 @@ func TestAssistantAccess(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the agent did not call the model")
 		}
-		r2, body := b.do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
+		r2, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
 		jsonError(t, r2, body, http.StatusConflict)
 
 		// Another user is not held up (the planner answers them).
@@ -512,7 +512,7 @@ func TestAssistantAccess(t *testing.T) {
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			resp, body := b.do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
+			resp, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
 			if resp.StatusCode == 200 {
 				break
 			}
@@ -528,7 +528,7 @@ func TestAssistantPlannerEndToEnd(t *testing.T) {
 	ts := newTestServer(t)
 	b := ts.browser(t)
 	b.signup("planner")
-	resp, page := b.do("GET", "/assistant", "", "")
+	resp, page := b.Do("GET", "/assistant", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(page, "built-in planner") || !strings.Contains(page, `id="event-log"`) {
 		t.Fatalf("page: %d %s", resp.StatusCode, page)
 	}

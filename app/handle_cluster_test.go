@@ -2,9 +2,10 @@ package app
 
 import (
 	"math/rand/v2"
-	"notesync/cluster"
 	"slices"
 	"testing"
+
+	"notesync/cluster"
 )
 
 func TestSortMembersPrimaryFirstThenByName(t *testing.T) {
