@@ -182,6 +182,8 @@ func TestClusterPresence(t *testing.T) {
 		if status != http.StatusNotFound {
 			t.Errorf("bob reporting for alice's SSE tab: %d, want 404", status)
 		}
+		// A presence change goes out within 50 ms, and reaches other nodes in
+		// a packet: 300 ms is room for several.
 		time.Sleep(300 * time.Millisecond)
 		b1.wait(t, time.Second, 1, map[string]int{"node1": 1}, none)
 		a1.wait(t, time.Second, 3, all, map[string]int{"5": 1, "7": 1})
