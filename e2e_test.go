@@ -35,21 +35,15 @@ type event struct {
 // tests look at it on their own).
 func next(t *testing.T, ws *websocket.Conn, d time.Duration) (event, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		_, p, err := ws.Read(ctx)
-		if err != nil {
-			return event{}, err
-		}
-		var e event
-		if err := json.Unmarshal(p, &e); err != nil {
-			t.Fatalf("not JSON: %q", p)
-		}
-		if e.Type != "presence" {
-			return e, nil
-		}
+	p, err := apitest.Next(ws, d)
+	if err != nil {
+		return event{}, err
 	}
+	var e event
+	if err := json.Unmarshal(p, &e); err != nil {
+		t.Fatalf("not JSON: %q", p)
+	}
+	return e, nil
 }
 
 func mustNext(t *testing.T, ws *websocket.Conn) event {

@@ -49,14 +49,8 @@ func (s *Server) assistantLabel() string {
 }
 
 func (s *Server) handleAssistantPage(w http.ResponseWriter, r *http.Request) {
-	u, err := s.identify(r)
-	if err != nil {
-		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return
-	}
-	notes, version, err := s.Store.ListNotes(r.Context(), u.ID)
-	if err != nil {
-		s.writeError(w, r, err)
+	u, notes, version, ok := s.pageNotes(w, r)
+	if !ok {
 		return
 	}
 	s.render(w, r, http.StatusOK, "assistant.html", assistantPage{

@@ -119,18 +119,13 @@ type event struct {
 // read reads one message within d, passing over presence (whose tests
 // look at it on their own).
 func read(ws *websocket.Conn, d time.Duration) (event, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		_, p, err := ws.Read(ctx)
-		if err != nil {
-			return event{}, err
-		}
-		var e event
-		if err := json.Unmarshal(p, &e); err != nil || e.Type != "presence" {
-			return e, err
-		}
+	p, err := apitest.Next(ws, d)
+	if err != nil {
+		return event{}, err
 	}
+	var e event
+	err = json.Unmarshal(p, &e)
+	return e, err
 }
 
 // notesVersion reads the user's version from a node.

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -98,7 +96,7 @@ func TestLauncherSaysWhyANodeDidNotStart(t *testing.T) {
 
 func TestLauncherRunSaysWhatItStopped(t *testing.T) {
 	l := newLauncher(t, 2)
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	l.Stdout = &out
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
@@ -161,24 +159,6 @@ func getStatus(t testing.TB, url string) int {
 	}
 	resp.Body.Close()
 	return resp.StatusCode
-}
-
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestLauncherLeavesAMountInUseAlone(t *testing.T) {

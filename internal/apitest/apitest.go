@@ -160,3 +160,20 @@ func (c *Client) DialWS(query string) *websocket.Conn {
 	c.T.Cleanup(func() { ws.CloseNow() })
 	return ws
 }
+
+// Next reads the next message of ws within d, passing over presence
+// messages (their tests look at them on their own).
+func Next(ws *websocket.Conn, d time.Duration) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for {
+		_, p, err := ws.Read(ctx)
+		if err != nil {
+			return nil, err
+		}
+		var m struct{ Type string }
+		if json.Unmarshal(p, &m) != nil || m.Type != "presence" {
+			return p, nil
+		}
+	}
+}
