@@ -61,7 +61,7 @@ type config struct {
 	// of the node gives the client's address; empty: none is trusted.
 	ClientIPHeader string
 
-	// Assistant (issue 5): an OpenAI-compatible chat-completions server;
+	// Assistant: an OpenAI-compatible chat-completions server;
 	// empty base URL: the built-in planner. The key is never logged.
 	AssistantBaseURL string
 	AssistantModel   string

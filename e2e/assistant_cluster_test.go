@@ -1,6 +1,6 @@
 package e2e
 
-// The Assistant on a cluster (issue 5): POST /api/assistant sent to a
+// The Assistant on a cluster: POST /api/assistant sent to a
 // replica is forwarded to the primary and streams back through the
 // forwarder; the note it creates reaches a WebSocket of the same user on
 // another node.
