@@ -131,14 +131,22 @@ func TestAPIRestore(t *testing.T) {
 	_, body := b.Do("GET", path, "", "")
 	before := decodeNote(t, body).Note
 
+	// A tab of the user sees the delete, then the restore. (Connecting it
+	// only after the delete would race the feed: the delete's push may
+	// still be on its way and reach the new tab first.)
+	ws := dialWS(t, ts, b)
+	defer ws.CloseNow()
 	resp, body := b.Do("DELETE", path, "", "", "If-Match", `"1"`)
 	if resp.StatusCode != 204 {
 		t.Fatalf("delete: %d %s", resp.StatusCode, body)
 	}
-
-	// A tab of the user, connected after the delete.
-	ws := dialWS(t, ts, b)
-	defer ws.CloseNow()
+	m := readWS(t, ws)
+	if m["op"] == "created" {
+		m = readWS(t, ws) // the creation's push may still have been on its way
+	}
+	if m["type"] != "note_changed" || m["op"] != "deleted" || int64(m["note_id"].(float64)) != id {
+		t.Fatalf("pushed %v, want note_changed deleted %d", m, id)
+	}
 
 	resp, body = b.Do("POST", path+"/restore", "", "", "Idempotency-Key", "undo-1")
 	a := decodeNote(t, body)
