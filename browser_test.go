@@ -29,6 +29,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 
+	"notesync/internal/apitest"
 	bt "notesync/internal/browsertest"
 )
 
@@ -103,21 +104,26 @@ func TestBrowserSync(t *testing.T) {
 		for _, tab := range []*bt.Tab{a, b} {
 			tab.WaitFor(t, 5*time.Second, "alice's new note", `!!document.querySelector(`+bt.JSString(bt.NoteSelector(id))+`)`)
 		}
-		// Alice's tabs have it; give a stray event to bob ample time to land.
-		time.Sleep(time.Second)
+		// Bob writes a note of his own and waits for its push: one change
+		// feed pushes every change in commit order, so a stray event of
+		// alice's, committed before bob's note, would have reached bob's
+		// tab before it.
+		own := bt.CreateNote(t, other, "Bob's own note").ID
+		other.WaitFor(t, 5*time.Second, "bob's own note", bt.HasNote(own))
+		other.WaitFor(t, 5*time.Second, "the push of bob's own note in his log", `document.querySelectorAll('#event-log [data-type="note_changed"]').length === 1`)
 
-		if n := bt.Eval[int](t, other, `document.querySelectorAll('#event-log [data-type="note_changed"]').length`); n != 0 {
+		if n := bt.Eval[int](t, other, `document.querySelectorAll('#event-log [data-type="note_changed"]').length`); n != 1 {
 			log := bt.Eval[string](t, other, `document.querySelector('#event-log').innerText`)
-			t.Errorf("bob's #event-log has %d note_changed events, want none:\n%s", n, log)
+			t.Errorf("bob's #event-log has %d note_changed events, want only his own:\n%s", n, log)
 		}
 		if n := bt.Eval[int](t, other, `document.querySelectorAll('#event-log [data-type="hello"]').length`); n == 0 {
 			t.Errorf("bob's #event-log has no hello: the check above proves nothing")
 		}
-		if n := bt.Eval[int](t, other, `document.querySelectorAll('#notes-list [data-note-id]').length`); n != 0 {
-			t.Errorf("bob now sees %d notes, want none", n)
+		if n := bt.Eval[int](t, other, `document.querySelectorAll('#notes-list [data-note-id]').length`); n != 1 {
+			t.Errorf("bob now sees %d notes, want only his own", n)
 		}
-		if v := bt.Eval[int](t, other, `window.notesync.version`); v != 0 {
-			t.Errorf("bob's notes version is %d, want 0", v)
+		if v := bt.Eval[int](t, other, `window.notesync.version`); v != 1 {
+			t.Errorf("bob's notes version is %d, want 1 (his own note)", v)
 		}
 	})
 }
@@ -164,7 +170,7 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 
 	restartAt := time.Now()
 	node = startNode(t, withAddr(addr), withDataDir(dataDir))
-	resp, body := newClient(t, node.URL).do("POST", "/api/notes", "application/json", `{"body":"Written while the tabs were away"}`,
+	resp, body := apitest.New(t, node.URL).Do("POST", "/api/notes", "application/json", `{"body":"Written while the tabs were away"}`,
 		"Cookie", cookie, "Idempotency-Key", fmt.Sprintf("restart-%d", time.Now().UnixNano()))
 	if resp.StatusCode != http.StatusCreated {
 		t.Fatalf("POST /api/notes with the browser's session after the restart: %d %s", resp.StatusCode, body)
@@ -244,6 +250,8 @@ func TestBrowserLogoutEndsTheSessionInEveryTab(t *testing.T) {
 		t.Errorf("tab B: #conn-status text %q does not say that the session ended", text)
 	}
 
+	// A reconnect would come within the backoff's first steps (0.5 s,
+	// then 1 s, with jitter): 3 s leaves room for several.
 	before := bt.Eval[int](t, b, `window.notesync.attempts.length`)
 	time.Sleep(3 * time.Second)
 	if after := bt.Eval[int](t, b, `window.notesync.attempts.length`); after != before {

@@ -35,6 +35,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"gopkg.in/yaml.v3"
 
+	"notesync/cluster"
 	"notesync/internal/testenv"
 )
 
@@ -1124,27 +1125,10 @@ func (c *fakeConsul) seen(method, p, query string) (consulReq, bool) {
 // litefsRun is one `litefs mount` under test.
 type litefsRun struct {
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *testenv.SyncBuffer
 	mountDir string
 	envFile  string // written by the exec'd stand-in app
 	done     chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // startLiteFS runs the real LiteFS with the repository's litefs.yml and the
@@ -1153,12 +1137,12 @@ func (s *syncBuffer) String() string {
 // a stand-in script that records the environment it was started with.
 func startLiteFS(t *testing.T, fc *flyConfig, image map[string]string, m flyMachine, consulURL string) *litefsRun {
 	t.Helper()
-	bin, err := litefsBinary()
+	bin, err := cluster.LiteFSBinary(os.Getenv("LITEFS_BIN"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	run := &litefsRun{out: &syncBuffer{}, mountDir: filepath.Join(dir, "mnt"), envFile: filepath.Join(dir, "app.env"), done: make(chan struct{})}
+	run := &litefsRun{out: &testenv.SyncBuffer{}, mountDir: filepath.Join(dir, "mnt"), envFile: filepath.Join(dir, "app.env"), done: make(chan struct{})}
 	for _, d := range []string{run.mountDir, filepath.Join(dir, "data")} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"net"
 	"net/http"
 	"strconv"
@@ -14,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"notesync/internal/apitest"
 
 	"github.com/coder/websocket"
 )
@@ -28,42 +31,19 @@ type event struct {
 	Region  string `json:"region"`
 }
 
-// dialWS opens /ws with the client's session cookie.
-func (c *client) dialWS(query string) *websocket.Conn {
-	c.t.Helper()
-	h := http.Header{}
-	if ck := c.cookieHeader(); ck != "" {
-		h.Set("Cookie", ck)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(c.base, "http")+"/ws"+query, &websocket.DialOptions{HTTPHeader: h})
-	if err != nil {
-		c.t.Fatalf("dial /ws: %v", err)
-	}
-	c.t.Cleanup(func() { ws.CloseNow() })
-	return ws
-}
-
 // next reads one JSON message within d, passing over presence (whose
 // tests look at it on their own).
 func next(t *testing.T, ws *websocket.Conn, d time.Duration) (event, error) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		_, p, err := ws.Read(ctx)
-		if err != nil {
-			return event{}, err
-		}
-		var e event
-		if err := json.Unmarshal(p, &e); err != nil {
-			t.Fatalf("not JSON: %q", p)
-		}
-		if e.Type != "presence" {
-			return e, nil
-		}
+	p, err := apitest.Next(ws, d)
+	if err != nil {
+		return event{}, err
 	}
+	var e event
+	if err := json.Unmarshal(p, &e); err != nil {
+		t.Fatalf("not JSON: %q", p)
+	}
+	return e, nil
 }
 
 func mustNext(t *testing.T, ws *websocket.Conn) event {
@@ -89,50 +69,35 @@ func closeStatus(t *testing.T, ws *websocket.Conn) (websocket.StatusCode, string
 	}
 }
 
-func (c *client) createNote(body string, hdr ...string) (int64, int64) {
-	c.t.Helper()
-	b, _ := json.Marshal(map[string]string{"body": body})
-	resp, out := c.do("POST", "/api/notes", "application/json", string(b), hdr...)
-	if resp.StatusCode != http.StatusCreated {
-		c.t.Fatalf("create note: %d %s", resp.StatusCode, out)
-	}
-	var r struct {
-		Note    struct{ ID int64 } `json:"note"`
-		Version int64              `json:"version"`
-	}
-	json.Unmarshal([]byte(out), &r)
-	return r.Note.ID, r.Version
-}
-
 func TestRealtimeEndToEnd(t *testing.T) {
 	n := startNode(t)
 
 	t.Run("without a session the socket closes with 1008 auth_required", func(t *testing.T) {
-		ws := newClient(t, n.URL).dialWS("")
+		ws := apitest.New(t, n.URL).DialWS("")
 		if code, reason := closeStatus(t, ws); code != websocket.StatusPolicyViolation || reason != "auth_required" {
 			t.Fatalf("closed with %d %q", code, reason)
 		}
 	})
 
 	t.Run("a change reaches every tab of the user, once, and no other user", func(t *testing.T) {
-		alice := newClient(t, n.URL)
-		alice.signup("alice", "password1")
-		bob := newClient(t, n.URL)
-		bob.signup("bob", "password1")
-		tab1, tab2, other := alice.dialWS(""), alice.dialWS(""), bob.dialWS("")
+		alice := apitest.New(t, n.URL)
+		alice.SignUp("alice", "password1")
+		bob := apitest.New(t, n.URL)
+		bob.SignUp("bob", "password1")
+		tab1, tab2, other := alice.DialWS(""), alice.DialWS(""), bob.DialWS("")
 		for _, ws := range []*websocket.Conn{tab1, tab2, other} {
 			if h := mustNext(t, ws); h.Type != "hello" || h.Node != "node1" || h.Region != "local" {
 				t.Fatalf("hello: %+v", h)
 			}
 		}
-		id, v := alice.createNote("hi")
+		id, v := alice.CreateNote("hi")
 		for _, ws := range []*websocket.Conn{tab1, tab2} {
 			e := mustNext(t, ws)
 			if e.Type != "note_changed" || e.Op != "created" || e.NoteID != id || e.Version != v || e.Node != "node1" {
 				t.Fatalf("got %+v, want created #%d v%d", e, id, v)
 			}
 		}
-		alice.do("DELETE", "/api/notes/"+itoa(id), "", "")
+		alice.Do("DELETE", "/api/notes/"+itoa(id), "", "")
 		for _, ws := range []*websocket.Conn{tab1, tab2} {
 			if e := mustNext(t, ws); e.Op != "deleted" || e.NoteID != id || e.Version != v+1 {
 				t.Fatalf("got %+v, want deleted", e)
@@ -144,12 +109,12 @@ func TestRealtimeEndToEnd(t *testing.T) {
 	})
 
 	t.Run("a reconnect with since catches up with a sync", func(t *testing.T) {
-		c := newClient(t, n.URL)
-		c.signup("carol", "password1")
-		_, v1 := c.createNote("one")
-		c.createNote("two")
-		_, v3 := c.createNote("three")
-		ws := c.dialWS("?since=" + itoa(v1))
+		c := apitest.New(t, n.URL)
+		c.SignUp("carol", "password1")
+		_, v1 := c.CreateNote("one")
+		c.CreateNote("two")
+		_, v3 := c.CreateNote("three")
+		ws := c.DialWS("?since=" + itoa(v1))
 		if h := mustNext(t, ws); h.Type != "hello" || h.Version != v3 {
 			t.Fatalf("hello %+v", h)
 		}
@@ -159,12 +124,12 @@ func TestRealtimeEndToEnd(t *testing.T) {
 	})
 
 	t.Run("log-out closes that session's sockets with 1008 and the cookie stops working", func(t *testing.T) {
-		d := newClient(t, n.URL)
-		d.signup("dave", "password1")
-		ws := d.dialWS("")
+		d := apitest.New(t, n.URL)
+		d.SignUp("dave", "password1")
+		ws := d.DialWS("")
 		mustNext(t, ws)
-		cookie := d.cookieHeader()
-		d.form("/logout", nil)
+		cookie := d.Cookie()
+		d.Form("/logout", nil)
 		if code, reason := closeStatus(t, ws); code != websocket.StatusPolicyViolation || reason != "auth_required" {
 			t.Fatalf("closed with %d %q", code, reason)
 		}
@@ -181,12 +146,12 @@ func TestRealtimeEndToEnd(t *testing.T) {
 	})
 
 	t.Run("SSE carries the same messages", func(t *testing.T) {
-		e := newClient(t, n.URL)
-		e.signup("erin", "password1")
+		e := apitest.New(t, n.URL)
+		e.SignUp("erin", "password1")
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/events", nil)
-		req.Header.Set("Cookie", e.cookieHeader())
+		req.Header.Set("Cookie", e.Cookie())
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -215,7 +180,7 @@ func TestRealtimeEndToEnd(t *testing.T) {
 		if name, _ := readEvent(); name != "hello" {
 			t.Fatalf("first event %q", name)
 		}
-		id, _ := e.createNote("via sse")
+		id, _ := e.CreateNote("via sse")
 		name, data := readEvent()
 		if name != "note_changed" || !strings.Contains(data, `"note_id":`+itoa(id)) {
 			t.Fatalf("got %s %s", name, data)
@@ -223,15 +188,15 @@ func TestRealtimeEndToEnd(t *testing.T) {
 	})
 
 	t.Run("concurrent repeats of a keyed write make one change", func(t *testing.T) {
-		f := newClient(t, n.URL)
-		f.signup("frank", "password1")
+		f := apitest.New(t, n.URL)
+		f.SignUp("frank", "password1")
 		var wg sync.WaitGroup
 		bodies := make([]string, 6)
 		for i := range bodies {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				_, bodies[i] = f.do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "same-key")
+				_, bodies[i] = f.Do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "same-key")
 			}()
 		}
 		wg.Wait()
@@ -240,7 +205,7 @@ func TestRealtimeEndToEnd(t *testing.T) {
 				t.Fatalf("answers differ: %q vs %q", b, bodies[0])
 			}
 		}
-		_, list := f.do("GET", "/api/notes", "", "")
+		_, list := f.Do("GET", "/api/notes", "", "")
 		if strings.Count(list, `"once"`) != 1 {
 			t.Fatalf("list: %s", list)
 		}
@@ -250,10 +215,10 @@ func TestRealtimeEndToEnd(t *testing.T) {
 func TestShutdownAndRestart(t *testing.T) {
 	n := startNode(t)
 	addr := strings.TrimPrefix(n.URL, "http://")
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
-	_, v := c.createNote("before")
-	ws := c.dialWS("")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
+	_, v := c.CreateNote("before")
+	ws := c.DialWS("")
 	mustNext(t, ws)
 
 	n.Stop(t)
@@ -264,11 +229,11 @@ func TestShutdownAndRestart(t *testing.T) {
 	n2 := startNode(t, withAddr(addr), withDataDir(n.DataDir))
 	// The session secret and the session live in the data dir: the same
 	// cookie works after the restart.
-	_, v2 := c.createNote("after")
+	_, v2 := c.CreateNote("after")
 	if v2 != v+1 {
 		t.Fatalf("version after restart %d, want %d", v2, v+1)
 	}
-	ws2 := c.dialWS("?since=" + itoa(v))
+	ws2 := c.DialWS("?since=" + itoa(v))
 	if h := mustNext(t, ws2); h.Version != v2 {
 		t.Fatalf("hello %+v", h)
 	}
@@ -284,12 +249,21 @@ func TestShutdownAndRestart(t *testing.T) {
 func TestShutdownRefusesNewConnectionsAtOnce(t *testing.T) {
 	n := startNode(t)
 	addr := strings.TrimPrefix(n.URL, "http://")
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
-	// A tab that never reads: its close handshake holds the shutdown open
-	// for the hub's 3 s bound.
-	ws := c.dialWS("")
-	defer ws.CloseNow()
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
+	// A read parked on a version the node does not have holds the shutdown
+	// open (it waits for requests in flight) for up to 3 s.
+	parked := make(chan struct{})
+	go func() {
+		defer close(parked)
+		req, _ := http.NewRequest("GET", n.URL+"/api/notes?min_version=999", nil)
+		req.Header.Set("Cookie", c.Cookie())
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}()
+	defer func() { <-parked }()
+	time.Sleep(100 * time.Millisecond) // parked
 
 	n.stop()
 	deadline := time.Now().Add(2 * time.Second)
@@ -324,6 +298,41 @@ func TestFlags(t *testing.T) {
 			if !strings.Contains(out.String(), want) {
 				t.Errorf("usage lacks %q", want)
 			}
+		}
+	})
+
+	t.Run("-h names the cluster subcommand and is not an error to the user; a bad flag is one line with a hint", func(t *testing.T) {
+		var stdout, stderr bytes.Buffer
+		err := run(context.Background(), []string{"-h"}, env(nil), &stdout, &stderr)
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "notesync cluster") || stderr.Len() != 0 {
+			t.Errorf("-h: %v, stdout %q, stderr %q", err, stdout.String(), stderr.String())
+		}
+		stdout.Reset()
+		err = run(context.Background(), []string{"cluster", "-h"}, env(nil), &stdout, &stderr)
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-netns") {
+			t.Errorf("cluster -h: %v, stdout %q", err, stdout.String())
+		}
+		for _, args := range [][]string{{"-bogus"}, {"cluster", "-bogus"}} {
+			stdout.Reset()
+			err := run(context.Background(), args, env(nil), &stdout, &stderr)
+			if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "-bogus") || !strings.Contains(err.Error(), "-h") || stdout.Len()+stderr.Len() != 0 {
+				t.Errorf("%v: %v, and printed %q %q; want one line naming the flag with a hint to -h", args, err, stdout.String(), stderr.String())
+			}
+		}
+	})
+
+	t.Run("an explicit -db is never overridden; without it the database lives in the LiteFS mount", func(t *testing.T) {
+		c, err := parseConfig([]string{"-db", "data/notesync.db", "-litefs-dir", "/litefs"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.DBPath != "data/notesync.db" {
+			t.Errorf("explicit -db: %q %v, want data/notesync.db", c.DBPath, err)
+		}
+		c, err = parseConfig([]string{"-litefs-dir", "/litefs"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.DBPath != "/litefs/notesync.db" {
+			t.Errorf("no -db with LiteFS: %q %v, want /litefs/notesync.db", c.DBPath, err)
+		}
+		c, err = parseConfig([]string{"-data-dir", "/d"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.DBPath != "/d/notesync.db" {
+			t.Errorf("no -db: %q %v, want /d/notesync.db", c.DBPath, err)
 		}
 	})
 

@@ -17,16 +17,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
+	"notesync/internal/apitest"
 
-	"notesync/cluster"
+	"github.com/coder/websocket"
 )
 
 func TestSlowBodies(t *testing.T) {
 	const within = 500 * time.Millisecond
 	n := startNode(t, func(c *config) { c.bodyTimeout = within })
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
 	host := strings.TrimPrefix(n.URL, "http://")
 
 	// slowPost announces a 1,000-byte body, sends 10 bytes and waits.
@@ -38,7 +38,7 @@ func TestSlowBodies(t *testing.T) {
 		}
 		defer conn.Close()
 		fmt.Fprintf(conn, "%s %s HTTP/1.1\r\nHost: %s\r\nCookie: %s\r\nContent-Type: %s\r\nContent-Length: 1000\r\n\r\n0123456789",
-			method, path, host, c.cookieHeader(), contentType)
+			method, path, host, c.Cookie(), contentType)
 		conn.SetReadDeadline(time.Now().Add(10 * time.Second))
 		br := bufio.NewReader(conn)
 		resp, err := http.ReadResponse(br, nil)
@@ -70,7 +70,7 @@ func TestSlowBodies(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "GET", n.URL+"/events", nil)
-		req.Header.Set("Cookie", c.cookieHeader())
+		req.Header.Set("Cookie", c.Cookie())
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -79,13 +79,13 @@ func TestSlowBodies(t *testing.T) {
 		dctx, dcancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer dcancel()
 		ws, _, err := websocket.Dial(dctx, "ws"+strings.TrimPrefix(n.URL, "http")+"/ws",
-			&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {c.cookieHeader()}}})
+			&websocket.DialOptions{HTTPHeader: http.Header{"Cookie": {c.Cookie()}}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer ws.CloseNow()
 		time.Sleep(3 * within)
-		id, _ := c.createNote("after the deadline")
+		id, _ := c.CreateNote("after the deadline")
 		want := fmt.Sprintf(`"note_id":%d`, id)
 		for { // presence and other messages may come first
 			_, p, err := ws.Read(dctx)
@@ -119,10 +119,10 @@ func TestMetricsApart(t *testing.T) {
 	maddr := l.Addr().String()
 	l.Close()
 	n := startNode(t, func(c *config) { c.MetricsAddr = maddr })
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
 
-	if resp, _ := c.do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := c.Do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/metrics on the public port: %d, want 404", resp.StatusCode)
 	}
 	resp, err := http.Get("http://" + maddr + "/metrics")
@@ -148,11 +148,11 @@ func TestBenchPublishOnlyAsBenchmark(t *testing.T) {
 		maddr := l.Addr().String()
 		l.Close()
 		n := startNode(t, func(c *config) { c.MetricsAddr = maddr; c.Benchmark = benchmark })
-		c := newClient(t, n.URL)
-		c.signup("alice", "password1")
+		c := apitest.New(t, n.URL)
+		c.SignUp("alice", "password1")
 		publish := func(base string) (int, string) {
 			req, _ := http.NewRequest("POST", base+"/debug/publish", strings.NewReader(`{"seq":7}`))
-			req.Header.Set("Cookie", c.cookieHeader())
+			req.Header.Set("Cookie", c.Cookie())
 			resp, err := http.DefaultClient.Do(req)
 			if err != nil {
 				t.Fatal(err)
@@ -170,9 +170,9 @@ func TestBenchPublishOnlyAsBenchmark(t *testing.T) {
 			}
 			continue
 		}
-		ws := c.dialWS("")
-		if e := mustNext(t, ws); e.Type != "hello" {
-			t.Fatalf("first message %+v", e)
+		ws := c.DialWS("")
+		if p, err := apitest.Next(ws, 5*time.Second); err != nil || !strings.Contains(string(p), `"hello"`) {
+			t.Fatalf("first message %s, %v", p, err)
 		}
 		before := time.Now().UnixNano()
 		code, body := publish("http://" + maddr)
@@ -203,9 +203,9 @@ func TestBenchPublishOnlyAsBenchmark(t *testing.T) {
 
 func TestClusterStatusShowsNoAddresses(t *testing.T) {
 	n := startNode(t)
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1")
-	resp, body := c.do("GET", "/api/cluster", "", "")
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1")
+	resp, body := c.Do("GET", "/api/cluster", "", "")
 	var st struct {
 		Members []map[string]any `json:"members"`
 	}
@@ -219,35 +219,13 @@ func TestClusterStatusShowsNoAddresses(t *testing.T) {
 	if st.Members[0]["http_url"] != n.URL {
 		t.Errorf("http_url %v, want %s", st.Members[0]["http_url"], n.URL)
 	}
-
-	w := &clusterWiring{cfg: &config{}}
-	for _, m := range []struct {
-		member cluster.Member
-		fly    bool
-		want   string
-	}{
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://localhost:8082"}}, false, "http://localhost:8082"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.0.0.7:8080"}}, false, "/?node=node2"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://node2.internal:8080"}}, false, "/?node=node2"},
-		{cluster.Member{Name: "node2", Meta: cluster.Meta{HTTP: "http://10.77.0.2:8082", Public: "http://127.0.0.1:8082"}}, false, "http://127.0.0.1:8082"},
-		{cluster.Member{Name: "148e21ea7e4389", Meta: cluster.Meta{HTTP: "http://[fdaa::2]:8080", Machine: "148e21ea7e4389"}}, true, "/?node=148e21ea7e4389"},
-	} {
-		w.cfg.FlyMachineID = ""
-		if m.fly {
-			w.cfg.FlyMachineID = "e784079b449483"
-		}
-		if got := w.memberLink(m.member); got != m.want {
-			t.Errorf("%s (fly %v): link %q, want %q", m.member.HTTP, m.fly, got, m.want)
-		}
-	}
 }
 
 func TestDataDirIsPrivate(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "fresh")
 	n := startNode(t, withDataDir(dir))
-	c := newClient(t, n.URL)
-	c.signup("alice", "password1") // a session row: what must not be readable
+	c := apitest.New(t, n.URL)
+	c.SignUp("alice", "password1") // a session row: what must not be readable
 	for p, want := range map[string]os.FileMode{
 		dir: 0o700, filepath.Join(dir, "notesync.db"): 0o600, filepath.Join(dir, "session_secret"): 0o600,
 	} {

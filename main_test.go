@@ -3,11 +3,7 @@ package main
 import (
 	"context"
 	"io"
-	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
@@ -88,73 +84,4 @@ func (n *testNode) Stop(t testing.TB) {
 	case <-time.After(20 * time.Second):
 		t.Error("node did not stop within 20 s")
 	}
-}
-
-// client is an HTTP client with its own cookie jar: one browser.
-type client struct {
-	t    testing.TB
-	base string
-	http *http.Client
-}
-
-func newClient(t testing.TB, base string) *client {
-	jar, _ := cookiejar.New(nil)
-	return &client{t: t, base: base, http: &http.Client{
-		Jar:     jar,
-		Timeout: 15 * time.Second,
-		CheckRedirect: func(*http.Request, []*http.Request) error {
-			return http.ErrUseLastResponse
-		},
-	}}
-}
-
-// signup creates an account and keeps its session cookie.
-func (c *client) signup(username, password string) {
-	c.t.Helper()
-	resp := c.form("/signup", url.Values{"username": {username}, "password": {password}})
-	if resp.StatusCode != http.StatusSeeOther {
-		c.t.Fatalf("signup %s: status %d, want 303", username, resp.StatusCode)
-	}
-}
-
-func (c *client) form(path string, v url.Values) *http.Response {
-	c.t.Helper()
-	resp, err := c.http.PostForm(c.base+path, v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	resp.Body.Close()
-	return resp
-}
-
-// do sends a request and returns the response with its body read.
-func (c *client) do(method, path, contentType, body string, header ...string) (*http.Response, string) {
-	c.t.Helper()
-	req, err := http.NewRequest(method, c.base+path, strings.NewReader(body))
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	if contentType != "" {
-		req.Header.Set("Content-Type", contentType)
-	}
-	for i := 0; i+1 < len(header); i += 2 {
-		req.Header.Set(header[i], header[i+1])
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp, string(b)
-}
-
-// cookieHeader returns the Cookie header this client sends to base.
-func (c *client) cookieHeader() string {
-	u, _ := url.Parse(c.base)
-	var parts []string
-	for _, ck := range c.http.Jar.Cookies(u) {
-		parts = append(parts, ck.Name+"="+ck.Value)
-	}
-	return strings.Join(parts, "; ")
 }

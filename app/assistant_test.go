@@ -1,8 +1,6 @@
 package app
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,95 +15,33 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"notesync/assistant"
+	"notesync/internal/ssetest"
 )
 
 // ---------------------------------------------------------------- helpers
 
-// sseEvent is one event of a POST /api/assistant stream.
-type sseEvent struct {
-	Type string
-	Data map[string]any
-}
-
-func (e sseEvent) String() string { return e.Type + " " + mustJSON(e.Data) }
-
-// readSSE reads an event stream to its end.
-func readSSE(t *testing.T, r io.Reader) []sseEvent {
-	t.Helper()
-	var evs []sseEvent
-	sc := bufio.NewScanner(r)
-	var cur sseEvent
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case line == "":
-			if cur.Type != "" {
-				evs = append(evs, cur)
-			}
-			cur = sseEvent{}
-		case strings.HasPrefix(line, "event: "):
-			cur.Type = strings.TrimPrefix(line, "event: ")
-		case strings.HasPrefix(line, "data: "):
-			if err := json.Unmarshal([]byte(strings.TrimPrefix(line, "data: ")), &cur.Data); err != nil {
-				t.Fatalf("bad data line %q: %v", line, err)
-			}
-		}
-	}
-	return evs
-}
-
 // ask posts a message to the assistant and returns its events.
-func (b *browser) ask(msg string) []sseEvent {
-	b.t.Helper()
-	req, _ := http.NewRequest("POST", b.base+"/api/assistant", strings.NewReader(mustJSON(map[string]string{"message": msg})))
+func (b *browser) ask(msg string) []ssetest.Event {
+	b.T.Helper()
+	req, _ := http.NewRequest("POST", b.Base+"/api/assistant", strings.NewReader(mustJSON(map[string]string{"message": msg})))
 	req.Header.Set("Content-Type", "application/json")
-	resp, err := b.c.Do(req)
+	resp, err := b.HTTP.Do(req)
 	if err != nil {
-		b.t.Fatal(err)
+		b.T.Fatal(err)
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != "text/event-stream" {
 		body, _ := io.ReadAll(resp.Body)
-		b.t.Fatalf("assistant: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
+		b.T.Fatalf("assistant: %d %s %s", resp.StatusCode, resp.Header.Get("Content-Type"), body)
 	}
-	return readSSE(b.t, resp.Body)
-}
-
-// types lists the events' types, with runs of tokens folded into one.
-func types(evs []sseEvent) []string {
-	var out []string
-	for _, e := range evs {
-		if e.Type == "token" && len(out) > 0 && out[len(out)-1] == "token" {
-			continue
-		}
-		out = append(out, e.Type)
-	}
-	return out
-}
-
-func tokens(evs []sseEvent) string {
-	var sb strings.Builder
-	for _, e := range evs {
-		if e.Type == "token" {
-			sb.WriteString(e.Data["text"].(string))
-		}
-	}
-	return sb.String()
-}
-
-func eventsOf(evs []sseEvent, typ string) []sseEvent {
-	var out []sseEvent
-	for _, e := range evs {
-		if e.Type == typ {
-			out = append(out, e)
-		}
-	}
-	return out
+	return ssetest.Read(b.T, resp.Body)
 }
 
 func (ts *testServer) notesOf(t *testing.T, b *browser) []Note {
 	t.Helper()
-	resp, body := b.do("GET", "/api/notes", "", "")
+	resp, body := b.Do("GET", "/api/notes", "", "")
 	if resp.StatusCode != 200 {
 		t.Fatalf("list: %d %s", resp.StatusCode, body)
 	}
@@ -253,7 +189,7 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	defer cancel()
 	u, _ := url.Parse(ts.URL)
 	hdr := http.Header{}
-	for _, c := range b.c.Jar.Cookies(u) {
+	for _, c := range b.HTTP.Jar.Cookies(u) {
 		hdr.Add("Cookie", c.Name+"="+c.Value)
 	}
 	conn, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{HTTPHeader: hdr})
@@ -281,17 +217,17 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 
 	evs := b.ask("remember to buy milk")
 	want := []string{"token", "tool_call", "tool_result", "token", "done"}
-	if got := types(evs); !reflect.DeepEqual(got, want) {
+	if got := ssetest.Types(evs); !reflect.DeepEqual(got, want) {
 		t.Fatalf("events %v, want %v\n%v", got, want, evs)
 	}
-	if got := tokens(evs); got != "Sure, adding it.Created the note." {
+	if got := ssetest.Tokens(evs); got != "Sure, adding it.Created the note." {
 		t.Errorf("tokens %q", got)
 	}
-	call := eventsOf(evs, "tool_call")[0].Data
+	call := ssetest.Of(evs, "tool_call")[0].Data
 	if call["id"] != "call_abc" || call["name"] != "create_note" || !reflect.DeepEqual(call["arguments"], map[string]any{"body": "buy milk"}) {
 		t.Errorf("tool_call %v", call)
 	}
-	res := eventsOf(evs, "tool_result")[0].Data
+	res := ssetest.Of(evs, "tool_result")[0].Data
 	if res["id"] != "call_abc" || res["name"] != "create_note" || res["error"] != nil {
 		t.Fatalf("tool_result %v", res)
 	}
@@ -314,7 +250,7 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	if len(reqs) != 2 {
 		t.Fatalf("%d upstream calls, want 2", len(reqs))
 	}
-	if reqs[0]["model"] != "fake-model" || reqs[0]["stream"] != true || len(reqs[0]["tools"].([]any)) != len(assistantTools) {
+	if reqs[0]["model"] != "fake-model" || reqs[0]["stream"] != true || len(reqs[0]["tools"].([]any)) != len(assistant.ToolNames()) {
 		t.Errorf("first upstream request %v", reqs[0])
 	}
 	if fake.auth[0] != "Bearer sk-test-secret-key" {
@@ -333,7 +269,7 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 	}
 
 	// The page names the model and never carries the key.
-	resp, page := b.do("GET", "/assistant", "", "")
+	resp, page := b.Do("GET", "/assistant", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(page, "fake-model") || strings.Contains(page, "sk-test-secret-key") {
 		t.Errorf("assistant page %d: model named %v, key shown %v", resp.StatusCode, strings.Contains(page, "fake-model"), strings.Contains(page, "sk-test-secret-key"))
 	}
@@ -341,10 +277,10 @@ func TestAssistantModelEndToEnd(t *testing.T) {
 
 func TestAssistantModelFailures(t *testing.T) {
 	ts := newTestServer(t)
-	type check func(t *testing.T, evs []sseEvent)
+	type check func(t *testing.T, evs []ssetest.Event)
 	errorSays := func(sub string) check {
-		return func(t *testing.T, evs []sseEvent) {
-			errs := eventsOf(evs, "error")
+		return func(t *testing.T, evs []ssetest.Event) {
+			errs := ssetest.Of(evs, "error")
 			if len(errs) != 1 || !strings.Contains(errs[0].Data["error"].(string), sub) {
 				t.Fatalf("want one error event containing %q, got %v", sub, evs)
 			}
@@ -354,8 +290,8 @@ func TestAssistantModelFailures(t *testing.T) {
 		}
 	}
 	toolErrorSays := func(subs ...string) check {
-		return func(t *testing.T, evs []sseEvent) {
-			rs := eventsOf(evs, "tool_result")
+		return func(t *testing.T, evs []ssetest.Event) {
+			rs := ssetest.Of(evs, "tool_result")
 			if len(rs) != len(subs) {
 				t.Fatalf("want %d tool_result, got %v", len(subs), evs)
 			}
@@ -365,7 +301,7 @@ func TestAssistantModelFailures(t *testing.T) {
 					t.Errorf("tool_result %d: error %q, want it to contain %q", i, e, sub)
 				}
 			}
-			if len(eventsOf(evs, "error")) != 0 {
+			if len(ssetest.Of(evs, "error")) != 0 {
 				t.Errorf("unexpected error event: %v", evs)
 			}
 		}
@@ -464,11 +400,11 @@ func TestAssistantModelLimits(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("limits1")
 		evs := b.ask("go")
-		rs := eventsOf(evs, "tool_result")
+		rs := ssetest.Of(evs, "tool_result")
 		if len(rs) != 3 || rs[2].Data["error"] == nil || !strings.Contains(rs[2].Data["error"].(string), "limit") {
 			t.Fatalf("events %v", evs)
 		}
-		if len(eventsOf(evs, "error")) != 1 || len(ts.notesOf(t, b)) != 0 {
+		if len(ssetest.Of(evs, "error")) != 1 || len(ts.notesOf(t, b)) != 0 {
 			t.Fatalf("events %v", evs)
 		}
 	})
@@ -486,7 +422,7 @@ func TestAssistantModelLimits(t *testing.T) {
 		if len(fake.calls()) != 3 {
 			t.Errorf("%d upstream calls, want 3", len(fake.calls()))
 		}
-		errs := eventsOf(evs, "error")
+		errs := ssetest.Of(evs, "error")
 		if len(errs) != 1 || !strings.Contains(errs[0].Data["error"].(string), "3 rounds") {
 			t.Fatalf("events %v", evs)
 		}
@@ -497,9 +433,9 @@ func TestAssistantAccess(t *testing.T) {
 	ts := newTestServer(t)
 	t.Run("no session: 401 for the API, the page redirects to /login", func(t *testing.T) {
 		b := ts.browser(t)
-		resp, body := b.do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
+		resp, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
 		jsonError(t, resp, body, http.StatusUnauthorized)
-		resp, _ = b.do("GET", "/assistant", "", "")
+		resp, _ = b.Do("GET", "/assistant", "", "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 			t.Errorf("GET /assistant: %d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -507,7 +443,7 @@ func TestAssistantAccess(t *testing.T) {
 	t.Run("cross-site is refused", func(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("xsite")
-		resp, body := b.do("POST", "/api/assistant", "application/json", `{"message":"create a note to x"}`,
+		resp, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"create a note to x"}`,
 			"Sec-Fetch-Site", "cross-site", "Origin", "https://evil.example")
 		jsonError(t, resp, body, http.StatusForbidden)
 	})
@@ -526,7 +462,7 @@ func TestAssistantAccess(t *testing.T) {
 			{"application/json", mustJSON(map[string]string{"message": strings.Repeat("a", 17<<10)}), 413},
 			{"text/plain", `{"message":"hi"}`, 415},
 		} {
-			resp, body := b.do("POST", "/api/assistant", c.ct, c.body)
+			resp, body := b.Do("POST", "/api/assistant", c.ct, c.body)
 			jsonError(t, resp, body, c.status)
 		}
 	})
@@ -549,7 +485,7 @@ func TestAssistantAccess(t *testing.T) {
 		defer cancel()
 		req, _ := http.NewRequestWithContext(ctx, "POST", ts.URL+"/api/assistant", strings.NewReader(`{"message":"hi"}`))
 		req.Header.Set("Content-Type", "application/json")
-		resp, err := b.c.Do(req)
+		resp, err := b.HTTP.Do(req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -559,12 +495,12 @@ func TestAssistantAccess(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatal("the agent did not call the model")
 		}
-		r2, body := b.do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
+		r2, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
 		jsonError(t, r2, body, http.StatusConflict)
 
 		// Another user is not held up (the planner answers them).
 		ts.srv.AssistantBaseURL = ""
-		if evs := other.ask("list my notes"); types(evs)[len(types(evs))-1] != "done" {
+		if evs := other.ask("list my notes"); ssetest.Types(evs)[len(ssetest.Types(evs))-1] != "done" {
 			t.Errorf("other user: %v", evs)
 		}
 
@@ -576,7 +512,7 @@ func TestAssistantAccess(t *testing.T) {
 		}
 		deadline := time.Now().Add(5 * time.Second)
 		for {
-			resp, body := b.do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
+			resp, body := b.Do("POST", "/api/assistant", "application/json", `{"message":"list my notes"}`)
 			if resp.StatusCode == 200 {
 				break
 			}
@@ -588,113 +524,35 @@ func TestAssistantAccess(t *testing.T) {
 	})
 }
 
-// recordingTools is a toolRunner that records calls and answers searches
-// with canned notes.
-type recordingTools struct {
-	calls []string
-	found []Note
-}
-
-func (r *recordingTools) run(_ context.Context, _, name string, args json.RawMessage) (any, string, error) {
-	var compact bytes.Buffer
-	_ = json.Compact(&compact, args)
-	r.calls = append(r.calls, name+" "+compact.String())
-	switch name {
-	case "search_notes", "list_notes":
-		return map[string]any{"notes": r.found, "count": len(r.found)}, "", nil
-	case "create_note":
-		return map[string]any{"note": Note{ID: 1, Body: "x", Rev: 1}}, "", nil
-	case "read_note":
-		return map[string]any{"note": Note{ID: 1, Body: "x", Rev: 4}}, "", nil
-	}
-	return map[string]any{}, "", nil
-}
-
-func TestAssistantPlanner(t *testing.T) {
-	found := []Note{{ID: 3, Body: "Dentist on Tuesday", Rev: 1}, {ID: 7, Body: "call the dentist", Rev: 2}}
-	cases := []struct {
-		msg   string
-		calls []string
-	}{
-		{"create a note to buy milk", []string{`create_note {"body":"buy milk"}`}},
-		{"Create a note: Buy milk.", []string{`create_note {"body":"Buy milk."}`}},
-		{"add a note: call mom", []string{`create_note {"body":"call mom"}`}},
-		{"Add note pick up keys", []string{`create_note {"body":"pick up keys"}`}},
-		{"new note saying \"hello world\"", []string{`create_note {"body":"hello world"}`}},
-		{"note water the plants", []string{`create_note {"body":"water the plants"}`}},
-		{"note: water the plants", []string{`create_note {"body":"water the plants"}`}},
-		{"list my notes", []string{`list_notes {}`}},
-		{"show notes", []string{`list_notes {}`}},
-		{"Show me all my notes.", []string{`list_notes {}`}},
-		{"search for milk", []string{`search_notes {"query":"milk"}`}},
-		{"find notes about the dentist", []string{`search_notes {"query":"dentist"}`}},
-		{"find milk", []string{`search_notes {"query":"milk"}`}},
-		{"look for \"oat milk\"?", []string{`search_notes {"query":"oat milk"}`}},
-		{"update note 12 to buy oat milk", []string{`read_note {"id":12}`, `update_note {"body":"buy oat milk","id":12,"rev":4}`}},
-		{"change note #4: call dad", []string{`read_note {"id":4}`, `update_note {"body":"call dad","id":4,"rev":4}`}},
-		{"delete note 12", []string{`read_note {"id":12}`, `delete_note {"id":12,"rev":4}`}},
-		{"remove note #5.", []string{`read_note {"id":5}`, `delete_note {"id":5,"rev":4}`}},
-		{"delete my notes about the dentist", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3,"rev":1}`, `delete_note {"id":7,"rev":2}`}},
-		{"delete notes containing dentist", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3,"rev":1}`, `delete_note {"id":7,"rev":2}`}},
-		{"Remove all notes mentioning the dentist!", []string{`search_notes {"query":"dentist"}`, `delete_note {"id":3,"rev":1}`, `delete_note {"id":7,"rev":2}`}},
-		{"what's the weather?", nil},
-		{"hello", nil},
-		{"delete everything", nil},
-	}
-	for _, c := range cases {
-		t.Run(c.msg, func(t *testing.T) {
-			tools := &recordingTools{found: found}
-			var out bytes.Buffer
-			run := &agentRun{tools: tools, em: &sseEmitter{w: &out}, maxCalls: 20}
-			if err := runPlanner(context.Background(), c.msg, run); err != nil {
-				t.Fatal(err)
-			}
-			if !reflect.DeepEqual(tools.calls, c.calls) {
-				t.Errorf("calls %q, want %q", tools.calls, c.calls)
-			}
-			evs := readSSE(t, &out)
-			if len(evs) == 0 || evs[0].Type != "token" {
-				t.Errorf("no answer text first: %v", evs)
-			}
-			if c.calls == nil && !strings.Contains(tokens(evs), "create a note to buy milk") {
-				t.Errorf("unknown phrasing should explain the commands: %q", tokens(evs))
-			}
-			if n := len(eventsOf(evs, "tool_call")); n != len(c.calls) || len(eventsOf(evs, "tool_result")) != n {
-				t.Errorf("tool events: %v", evs)
-			}
-		})
-	}
-}
-
 func TestAssistantPlannerEndToEnd(t *testing.T) {
 	ts := newTestServer(t)
 	b := ts.browser(t)
 	b.signup("planner")
-	resp, page := b.do("GET", "/assistant", "", "")
+	resp, page := b.Do("GET", "/assistant", "", "")
 	if resp.StatusCode != 200 || !strings.Contains(page, "built-in planner") || !strings.Contains(page, `id="event-log"`) {
 		t.Fatalf("page: %d %s", resp.StatusCode, page)
 	}
 	other := b.createNote("renew passport")
 
 	evs := b.ask("create a note to buy milk")
-	if got, want := types(evs), []string{"token", "tool_call", "tool_result", "token", "done"}; !reflect.DeepEqual(got, want) {
+	if got, want := ssetest.Types(evs), []string{"token", "tool_call", "tool_result", "token", "done"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("events %v, want %v", got, want)
 	}
 	b.ask("add a note: dentist on Tuesday")
 	b.ask("note: call the Dentist back")
 
 	evs = b.ask("find notes about the dentist")
-	res := eventsOf(evs, "tool_result")[0].Data["result"].(map[string]any)
+	res := ssetest.Of(evs, "tool_result")[0].Data["result"].(map[string]any)
 	if res["count"].(float64) != 2 {
 		t.Fatalf("search result %v", res)
 	}
 
 	evs = b.ask("delete my notes about the dentist")
-	if n := len(eventsOf(evs, "tool_call")); n != 3 {
+	if n := len(ssetest.Of(evs, "tool_call")); n != 3 {
 		t.Fatalf("want search + 2 deletes, got %v", evs)
 	}
-	if !strings.Contains(tokens(evs), "Deleted 2") {
-		t.Errorf("answer %q", tokens(evs))
+	if !strings.Contains(ssetest.Tokens(evs), "Deleted 2") {
+		t.Errorf("answer %q", ssetest.Tokens(evs))
 	}
 	notes := ts.notesOf(t, b)
 	var bodies []string
@@ -706,16 +564,16 @@ func TestAssistantPlannerEndToEnd(t *testing.T) {
 	}
 
 	evs = b.ask(fmt.Sprintf("update note %d to renew passport in May", other))
-	if r := eventsOf(evs, "tool_result")[0].Data; r["error"] != nil {
+	if r := ssetest.Of(evs, "tool_result")[0].Data; r["error"] != nil {
 		t.Fatalf("update: %v", r)
 	}
 	evs = b.ask("delete note 99999")
-	if r := eventsOf(evs, "tool_result")[0].Data; r["error"] == nil || !strings.Contains(tokens(evs), "could not") {
+	if r := ssetest.Of(evs, "tool_result")[0].Data; r["error"] == nil || !strings.Contains(ssetest.Tokens(evs), "could not") {
 		t.Fatalf("delete of a missing note: %v", evs)
 	}
 	evs = b.ask("list my notes")
-	if !strings.Contains(tokens(evs), "renew passport in May") {
-		t.Errorf("list: %q", tokens(evs))
+	if !strings.Contains(ssetest.Tokens(evs), "renew passport in May") {
+		t.Errorf("list: %q", ssetest.Tokens(evs))
 	}
 	if len(ts.notesOf(t, b)) != 2 {
 		t.Errorf("notes %+v", ts.notesOf(t, b))
@@ -737,7 +595,7 @@ func TestAssistantModelToolCallsWithoutIndex(t *testing.T) {
 	b := ts.browser(t)
 	b.signup("noindex")
 	evs := b.ask("two notes")
-	if n := len(eventsOf(evs, "tool_result")); n != 2 {
+	if n := len(ssetest.Of(evs, "tool_result")); n != 2 {
 		t.Fatalf("events %v", evs)
 	}
 	if notes := ts.notesOf(t, b); len(notes) != 2 {
@@ -745,21 +603,33 @@ func TestAssistantModelToolCallsWithoutIndex(t *testing.T) {
 	}
 }
 
-// editsBetween is a toolRunner that lets another tab edit a note right
-// after the agent has read it.
+// editsBetween is the Store as the agent uses it, except that another tab
+// edits a note right after the agent has read it. It records the agent's
+// writes by the names of their tools.
 type editsBetween struct {
-	toolRunner
+	assistant.Notes
 	edit  func()
 	calls []string
 }
 
-func (e *editsBetween) run(ctx context.Context, id, name string, args json.RawMessage) (any, string, error) {
-	e.calls = append(e.calls, name)
-	res, msg, err := e.toolRunner.run(ctx, id, name, args)
-	if name == "read_note" || name == "search_notes" {
-		e.edit()
-	}
-	return res, msg, err
+func (e *editsBetween) GetNote(ctx context.Context, userID, noteID int64) (assistant.Note, int64, error) {
+	defer e.edit()
+	return e.Notes.GetNote(ctx, userID, noteID)
+}
+
+func (e *editsBetween) ListNotes(ctx context.Context, userID int64) ([]assistant.Note, int64, error) {
+	defer e.edit()
+	return e.Notes.ListNotes(ctx, userID)
+}
+
+func (e *editsBetween) UpdateNote(ctx context.Context, userID, noteID int64, body string, rev int64, idem assistant.Idempotency) (assistant.NoteWrite, error) {
+	e.calls = append(e.calls, "update_note")
+	return e.Notes.UpdateNote(ctx, userID, noteID, body, rev, idem)
+}
+
+func (e *editsBetween) DeleteNote(ctx context.Context, userID, noteID, rev int64, idem assistant.Idempotency) (assistant.NoteWrite, error) {
+	e.calls = append(e.calls, "delete_note")
+	return e.Notes.DeleteNote(ctx, userID, noteID, rev, idem)
 }
 
 func TestAssistantReportsConflicts(t *testing.T) {
@@ -779,21 +649,19 @@ func TestAssistantReportsConflicts(t *testing.T) {
 		}
 		t.Run(msg, func(t *testing.T) {
 			tools := &editsBetween{
-				toolRunner: &noteTools{store: s, userID: u.ID, request: newRequestID()},
+				Notes: assistantNotes{s},
 				edit: func() {
 					if _, err := s.UpdateNote(ctx, u.ID, id, "kept words, edited in a tab meanwhile", nil, Idempotency{}); err != nil {
 						t.Error(err)
 					}
 				},
 			}
-			var out bytes.Buffer
-			run := &agentRun{tools: tools, em: &sseEmitter{w: &out}, maxCalls: 20}
-			if err := runPlanner(ctx, msg, run); err != nil {
-				t.Fatal(err)
-			}
-			evs := readSSE(t, &out)
+			out := httptest.NewRecorder()
+			agent := &assistant.Agent{Notes: tools, UserID: u.ID}
+			agent.Answer(out, httptest.NewRequest("POST", "/api/assistant", nil), msg)
+			evs := ssetest.Read(t, out.Body)
 			var toolErr string
-			for _, e := range eventsOf(evs, "tool_result") {
+			for _, e := range ssetest.Of(evs, "tool_result") {
 				if e.Data["name"] == c.tool {
 					toolErr, _ = e.Data["error"].(string)
 				}
@@ -804,7 +672,7 @@ func TestAssistantReportsConflicts(t *testing.T) {
 			if n := strings.Count(strings.Join(tools.calls, " "), c.tool); n != 1 {
 				t.Errorf("calls %v: %s tried %d times, want once (no blind retry)", tools.calls, c.tool, n)
 			}
-			if answer := tokens(evs); !strings.Contains(answer, "changed elsewhere") {
+			if answer := ssetest.Tokens(evs); !strings.Contains(answer, "changed elsewhere") {
 				t.Errorf("the answer does not tell the user: %q", answer)
 			}
 			n, _, err := s.GetNote(ctx, u.ID, id)

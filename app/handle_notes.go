@@ -49,15 +49,25 @@ type notesList struct {
 	Version int64
 }
 
-func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+// pageNotes starts a page that shows the user's notes: an anonymous
+// visitor is sent to /login; ok is false when the answer has been given.
+func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *Session, notes []Note, version int64, ok bool) {
 	u, err := s.identify(r)
 	if err != nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return
+		return nil, nil, 0, false
 	}
-	notes, version, err := s.Store.ListNotes(r.Context(), u.ID)
+	notes, version, err = s.Store.ListNotes(r.Context(), u.ID)
 	if err != nil {
 		s.writeError(w, r, err)
+		return nil, nil, 0, false
+	}
+	return u, notes, version, true
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	u, notes, version, ok := s.pageNotes(w, r)
+	if !ok {
 		return
 	}
 	s.render(w, r, http.StatusOK, "notes.html", notesPage{pageFrame: s.frame(u, "notes"), Notes: notes, Version: version})

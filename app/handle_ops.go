@@ -58,37 +58,12 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 // addReplication adds the node's replication report, when it has one, to
 // a /readyz answer.
 func (s *Server) addReplication(body map[string]any) {
-	if s.Replication == nil {
+	if s.Cluster == nil {
 		return
 	}
-	if r := s.Replication(); r != nil {
+	if r := s.Cluster.Replication(); r != nil {
 		body["replication"] = r
 	}
-}
-
-// handleCluster describes the cluster; a node on its own is a cluster of one.
-func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *Session) {
-	if s.ClusterStatus != nil {
-		st, err := s.ClusterStatus(r.Context())
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, st)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{
-		"self":    s.Node,
-		"primary": s.Node,
-		"members": []map[string]any{{
-			"name":        s.Node,
-			"region":      s.Region,
-			"http_url":    "",
-			"state":       "alive",
-			"role":        "primary",
-			"connections": s.Hub.Stats().Connections,
-		}},
-	})
 }
 
 // render executes a template into a buffer first, so a template error

@@ -45,7 +45,7 @@ func TestSecurityHeaders(t *testing.T) {
 			{"GET", "/api/nope", "", ""},
 			{"GET", "/healthz", "", ""},
 		} {
-			resp, _ := user.do(c.method, c.path, c.ct, c.body)
+			resp, _ := user.Do(c.method, c.path, c.ct, c.body)
 			what := c.method + " " + c.path
 			common(t, what, resp)
 			if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
@@ -56,12 +56,12 @@ func TestSecurityHeaders(t *testing.T) {
 
 	t.Run("anonymous: pages are no-store, static assets may be cached", func(t *testing.T) {
 		anon := ts.browser(t)
-		resp, _ := anon.do("GET", "/login", "", "")
+		resp, _ := anon.Do("GET", "/login", "", "")
 		common(t, "GET /login", resp)
 		if cc := resp.Header.Get("Cache-Control"); cc != "no-store" {
 			t.Errorf("/login: Cache-Control %q", cc)
 		}
-		resp, _ = anon.do("GET", "/static/htmx.min.js", "", "")
+		resp, _ = anon.Do("GET", "/static/htmx.min.js", "", "")
 		common(t, "GET /static/htmx.min.js", resp)
 		if cc := resp.Header.Get("Cache-Control"); !strings.Contains(cc, "max-age") {
 			t.Errorf("anonymous static asset: Cache-Control %q", cc)
@@ -70,7 +70,7 @@ func TestSecurityHeaders(t *testing.T) {
 
 	t.Run("HSTS when the node is behind Fly's TLS", func(t *testing.T) {
 		fly := newTestServer(t, func(c *Config) { c.HSTS = true })
-		resp, _ := fly.browser(t).do("GET", "/login", "", "")
+		resp, _ := fly.browser(t).Do("GET", "/login", "", "")
 		if hsts := resp.Header.Get("Strict-Transport-Security"); !strings.HasPrefix(hsts, "max-age=") {
 			t.Fatalf("Strict-Transport-Security %q", hsts)
 		}
@@ -83,7 +83,7 @@ func TestSecurityHeaders(t *testing.T) {
 			b    *browser
 			path string
 		}{{ts.browser(t), "/login"}, {ts.browser(t), "/signup"}, {user, "/"}, {user, "/notes"}, {user, "/assistant"}} {
-			_, page := c.b.do("GET", c.path, "", "")
+			_, page := c.b.Do("GET", c.path, "", "")
 			for _, m := range scriptTag.FindAllStringSubmatch(page, -1) {
 				if !strings.Contains(m[1], "src=") || strings.TrimSpace(m[2]) != "" {
 					t.Errorf("%s: inline script %q", c.path, m[0])

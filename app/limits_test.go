@@ -18,8 +18,8 @@ import (
 
 // logIn posts the log-in form from the client address addr.
 func (b *browser) logIn(addr, user, pass string) (*http.Response, string) {
-	b.t.Helper()
-	return b.do("POST", "/login", "application/x-www-form-urlencoded",
+	b.T.Helper()
+	return b.Do("POST", "/login", "application/x-www-form-urlencoded",
 		url.Values{"username": {user}, "password": {pass}}.Encode(), "X-Forwarded-For", addr)
 }
 
@@ -30,7 +30,7 @@ func (ts *testServer) signupAs(t *testing.T, name, pass string) *browser {
 	ts.store.BcryptCost = bcrypt.DefaultCost
 	defer func() { ts.store.BcryptCost = bcrypt.MinCost }()
 	b := ts.browser(t)
-	resp, body := b.do("POST", "/signup", "application/x-www-form-urlencoded",
+	resp, body := b.Do("POST", "/signup", "application/x-www-form-urlencoded",
 		url.Values{"username": {name}, "password": {pass}}.Encode(), "X-Forwarded-For", "10.9.9.9")
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("signup %s: %d %s", name, resp.StatusCode, body)
@@ -156,7 +156,7 @@ func TestLoginLimits(t *testing.T) {
 func TestSignupLimit(t *testing.T) {
 	ts := newTestServer(t, func(c *Config) { c.SignupLimit = 3 })
 	signup := func(addr, name, pass string) (*http.Response, string) {
-		return ts.browser(t).do("POST", "/signup", "application/x-www-form-urlencoded",
+		return ts.browser(t).Do("POST", "/signup", "application/x-www-form-urlencoded",
 			url.Values{"username": {name}, "password": {pass}}.Encode(), "X-Forwarded-For", addr)
 	}
 	// Refused input costs no hash and does not count.

@@ -21,7 +21,8 @@ type Store struct {
 	// with the changes it appended to the change log, in seq order, and the
 	// transaction's position (0 without Position), before the writers are
 	// answered: the change feed pushes them at once (Feed.Committed). It
-	// must not block.
+	// must not block. Like ObserveBatch, it is set before the first write:
+	// the writer goroutine that calls it starts then.
 	OnCommit func(cs []Change, txid uint64)
 	// Position, if set, returns the database's replication position
 	// (LiteFS's TXID). It is read inside each group commit that changes
@@ -40,20 +41,26 @@ type Store struct {
 
 	writes     chan *writeReq
 	writerDone chan struct{}
+	startOnce  sync.Once // the writer starts with the first write
 	closeOnce  sync.Once
 }
 
-// NewStore returns a Store over db and starts its writer; Close stops it.
+// NewStore returns a Store over db. Its writer starts with the first write,
+// so the hooks set before it are in place when it runs; Close stops it.
 func NewStore(db *DB, node string) *Store {
-	s := &Store{db: db, Node: node, BcryptCost: 10, now: time.Now,
+	return &Store{db: db, Node: node, BcryptCost: 10, now: time.Now,
 		writes: make(chan *writeReq, MaxBatch), writerDone: make(chan struct{})}
-	go s.runWriter()
-	return s
+}
+
+// startWriter starts the writer goroutine, once.
+func (s *Store) startWriter() {
+	s.startOnce.Do(func() { go s.runWriter() })
 }
 
 // Close stops the writer after the writes already queued. No write may be
 // started after Close.
 func (s *Store) Close() {
+	s.startWriter() // so that writerDone closes
 	s.closeOnce.Do(func() { close(s.writes) })
 	<-s.writerDone
 }

@@ -50,7 +50,7 @@ func TestParkedReads(t *testing.T) {
 		var wg sync.WaitGroup
 		for i := 0; i < 3; i++ {
 			wg.Go(func() {
-				if resp, _ := b.do("GET", "/api/notes?min_version=99", "", ""); resp.StatusCode != http.StatusServiceUnavailable {
+				if resp, _ := b.Do("GET", "/api/notes?min_version=99", "", ""); resp.StatusCode != http.StatusServiceUnavailable {
 					t.Errorf("parked read: %d, want 503 at its deadline", resp.StatusCode)
 				}
 			})
@@ -59,16 +59,16 @@ func TestParkedReads(t *testing.T) {
 		for ts.srv.parkedCount() < 3 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		resp, body := b.do("GET", "/notes?min_version=99", "", "")
+		resp, body := b.Do("GET", "/notes?min_version=99", "", "")
 		jsonError(t, resp, body, http.StatusTooManyRequests)
 		if resp.Header.Get("Retry-After") == "" {
 			t.Error("429 without Retry-After")
 		}
 		// A read that need not wait is served, and so is another session.
-		if resp, _ := b.do("GET", "/api/notes?min_version=0", "", ""); resp.StatusCode != http.StatusOK {
+		if resp, _ := b.Do("GET", "/api/notes?min_version=0", "", ""); resp.StatusCode != http.StatusOK {
 			t.Errorf("a read at the current version: %d", resp.StatusCode)
 		}
-		wg.Go(func() { other.do("GET", "/api/notes?min_version=99", "", "") })
+		wg.Go(func() { other.Do("GET", "/api/notes?min_version=99", "", "") })
 		for ts.srv.parkedCount() < 4 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -41,7 +41,7 @@ func TestEditingReports(t *testing.T) {
 	// A second tab, whose hello announces its connection id.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	second, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: b.c})
+	second, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: b.HTTP})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +72,7 @@ func TestEditingReports(t *testing.T) {
 	})
 
 	t.Run("POST /api/editing reports for the tab's own connection", func(t *testing.T) {
-		resp, body := b.do("POST", "/api/editing", "application/json", fmt.Sprintf(`{"conn":%q,"note_id":3}`, conn))
+		resp, body := b.Do("POST", "/api/editing", "application/json", fmt.Sprintf(`{"conn":%q,"note_id":3}`, conn))
 		if resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
@@ -85,7 +85,7 @@ func TestEditingReports(t *testing.T) {
 				break
 			}
 		}
-		resp, body = b.do("POST", "/api/editing", "application/json", fmt.Sprintf(`{"conn":%q,"note_id":null}`, conn))
+		resp, body = b.Do("POST", "/api/editing", "application/json", fmt.Sprintf(`{"conn":%q,"note_id":null}`, conn))
 		if resp.StatusCode != http.StatusNoContent {
 			t.Fatalf("closing the editor: %d %s", resp.StatusCode, body)
 		}
@@ -108,7 +108,7 @@ func TestEditingReports(t *testing.T) {
 			{b, "application/json", `{"conn":"nope","note_id":1}`, 404, "no open connection"},
 			{other, "application/json", fmt.Sprintf(`{"conn":%q,"note_id":1}`, conn), 404, "no open connection"},
 		} {
-			resp, body := c.b.do("POST", "/api/editing", c.ct, c.body)
+			resp, body := c.b.Do("POST", "/api/editing", c.ct, c.body)
 			if resp.StatusCode != c.status || !strings.Contains(body, c.errorSays) {
 				t.Errorf("%s %s: %d %s, want %d saying %q", c.ct, c.body, resp.StatusCode, body, c.status, c.errorSays)
 			}
@@ -118,7 +118,7 @@ func TestEditingReports(t *testing.T) {
 	t.Run("a tab that reports too fast is slowed down", func(t *testing.T) {
 		var last int
 		for i := 0; i < 60 && last != http.StatusTooManyRequests; i++ {
-			resp, _ := b.do("POST", "/api/editing", "application/json", fmt.Sprintf(`{"conn":%q,"note_id":%d}`, conn, i+1))
+			resp, _ := b.Do("POST", "/api/editing", "application/json", fmt.Sprintf(`{"conn":%q,"note_id":%d}`, conn, i+1))
 			last = resp.StatusCode
 		}
 		if last != http.StatusTooManyRequests {

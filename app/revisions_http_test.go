@@ -36,7 +36,7 @@ func TestAPIRevisions(t *testing.T) {
 	path := fmt.Sprintf("/api/notes/%d", id)
 
 	t.Run("GET one note answers it with its revision as ETag", func(t *testing.T) {
-		resp, body := b.do("GET", path, "", "")
+		resp, body := b.Do("GET", path, "", "")
 		a := decodeNote(t, body)
 		if resp.StatusCode != 200 || a.Note == nil || a.Note.ID != id || a.Note.Rev != 1 || a.Note.UpdatedAt.IsZero() || resp.Header.Get("ETag") != `"1"` {
 			t.Fatalf("%d %s ETag %q", resp.StatusCode, body, resp.Header.Get("ETag"))
@@ -44,7 +44,7 @@ func TestAPIRevisions(t *testing.T) {
 	})
 
 	t.Run("a PATCH with the current revision applies and answers the new ETag", func(t *testing.T) {
-		resp, body := b.do("PATCH", path, "application/json", `{"body":"second words"}`, "If-Match", `"1"`)
+		resp, body := b.Do("PATCH", path, "application/json", `{"body":"second words"}`, "If-Match", `"1"`)
 		a := decodeNote(t, body)
 		if resp.StatusCode != 200 || a.Note.Rev != 2 || resp.Header.Get("ETag") != `"2"` {
 			t.Fatalf("%d %s ETag %q", resp.StatusCode, body, resp.Header.Get("ETag"))
@@ -57,28 +57,28 @@ func TestAPIRevisions(t *testing.T) {
 			if req.body != "" {
 				ct = "application/json"
 			}
-			resp, body := b.do(req.method, path, ct, req.body, "If-Match", `"1"`, "Idempotency-Key", "stale-"+req.method)
+			resp, body := b.Do(req.method, path, ct, req.body, "If-Match", `"1"`, "Idempotency-Key", "stale-"+req.method)
 			a := decodeNote(t, body)
 			if resp.StatusCode != http.StatusPreconditionFailed || a.Error == "" || a.Note == nil || a.Note.Body != "second words" || a.Note.Rev != 2 {
 				t.Fatalf("%s: %d %s", req.method, resp.StatusCode, body)
 			}
 		}
-		_, body := b.do("GET", path, "", "")
+		_, body := b.Do("GET", path, "", "")
 		if a := decodeNote(t, body); a.Note.Body != "second words" || a.Note.Rev != 2 || a.Version != 2 {
 			t.Fatalf("after the refused writes: %s", body)
 		}
 	})
 
 	t.Run("the same Idempotency-Key with another If-Match is another request", func(t *testing.T) {
-		resp, body := b.do("PATCH", path, "application/json", `{"body":"third words"}`, "If-Match", `"2"`, "Idempotency-Key", "k-3")
+		resp, body := b.Do("PATCH", path, "application/json", `{"body":"third words"}`, "If-Match", `"2"`, "Idempotency-Key", "k-3")
 		if resp.StatusCode != 200 {
 			t.Fatalf("%d %s", resp.StatusCode, body)
 		}
-		resp, body = b.do("PATCH", path, "application/json", `{"body":"third words"}`, "If-Match", `"2"`, "Idempotency-Key", "k-3")
+		resp, body = b.Do("PATCH", path, "application/json", `{"body":"third words"}`, "If-Match", `"2"`, "Idempotency-Key", "k-3")
 		if resp.StatusCode != 200 || resp.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("the same request again: %d %s, want the first answer replayed", resp.StatusCode, body)
 		}
-		resp, body = b.do("PATCH", path, "application/json", `{"body":"third words"}`, "If-Match", `"3"`, "Idempotency-Key", "k-3")
+		resp, body = b.Do("PATCH", path, "application/json", `{"body":"third words"}`, "If-Match", `"3"`, "Idempotency-Key", "k-3")
 		jsonError(t, resp, body, http.StatusUnprocessableEntity)
 	})
 
@@ -96,10 +96,10 @@ func TestAPIRevisions(t *testing.T) {
 			{`"4" "5"`, 400},     // no comma
 			{`"4",`, 400},        // a dangling comma
 		} {
-			_, cur := b.do("GET", path, "", "")
+			_, cur := b.Do("GET", path, "", "")
 			before := decodeNote(t, cur).Note.Rev
 			ifMatch := strings.ReplaceAll(c.ifMatch, `"2"`, fmt.Sprintf(`"%d"`, before))
-			resp, body := b.do("PATCH", path, "application/json", `{"body":"form test"}`, "If-Match", ifMatch)
+			resp, body := b.Do("PATCH", path, "application/json", `{"body":"form test"}`, "If-Match", ifMatch)
 			if resp.StatusCode != c.status {
 				t.Errorf("If-Match %s: %d %s, want %d", ifMatch, resp.StatusCode, body, c.status)
 			}
@@ -109,15 +109,15 @@ func TestAPIRevisions(t *testing.T) {
 	t.Run("a note that is not the caller's, or is deleted, is 404", func(t *testing.T) {
 		other := ts.browser(t)
 		other.signup("bob")
-		resp, body := other.do("GET", path, "", "")
+		resp, body := other.Do("GET", path, "", "")
 		jsonError(t, resp, body, http.StatusNotFound)
-		resp, body = other.do("POST", path+"/restore", "", "")
+		resp, body = other.Do("POST", path+"/restore", "", "")
 		jsonError(t, resp, body, http.StatusNotFound)
 		gone := b.createNote("to delete")
-		if resp, body := b.do("DELETE", fmt.Sprintf("/api/notes/%d", gone), "", ""); resp.StatusCode != 204 {
+		if resp, body := b.Do("DELETE", fmt.Sprintf("/api/notes/%d", gone), "", ""); resp.StatusCode != 204 {
 			t.Fatalf("delete: %d %s", resp.StatusCode, body)
 		}
-		resp, body = b.do("GET", fmt.Sprintf("/api/notes/%d", gone), "", "")
+		resp, body = b.Do("GET", fmt.Sprintf("/api/notes/%d", gone), "", "")
 		jsonError(t, resp, body, http.StatusNotFound)
 	})
 }
@@ -128,19 +128,27 @@ func TestAPIRestore(t *testing.T) {
 	b.signup("alice")
 	id := b.createNote("bring me back")
 	path := fmt.Sprintf("/api/notes/%d", id)
-	_, body := b.do("GET", path, "", "")
+	_, body := b.Do("GET", path, "", "")
 	before := decodeNote(t, body).Note
 
-	resp, body := b.do("DELETE", path, "", "", "If-Match", `"1"`)
+	// A tab of the user sees the delete, then the restore. (Connecting it
+	// only after the delete would race the feed: the delete's push may
+	// still be on its way and reach the new tab first.)
+	ws := dialWS(t, ts, b)
+	defer ws.CloseNow()
+	resp, body := b.Do("DELETE", path, "", "", "If-Match", `"1"`)
 	if resp.StatusCode != 204 {
 		t.Fatalf("delete: %d %s", resp.StatusCode, body)
 	}
+	m := readWS(t, ws)
+	if m["op"] == "created" {
+		m = readWS(t, ws) // the creation's push may still have been on its way
+	}
+	if m["type"] != "note_changed" || m["op"] != "deleted" || int64(m["note_id"].(float64)) != id {
+		t.Fatalf("pushed %v, want note_changed deleted %d", m, id)
+	}
 
-	// A tab of the user, connected after the delete.
-	ws := dialWS(t, ts, b)
-	defer ws.CloseNow()
-
-	resp, body = b.do("POST", path+"/restore", "", "", "Idempotency-Key", "undo-1")
+	resp, body = b.Do("POST", path+"/restore", "", "", "Idempotency-Key", "undo-1")
 	a := decodeNote(t, body)
 	if resp.StatusCode != 200 || a.Note == nil || *a.Note != *before || resp.Header.Get("ETag") != `"1"` {
 		t.Fatalf("restore: %d %s, want %+v", resp.StatusCode, body, before)
@@ -148,10 +156,10 @@ func TestAPIRestore(t *testing.T) {
 	if m := readWS(t, ws); m["type"] != "note_changed" || m["op"] != "created" || int64(m["note_id"].(float64)) != id {
 		t.Fatalf("pushed %v, want note_changed created %d", m, id)
 	}
-	if resp, body := b.do("POST", path+"/restore", "", "", "Idempotency-Key", "undo-1"); resp.StatusCode != 200 || resp.Header.Get("Idempotent-Replayed") != "true" {
+	if resp, body := b.Do("POST", path+"/restore", "", "", "Idempotency-Key", "undo-1"); resp.StatusCode != 200 || resp.Header.Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("a repeated undo: %d %s, want the first answer replayed", resp.StatusCode, body)
 	}
-	resp, body = b.do("POST", path+"/restore", "", "")
+	resp, body = b.Do("POST", path+"/restore", "", "")
 	jsonError(t, resp, body, http.StatusNotFound)
 	if !strings.Contains(body, "not deleted") {
 		t.Errorf("restoring a note that is not deleted says %s", body)
@@ -163,7 +171,7 @@ func dialWS(t *testing.T, ts *testServer, b *browser) *websocket.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: b.c})
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http")+"/ws", &websocket.DialOptions{HTTPClient: b.HTTP})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -37,14 +37,13 @@ type Config struct {
 	// The database is always checked as well.
 	Ready func(ctx context.Context) error
 
-	// Replication, if set, describes this node's copy of the database for
-	// /readyz (nil: nothing to say). A replica that cannot hear from the
-	// primary stays ready (it serves what it has) and says so there.
-	Replication func() any
-
-	// ClusterStatus, if set, answers GET /api/cluster; by default the node
-	// describes itself as a cluster of one.
-	ClusterStatus func(ctx context.Context) (any, error)
+	// Cluster, if set, answers GET /api/cluster and adds the node's
+	// replication to /readyz; without it the node describes itself as a
+	// cluster of one.
+	Cluster ClusterInfo
+	// Fly tells that the node runs on Fly.io, where the cluster view links
+	// a member by pinning a tab to its machine.
+	Fly bool
 
 	// EndSession, if set, is called after a log-out, to close the session's
 	// open connections on every node. By default only this node's are
@@ -67,10 +66,6 @@ type Config struct {
 	// when the node is reached through a TLS proxy that redirects http to
 	// https (Fly.io).
 	HSTS bool
-
-	// RefuseWebSocket makes /ws refuse upgrades, to exercise the page's SSE
-	// fallback in tests.
-	RefuseWebSocket bool
 
 	// Assistant (POST /api/assistant). With AssistantBaseURL empty the
 	// built-in planner answers; otherwise the OpenAI-compatible
@@ -130,7 +125,7 @@ func NewServer(cfg Config) (*Server, error) {
 	}
 	if s.EndSession == nil {
 		s.EndSession = func(id string) {
-			s.Hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
+			s.Sessions.EndHere(id, s.Hub)
 		}
 	}
 	version := cfg.Store.Version
@@ -150,10 +145,9 @@ func NewServer(cfg Config) (*Server, error) {
 		CatchUp: func(v int64) realtime.Message {
 			return NoteChangedMessage(Change{Op: OpSync, Version: v, Node: cfg.Node})
 		},
-		OnMessage:       onClientMessage,
-		Node:            cfg.Node,
-		Region:          cfg.Region,
-		RefuseWebSocket: cfg.RefuseWebSocket,
+		OnMessage: onClientMessage,
+		Node:      cfg.Node,
+		Region:    cfg.Region,
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -6,13 +6,13 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
 	"time"
 
+	"notesync/internal/apitest"
 	"notesync/realtime"
 )
 
@@ -61,62 +61,22 @@ func newTestServer(t testing.TB, tweak ...func(*Config)) *testServer {
 	return &testServer{Server: ts, store: store, srv: srv}
 }
 
-type browser struct {
-	t    *testing.T
-	base string
-	c    *http.Client
-}
+// browser is one person's session against the test server; its helpers
+// are the app tests' own.
+type browser struct{ *apitest.Client }
 
 func (ts *testServer) browser(t *testing.T) *browser {
-	jar, _ := cookiejar.New(nil)
-	return &browser{t: t, base: ts.URL, c: &http.Client{Jar: jar, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}}
+	return &browser{apitest.New(t, ts.URL)}
 }
 
-func (b *browser) post(path string, form url.Values) (*http.Response, string) {
-	b.t.Helper()
-	return b.do("POST", path, "application/x-www-form-urlencoded", form.Encode())
-}
-
-func (b *browser) do(method, path, ct, body string, hdr ...string) (*http.Response, string) {
-	b.t.Helper()
-	req, _ := http.NewRequest(method, b.base+path, strings.NewReader(body))
-	if ct != "" {
-		req.Header.Set("Content-Type", ct)
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := b.c.Do(req)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	return resp, string(data)
-}
-
-func (b *browser) signup(name string) {
-	b.t.Helper()
-	resp, body := b.post("/signup", url.Values{"username": {name}, "password": {"password1"}})
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
-		b.t.Fatalf("signup: %d %s", resp.StatusCode, body)
-	}
-}
+// signup creates an account with the tests' password.
+func (b *browser) signup(name string) { b.T.Helper(); b.SignUp(name, "password1") }
 
 // createNote posts a note and returns its id.
 func (b *browser) createNote(body string) int64 {
-	b.t.Helper()
-	resp, out := b.do("POST", "/api/notes", "application/json", mustJSON(map[string]string{"body": body}))
-	if resp.StatusCode != http.StatusCreated {
-		b.t.Fatalf("create: %d %s", resp.StatusCode, out)
-	}
-	var r struct {
-		Note Note `json:"note"`
-	}
-	json.Unmarshal([]byte(out), &r)
-	return r.Note.ID
+	b.T.Helper()
+	id, _ := b.CreateNote(body)
+	return id
 }
 
 func mustJSON(v any) string {
@@ -142,7 +102,7 @@ func TestAccounts(t *testing.T) {
 	ts := newTestServer(t)
 
 	t.Run("an anonymous visitor is sent to /login", func(t *testing.T) {
-		resp, _ := ts.browser(t).do("GET", "/", "", "")
+		resp, _ := ts.browser(t).Do("GET", "/", "", "")
 		if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/login" {
 			t.Fatalf("%d %s", resp.StatusCode, resp.Header.Get("Location"))
 		}
@@ -150,7 +110,7 @@ func TestAccounts(t *testing.T) {
 
 	t.Run("sign-up sets an HttpOnly SameSite=Lax cookie holding only a signed id", func(t *testing.T) {
 		b := ts.browser(t)
-		resp, _ := b.post("/signup", url.Values{"username": {"carol"}, "password": {"password1"}})
+		resp, _ := b.Form("/signup", url.Values{"username": {"carol"}, "password": {"password1"}})
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
@@ -166,7 +126,7 @@ func TestAccounts(t *testing.T) {
 		if strings.Contains(ck.Value, "carol") {
 			t.Fatal("cookie carries the username")
 		}
-		if resp, _ := b.do("GET", "/api/notes", "", ""); resp.StatusCode != http.StatusOK {
+		if resp, _ := b.Do("GET", "/api/notes", "", ""); resp.StatusCode != http.StatusOK {
 			t.Fatalf("session does not authenticate: %d", resp.StatusCode)
 		}
 	})
@@ -185,7 +145,7 @@ func TestAccounts(t *testing.T) {
 			{"/login", "dave", "wrong-pass", http.StatusUnauthorized, "Wrong username or password"},
 		}
 		for _, c := range cases {
-			resp, body := ts.browser(t).post(c.path, url.Values{"username": {c.user}, "password": {c.pass}})
+			resp, body := ts.browser(t).Form(c.path, url.Values{"username": {c.user}, "password": {c.pass}})
 			if resp.StatusCode != c.status || !strings.Contains(body, c.text) || !strings.Contains(body, "<form") {
 				t.Errorf("%s %s: %d, want %d with %q", c.path, c.user, resp.StatusCode, c.status, c.text)
 			}
@@ -196,18 +156,18 @@ func TestAccounts(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("frank")
 		for i := 0; i < 3; i++ {
-			if resp, _ := ts.browser(t).post("/login", url.Values{"username": {"frank"}, "password": {"password1"}}); resp.StatusCode != http.StatusSeeOther {
+			if resp, _ := ts.browser(t).Form("/login", url.Values{"username": {"frank"}, "password": {"password1"}}); resp.StatusCode != http.StatusSeeOther {
 				t.Fatalf("good log-in %d: %d", i, resp.StatusCode)
 			}
 		}
 		var last *http.Response
 		for i := 0; i < 6; i++ {
-			last, _ = ts.browser(t).post("/login", url.Values{"username": {"frank"}, "password": {"bad-password"}})
+			last, _ = ts.browser(t).Form("/login", url.Values{"username": {"frank"}, "password": {"bad-password"}})
 		}
 		if last.StatusCode != http.StatusTooManyRequests || last.Header.Get("Retry-After") == "" {
 			t.Fatalf("after 6 failures: %d Retry-After=%q", last.StatusCode, last.Header.Get("Retry-After"))
 		}
-		if resp, _ := ts.browser(t).post("/login", url.Values{"username": {"frank"}, "password": {"password1"}}); resp.StatusCode != http.StatusTooManyRequests {
+		if resp, _ := ts.browser(t).Form("/login", url.Values{"username": {"frank"}, "password": {"password1"}}); resp.StatusCode != http.StatusTooManyRequests {
 			t.Fatalf("the right password from the guessing address: %d, want 429", resp.StatusCode)
 		}
 	})
@@ -216,15 +176,15 @@ func TestAccounts(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("gina")
 		u, _ := url.Parse(ts.URL)
-		saved := b.c.Jar.Cookies(u)
-		resp, _ := b.post("/logout", nil)
+		saved := b.HTTP.Jar.Cookies(u)
+		resp, _ := b.Form("/logout", nil)
 		if resp.StatusCode != http.StatusSeeOther {
 			t.Fatalf("logout: %d", resp.StatusCode)
 		}
 		// Replaying the old cookie no longer authenticates.
 		replay := ts.browser(t)
-		replay.c.Jar.SetCookies(u, saved)
-		resp, body := replay.do("GET", "/api/notes", "", "")
+		replay.HTTP.Jar.SetCookies(u, saved)
+		resp, body := replay.Do("GET", "/api/notes", "", "")
 		jsonError(t, resp, body, http.StatusUnauthorized)
 	})
 }
@@ -240,7 +200,7 @@ func TestAPIBadInput(t *testing.T) {
 
 	unchanged := func(t *testing.T) {
 		t.Helper()
-		resp, body := alice.do("GET", "/api/notes", "", "")
+		resp, body := alice.Do("GET", "/api/notes", "", "")
 		var out struct {
 			Version int64  `json:"version"`
 			Notes   []Note `json:"notes"`
@@ -281,14 +241,14 @@ func TestAPIBadInput(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			resp, body := alice.do(c.method, c.path, c.ct, c.body, c.hdr...)
+			resp, body := alice.Do(c.method, c.path, c.ct, c.body, c.hdr...)
 			jsonError(t, resp, body, c.status)
 			unchanged(t)
 		})
 	}
 
 	t.Run("bob's note is untouched", func(t *testing.T) {
-		_, body := bob.do("GET", "/api/notes", "", "")
+		_, body := bob.Do("GET", "/api/notes", "", "")
 		if !strings.Contains(body, "bob's") {
 			t.Fatalf("bob's notes: %s", body)
 		}
@@ -323,7 +283,7 @@ func TestAPIBadInput(t *testing.T) {
 		b := ts.browser(t)
 		b.signup("henry")
 		ts.store.db.write.Exec(`UPDATE sessions SET expires_at = 0`)
-		resp, body := b.do("GET", "/api/notes", "", "")
+		resp, body := b.Do("GET", "/api/notes", "", "")
 		jsonError(t, resp, body, http.StatusUnauthorized)
 	})
 }
@@ -334,54 +294,54 @@ func TestAPINotes(t *testing.T) {
 	b.signup("alice")
 
 	t.Run("create, update, list, delete", func(t *testing.T) {
-		resp, body := b.do("POST", "/api/notes", "application/x-www-form-urlencoded", "body=from+a+form")
+		resp, body := b.Do("POST", "/api/notes", "application/x-www-form-urlencoded", "body=from+a+form")
 		if resp.StatusCode != 201 || !strings.Contains(body, `"version":1`) {
 			t.Fatalf("create: %d %s", resp.StatusCode, body)
 		}
-		resp, body = b.do("PATCH", "/api/notes/1", "application/json", `{"body":"edited"}`)
+		resp, body = b.Do("PATCH", "/api/notes/1", "application/json", `{"body":"edited"}`)
 		if resp.StatusCode != 200 || !strings.Contains(body, `"edited"`) || !strings.Contains(body, `"version":2`) {
 			t.Fatalf("update: %d %s", resp.StatusCode, body)
 		}
-		_, body = b.do("GET", "/api/notes?min_version=2", "", "")
+		_, body = b.Do("GET", "/api/notes?min_version=2", "", "")
 		if !strings.Contains(body, `"edited"`) {
 			t.Fatalf("list: %s", body)
 		}
-		if resp, _ := b.do("DELETE", "/api/notes/1", "", ""); resp.StatusCode != 204 {
+		if resp, _ := b.Do("DELETE", "/api/notes/1", "", ""); resp.StatusCode != 204 {
 			t.Fatalf("delete: %d", resp.StatusCode)
 		}
 	})
 
 	t.Run("the same write sent twice with one key makes one change", func(t *testing.T) {
-		r1, b1 := b.do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "abc-123")
-		r2, b2 := b.do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "abc-123")
+		r1, b1 := b.Do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "abc-123")
+		r2, b2 := b.Do("POST", "/api/notes", "application/json", `{"body":"once"}`, "Idempotency-Key", "abc-123")
 		if r1.StatusCode != 201 || r2.StatusCode != 201 || b1 != b2 || r2.Header.Get("Idempotent-Replayed") != "true" {
 			t.Fatalf("%d %s / %d %s", r1.StatusCode, b1, r2.StatusCode, b2)
 		}
-		_, list := b.do("GET", "/api/notes", "", "")
+		_, list := b.Do("GET", "/api/notes", "", "")
 		if strings.Count(list, `"once"`) != 1 {
 			t.Fatalf("list: %s", list)
 		}
 	})
 
 	t.Run("min_version ahead of the database answers 503 with Retry-After", func(t *testing.T) {
-		resp, body := b.do("GET", "/api/notes?min_version=999", "", "")
+		resp, body := b.Do("GET", "/api/notes?min_version=999", "", "")
 		jsonError(t, resp, body, http.StatusServiceUnavailable)
 		if resp.Header.Get("Retry-After") == "" {
 			t.Fatal("no Retry-After")
 		}
-		resp, _ = b.do("GET", "/notes?min_version=999", "", "")
+		resp, _ = b.Do("GET", "/notes?min_version=999", "", "")
 		if resp.StatusCode != http.StatusServiceUnavailable {
 			t.Fatalf("fragment: %d", resp.StatusCode)
 		}
 	})
 
 	t.Run("min_version waits for a change that lands meanwhile", func(t *testing.T) {
-		_, body := b.do("GET", "/api/notes", "", "")
+		_, body := b.Do("GET", "/api/notes", "", "")
 		var cur struct{ Version int64 }
 		json.Unmarshal([]byte(body), &cur)
 		done := make(chan string, 1)
 		go func() {
-			_, body := b.do("GET", "/api/notes?min_version="+itoa(int(cur.Version+1)), "", "")
+			_, body := b.Do("GET", "/api/notes?min_version="+itoa(int(cur.Version+1)), "", "")
 			done <- body
 		}()
 		time.Sleep(50 * time.Millisecond)
@@ -393,7 +353,7 @@ func TestAPINotes(t *testing.T) {
 
 	t.Run("the HTML fragment escapes bodies and carries the version", func(t *testing.T) {
 		b.createNote(`<img src=x onerror=alert(1)>`)
-		resp, body := b.do("GET", "/notes", "", "")
+		resp, body := b.Do("GET", "/notes", "", "")
 		if resp.StatusCode != 200 || resp.Header.Get("X-Notes-Version") == "" {
 			t.Fatalf("%d %v", resp.StatusCode, resp.Header)
 		}
@@ -407,7 +367,7 @@ func TestOperations(t *testing.T) {
 	ts := newTestServer(t)
 	b := ts.browser(t)
 	for _, path := range []string{"/healthz", "/readyz"} {
-		if resp, body := b.do("GET", path, "", ""); resp.StatusCode != 200 {
+		if resp, body := b.Do("GET", path, "", ""); resp.StatusCode != 200 {
 			t.Fatalf("%s: %d %s", path, resp.StatusCode, body)
 		}
 	}
@@ -415,7 +375,7 @@ func TestOperations(t *testing.T) {
 	b.createNote("x")
 	// Metrics are not on the public port (docs/PROTOCOL.md §8); main.go
 	// serves this handler on -metrics-addr.
-	if resp, _ := b.do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
+	if resp, _ := b.Do("GET", "/metrics", "", ""); resp.StatusCode != http.StatusNotFound {
 		t.Errorf("/metrics on the public port: %d, want 404", resp.StatusCode)
 	}
 	rec := httptest.NewRecorder()
@@ -428,7 +388,7 @@ func TestOperations(t *testing.T) {
 			t.Errorf("metrics lack %q", want)
 		}
 	}
-	resp, body := b.do("GET", "/static/htmx.min.js", "", "")
+	resp, body := b.Do("GET", "/static/htmx.min.js", "", "")
 	if resp.StatusCode != 200 || len(body) < 1000 {
 		t.Fatalf("htmx not served: %d", resp.StatusCode)
 	}
@@ -438,7 +398,7 @@ func TestReadyzSchema(t *testing.T) {
 	ts := newTestServer(t)
 	b := ts.browser(t)
 	get := func() (int, string) {
-		resp, body := b.do("GET", "/readyz", "", "")
+		resp, body := b.Do("GET", "/readyz", "", "")
 		return resp.StatusCode, body
 	}
 	t.Run("a newer release's schema: still ready, and says so", func(t *testing.T) {

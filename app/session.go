@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha512"
-	"database/sql"
 	"encoding/base64"
 	"encoding/gob"
 	"encoding/json"
@@ -154,10 +153,10 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 	s.Options.Secure = isHTTPS(r)
 	if s.Options.MaxAge < 0 {
 		if s.ID != "" {
-			_, err := st.store.db.write.ExecContext(r.Context(), `DELETE FROM sessions WHERE id = ?`, s.ID)
+			err := st.store.DeleteSession(r.Context(), s.ID)
 			st.MarkEnded(s.ID)
 			if err != nil {
-				return fmt.Errorf("delete session: %w", err)
+				return err
 			}
 		}
 		http.SetCookie(w, sessions.NewCookie(s.Name(), "", s.Options))
@@ -176,11 +175,8 @@ func (st *SessionStore) Save(r *http.Request, w http.ResponseWriter, s *sessions
 	}
 	now := st.store.now()
 	expires := now.Add(time.Duration(s.Options.MaxAge) * time.Second)
-	if _, err := st.store.db.write.ExecContext(r.Context(),
-		`INSERT INTO sessions (id, user_id, data, created_at, expires_at) VALUES (?, ?, ?, ?, ?)
-		 ON CONFLICT (id) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at`,
-		s.ID, userID, data, now.UnixMilli(), expires.UnixMilli()); err != nil {
-		return fmt.Errorf("save session: %w", err)
+	if err := st.store.SaveSession(r.Context(), s.ID, userID, data, now, expires); err != nil {
+		return err
 	}
 	if st.cache != nil {
 		st.cache.drop(s.ID)
@@ -205,23 +201,16 @@ func (st *SessionStore) load(ctx context.Context, id string) (map[any]any, error
 		}
 		gen = st.cache.generation()
 	}
-	var data []byte
-	var expires int64
-	err := st.store.db.read.QueryRowContext(ctx, `SELECT data, expires_at FROM sessions WHERE id = ?`, id).Scan(&data, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	} else if err != nil {
-		return nil, fmt.Errorf("read session: %w", err)
+	row, ok, err := st.store.LoadSession(ctx, id)
+	if err != nil || !ok || now.After(row.Expires) {
+		return nil, err
 	}
-	if now.UnixMilli() > expires {
-		return nil, nil
-	}
-	values, err := decodeSessionValues(data)
+	values, err := decodeSessionValues(row.Data)
 	if err != nil {
 		return nil, err
 	}
 	if st.cache != nil {
-		st.cache.put(id, values, gen, now, time.UnixMilli(expires))
+		st.cache.put(id, values, gen, now, row.Expires)
 	}
 	return values, nil
 }
@@ -281,21 +270,7 @@ func (st *SessionStore) waitReplicated(ctx context.Context, sc sessionCookie) (m
 // Ended returns which of ids are no longer live sessions (logged out or
 // expired), as this node's database knows them.
 func (st *SessionStore) Ended(ctx context.Context, ids []string) ([]string, error) {
-	var ended []string
-	now := st.store.now().UnixMilli()
-	for _, id := range ids {
-		var expires int64
-		err := st.store.db.read.QueryRowContext(ctx, `SELECT expires_at FROM sessions WHERE id = ?`, id).Scan(&expires)
-		switch {
-		case errors.Is(err, sql.ErrNoRows):
-			ended = append(ended, id)
-		case err != nil:
-			return ended, fmt.Errorf("read session: %w", err)
-		case expires < now:
-			ended = append(ended, id)
-		}
-	}
-	return ended, nil
+	return st.store.SessionsEnded(ctx, ids, st.store.now())
 }
 
 // jsonSession marks session values stored as JSON. Older rows hold gob,

@@ -28,6 +28,7 @@ type noteOp func(ctx context.Context, tx *sql.Tx, now time.Time) (Note, string, 
 // milliseconds whatever its size, so sharing it is what lets concurrent
 // writers go past one commit's worth of writes a second.
 func (s *Store) writeNotes(ctx context.Context, userID int64, idem Idempotency, op noteOp) (NoteWrite, error) {
+	s.startWriter()
 	req := &writeReq{ctx: ctx, userID: userID, idem: idem, op: op, done: make(chan writeDone, 1)}
 	select {
 	case s.writes <- req:

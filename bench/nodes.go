@@ -5,19 +5,18 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"notesync/cluster"
+	"notesync/internal/localcluster"
 )
 
 // nodes is what the tool drives: URLs, and how to stop what it started.
@@ -33,29 +32,6 @@ type nodes struct {
 	// kill kills node i (0-based) with SIGKILL, LiteFS and app, as a
 	// machine dies, and has it started again after hold (cluster only).
 	kill func(i int, hold time.Duration) error
-}
-
-func moduleRoot() (string, error) {
-	out, err := exec.Command("go", "env", "GOMOD").Output()
-	if err != nil {
-		return "", fmt.Errorf("go env GOMOD: %w", err)
-	}
-	mod := strings.TrimSpace(string(out))
-	if mod == "" || mod == os.DevNull {
-		return "", fmt.Errorf("run inside the notesync module")
-	}
-	return filepath.Dir(mod), nil
-}
-
-// buildBinary builds notesync into dir.
-func buildBinary(root, dir string) (string, error) {
-	exe := filepath.Join(dir, "notesync")
-	cmd := exec.Command("go", "build", "-o", exe, ".")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build: %v\n%s", err, out)
-	}
-	return exe, nil
 }
 
 func freePort(host string) (int, error) {
@@ -102,17 +78,13 @@ var nodeEnv = []string{"LOG_LEVEL=warn", "SIGNUP_LIMIT=0", "BENCHMARK=true", "BC
 // startNodes starts one node or a LiteFS cluster in a temporary directory.
 // stop() stops every process and removes the directory.
 func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(string, ...any)) (*nodes, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return nil, err
-	}
 	tmp, err := os.MkdirTemp("", "notesync-load-")
 	if err != nil {
 		return nil, err
 	}
 	if exe == "" {
 		logf("building notesync into %s", tmp)
-		if exe, err = buildBinary(root, tmp); err != nil {
+		if exe, err = localcluster.Build(tmp); err != nil {
 			os.RemoveAll(tmp)
 			return nil, err
 		}
@@ -170,15 +142,11 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 			os.RemoveAll(tmp)
 			return nil, err
 		}
-		gt := exec.Command("go", "tool", "-n", "litefs")
-		gt.Dir = root
-		out, err := gt.Output()
+		b, err := localcluster.Find(exe)
 		if err != nil {
 			os.RemoveAll(tmp)
-			return nil, fmt.Errorf("go tool -n litefs: %w", err)
+			return nil, err
 		}
-		// A loopback address of its own keeps it clear of other clusters.
-		host := fmt.Sprintf("127.0.%d.%d", 10+rand.IntN(200), 2+rand.IntN(250))
 		pr, pw := io.Pipe()
 		go func() {
 			sc := bufio.NewScanner(pr)
@@ -186,11 +154,9 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 				logf("cluster: %s", sc.Text())
 			}
 		}()
-		l := &cluster.Launcher{
-			N: 3, BasePort: 18081, Host: host, Dir: filepath.Join(tmp, "nodes"),
-			Exe: exe, LiteFS: strings.TrimSpace(string(out)), Config: filepath.Join(root, "litefs.yml"),
-			ExtraEnv: nodeEnv, Stdout: pw,
-		}
+		l := localcluster.Launcher(b, 3, filepath.Join(tmp, "nodes"), nodeEnv...)
+		l.Stdout = pw
+		// Not localcluster.Run: kill pauses the supervisor.
 		if err := l.Start(ctx); err != nil {
 			l.Stop()
 			pw.Close()

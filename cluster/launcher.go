@@ -604,3 +604,18 @@ func randomHex(n int) string {
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
 }
+
+// LiteFSBinary returns bin when it names a binary; otherwise it builds (or
+// finds, cached) the LiteFS that go.mod's tool line pins, so that nothing
+// needs installing. The binary runs directly rather than through
+// `go tool`, whose wrapper would orphan LiteFS on SIGKILL.
+func LiteFSBinary(bin string) (string, error) {
+	if bin != "" {
+		return bin, nil
+	}
+	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
+	if err != nil {
+		return "", fmt.Errorf("build litefs with `go tool -n litefs`: %w (set LITEFS_BIN to use another binary)", err)
+	}
+	return strings.TrimSpace(string(out)), nil
+}

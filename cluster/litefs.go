@@ -40,6 +40,14 @@ type LiteFS struct {
 	// primary has no .primary file either, and must not take writes.
 	API string
 
+	// OnPromoted, if set, is called when LiteFS's event stream says this
+	// node became the primary after saying it was a replica: a Consul
+	// lease moved here while the node runs. It is not called for the role
+	// the node starts with. It runs on the event stream's goroutine and
+	// must not block; set it before FollowEvents starts.
+	OnPromoted func()
+	said       string // the role the stream last said: "", "primary" or "replica"
+
 	mu  sync.Mutex
 	pos *os.File
 
@@ -234,11 +242,12 @@ func (l *LiteFS) followOnce(ctx context.Context, onTx func(Tx)) error {
 			return err
 		}
 		switch ev.Type {
-		case "init":
+		case "init", "primaryChange":
 			l.role.Store(&role{primary: ev.Data.IsPrimary, hostname: ev.Data.Hostname})
-			onTx(Tx{At: time.Now()})
-		case "primaryChange":
-			l.role.Store(&role{primary: ev.Data.IsPrimary, hostname: ev.Data.Hostname})
+			l.heard(ev.Data.IsPrimary)
+			if ev.Type == "init" {
+				onTx(Tx{At: time.Now()})
+			}
 		case "tx":
 			if ev.DB != "" && l.DB != "" && ev.DB != l.DB {
 				continue // another database on the same mount
@@ -250,6 +259,20 @@ func (l *LiteFS) followOnce(ctx context.Context, onTx func(Tx)) error {
 			onTx(Tx{TXID: txid, At: time.Now()})
 		}
 	}
+}
+
+// heard notes the role the event stream said, and calls OnPromoted when it
+// went from replica to primary. Only the stream's goroutine calls it; a
+// dropped stream does not forget what was said.
+func (l *LiteFS) heard(primary bool) {
+	now := "replica"
+	if primary {
+		now = "primary"
+	}
+	if l.said == "replica" && primary && l.OnPromoted != nil {
+		l.OnPromoted()
+	}
+	l.said = now
 }
 
 // isMountPoint reports whether dir is a mount point (its device differs

@@ -402,3 +402,39 @@ func splitHostPort(s string) (string, int, error) {
 }
 
 var _ io.Closer = (*Membership)(nil)
+
+// Primary returns the alive member that holds the LiteFS lease, as far as
+// this node knows: the one LiteFS names (liteFSHost, what this replica's
+// LiteFS says; "" when it says nothing), or else one whose metadata says it
+// is the primary.
+func (m *Membership) Primary(liteFSHost string) (Member, bool) {
+	var fallback *Member
+	for _, mem := range m.Members() {
+		if mem.State != "alive" {
+			continue
+		}
+		if liteFSHost != "" && mem.LiteFS == liteFSHost {
+			return mem, true
+		}
+		if mem.Primary && fallback == nil {
+			fallback = &mem
+		}
+	}
+	if fallback != nil {
+		return *fallback, true
+	}
+	return Member{}, false
+}
+
+// PrimaryView is the primary as gossip sees it, in any state, for a
+// replica's report on its replication (LiteFS.Replication): the member
+// LiteFS names (liteFSHost), or, when it names none, the one whose metadata
+// says it is the primary. The zero view when there is none but this node.
+func (m *Membership) PrimaryView(liteFSHost string) PrimaryView {
+	for _, mem := range m.Members() {
+		if mem.Name != m.Name && (liteFSHost != "" && mem.LiteFS == liteFSHost || liteFSHost == "" && mem.Primary) {
+			return PrimaryView{Name: mem.Name, State: mem.State, TXID: mem.TXID}
+		}
+	}
+	return PrimaryView{}
+}

@@ -183,3 +183,46 @@ func TestMembership(t *testing.T) {
 		})
 	})
 }
+
+func TestMembershipPrimary(t *testing.T) {
+	a1, a2, a3 := freeAddr(t), freeAddr(t), freeAddr(t)
+	peers := []string{a1, a2, a3}
+	metas := map[string]Meta{
+		"n2": {Region: "local", LiteFS: "lfs-n2", Primary: true},
+		"n3": {Region: "local", LiteFS: "lfs-n3"},
+	}
+	open := func(name, addr string) *Membership {
+		m := &Membership{Name: name, Bind: addr, Peers: peers, Fast: true,
+			Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
+			MetaFunc: func() Meta { return metas[name] }}
+		if err := m.Open(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { m.Close() })
+		return m
+	}
+	m1, m2, _ := open("n1", a1), open("n2", a2), open("n3", a3)
+	waitFor(t, "n1 to see both others' metadata", func() bool {
+		seen := 0
+		for _, mem := range m1.Members() {
+			if mem.LiteFS != "" {
+				seen++
+			}
+		}
+		return seen == 2
+	})
+	if p, ok := m1.Primary(""); !ok || p.Name != "n2" {
+		t.Errorf("LiteFS names none: primary %q %v, want n2 (its metadata says so)", p.Name, ok)
+	}
+	if p, ok := m1.Primary("lfs-n3"); !ok || p.Name != "n3" {
+		t.Errorf("LiteFS names lfs-n3: primary %q %v, want n3 (LiteFS wins over metadata)", p.Name, ok)
+	}
+	if v := m1.PrimaryView(""); v.Name != "n2" || v.State != "alive" {
+		t.Errorf("view %+v, want n2 alive", v)
+	}
+	m2.Close()
+	waitFor(t, "n2 gone", func() bool {
+		_, ok := m1.Primary("lfs-n2")
+		return !ok
+	})
+}

@@ -1,6 +1,6 @@
 package e2e
 
-// The Assistant on a cluster (issue 5): POST /api/assistant sent to a
+// The Assistant on a cluster: POST /api/assistant sent to a
 // replica is forwarded to the primary and streams back through the
 // forwarder; the note it creates reaches a WebSocket of the same user on
 // another node.
@@ -84,7 +84,7 @@ func (u *user) assistantEvents(t *testing.T, base, msg string) ([]string, []time
 	t.Helper()
 	body, _ := json.Marshal(map[string]string{"message": msg})
 	req, _ := http.NewRequest("POST", base+"/api/assistant", strings.NewReader(string(body)))
-	req.Header.Set("Cookie", u.cookie)
+	req.Header.Set("Cookie", u.Cookie())
 	req.Header.Set("Content-Type", "application/json")
 	start := time.Now()
 	resp, err := (&http.Client{Timeout: 30 * time.Second}).Do(req)
@@ -116,7 +116,7 @@ func TestClusterAssistantForwardedStream(t *testing.T) {
 	fake := fakeChatServer(t, delay, gaveUp)
 	c := startCluster(t, 3, "ASSISTANT_BASE_URL="+fake.URL, "ASSISTANT_MODEL=fake", "ASSISTANT_API_KEY=sk-e2e")
 	alice := signup(t, c.URL(2), "alice")
-	ws, err := alice.dial(c.URL(3), "")
+	ws, err := alice.Dial(c.URL(3), "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -152,7 +152,7 @@ func TestClusterAssistantForwardedStream(t *testing.T) {
 		}
 		body, _ := json.Marshal(map[string]string{"message": "hang water the plants"})
 		req, _ := http.NewRequest("POST", c.URL(2)+"/api/assistant", strings.NewReader(string(body)))
-		req.Header.Set("Cookie", alice.cookie)
+		req.Header.Set("Cookie", alice.Cookie())
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
@@ -172,7 +172,7 @@ func TestClusterAssistantForwardedStream(t *testing.T) {
 			out    string
 		)
 		for deadline := time.Now().Add(3 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-			status, out, _, err = alice.do("POST", c.URL(2)+"/api/assistant", `{"message":"list my notes"}`)
+			status, out, _, err = alice.Try("POST", c.URL(2)+"/api/assistant", `{"message":"list my notes"}`)
 			if err != nil || status != http.StatusConflict || time.Now().After(deadline) {
 				break
 			}

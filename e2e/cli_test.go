@@ -8,6 +8,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"notesync/internal/testenv"
 )
 
 // cliProc is `notesync cluster` running as a child, its standard input a
@@ -16,8 +18,8 @@ type cliProc struct {
 	cmd    *exec.Cmd
 	stdin  io.WriteCloser
 	lines  chan string
-	out    syncBuffer // every line so far
-	stderr syncBuffer
+	out    testenv.SyncBuffer // every line so far
+	stderr testenv.SyncBuffer
 	exited chan struct{}
 }
 

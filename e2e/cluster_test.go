@@ -7,14 +7,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
-	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -26,14 +21,14 @@ import (
 	"github.com/coder/websocket"
 
 	"notesync/cluster"
+	"notesync/internal/apitest"
+	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
 )
 
 // localCluster is a cluster of real nodes under LiteFS for one test.
 type localCluster struct {
 	*cluster.Launcher
-	cancel context.CancelFunc
-	done   chan struct{}
 }
 
 // startCluster builds the binary and starts n nodes on a loopback address
@@ -49,30 +44,21 @@ func startCluster(t testing.TB, n int, env ...string) *localCluster {
 func newLauncher(t testing.TB, n int, env ...string) *cluster.Launcher {
 	t.Helper()
 	testenv.NeedFUSE(t)
-	b := buildBinaries(t)
-	return &cluster.Launcher{
-		N: n, BasePort: 18081, Host: randomLoopback(), Dir: filepath.Join(t.TempDir(), "nodes"),
-		Exe: b.exe, LiteFS: b.litefs, Config: b.config,
-		ExtraEnv: append([]string{"LOG_LEVEL=warn"}, nonEmpty(env)...),
-	}
+	return localcluster.Launcher(buildBinaries(t), n, filepath.Join(t.TempDir(), "nodes"),
+		append([]string{"LOG_LEVEL=warn"}, nonEmpty(env)...)...)
 }
 
 // runLauncher starts l and its supervisor, and stops both when the test
 // ends, checking that no mount is left behind.
 func runLauncher(t testing.TB, l *cluster.Launcher) *localCluster {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	if err := l.Start(ctx); err != nil {
-		cancel()
+	stop, err := localcluster.Run(context.Background(), l)
+	if err != nil {
 		dumpLogs(t, l.Dir)
 		t.Fatal(err)
 	}
-	c := &localCluster{Launcher: l, cancel: cancel, done: make(chan struct{})}
-	go func() { defer close(c.done); l.Supervise(ctx) }()
 	t.Cleanup(func() {
-		c.cancel()
-		<-c.done
-		l.Stop()
+		stop()
 		if t.Failed() {
 			dumpLogs(t, l.Dir)
 		}
@@ -81,38 +67,22 @@ func runLauncher(t testing.TB, l *cluster.Launcher) *localCluster {
 			t.Errorf("a LiteFS mount under %s is left behind", l.Dir)
 		}
 	})
-	return c
-}
-
-// binaries are the notesync and litefs binaries a test runs.
-type binaries struct {
-	exe, litefs, config string
+	return &localCluster{Launcher: l}
 }
 
 // buildBinaries builds notesync from the repository into a temporary
 // directory and finds the LiteFS binary pinned in go.mod.
-func buildBinaries(t testing.TB) binaries {
+func buildBinaries(t testing.TB) localcluster.Binaries {
 	t.Helper()
-	root, err := filepath.Abs("..")
+	exe, err := localcluster.Build(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	exe := filepath.Join(t.TempDir(), "notesync")
-	build := exec.Command("go", "build", "-o", exe, ".")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
-	out, err := exec.Command("go", "tool", "-n", "litefs").Output()
+	b, err := localcluster.Find(exe)
 	if err != nil {
-		t.Fatalf("go tool -n litefs: %v", err)
+		t.Fatal(err)
 	}
-	return binaries{exe: exe, litefs: strings.TrimSpace(string(out)), config: filepath.Join(root, "litefs.yml")}
-}
-
-// randomLoopback is a loopback address for one test run.
-func randomLoopback() string {
-	return fmt.Sprintf("127.0.%d.%d", 10+rand.IntN(200), 2+rand.IntN(250))
+	return b
 }
 
 func dumpLogs(t testing.TB, dir string) {
@@ -126,52 +96,16 @@ func dumpLogs(t testing.TB, dir string) {
 	}
 }
 
-// user is one person with a cookie valid on every node.
-type user struct {
-	t      testing.TB
-	http   *http.Client
-	cookie string
-}
+// user is one person with a cookie valid on every node; its helpers are
+// e2e's own.
+type user struct{ *apitest.Client }
 
+// signup creates an account on base.
 func signup(t testing.TB, base, name string) *user {
 	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar, Timeout: 15 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error {
-		return http.ErrUseLastResponse
-	}}
-	resp, err := c.PostForm(base+"/signup", url.Values{"username": {name}, "password": {"password1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther {
-		t.Fatalf("signup on %s: %d", base, resp.StatusCode)
-	}
-	u, _ := url.Parse(base)
-	var parts []string
-	for _, ck := range jar.Cookies(u) {
-		parts = append(parts, ck.Name+"="+ck.Value)
-	}
-	return &user{t: t, http: &http.Client{Timeout: 15 * time.Second}, cookie: strings.Join(parts, "; ")}
-}
-
-// do sends a request with the user's cookie to any node.
-func (u *user) do(method, target, body string, hdr ...string) (int, string, http.Header, error) {
-	req, _ := http.NewRequest(method, target, strings.NewReader(body))
-	req.Header.Set("Cookie", u.cookie)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(hdr); i += 2 {
-		req.Header.Set(hdr[i], hdr[i+1])
-	}
-	resp, err := u.http.Do(req)
-	if err != nil {
-		return 0, "", nil, err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header, nil
+	c := apitest.New(t, base)
+	c.SignUp(name, "password1")
+	return &user{c}
 }
 
 type event struct {
@@ -182,34 +116,21 @@ type event struct {
 	Node    string `json:"node"`
 }
 
-func (u *user) dial(base, query string) (*websocket.Conn, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	h := http.Header{"Cookie": {u.cookie}}
-	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(base, "http")+"/ws"+query, &websocket.DialOptions{HTTPHeader: h})
-	return ws, err
-}
-
 // read reads one message within d, passing over presence (whose tests
 // look at it on their own).
 func read(ws *websocket.Conn, d time.Duration) (event, error) {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	defer cancel()
-	for {
-		_, p, err := ws.Read(ctx)
-		if err != nil {
-			return event{}, err
-		}
-		var e event
-		if err := json.Unmarshal(p, &e); err != nil || e.Type != "presence" {
-			return e, err
-		}
+	p, err := apitest.Next(ws, d)
+	if err != nil {
+		return event{}, err
 	}
+	var e event
+	err = json.Unmarshal(p, &e)
+	return e, err
 }
 
 // notesVersion reads the user's version from a node.
 func (u *user) notesVersion(base string) (int64, error) {
-	status, body, _, err := u.do("GET", base+"/api/notes", "")
+	status, body, _, err := u.Try("GET", base+"/api/notes", "")
 	if err != nil {
 		return 0, err
 	}
@@ -232,7 +153,7 @@ func TestClusterDeliversEveryChangeOnceInOrderWithoutStaleReads(t *testing.T) {
 	}
 	var tabs []tab
 	for i := 1; i <= 3; i++ {
-		ws, err := alice.dial(c.URL(i), "")
+		ws, err := alice.Dial(c.URL(i), "")
 		if err != nil {
 			t.Fatalf("dial node%d: %v", i, err)
 		}
@@ -276,7 +197,7 @@ func TestClusterDeliversEveryChangeOnceInOrderWithoutStaleReads(t *testing.T) {
 
 	for i := 0; i < writes; i++ {
 		node := i%3 + 1 // two writes in three land on replicas
-		status, body, _, err := alice.do("POST", c.URL(node)+"/api/notes", fmt.Sprintf(`{"body":"note %d"}`, i),
+		status, body, _, err := alice.Try("POST", c.URL(node)+"/api/notes", fmt.Sprintf(`{"body":"note %d"}`, i),
 			"Idempotency-Key", "w-"+strconv.Itoa(i))
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("write %d on node%d: %d %s %v", i, node, status, body, err)
@@ -299,7 +220,7 @@ func TestClusterFaults(t *testing.T) {
 	bob := signup(t, c.URL(1), "bob")
 
 	t.Run("a forged forwarding header is refused", func(t *testing.T) {
-		status, body, _, err := bob.do("POST", c.URL(1)+"/api/notes", `{"body":"forged"}`,
+		status, body, _, err := bob.Try("POST", c.URL(1)+"/api/notes", `{"body":"forged"}`,
 			cluster.HeaderFrom, "node2", cluster.HeaderClient, "10.0.0.1", cluster.HeaderDeadline, "99999999999999", cluster.HeaderSignature, "AAAA")
 		if err != nil || status != http.StatusForbidden || !strings.Contains(body, "error") {
 			t.Fatalf("forged header: %d %s %v", status, body, err)
@@ -311,19 +232,19 @@ func TestClusterFaults(t *testing.T) {
 
 	t.Run("a replica forwards If-Match, and a stale write answers 412 with the note, intact", func(t *testing.T) {
 		replica := c.URL(3)
-		status, body, _, err := bob.do("POST", replica+"/api/notes", `{"body":"first"}`, "Idempotency-Key", "rev-1")
+		status, body, _, err := bob.Try("POST", replica+"/api/notes", `{"body":"first"}`, "Idempotency-Key", "rev-1")
 		if err != nil || status != http.StatusCreated {
 			t.Fatalf("create through node3: %d %s %v", status, body, err)
 		}
 		var created struct{ Note struct{ ID, Rev int64 } }
 		json.Unmarshal([]byte(body), &created)
 		path := fmt.Sprintf("%s/api/notes/%d", replica, created.Note.ID)
-		status, body, hdr, err := bob.do("PATCH", path, `{"body":"second"}`, "If-Match", `"1"`)
+		status, body, hdr, err := bob.Try("PATCH", path, `{"body":"second"}`, "If-Match", `"1"`)
 		if err != nil || status != http.StatusOK || hdr.Get("ETag") != `"2"` {
 			t.Fatalf("PATCH with the current revision through node3: %d %s ETag %q %v", status, body, hdr.Get("ETag"), err)
 		}
 		for _, m := range []struct{ method, body string }{{"PATCH", `{"body":"stale"}`}, {"DELETE", ""}} {
-			status, body, hdr, err = bob.do(m.method, path, m.body, "If-Match", `"1"`)
+			status, body, hdr, err = bob.Try(m.method, path, m.body, "If-Match", `"1"`)
 			var stale struct {
 				Error string
 				Note  struct {
@@ -337,11 +258,11 @@ func TestClusterFaults(t *testing.T) {
 				t.Fatalf("stale %s through node3: %d %s %v", m.method, status, body, err)
 			}
 		}
-		status, body, _, err = bob.do("DELETE", path, "", "If-Match", `"2"`)
+		status, body, _, err = bob.Try("DELETE", path, "", "If-Match", `"2"`)
 		if err != nil || status != http.StatusNoContent {
 			t.Fatalf("DELETE through node3: %d %s %v", status, body, err)
 		}
-		status, body, _, err = bob.do("POST", path+"/restore", "", "Idempotency-Key", "undo-rev")
+		status, body, _, err = bob.Try("POST", path+"/restore", "", "Idempotency-Key", "undo-rev")
 		if err != nil || status != http.StatusOK || !strings.Contains(body, `"second"`) {
 			t.Fatalf("restore through node3: %d %s %v", status, body, err)
 		}
@@ -351,7 +272,7 @@ func TestClusterFaults(t *testing.T) {
 		carol := signup(t, c.URL(1), "carol")
 		var socks []*websocket.Conn
 		for i := 1; i <= 3; i++ {
-			ws, err := carol.dial(c.URL(i), "")
+			ws, err := carol.Dial(c.URL(i), "")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -359,9 +280,9 @@ func TestClusterFaults(t *testing.T) {
 			read(ws, 5*time.Second)
 			socks = append(socks, ws)
 		}
-		// The client follows the 303 to /login.
-		if status, _, _, err := carol.do("POST", c.URL(2)+"/logout", ""); err != nil || status != http.StatusOK {
-			t.Fatalf("logout: %d %v", status, err)
+		cookie := carol.Cookie() // the jar forgets it at log-out; a thief would not
+		if status, _, _, err := carol.Try("POST", c.URL(2)+"/logout", ""); err != nil || status != http.StatusSeeOther {
+			t.Fatalf("logout: %d %v, want 303 to /login", status, err)
 		}
 		for i, ws := range socks {
 			_, err := read(ws, 20*time.Second)
@@ -369,13 +290,13 @@ func TestClusterFaults(t *testing.T) {
 				t.Errorf("node%d: socket ended with %v, want 1008", i+1, err)
 			}
 		}
-		if status, _, _, _ := carol.do("GET", c.URL(3)+"/api/notes", ""); status != http.StatusUnauthorized {
+		if status, _, _, _ := carol.Try("GET", c.URL(3)+"/api/notes", "", "Cookie", cookie); status != http.StatusUnauthorized {
 			t.Errorf("the cookie still works on node3: %d", status)
 		}
 	})
 
 	t.Run("a killed replica comes back and its tabs converge", func(t *testing.T) {
-		ws, err := bob.dial(c.URL(3), "")
+		ws, err := bob.Dial(c.URL(3), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +311,7 @@ func TestClusterFaults(t *testing.T) {
 		// Writes go on through the other nodes meanwhile.
 		var last int64
 		for i := 0; i < 5; i++ {
-			status, body, _, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"while node3 is down"}`, "Idempotency-Key", "down-"+strconv.Itoa(i))
+			status, body, _, err := bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"while node3 is down"}`, "Idempotency-Key", "down-"+strconv.Itoa(i))
 			if err != nil || status != http.StatusCreated {
 				t.Fatalf("write during outage: %d %s %v", status, body, err)
 			}
@@ -402,7 +323,7 @@ func TestClusterFaults(t *testing.T) {
 		deadline := time.Now().Add(60 * time.Second)
 		var ws2 *websocket.Conn
 		for time.Now().Before(deadline) {
-			if ws2, err = bob.dial(c.URL(3), "?since=0"); err == nil {
+			if ws2, err = bob.Dial(c.URL(3), "?since=0"); err == nil {
 				break
 			}
 			time.Sleep(300 * time.Millisecond)
@@ -421,14 +342,14 @@ func TestClusterFaults(t *testing.T) {
 				t.Fatalf("got %+v %v, want sync", e, err)
 			}
 		}
-		status, body, _, err := bob.do("GET", c.URL(3)+"/api/notes?min_version="+strconv.FormatInt(last, 10), "")
+		status, body, _, err := bob.Try("GET", c.URL(3)+"/api/notes?min_version="+strconv.FormatInt(last, 10), "")
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("node3 after restart: %d %s %v", status, body, err)
 		}
 	})
 
 	t.Run("a replica frozen for 10 s converges within 2 s of waking", func(t *testing.T) {
-		ws, err := bob.dial(c.URL(3), "")
+		ws, err := bob.Dial(c.URL(3), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -445,7 +366,7 @@ func TestClusterFaults(t *testing.T) {
 		var last int64
 		frozen := time.Now()
 		for i := 0; time.Since(frozen) < 10*time.Second; i++ {
-			status, body, _, err := bob.do("POST", c.URL(1+i%2)+"/api/notes", `{"body":"while node3 sleeps"}`, "Idempotency-Key", "frozen-"+strconv.Itoa(i))
+			status, body, _, err := bob.Try("POST", c.URL(1+i%2)+"/api/notes", `{"body":"while node3 sleeps"}`, "Idempotency-Key", "frozen-"+strconv.Itoa(i))
 			if err != nil || status != http.StatusCreated {
 				t.Fatalf("write while node3 is frozen: %d %s %v", status, body, err)
 			}
@@ -469,7 +390,7 @@ func TestClusterFaults(t *testing.T) {
 				}
 				t.Logf("socket dropped on waking (%v); reconnecting with since=%d", err, seen)
 				ws.CloseNow()
-				if ws, err = bob.dial(c.URL(3), "?since="+strconv.FormatInt(seen, 10)); err != nil {
+				if ws, err = bob.Dial(c.URL(3), "?since="+strconv.FormatInt(seen, 10)); err != nil {
 					t.Fatalf("reconnect after waking: %v", err)
 				}
 				defer ws.CloseNow()
@@ -517,7 +438,7 @@ func TestClusterFaults(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 		start := time.Now()
-		status, body, hdr, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"refused while down"}`, "Idempotency-Key", "dead-1")
+		status, body, hdr, err := bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"refused while down"}`, "Idempotency-Key", "dead-1")
 		if err != nil || status != http.StatusServiceUnavailable || hdr.Get("Retry-After") == "" || time.Since(start) > 5*time.Second {
 			t.Fatalf("write with the primary dead: %d %s %v after %v", status, body, err, time.Since(start))
 		}
@@ -527,7 +448,7 @@ func TestClusterFaults(t *testing.T) {
 		// The supervisor brings node1 back; the refused write never shows.
 		deadline := time.Now().Add(60 * time.Second)
 		for {
-			status, _, _, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"after the primary returned"}`, "Idempotency-Key", "back-1")
+			status, _, _, err := bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"after the primary returned"}`, "Idempotency-Key", "back-1")
 			if err == nil && status == http.StatusCreated {
 				break
 			}
@@ -536,7 +457,7 @@ func TestClusterFaults(t *testing.T) {
 			}
 			time.Sleep(500 * time.Millisecond)
 		}
-		_, list, _, _ := bob.do("GET", c.URL(1)+"/api/notes", "")
+		_, list, _, _ := bob.Try("GET", c.URL(1)+"/api/notes", "")
 		if strings.Contains(list, "refused while down") {
 			t.Fatal("a write answered 503 was applied")
 		}
@@ -546,7 +467,7 @@ func TestClusterFaults(t *testing.T) {
 	})
 
 	t.Run("with the primary down, writes fail cleanly and reads go on", func(t *testing.T) {
-		ws, err := bob.dial(c.URL(2), "")
+		ws, err := bob.Dial(c.URL(2), "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -558,7 +479,7 @@ func TestClusterFaults(t *testing.T) {
 		}
 		defer syscall.Kill(pid, syscall.SIGCONT)
 		start := time.Now()
-		status, body, hdr, err := bob.do("POST", c.URL(2)+"/api/notes", `{"body":"during outage"}`, "Idempotency-Key", "outage-1")
+		status, body, hdr, err := bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"during outage"}`, "Idempotency-Key", "outage-1")
 		took := time.Since(start)
 		if err != nil || (status != http.StatusServiceUnavailable && status != http.StatusGatewayTimeout) || hdr.Get("Retry-After") == "" {
 			t.Fatalf("write with the primary frozen: %d %s %v", status, body, err)
@@ -573,7 +494,7 @@ func TestClusterFaults(t *testing.T) {
 		// Retried with its key, a 504 ends in exactly one change.
 		var final int
 		for i := 0; i < 20; i++ {
-			final, body, _, err = bob.do("POST", c.URL(2)+"/api/notes", `{"body":"during outage"}`, "Idempotency-Key", "outage-1")
+			final, body, _, err = bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"during outage"}`, "Idempotency-Key", "outage-1")
 			if err == nil && final == http.StatusCreated {
 				break
 			}
@@ -582,7 +503,7 @@ func TestClusterFaults(t *testing.T) {
 		if final != http.StatusCreated {
 			t.Fatalf("retry after the outage: %d %s", final, body)
 		}
-		_, list, _, _ := bob.do("GET", c.URL(1)+"/api/notes", "")
+		_, list, _, _ := bob.Try("GET", c.URL(1)+"/api/notes", "")
 		if n := strings.Count(list, `"during outage"`); n != 1 {
 			t.Fatalf("the retried write appears %d times, want once", n)
 		}

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -11,11 +10,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
 )
 
@@ -97,7 +96,7 @@ func TestLauncherSaysWhyANodeDidNotStart(t *testing.T) {
 
 func TestLauncherRunSaysWhatItStopped(t *testing.T) {
 	l := newLauncher(t, 2)
-	var out syncBuffer
+	var out testenv.SyncBuffer
 	l.Stdout = &out
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
@@ -162,31 +161,13 @@ func getStatus(t testing.TB, url string) int {
 	return resp.StatusCode
 }
 
-// syncBuffer is a bytes.Buffer safe for one writer and concurrent readers.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func TestLauncherLeavesAMountInUseAlone(t *testing.T) {
 	testenv.NeedFUSE(t)
 	b := buildBinaries(t)
 	dir := filepath.Join(t.TempDir(), "cluster")
-	host := randomLoopback()
-	crashed := startCLI(t, b.exe, append(os.Environ(), "LITEFS_BIN="+b.litefs),
-		"cluster", "-n", "1", "-dir", dir, "-host", host, "-config", b.config)
+	host := localcluster.RandomLoopback()
+	crashed := startCLI(t, b.Exe, append(os.Environ(), "LITEFS_BIN="+b.LiteFS),
+		"cluster", "-n", "1", "-dir", dir, "-host", host, "-config", b.Config)
 	crashed.waitFor(t, "cluster ready", 90*time.Second)
 	// A shell left in the mount, then the launcher crashes: its LiteFS
 	// stops, but cannot unmount a mount in use.

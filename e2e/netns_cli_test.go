@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
 )
 
@@ -20,10 +21,10 @@ func TestNetnsCommandLine(t *testing.T) {
 	testenv.NeedFUSE(t)
 	b := buildBinaries(t)
 	dir := filepath.Join(t.TempDir(), "cluster")
-	args := []string{"cluster", "-netns", "-n", "2", "-dir", dir, "-host", randomLoopback(), "-config", b.config}
-	env := append(os.Environ(), "LITEFS_BIN="+b.litefs)
+	args := []string{"cluster", "-netns", "-n", "2", "-dir", dir, "-host", localcluster.RandomLoopback(), "-config", b.Config}
+	env := append(os.Environ(), "LITEFS_BIN="+b.LiteFS)
 
-	first := startCLI(t, b.exe, env, args...)
+	first := startCLI(t, b.Exe, env, args...)
 	line := first.waitFor(t, "node1 ", 90*time.Second)
 	_, ns, ok := strings.Cut(line, "network namespace ")
 	if !ok {
@@ -59,7 +60,7 @@ func TestNetnsCommandLine(t *testing.T) {
 		if leftovers := namespacesWith(prefix); len(leftovers) != 3 {
 			t.Fatalf("want the killed run's 3 namespaces still there, found %v", leftovers)
 		}
-		second := startCLI(t, b.exe, env, args...)
+		second := startCLI(t, b.Exe, env, args...)
 		removed := second.waitFor(t, "removed network namespaces left by an earlier run", 60*time.Second)
 		for _, name := range []string{"bridge", "node1", "node2"} {
 			if !strings.Contains(removed, prefix+name) {
@@ -86,10 +87,10 @@ func TestNetnsCommandLine(t *testing.T) {
 
 func TestNetnsNeedsRoot(t *testing.T) {
 	b := buildBinaries(t)
-	cmd := exec.Command(b.exe, "cluster", "-netns", "-dir", filepath.Join(t.TempDir(), "cluster"))
+	cmd := exec.Command(b.Exe, "cluster", "-netns", "-dir", filepath.Join(t.TempDir(), "cluster"))
 	if os.Geteuid() == 0 {
 		// Run it as nobody, who must be able to reach the binary.
-		for d := filepath.Dir(b.exe); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
+		for d := filepath.Dir(b.Exe); d != os.TempDir() && d != "/"; d = filepath.Dir(d) {
 			if err := os.Chmod(d, 0o755); err != nil {
 				t.Fatal(err)
 			}

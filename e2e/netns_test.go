@@ -117,7 +117,7 @@ type stamped struct {
 
 func openLiveTab(t testing.TB, u *user, base, name string) *liveTab {
 	t.Helper()
-	ws, err := u.dial(base, "")
+	ws, err := u.Dial(base, "")
 	if err != nil {
 		t.Fatalf("%s: dial: %v", name, err)
 	}
@@ -181,7 +181,7 @@ func (tb *liveTab) expectChanges(t testing.TB, u *user, to int64, deadline time.
 // how long the answer took.
 func (u *user) create(base, body, key string) (int, int64, http.Header, time.Duration, error) {
 	start := time.Now()
-	status, resp, hdr, err := u.do("POST", base+"/api/notes", fmt.Sprintf(`{"body":%q}`, body), "Idempotency-Key", key)
+	status, resp, hdr, err := u.Try("POST", base+"/api/notes", fmt.Sprintf(`{"body":%q}`, body), "Idempotency-Key", key)
 	var r struct{ Version int64 }
 	if status == http.StatusCreated {
 		err = json.Unmarshal([]byte(resp), &r)
@@ -233,7 +233,7 @@ func (u *user) retryWrite(t testing.TB, base, body, key string) int64 {
 // countNotes counts the user's notes with body on a node.
 func (u *user) countNotes(t testing.TB, base, body string) int {
 	t.Helper()
-	status, resp, _, err := u.do("GET", base+"/api/notes", "")
+	status, resp, _, err := u.Try("GET", base+"/api/notes", "")
 	if err != nil || status != http.StatusOK {
 		t.Fatalf("GET /api/notes on %s: %d %v", base, status, err)
 	}
@@ -307,11 +307,11 @@ func checkAppliedOnce(t testing.TB, u *user, base string, writes []refused) {
 func (u *user) replicationOf(t testing.TB, base string) (fromCluster, fromReadyz cluster.Replication) {
 	t.Helper()
 	var st struct{ Replication cluster.Replication }
-	if status, body, _, err := u.do("GET", base+"/api/cluster", ""); err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil {
+	if status, body, _, err := u.Try("GET", base+"/api/cluster", ""); err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil {
 		t.Fatalf("GET /api/cluster on %s: %d %s %v", base, status, body, err)
 	}
 	var rd struct{ Replication cluster.Replication }
-	if status, body, _, err := u.do("GET", base+"/readyz", ""); err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &rd) != nil {
+	if status, body, _, err := u.Try("GET", base+"/readyz", ""); err != nil || status != http.StatusOK || json.Unmarshal([]byte(body), &rd) != nil {
 		t.Fatalf("GET /readyz on %s: %d %s %v", base, status, body, err)
 	}
 	return st.Replication, rd.Replication
@@ -325,7 +325,7 @@ func TestNetnsFaults(t *testing.T) {
 		var st struct {
 			Members []struct{ Name, State string }
 		}
-		_, body, _, _ := u.do("GET", c.URL(1)+"/api/cluster", "")
+		_, body, _, _ := u.Try("GET", c.URL(1)+"/api/cluster", "")
 		if err := json.Unmarshal([]byte(body), &st); err != nil || len(st.Members) != 3 {
 			t.Fatalf("/api/cluster: %s %v", body, err)
 		}
@@ -510,7 +510,7 @@ func TestNetnsFaults(t *testing.T) {
 		// Healed for real: a replica's write reaches the primary again.
 		last := u.retryWrite(t, c.URL(3), "after ten cuts", "cycle-after")
 		for i := 1; i <= 3; i++ {
-			if status, body, _, err := u.do("GET", c.URL(i)+"/api/notes?min_version="+strconv.FormatInt(last, 10), ""); status != http.StatusOK {
+			if status, body, _, err := u.Try("GET", c.URL(i)+"/api/notes?min_version="+strconv.FormatInt(last, 10), ""); status != http.StatusOK {
 				t.Fatalf("node%d does not reach v%d after the cycles: %d %s %v", i, last, status, body, err)
 			}
 		}

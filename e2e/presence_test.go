@@ -58,7 +58,7 @@ func (w *watcher) see(p []byte) {
 // wsTab opens a WebSocket tab of u on base.
 func wsTab(t *testing.T, u *user, base, name string) *watcher {
 	t.Helper()
-	ws, err := u.dial(base, "")
+	ws, err := u.Dial(base, "")
 	if err != nil {
 		t.Fatalf("%s: %v", name, err)
 	}
@@ -81,7 +81,7 @@ func sseTab(t *testing.T, u *user, base, name string) *watcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, "GET", base+"/events", nil)
-	req.Header.Set("Cookie", u.cookie)
+	req.Header.Set("Cookie", u.Cookie())
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != http.StatusOK {
 		cancel()
@@ -163,7 +163,7 @@ func TestClusterPresence(t *testing.T) {
 			t.Fatal(err)
 		}
 		a3.wait(t, 2*time.Second, 3, all, map[string]int{"5": 1})
-		status, body, _, err := alice.do("POST", c.URL(2)+"/api/editing", fmt.Sprintf(`{"conn":%q,"note_id":7}`, a2.connID(t)))
+		status, body, _, err := alice.Try("POST", c.URL(2)+"/api/editing", fmt.Sprintf(`{"conn":%q,"note_id":7}`, a2.connID(t)))
 		if err != nil || status != http.StatusNoContent {
 			t.Fatalf("POST /api/editing: %d %s %v", status, body, err)
 		}
@@ -178,17 +178,19 @@ func TestClusterPresence(t *testing.T) {
 	t.Run("another user sees nothing, and cannot report for alice's tab", func(t *testing.T) {
 		b1 := wsTab(t, bob, c.URL(1), "bob on node1")
 		b1.wait(t, 2*time.Second, 1, map[string]int{"node1": 1}, none)
-		status, _, _, _ := bob.do("POST", c.URL(2)+"/api/editing", fmt.Sprintf(`{"conn":%q,"note_id":9}`, a2.connID(t)))
+		status, _, _, _ := bob.Try("POST", c.URL(2)+"/api/editing", fmt.Sprintf(`{"conn":%q,"note_id":9}`, a2.connID(t)))
 		if status != http.StatusNotFound {
 			t.Errorf("bob reporting for alice's SSE tab: %d, want 404", status)
 		}
+		// A presence change goes out within 50 ms, and reaches other nodes in
+		// a packet: 300 ms is room for several.
 		time.Sleep(300 * time.Millisecond)
 		b1.wait(t, time.Second, 1, map[string]int{"node1": 1}, none)
 		a1.wait(t, time.Second, 3, all, map[string]int{"5": 1, "7": 1})
 	})
 
 	t.Run("the cluster panel counts connections from the same data", func(t *testing.T) {
-		status, body, _, err := alice.do("GET", c.URL(3)+"/api/cluster", "")
+		status, body, _, err := alice.Try("GET", c.URL(3)+"/api/cluster", "")
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("GET /api/cluster: %d %s %v", status, body, err)
 		}
@@ -254,7 +256,7 @@ func TestClusterPresence(t *testing.T) {
 		var again *watcher
 		deadline := time.Now().Add(60 * time.Second)
 		for again == nil && time.Now().Before(deadline) {
-			if ws, err := alice.dial(c.URL(3), ""); err == nil {
+			if ws, err := alice.Dial(c.URL(3), ""); err == nil {
 				ws.CloseNow()
 				again = wsTab(t, alice, c.URL(3), "alice on node3, restarted")
 			} else {

@@ -23,12 +23,12 @@ import (
 func BenchmarkClusterPush(b *testing.B) {
 	c := startCluster(b, 3, os.Getenv("BENCH_NODE_ENV"))
 	u := signup(b, c.URL(1), "bench")
-	same, err := u.dial(c.URL(1), "")
+	same, err := u.Dial(c.URL(1), "")
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer same.CloseNow()
-	cross, err := u.dial(c.URL(3), "")
+	cross, err := u.Dial(c.URL(3), "")
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func BenchmarkClusterPush(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		start := time.Now()
-		status, body, _, err := u.do("POST", c.URL(1)+"/api/notes", fmt.Sprintf(`{"body":"bench %d"}`, i), "Idempotency-Key", "b-"+strconv.Itoa(i))
+		status, body, _, err := u.Try("POST", c.URL(1)+"/api/notes", fmt.Sprintf(`{"body":"bench %d"}`, i), "Idempotency-Key", "b-"+strconv.Itoa(i))
 		if err != nil || status != http.StatusCreated {
 			b.Fatalf("write: %d %s %v", status, body, err)
 		}
@@ -100,7 +100,7 @@ func BenchmarkClusterPush(b *testing.B) {
 func BenchmarkClusterWrites(b *testing.B) {
 	c := startCluster(b, 3, os.Getenv("BENCH_NODE_ENV"))
 	u := signup(b, c.URL(1), "writer")
-	u.http.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
+	u.HTTP.Transport = &http.Transport{MaxIdleConnsPerHost: 64}
 	const writers = 64
 	lat := make([]time.Duration, b.N)
 	next := make(chan int, b.N)
@@ -117,7 +117,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 			defer wg.Done()
 			for i := range next {
 				t0 := time.Now()
-				status, body, _, err := u.do("POST", c.URL(1)+"/api/notes", `{"body":"load"}`, "Idempotency-Key", "lw-"+strconv.Itoa(i))
+				status, body, _, err := u.Try("POST", c.URL(1)+"/api/notes", `{"body":"load"}`, "Idempotency-Key", "lw-"+strconv.Itoa(i))
 				if err != nil || status != http.StatusCreated {
 					b.Errorf("write: %d %s %v", status, body, err)
 					return
@@ -133,7 +133,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "writes/s")
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "p50-ms")
 	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds())/1000, "p99-ms")
-	if _, m, _, err := u.do("GET", c.MetricsURL(1)+"/metrics", ""); err == nil {
+	if _, m, _, err := u.Try("GET", c.MetricsURL(1)+"/metrics", ""); err == nil {
 		for _, line := range strings.Split(m, "\n") {
 			if strings.HasPrefix(line, "notesync_write_batch_size_sum") || strings.HasPrefix(line, "notesync_write_batch_size_count") ||
 				strings.HasPrefix(line, "notesync_write_batch_seconds_sum") || strings.HasPrefix(line, "notesync_write_batch_seconds_count") {

@@ -53,10 +53,6 @@ type Endpoint struct {
 	// ReadLimit is the largest client message accepted (default 4 KiB).
 	ReadLimit int64
 
-	// RefuseWebSocket makes ServeWS answer 503 without upgrading, to
-	// exercise the clients' SSE fallback.
-	RefuseWebSocket bool
-
 	// MaxHandshakes bounds the connections being opened at once
 	// (authenticated, upgraded and greeted); the rest wait their turn, in
 	// order of arrival. 0 means DefaultMaxHandshakes.

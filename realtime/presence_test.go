@@ -191,7 +191,7 @@ func TestPresence(t *testing.T) {
 	t.Run("another user sees nothing of it", func(t *testing.T) {
 		other := openTab(t, n1, 8)
 		other.waitPresence(t, "user 8 alone", 1, map[string]int{"n1": 1}, nil)
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond) // five presence intervals of 20 ms
 		if p, _ := other.presence(); p.Tabs != 1 {
 			t.Fatalf("user 8 told %+v", p)
 		}
@@ -241,7 +241,7 @@ func TestPresenceRepairsLostPackets(t *testing.T) {
 	c := openTab(t, n2, 7)
 	conn, _ := n2.hub.Conn(c.conn)
 	conn.SetTopic("9")
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // five presence intervals of 20 ms
 	if p, _ := a.presence(); p.Topics["9"] != 0 {
 		t.Fatalf("a heard of c with every packet lost: %+v", p)
 	}

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"strconv"
 	"time"
 )
 
@@ -20,20 +19,7 @@ type sseTransport struct {
 func (t *sseTransport) write(batch []Message, deadline time.Time) error {
 	_ = t.rc.SetWriteDeadline(deadline)
 	for _, m := range batch {
-		if m.Type != "" {
-			t.w.WriteString("event: ")
-			t.w.WriteString(m.Type)
-			t.w.WriteByte('\n')
-		}
-		t.w.WriteString("data: ")
-		t.w.Write(m.Data)
-		t.w.WriteByte('\n')
-		if id := max(m.Version, m.eventID); id > 0 {
-			t.w.WriteString("id: ")
-			t.w.WriteString(strconv.FormatInt(id, 10))
-			t.w.WriteByte('\n')
-		}
-		t.w.WriteByte('\n')
+		t.w.Write(AppendSSEEvent(t.w.AvailableBuffer(), m.Type, m.Data, max(m.Version, m.eventID)))
 	}
 	if err := t.w.Flush(); err != nil {
 		return deadlineErr(err, deadline)
@@ -116,11 +102,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
+	WriteSSEHeader(w)
 	defer func() {
 		c.Close(StatusGoingAway, "")
 		if e.OnClose != nil {
@@ -141,7 +123,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			// A comment line keeps proxies from timing the stream out and
 			// finds dead peers.
 			_ = rc.SetWriteDeadline(time.Now().Add(e.Hub.WriteTimeout))
-			t.w.WriteString(": ping\n\n")
+			t.w.Write(AppendSSEComment(t.w.AvailableBuffer(), "ping"))
 			if t.w.Flush() != nil || rc.Flush() != nil {
 				return
 			}
@@ -150,7 +132,8 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 			ci := c.closeErr
 			c.mu.Unlock()
 			_ = rc.SetWriteDeadline(time.Now().Add(time.Second))
-			fmt.Fprintf(t.w, "event: close\ndata: {\"code\":%d,\"reason\":%q}\n\n", int(ci.code), ci.reason)
+			data := fmt.Appendf(nil, `{"code":%d,"reason":%q}`, int(ci.code), ci.reason)
+			t.w.Write(AppendSSEEvent(t.w.AvailableBuffer(), "close", data, 0))
 			_ = t.w.Flush()
 			_ = rc.Flush()
 			return

@@ -92,10 +92,6 @@ var pong = Message{Type: "pong", Data: []byte("pong")}
 // goroutine of the connection's own keeps it (and the net/http serving
 // goroutine with its buffers is released).
 func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
-	if e.RefuseWebSocket {
-		writeJSONError(w, http.StatusServiceUnavailable, "websocket disabled on this server")
-		return
-	}
 	since, hasSince, err := parseSince(r.URL.Query().Get("since"))
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())

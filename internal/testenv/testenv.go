@@ -7,6 +7,8 @@ package testenv
 
 import (
 	"os"
+	"strings"
+	"sync"
 	"testing"
 
 	"notesync/cluster"
@@ -35,4 +37,23 @@ func NeedFUSE(t testing.TB) {
 func NeedNetns(t testing.TB) {
 	t.Helper()
 	Need(t, cluster.CheckNetns(), "run the tests as root with iproute2 and nftables (apt-get install iproute2 nftables, or make test)")
+}
+
+// SyncBuffer collects what a process writes (its stdout, say) while the
+// test reads it: safe for one writer and concurrent readers.
+type SyncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *SyncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *SyncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

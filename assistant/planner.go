@@ -1,4 +1,4 @@
-package app
+package assistant
 
 // The built-in planner: what answers the Assistant when no model server is
 // configured. It understands a small command language (README "Assistant")
@@ -129,133 +129,170 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 		say(run.em, plannerHelp)
 		return nil
 	}
-	em := run.em
-	// notesOf reads the notes of a list/search result.
-	notesOf := func(out callOutcome) []Note {
-		var r struct {
-			Notes []Note `json:"notes"`
-		}
-		b, _ := json.Marshal(out.Result)
-		_ = json.Unmarshal(b, &r)
-		return r.Notes
-	}
 	switch p.Op {
 	case "create":
-		say(em, "Creating a note. ")
-		out, err := run.call(ctx, "", "create_note", argsJSON(map[string]any{"body": p.Body}))
-		if err != nil {
-			return err
-		}
-		if out.Error != "" {
-			say(em, "I could not create it: "+out.Error)
-			return nil
-		}
-		var r struct {
-			Note Note `json:"note"`
-		}
-		b, _ := json.Marshal(out.Result)
-		_ = json.Unmarshal(b, &r)
-		say(em, fmt.Sprintf("Done: note %d says %s.", r.Note.ID, quote(p.Body)))
+		return plannerCreate(ctx, run, p)
 	case "list", "search":
-		name, args := "list_notes", map[string]any{}
-		if p.Op == "search" {
-			name, args = "search_notes", map[string]any{"query": p.Query}
-			say(em, fmt.Sprintf("Searching your notes for %s. ", quote(p.Query)))
-		} else {
-			say(em, "Listing your notes. ")
-		}
-		out, err := run.call(ctx, "", name, argsJSON(args))
-		if err != nil {
-			return err
-		}
-		if out.Error != "" {
-			say(em, "That failed: "+out.Error)
-			return nil
-		}
-		notes := notesOf(out)
-		switch {
-		case len(notes) == 0 && p.Op == "search":
-			say(em, "No note matches.")
-		case len(notes) == 0:
-			say(em, "You have no notes yet.")
-		default:
-			say(em, fmt.Sprintf("Found %d:", len(notes)))
-			for _, n := range notes {
-				say(em, fmt.Sprintf("\n• note %d: %s", n.ID, quote(n.Body)))
-			}
-		}
+		return plannerList(ctx, run, p)
 	case "update":
-		say(em, fmt.Sprintf("Updating note %d. ", p.ID))
-		note, ok, err := plannerRead(ctx, run, p.ID, "update")
-		if err != nil || !ok {
-			return err
-		}
-		out, err := run.call(ctx, "", "update_note", argsJSON(map[string]any{"id": p.ID, "rev": note.Rev, "body": p.Body}))
-		if err != nil {
-			return err
-		}
-		if out.Error != "" {
-			say(em, "I could not update it: "+out.Error)
-			return nil
-		}
-		say(em, fmt.Sprintf("Done: note %d now says %s.", p.ID, quote(p.Body)))
+		return plannerUpdate(ctx, run, p)
 	case "delete":
-		say(em, fmt.Sprintf("Deleting note %d. ", p.ID))
-		note, ok, err := plannerRead(ctx, run, p.ID, "delete")
-		if err != nil || !ok {
-			return err
-		}
-		out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": p.ID, "rev": note.Rev}))
-		if err != nil {
-			return err
-		}
-		if out.Error != "" {
-			say(em, "I could not delete it: "+out.Error)
-			return nil
-		}
-		say(em, fmt.Sprintf("Done: note %d is deleted.", p.ID))
+		return plannerDelete(ctx, run, p)
 	case "delete_matching":
-		say(em, fmt.Sprintf("Looking for notes about %s. ", quote(p.Query)))
-		out, err := run.call(ctx, "", "search_notes", argsJSON(map[string]any{"query": p.Query}))
+		return plannerDeleteMatching(ctx, run, p)
+	}
+	return nil
+}
+
+// resultOf reads a tool call's result into a value of type T.
+func resultOf[T any](out callOutcome) T {
+	var r T
+	b, _ := json.Marshal(out.Result)
+	_ = json.Unmarshal(b, &r)
+	return r
+}
+
+// notesOf reads the notes of a list or search result.
+func notesOf(out callOutcome) []Note {
+	return resultOf[struct {
+		Notes []Note `json:"notes"`
+	}](out).Notes
+}
+
+// noteOf reads the note of a read or write result.
+func noteOf(out callOutcome) Note {
+	return resultOf[struct {
+		Note Note `json:"note"`
+	}](out).Note
+}
+
+func plannerCreate(ctx context.Context, run *agentRun, p plan) error {
+	say(run.em, "Creating a note. ")
+	out, err := run.call(ctx, "", createNote, argsJSON(map[string]any{"body": p.Body}))
+	if err != nil {
+		return err
+	}
+	if out.Error != "" {
+		say(run.em, "I could not create it: "+out.Error)
+		return nil
+	}
+	say(run.em, fmt.Sprintf("Done: note %d says %s.", noteOf(out).ID, quote(p.Body)))
+	return nil
+}
+
+// plannerList lists the notes, or those a search finds.
+func plannerList(ctx context.Context, run *agentRun, p plan) error {
+	em := run.em
+	name, args := listNotes, map[string]any{}
+	if p.Op == "search" {
+		name, args = searchNotes, map[string]any{"query": p.Query}
+		say(em, fmt.Sprintf("Searching your notes for %s. ", quote(p.Query)))
+	} else {
+		say(em, "Listing your notes. ")
+	}
+	out, err := run.call(ctx, "", name, argsJSON(args))
+	if err != nil {
+		return err
+	}
+	if out.Error != "" {
+		say(em, "That failed: "+out.Error)
+		return nil
+	}
+	notes := notesOf(out)
+	switch {
+	case len(notes) == 0 && p.Op == "search":
+		say(em, "No note matches.")
+	case len(notes) == 0:
+		say(em, "You have no notes yet.")
+	default:
+		say(em, fmt.Sprintf("Found %d:", len(notes)))
+		for _, n := range notes {
+			say(em, fmt.Sprintf("\n• note %d: %s", n.ID, quote(n.Body)))
+		}
+	}
+	return nil
+}
+
+func plannerUpdate(ctx context.Context, run *agentRun, p plan) error {
+	say(run.em, fmt.Sprintf("Updating note %d. ", p.ID))
+	note, ok, err := plannerRead(ctx, run, p.ID, "update")
+	if err != nil || !ok {
+		return err
+	}
+	out, err := run.call(ctx, "", updateNote, argsJSON(map[string]any{"id": p.ID, "rev": note.Rev, "body": p.Body}))
+	if err != nil {
+		return err
+	}
+	if out.Error != "" {
+		say(run.em, "I could not update it: "+out.Error)
+		return nil
+	}
+	say(run.em, fmt.Sprintf("Done: note %d now says %s.", p.ID, quote(p.Body)))
+	return nil
+}
+
+func plannerDelete(ctx context.Context, run *agentRun, p plan) error {
+	say(run.em, fmt.Sprintf("Deleting note %d. ", p.ID))
+	note, ok, err := plannerRead(ctx, run, p.ID, "delete")
+	if err != nil || !ok {
+		return err
+	}
+	out, err := run.call(ctx, "", deleteNote, argsJSON(map[string]any{"id": p.ID, "rev": note.Rev}))
+	if err != nil {
+		return err
+	}
+	if out.Error != "" {
+		say(run.em, "I could not delete it: "+out.Error)
+		return nil
+	}
+	say(run.em, fmt.Sprintf("Done: note %d is deleted.", p.ID))
+	return nil
+}
+
+// plannerDeleteMatching deletes the notes a search finds, each at the
+// revision the search saw, within the tool-call budget.
+func plannerDeleteMatching(ctx context.Context, run *agentRun, p plan) error {
+	em := run.em
+	say(em, fmt.Sprintf("Looking for notes about %s. ", quote(p.Query)))
+	out, err := run.call(ctx, "", searchNotes, argsJSON(map[string]any{"query": p.Query}))
+	if err != nil {
+		return err
+	}
+	if out.Error != "" {
+		say(em, "The search failed: "+out.Error)
+		return nil
+	}
+	notes := notesOf(out)
+	if len(notes) == 0 {
+		say(em, "No note matches, so nothing was deleted.")
+		return nil
+	}
+	deleted, failed := 0, []string{}
+	for _, n := range notes {
+		if run.calls >= run.maxCalls {
+			break
+		}
+		out, err := run.call(ctx, "", deleteNote, argsJSON(map[string]any{"id": n.ID, "rev": n.Rev}))
 		if err != nil {
 			return err
 		}
 		if out.Error != "" {
-			say(em, "The search failed: "+out.Error)
-			return nil
+			failed = append(failed, fmt.Sprintf("\n• note %d: %s", n.ID, out.Error))
+		} else {
+			deleted++
 		}
-		notes := notesOf(out)
-		if len(notes) == 0 {
-			say(em, "No note matches, so nothing was deleted.")
-			return nil
-		}
-		deleted, failed := 0, []string{}
-		for _, n := range notes {
-			if run.calls >= run.maxCalls {
-				break
-			}
-			out, err := run.call(ctx, "", "delete_note", argsJSON(map[string]any{"id": n.ID, "rev": n.Rev}))
-			if err != nil {
-				return err
-			}
-			if out.Error != "" {
-				failed = append(failed, fmt.Sprintf("\n• note %d: %s", n.ID, out.Error))
-			} else {
-				deleted++
-			}
-		}
-		answer := fmt.Sprintf("Deleted %d of %d matching notes.", deleted, len(notes))
-		if deleted == len(notes) {
-			answer = fmt.Sprintf("Deleted %d matching note%s.", deleted, plural(deleted))
-		}
-		if left := len(notes) - deleted - len(failed); left > 0 {
-			answer += fmt.Sprintf(" I stopped at the limit of %d tool calls per request; ask again for the rest.", run.maxCalls)
-		}
-		if len(failed) > 0 {
-			answer += " Not deleted:" + strings.Join(failed, "")
-		}
-		say(em, answer)
 	}
+	answer := fmt.Sprintf("Deleted %d of %d matching notes.", deleted, len(notes))
+	if deleted == len(notes) {
+		answer = fmt.Sprintf("Deleted %d matching note%s.", deleted, plural(deleted))
+	}
+	if left := len(notes) - deleted - len(failed); left > 0 {
+		answer += fmt.Sprintf(" I stopped at the limit of %d tool calls per request; ask again for the rest.", run.maxCalls)
+	}
+	if len(failed) > 0 {
+		answer += " Not deleted:" + strings.Join(failed, "")
+	}
+	say(em, answer)
 	return nil
 }
 
@@ -263,19 +300,14 @@ func runPlanner(ctx context.Context, msg string, run *agentRun) error {
 // change names the revision it was made against. ok is false when the read
 // failed; the user has been told why.
 func plannerRead(ctx context.Context, run *agentRun, id int64, what string) (Note, bool, error) {
-	out, err := run.call(ctx, "", "read_note", argsJSON(map[string]any{"id": id}))
+	out, err := run.call(ctx, "", readNote, argsJSON(map[string]any{"id": id}))
 	if err != nil || out.Error != "" {
 		if err == nil {
 			say(run.em, fmt.Sprintf("I could not %s it: %s", what, out.Error))
 		}
 		return Note{}, false, err
 	}
-	var r struct {
-		Note Note `json:"note"`
-	}
-	b, _ := json.Marshal(out.Result)
-	_ = json.Unmarshal(b, &r)
-	return r.Note, true, nil
+	return noteOf(out), true, nil
 }
 
 func plural(n int) string {
