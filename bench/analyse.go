@@ -1,11 +1,48 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"sort"
 	"strconv"
 	"strings"
 )
+
+// collect is the last phase: it fetches every event and counter from the
+// workers and computes the figures of the writes and deliveries
+// (recs[:mainN] are the write phase's), of the storm, the publishes and
+// the kill when they ran, and CPU per delivery over the write phase.
+func (r *loadRun) collect(ctx context.Context, recs []writeRec, mainN int, pubs []publishRec) error {
+	res, connUser, connNode := r.res, r.connUser, r.connNode
+	r.phase.Store("collect")
+	var evs []event
+	for _, w := range r.wps {
+		rep, err := w.call(ctx, command{Cmd: "dump"})
+		if err != nil {
+			return err
+		}
+		evs = append(evs, rep.Events...)
+		res.Closes += rep.Closes
+		res.StaleChecks += rep.StaleChecks
+		res.Stale += rep.Stale
+		res.StaleErrors += rep.StaleErrors
+	}
+	analyse(res, recs, mainN, evs, connUser, connNode)
+	if res.Storm != nil {
+		analyseStorm(res, res.Storm, recs, evs, connUser, connNode)
+	}
+	if pubs != nil {
+		res.Eph = analyseEph(pubs, evs, connUser, connNode)
+	}
+	if res.Kill != nil {
+		analysePresence(res.Kill, evs, connUser, connNode)
+	}
+	res.WriteDeliv = r.writeDeliv
+	if r.writeDeliv > 0 {
+		res.CPUPer1000 = r.writeCPU / float64(r.writeDeliv) * 1000
+	}
+	return nil
+}
 
 // analyse computes the write figures from the write phase's records
 // (recs[:mainN]) and the delivery figures from every record.

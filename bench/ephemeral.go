@@ -221,3 +221,16 @@ func printExtras(w io.Writer, r *result) {
 		}
 	}
 }
+
+// publishEphemeral is the ephemeral phase: publishPhase through the first
+// node at cfg.PublishRate for cfg.Duration, and 2 s more for the last
+// deliveries; it sets what the nodes did over both. It returns every
+// publish.
+func (r *loadRun) publishEphemeral(ctx context.Context) []publishRec {
+	r.phase.Store("publish")
+	r.logf("publishing %d ephemeral messages at %.0f/s through node 1", int(r.cfg.PublishRate*r.cfg.Duration.Seconds()), r.cfg.PublishRate)
+	pubs := publishPhase(ctx, r.tgt, r.urls[0], r.murls[0], r.users, r.cfg.PublishRate, r.cfg.Duration)
+	sleepCtx(ctx, 2*time.Second) // the last deliveries
+	r.res.PublishStats, r.res.PublishCPU = r.endPhase()
+	return pubs
+}

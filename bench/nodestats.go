@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"math"
 	"net"
@@ -308,4 +309,80 @@ func litefsURLs(urls []string) []string {
 		out = append(out, "http://"+net.JoinHostPort(pu.Hostname(), strconv.Itoa(p+100)))
 	}
 	return out
+}
+
+// phaseMeter reads what the nodes and the machine did over a phase, from a
+// snapshot at each end.
+type phaseMeter struct {
+	names     []string       // node1, node2, …
+	murls     []string       // each node's metrics base URL
+	litefs    []string       // each node's LiteFS metrics base URL (none without LiteFS)
+	tool      map[string]int // the tool's processes, by name
+	nodeStats bool           // whether the nodes' /metrics hold notesync's own figures
+}
+
+// snapshot is every node's /metrics and the processes' CPU at one moment.
+type snapshot struct {
+	m   []series
+	cpu cpuSample
+}
+
+// snap reads every node's /metrics and the processes' CPU now.
+func (pm *phaseMeter) snap() snapshot {
+	return snapshot{scrapeAll(pm.murls), sampleCPU(pm.litefs, pm.tool)}
+}
+
+// between describes what the nodes did, and how busy the machine was,
+// between two snapshots: the cores each process used (each node's app
+// among them), and with notesync's figures each node's stats.
+func (pm *phaseMeter) between(a, b snapshot) ([]nodeStats, cpuSplit) {
+	split := splitCPU(a.cpu, b.cpu)
+	for i := range a.m {
+		if d := b.m[i].at.Sub(a.m[i].at).Seconds(); d > 0 {
+			split.Cores[pm.names[i]+" app"] = sum(a.m[i], b.m[i], "process_cpu_seconds_total") / d
+		}
+	}
+	if !pm.nodeStats {
+		return nil, split
+	}
+	return stats(pm.names, a.m, b.m), split
+}
+
+// newMeter is the meter of the phases with the tabs open: each node's
+// own figures (notesync's), its LiteFS's CPU (notesync's cluster) and
+// the CPU of the tool's processes.
+func (r *loadRun) newMeter() *phaseMeter {
+	m := &phaseMeter{murls: r.murls, nodeStats: r.tgt.nodeStats, tool: map[string]int{"tool": os.Getpid()}}
+	for i := range r.urls {
+		m.names = append(m.names, fmt.Sprintf("node%d", i+1))
+	}
+	if r.cfg.Start == "cluster" && r.tgt.nodeStats {
+		m.litefs = litefsURLs(r.urls)
+	}
+	for i, w := range r.wps {
+		m.tool[fmt.Sprintf("tool worker %d", i+1)] = w.cmd.Process.Pid
+	}
+	return m
+}
+
+// endPhase reads what the nodes and the machine did since the last
+// phase ended (or the meter started), and marks the next one's start.
+func (r *loadRun) endPhase() ([]nodeStats, cpuSplit) {
+	now := r.meter.snap()
+	ns, cpu := r.meter.between(r.mark, now)
+	r.mark = now
+	return ns, cpu
+}
+
+// stayIdle waits cfg.Idle with the tabs open and nothing written, and
+// reports what the nodes did meanwhile (gossip at steady state). The
+// loaded CPU reading moves to its end, so that CPU per delivery counts
+// the writes only.
+func (r *loadRun) stayIdle(ctx context.Context) {
+	r.phase.Store("idle")
+	sleepCtx(ctx, r.cfg.Idle)
+	r.res.IdleStats, r.res.IdleCPU = r.endPhase()
+	for i := range r.loaded {
+		r.loaded[i]["process_cpu_seconds_total"] = r.mark.m[i].v["process_cpu_seconds_total"]
+	}
 }

@@ -33,6 +33,15 @@ type presenceKill struct {
 	node    int
 }
 
+// killNode is the kill phase: killPhase on node cfg.Kill. It sets
+// res.Kill (timed later from the events, by analysePresence).
+func (r *loadRun) killNode(ctx context.Context) error {
+	r.phase.Store("kill")
+	pk, err := killPhase(ctx, r.kill, r.cfg.Kill-1, r.cfg.KillHold, r.wps, r.res.Opened, r.logf)
+	r.res.Kill = pk
+	return err
+}
+
 // killPhase kills node i (0-based), keeps it down for hold, and waits for
 // its tabs to come back once it is started again, giving the others time
 // to be told.
@@ -44,13 +53,7 @@ func killPhase(ctx context.Context, kill func(int, time.Duration) error, i int, 
 		return pk, err
 	}
 	sleepCtx(ctx, 2*time.Second) // the workers' counts see the closed sockets
-	waitUntil(ctx, 90*time.Second, func() bool {
-		var open int64
-		for _, w := range wps {
-			open += w.progress().Open
-		}
-		return open >= opened
-	})
+	waitUntil(ctx, 90*time.Second, func() bool { return openTabs(wps) >= opened })
 	sleepCtx(ctx, 3*time.Second) // the last counts
 	return pk, ctx.Err()
 }

@@ -6,7 +6,9 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -37,4 +39,33 @@ func signupUser(ctx context.Context, base, name string) (benchUser, error) {
 		parts = append(parts, ck.Name+"="+ck.Value)
 	}
 	return benchUser{Name: name, Cookie: strings.Join(parts, "; ")}, nil
+}
+
+// signUp readies cfg.Users users through the first node, 8 at a time,
+// named after the run (ld<runID>-<i>) so that runs against the same nodes
+// do not collide. It returns the first error.
+func (r *loadRun) signUp(ctx context.Context) error {
+	r.logf("signing up %d users", r.cfg.Users)
+	r.users = make([]benchUser, r.cfg.Users)
+	r.runID = strconv.FormatInt(time.Now().UnixNano()%1e9, 36)
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	sem := make(chan struct{}, 8)
+	for i := range r.users {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			u, err := r.tgt.user(ctx, r.urls[0], fmt.Sprintf("ld%s-%d", r.runID, i))
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+			r.users[i] = u
+		}()
+	}
+	wg.Wait()
+	return firstErr
 }

@@ -1,8 +1,10 @@
 package main
 
 import (
+	"context"
 	"sort"
 	"strconv"
+	"time"
 )
 
 // storm is the reconnect storm after one node's restart.
@@ -26,6 +28,45 @@ type storm struct {
 	FailedAfterReady   int            `json:"failed_after_ready"`
 	downNs, readyNs    int64
 	node               int
+}
+
+// reconnectStorm is the storm phase: writes go on at cfg.Rate (numbered
+// from base) while node cfg.Storm is restarted a second after they start.
+// It waits for the node's ready path (at most 120 s), then for every tab
+// to be open again (at most 60 s) and 3 s more, in which writes must all
+// succeed; then it stops the writes and waits 2 s for the last pushes.
+// It sets res.Storm (timed later from the events, by analyseStorm) and
+// returns the writes' records, also with an error of the restart.
+func (r *loadRun) reconnectStorm(ctx context.Context, wr *writer, base int) ([]writeRec, error) {
+	r.phase.Store("storm")
+	st := &storm{Node: r.urls[r.cfg.Storm-1], node: r.cfg.Storm - 1, ErrorsBefore: map[string]int{}}
+	stopW := make(chan struct{})
+	wdone := make(chan struct{})
+	var srecs []writeRec
+	go func() {
+		defer close(wdone)
+		srecs, _ = wr.loop(ctx, base, int(r.cfg.Rate*600), stopW)
+	}()
+	sleepCtx(ctx, time.Second)
+	r.logf("restarting %s", st.Node)
+	st.downNs = time.Now().UnixNano()
+	err := r.restart(st.node)
+	if err == nil {
+		err = waitReady(ctx, st.Node+r.readyPath, 120*time.Second)
+	}
+	st.readyNs = time.Now().UnixNano()
+	st.DownSecs = float64(st.readyNs-st.downNs) / 1e9
+	r.logf("%s ready again after %.2fs", st.Node, st.DownSecs)
+	if err == nil {
+		waitUntil(ctx, 60*time.Second, func() bool { return openTabs(r.wps) >= r.res.Opened })
+		sleepCtx(ctx, 3*time.Second) // writes after ready must all succeed
+	}
+	close(stopW)
+	<-wdone
+	sleepCtx(ctx, 2*time.Second) // the last pushes
+	st.Writes = len(srecs)
+	r.res.Storm = st
+	return srecs, err
 }
 
 // analyseStorm times the reconnect storm: for each connection of the

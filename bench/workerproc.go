@@ -124,3 +124,13 @@ func (w *workerProc) progress() reply {
 	}
 	return reply{}
 }
+
+// openTabs is how many tabs the workers have open, as of their last
+// progress.
+func openTabs(wps []*workerProc) int64 {
+	var open int64
+	for _, w := range wps {
+		open += w.progress().Open
+	}
+	return open
+}

@@ -126,3 +126,64 @@ func expectedDeliveries(recs []writeRec, connUser []int) int64 {
 	}
 	return n
 }
+
+// newWriter is the writer of the run's notes: through the write nodes at
+// cfg.Rate, counted in the progress line.
+func (r *loadRun) newWriter() *writer {
+	return &writer{
+		// As many idle connections as writes may be in flight: past that
+		// each answer closed its connection and the next write dialled a
+		// new one, which cost the tool more CPU than the server's answer
+		// once a slow target let writes pile up.
+		hc: &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
+			Proxy: nil, MaxIdleConnsPerHost: maxInFlight, IdleConnTimeout: time.Minute}},
+		tgt: r.tgt, urls: r.urls, users: r.users, nodes: r.writeNodes, rate: r.cfg.Rate, runID: r.runID,
+		sent: &r.sent, acked: &r.acked, failed: &r.failedW,
+	}
+}
+
+// writeNotes is the write phase: total writes (numbered from 0) at
+// cfg.Rate, open loop, then the drain: it waits until the tabs have had
+// as many pushes as they should (expectedDeliveries; at most 10 s) and
+// 600 ms more for duplicates, stale checks and the last progress. It
+// sets each node's CPU seconds from the loaded reading to the end of the
+// drain, and what the nodes did over the phase. It returns the writes'
+// records.
+func (r *loadRun) writeNotes(ctx context.Context, wr *writer, total int) ([]writeRec, error) {
+	res := r.res
+	r.phase.Store("write")
+	r.logf("writing %d notes at %.0f/s through node(s) %v", total, r.cfg.Rate, plus1(r.writeNodes))
+	recs, skipped := wr.loop(ctx, 0, total, nil)
+	res.WritesSkipped = skipped
+
+	r.phase.Store("drain")
+	expected := expectedDeliveries(recs, r.connUser)
+	drained := waitUntil(ctx, 10*time.Second, func() bool {
+		r.writeDeliv = 0
+		for _, w := range r.wps {
+			r.writeDeliv += w.progress().Deliveries
+		}
+		return r.writeDeliv >= expected
+	})
+	res.DrainTimedOut = !drained
+	sleepCtx(ctx, 600*time.Millisecond) // duplicates, stale checks, last progress
+	for i, u := range r.murls {
+		m, err := metrics(u)
+		if err != nil {
+			return recs, err
+		}
+		res.Memory[i].CPUSeconds = m["process_cpu_seconds_total"] - r.loaded[i]["process_cpu_seconds_total"]
+		r.writeCPU += res.Memory[i].CPUSeconds
+	}
+	res.WriteStats, res.WriteCPU = r.endPhase()
+	return recs, nil
+}
+
+// plus1 turns 0-based node indexes into the 1-based ones users give.
+func plus1(xs []int) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = x + 1
+	}
+	return out
+}
