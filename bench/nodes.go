@@ -75,8 +75,10 @@ func waitReady(ctx context.Context, url string, d time.Duration) error {
 // node allows it only as a benchmark).
 var nodeEnv = []string{"LOG_LEVEL=warn", "SIGNUP_LIMIT=0", "BENCHMARK=true", "BCRYPT_COST=4"}
 
-// startNodes starts one node or a LiteFS cluster in a temporary directory.
-// stop() stops every process and removes the directory.
+// startNodes starts one node or a LiteFS cluster (mode single or cluster)
+// in a temporary directory, from exe or, without it, a binary it builds
+// there. stop() stops every process and removes the directory; on an
+// error nothing is left running and the directory is removed.
 func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(string, ...any)) (*nodes, error) {
 	tmp, err := os.MkdirTemp("", "notesync-load-")
 	if err != nil {
@@ -84,123 +86,142 @@ func startNodes(ctx context.Context, mode, exe, pprofAddr string, logf func(stri
 	}
 	if exe == "" {
 		logf("building notesync into %s", tmp)
-		if exe, err = localcluster.Build(tmp); err != nil {
-			os.RemoveAll(tmp)
-			return nil, err
+		exe, err = localcluster.Build(tmp)
+	} else {
+		exe, err = filepath.Abs(exe)
+	}
+	var n *nodes
+	if err == nil {
+		switch mode {
+		case "single":
+			n, err = startSingle(ctx, tmp, exe, pprofAddr, logf)
+		case "cluster":
+			n, err = startCluster(ctx, tmp, exe, logf)
+		default:
+			err = fmt.Errorf("-start must be single or cluster, not %q", mode)
 		}
-	} else if exe, err = filepath.Abs(exe); err != nil {
+	}
+	if err != nil {
 		os.RemoveAll(tmp)
 		return nil, err
 	}
-	switch mode {
-	case "single":
-		port, err := freePort("127.0.0.1")
-		if err != nil {
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		mport, err := freePort("127.0.0.1")
-		if err != nil {
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		url := "http://127.0.0.1:" + strconv.Itoa(port)
-		murl := "http://127.0.0.1:" + strconv.Itoa(mport)
-		args := []string{"-http-addr", "127.0.0.1:" + strconv.Itoa(port), "-data-dir", filepath.Join(tmp, "data"),
-			"-metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
-		if pprofAddr != "" {
-			args = append(args, "-pprof-addr", pprofAddr)
-		}
-		logFile, err := os.Create(filepath.Join(tmp, "node.log"))
-		if err != nil {
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		p := &proc{exe: exe, args: args, env: nodeEnv, log: logFile}
-		if err := p.launch(); err != nil {
-			logFile.Close()
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		stop := func() {
-			p.kill()
-			logFile.Close()
-			os.RemoveAll(tmp)
-		}
-		if err := waitReady(ctx, url+"/readyz", 60*time.Second); err != nil {
-			stop()
-			return nil, err
-		}
-		logf("node1 ready at %s (pid %d)", url, p.pid())
-		restart := func(int) error {
-			p.kill()
-			return p.launch()
-		}
-		return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, Ready: "/readyz", stop: stop, restart: restart}, nil
-	case "cluster":
-		if err := cluster.CheckFUSE(); err != nil {
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		b, err := localcluster.Find(exe)
-		if err != nil {
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		pr, pw := io.Pipe()
-		go func() {
-			sc := bufio.NewScanner(pr)
-			for sc.Scan() {
-				logf("cluster: %s", sc.Text())
-			}
-		}()
-		l := localcluster.Launcher(b, 3, filepath.Join(tmp, "nodes"), nodeEnv...)
-		l.Stdout = pw
-		// Not localcluster.Run: kill pauses the supervisor.
-		if err := l.Start(ctx); err != nil {
-			l.Stop()
-			pw.Close()
-			os.RemoveAll(tmp)
-			return nil, err
-		}
-		sup := &supervisor{l: l}
-		sup.start()
-		stop := func() {
-			sup.stop()
-			l.Stop()
-			pw.Close()
-			os.RemoveAll(tmp)
-		}
-		restart := func(i int) error {
-			pid, done := l.Node(i + 1)
-			// LiteFS stops the app and unmounts; the supervisor starts it again.
-			_ = syscall.Kill(pid, syscall.SIGTERM)
-			select {
-			case <-done:
-			case <-time.After(15 * time.Second):
-				_ = syscall.Kill(-pid, syscall.SIGKILL)
-				<-done
-			}
-			return nil
-		}
-		kill := func(i int, hold time.Duration) error {
-			// Nothing restarts it during hold: its exit waits for the
-			// supervisor.
-			sup.stop()
-			defer sup.start()
-			pid, done := l.Node(i + 1)
-			if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
-				return err
-			}
-			<-done
-			time.Sleep(hold)
-			return nil
-		}
-		return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)},
-			MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, Ready: "/readyz", stop: stop, restart: restart, kill: kill}, nil
+	stop := n.stop
+	n.stop = func() {
+		stop()
+		os.RemoveAll(tmp)
 	}
-	os.RemoveAll(tmp)
-	return nil, fmt.Errorf("-start must be single or cluster, not %q", mode)
+	return n, nil
+}
+
+// startSingle runs one node of exe on 127.0.0.1 (free ports for HTTP and
+// metrics; pprof on pprofAddr if set), its data and log in dir, and
+// returns once it is ready (at most 60 s). Its restart stops it (proc.kill)
+// and starts it again; it has no kill. On an error, and with stop, the
+// node is stopped; dir stays, for the caller.
+func startSingle(ctx context.Context, dir, exe, pprofAddr string, logf func(string, ...any)) (*nodes, error) {
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	mport, err := freePort("127.0.0.1")
+	if err != nil {
+		return nil, err
+	}
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	murl := "http://127.0.0.1:" + strconv.Itoa(mport)
+	args := []string{"-http-addr", "127.0.0.1:" + strconv.Itoa(port), "-data-dir", filepath.Join(dir, "data"),
+		"-metrics-addr", "127.0.0.1:" + strconv.Itoa(mport)}
+	if pprofAddr != "" {
+		args = append(args, "-pprof-addr", pprofAddr)
+	}
+	logFile, err := os.Create(filepath.Join(dir, "node.log"))
+	if err != nil {
+		return nil, err
+	}
+	p := &proc{exe: exe, args: args, env: nodeEnv, log: logFile}
+	if err := p.launch(); err != nil {
+		logFile.Close()
+		return nil, err
+	}
+	stop := func() {
+		p.kill()
+		logFile.Close()
+	}
+	if err := waitReady(ctx, url+"/readyz", 60*time.Second); err != nil {
+		stop()
+		return nil, err
+	}
+	logf("node1 ready at %s (pid %d)", url, p.pid())
+	restart := func(int) error {
+		p.kill()
+		return p.launch()
+	}
+	return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, Ready: "/readyz", stop: stop, restart: restart}, nil
+}
+
+// startCluster runs three LiteFS nodes of exe with cluster.Launcher under
+// dir, their output logged, under a supervisor that starts again a node
+// that exits. Its restart stops a node with SIGTERM (SIGKILL to its group
+// after 15 s) and leaves it to the supervisor; its kill SIGKILLs a node's
+// group with the supervisor paused for the hold. On an error, and with
+// stop, every node is stopped; dir stays, for the caller.
+func startCluster(ctx context.Context, dir, exe string, logf func(string, ...any)) (*nodes, error) {
+	if err := cluster.CheckFUSE(); err != nil {
+		return nil, err
+	}
+	b, err := localcluster.Find(exe)
+	if err != nil {
+		return nil, err
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			logf("cluster: %s", sc.Text())
+		}
+	}()
+	l := localcluster.Launcher(b, 3, filepath.Join(dir, "nodes"), nodeEnv...)
+	l.Stdout = pw
+	// Not localcluster.Run: kill pauses the supervisor.
+	if err := l.Start(ctx); err != nil {
+		l.Stop()
+		pw.Close()
+		return nil, err
+	}
+	sup := &supervisor{l: l}
+	sup.start()
+	stop := func() {
+		sup.stop()
+		l.Stop()
+		pw.Close()
+	}
+	restart := func(i int) error {
+		pid, done := l.Node(i + 1)
+		// LiteFS stops the app and unmounts; the supervisor starts it again.
+		_ = syscall.Kill(pid, syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(15 * time.Second):
+			_ = syscall.Kill(-pid, syscall.SIGKILL)
+			<-done
+		}
+		return nil
+	}
+	kill := func(i int, hold time.Duration) error {
+		// Nothing restarts it during hold: its exit waits for the
+		// supervisor.
+		sup.stop()
+		defer sup.start()
+		pid, done := l.Node(i + 1)
+		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil {
+			return err
+		}
+		<-done
+		time.Sleep(hold)
+		return nil
+	}
+	return &nodes{URLs: []string{l.URL(1), l.URL(2), l.URL(3)},
+		MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, Ready: "/readyz", stop: stop, restart: restart, kill: kill}, nil
 }
 
 // supervisor runs the launcher's Supervise, which starts again any node
