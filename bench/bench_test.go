@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -209,5 +210,35 @@ func TestBackoffLikeThePage(t *testing.T) {
 	}
 	if d := backoff(60); d >= 10*time.Second {
 		t.Errorf("backoff(60) = %v, over the cap", d)
+	}
+}
+
+// TestFlagsRefuseWhatCannotRun checks that a scenario the tool cannot run
+// with the nodes it was given is refused before anything is built or
+// started, with the flag named.
+func TestFlagsRefuseWhatCannotRun(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"-start", "three"}, "-start must be single or cluster"},
+		{[]string{"-start", "single", "-kill", "1"}, "-kill 1"},
+		{[]string{"-urls", "http://127.0.0.1:8081", "-metrics-urls", "http://127.0.0.1:8381", "-kill", "1"}, "-kill 1"},
+		{[]string{"-start", "cluster", "-kill", "4"}, "-kill 4"},
+		{[]string{"-start", "single", "-storm", "2"}, "-storm 2"},
+		{[]string{"-urls", "http://127.0.0.1:8081", "-metrics-urls", "http://127.0.0.1:8381", "-storm", "1"}, "-storm 1"},
+	} {
+		_, err := parseFlags(c.args)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want an error naming %q", c.args, err, c.want)
+		}
+	}
+	for _, args := range [][]string{
+		{"-start", "cluster", "-kill", "3", "-storm", "1"},
+		{"-start", "single", "-storm", "1"},
+	} {
+		if _, err := parseFlags(args); err != nil {
+			t.Errorf("%v: %v", args, err)
+		}
 	}
 }

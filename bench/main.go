@@ -115,13 +115,29 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.PeerEngine, "peer-engine", "auto", "Centrifugo's engine on one node: memory, redis, or auto (redis with -storm, so that history outlives the restart; a cluster always uses redis)")
 	fs.DurationVar(&c.Idle, "idle", 0, "after connecting, wait this long and report what the nodes did idle (gossip at steady state)")
 	fs.Float64Var(&c.PublishRate, "publish-rate", 0, "after the writes, publish this many ephemeral messages a second for -duration through node 1 to every tab of a user (notesync: its -benchmark POST /debug/publish; the peer: a publish without history)")
-	fs.IntVar(&c.Kill, "kill", 0, "with -start cluster: at the end, kill this node (1-based) with SIGKILL and time the presence its users' other tabs are told")
+	fs.IntVar(&c.Kill, "kill", 0, "with -start cluster: at the end, kill this node (1-based) with SIGKILL and time the presence its users' other tabs are told (notesync only: the peer's run skips it)")
 	fs.DurationVar(&c.KillHold, "kill-hold", 15*time.Second, "with -kill: how long the node stays down before it is started again")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
 	if (*urls == "") == (c.Start == "") {
 		return c, fmt.Errorf("give either -urls or -start")
+	}
+	nodes := 0 // that the tool starts
+	switch c.Start {
+	case "":
+	case "single":
+		nodes = 1
+	case "cluster":
+		nodes = 3
+	default:
+		return c, fmt.Errorf("-start must be single or cluster, not %q", c.Start)
+	}
+	if c.Storm != 0 && (c.Storm < 1 || c.Storm > nodes) {
+		return c, fmt.Errorf("-storm %d: give a node the tool starts (1 with -start single, 1 to 3 with -start cluster)", c.Storm)
+	}
+	if c.Kill != 0 && (c.Start != "cluster" || c.Kill < 1 || c.Kill > nodes) {
+		return c, fmt.Errorf("-kill %d: give a node from 1 to 3 with -start cluster (the other nodes' tabs are told)", c.Kill)
 	}
 	if *urls != "" {
 		for _, u := range strings.Split(*urls, ",") {
