@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"sync"
@@ -205,7 +206,7 @@ func (c *Changes) Announced(a Changed) {
 		if len(c.heard) >= maxHeard {
 			c.heard = c.heard[1:]
 		}
-		i, _ := slices.BinarySearchFunc(c.heard, a.TXID, func(h Changed, t uint64) int { return compareTXID(h.TXID, t) })
+		i, _ := slices.BinarySearchFunc(c.heard, a.TXID, func(h Changed, t uint64) int { return cmp.Compare(h.TXID, t) })
 		c.heard = slices.Insert(c.heard, i, a)
 		c.mu.Unlock()
 		return
@@ -220,16 +221,6 @@ func (c *Changes) Announced(a Changed) {
 	if len(a.Data) > 0 {
 		c.tell(a.Data) // the feed drops what it has pushed already
 	}
-}
-
-func compareTXID(a, b uint64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (c *Changes) observe(d time.Duration) {
