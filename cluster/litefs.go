@@ -19,6 +19,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"notesync/internal/mountinfo"
 )
 
 // LiteFS reads the state LiteFS exposes in its FUSE mount:
@@ -73,7 +75,7 @@ func (l *LiteFS) Ready() error {
 	if !l.Enabled() {
 		return nil
 	}
-	if !isMountPoint(l.Dir) {
+	if !mountinfo.IsMountPoint(l.Dir) {
 		return fmt.Errorf("%w: %s is not mounted", ErrNotMounted, l.Dir)
 	}
 	return nil
@@ -92,7 +94,7 @@ func (l *LiteFS) IsPrimary() bool {
 		return r != nil && r.primary
 	}
 	_, err := os.Stat(filepath.Join(l.Dir, ".primary"))
-	return errors.Is(err, os.ErrNotExist) && isMountPoint(l.Dir)
+	return errors.Is(err, os.ErrNotExist) && mountinfo.IsMountPoint(l.Dir)
 }
 
 // Primary returns the primary's LiteFS hostname as this replica sees it, or
@@ -273,43 +275,4 @@ func (l *LiteFS) heard(primary bool) {
 		l.OnPromoted()
 	}
 	l.said = now
-}
-
-// isMountPoint reports whether dir is a mount point (its device differs
-// from its parent's), as a FUSE mount is.
-func isMountPoint(dir string) bool {
-	b, err := os.ReadFile("/proc/self/mountinfo")
-	if err != nil {
-		return false
-	}
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) > 4 && unescapeMount(f[4]) == abs {
-			return true
-		}
-	}
-	return false
-}
-
-// unescapeMount undoes the octal escapes of /proc/self/mountinfo paths.
-func unescapeMount(s string) string {
-	if !strings.Contains(s, `\`) {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
-				b.WriteByte(byte(v))
-				i += 3
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"notesync/internal/mountinfo"
 )
 
 // clearStaleMount unmounts what an earlier run left mounted at dir, but
@@ -18,7 +20,7 @@ import (
 // shutting down, and fails naming the processes.
 func clearStaleMount(dir string, wait time.Duration) error {
 	deadline := time.Now().Add(wait)
-	for isMountPoint(dir) {
+	for mountinfo.IsMountPoint(dir) {
 		users := mountUsers(dir)
 		if len(users) == 0 {
 			if out, err := exec.Command("fusermount3", "-u", "-z", dir).CombinedOutput(); err != nil {
