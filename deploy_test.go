@@ -35,7 +35,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"gopkg.in/yaml.v3"
 
-	"notesync/cluster"
+	"notesync/cluster/local"
 	"notesync/internal/testenv"
 )
 
@@ -1137,7 +1137,7 @@ type litefsRun struct {
 // a stand-in script that records the environment it was started with.
 func startLiteFS(t *testing.T, fc *flyConfig, image map[string]string, m flyMachine, consulURL string) *litefsRun {
 	t.Helper()
-	bin, err := cluster.LiteFSBinary(os.Getenv("LITEFS_BIN"))
+	bin, err := local.LiteFSBinary(os.Getenv("LITEFS_BIN"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,7 @@ import (
 	"path/filepath"
 	"syscall"
 
-	"notesync/cluster"
+	"notesync/cluster/local"
 )
 
 func main() {
@@ -56,7 +56,7 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
 	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
-	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then takes fault commands: "+cluster.FaultCommands)
+	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then takes fault commands: "+local.FaultCommands)
 	const head = "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n"
 	if err := parseFlags(fs, args, stdout, head); err != nil {
 		return err
@@ -74,11 +74,11 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 		return fmt.Errorf("invalid -host %q: want a loopback address such as 127.0.0.1", *host)
 	}
 	if *netns {
-		if err := cluster.CheckNetns(); err != nil {
+		if err := local.CheckNetns(); err != nil {
 			return err
 		}
 	}
-	if err := cluster.CheckFUSE(); err != nil {
+	if err := local.CheckFUSE(); err != nil {
 		return err
 	}
 	cfgPath, err := filepath.Abs(*config)
@@ -92,11 +92,11 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 	if err != nil {
 		return err
 	}
-	litefs, err := cluster.LiteFSBinary(getenv("LITEFS_BIN"))
+	litefs, err := local.LiteFSBinary(getenv("LITEFS_BIN"))
 	if err != nil {
 		return err
 	}
-	l := &cluster.Launcher{
+	l := &local.Launcher{
 		N: *n, BasePort: *basePort, Host: *host, Dir: *dir, Netns: *netns, Exe: exe, LiteFS: litefs, Config: cfgPath,
 		Input: stdin, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}

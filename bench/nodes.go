@@ -15,7 +15,7 @@ import (
 	"syscall"
 	"time"
 
-	"notesync/cluster"
+	"notesync/cluster/local"
 	"notesync/internal/localcluster"
 )
 
@@ -159,14 +159,14 @@ func startSingle(ctx context.Context, dir, exe, pprofAddr string, logf func(stri
 	return &nodes{URLs: []string{url}, MetricsURLs: []string{murl}, Ready: "/readyz", stop: stop, restart: restart}, nil
 }
 
-// startCluster runs three LiteFS nodes of exe with cluster.Launcher under
+// startCluster runs three LiteFS nodes of exe with local.Launcher under
 // dir, their output logged, under a supervisor that starts again a node
 // that exits. Its restart stops a node with SIGTERM (SIGKILL to its group
 // after 15 s) and leaves it to the supervisor; its kill SIGKILLs a node's
 // group with the supervisor paused for the hold. On an error, and with
 // stop, every node is stopped; dir stays, for the caller.
 func startCluster(ctx context.Context, dir, exe string, logf func(string, ...any)) (*nodes, error) {
-	if err := cluster.CheckFUSE(); err != nil {
+	if err := local.CheckFUSE(); err != nil {
 		return nil, err
 	}
 	b, err := localcluster.Find(exe)
@@ -227,7 +227,7 @@ func startCluster(ctx context.Context, dir, exe string, logf func(string, ...any
 // supervisor runs the launcher's Supervise, which starts again any node
 // that exits, and can pause it.
 type supervisor struct {
-	l      *cluster.Launcher
+	l      *local.Launcher
 	cancel context.CancelFunc
 	done   chan struct{}
 }

@@ -1,8 +1,3 @@
-// Package cluster lets identical notesync nodes work as one: membership and
-// cross-node messages over hashicorp/memberlist, awareness of the LiteFS
-// mount the database lives on (who is primary, how far this replica has
-// replicated), forwarding of writes from replicas to the primary, and the
-// launcher of a local multi-node cluster. It knows nothing about notes.
 package cluster
 
 import (

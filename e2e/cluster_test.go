@@ -21,6 +21,7 @@ import (
 	"github.com/coder/websocket"
 
 	"notesync/cluster"
+	"notesync/cluster/local"
 	"notesync/internal/apitest"
 	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
@@ -28,7 +29,7 @@ import (
 
 // localCluster is a cluster of real nodes under LiteFS for one test.
 type localCluster struct {
-	*cluster.Launcher
+	*local.Launcher
 }
 
 // startCluster builds the binary and starts n nodes on a loopback address
@@ -41,7 +42,7 @@ func startCluster(t testing.TB, n int, env ...string) *localCluster {
 // newLauncher builds the binary and describes n nodes on a loopback
 // address of their own (a run of its own: parallel runs never collide),
 // with their state in a temporary directory.
-func newLauncher(t testing.TB, n int, env ...string) *cluster.Launcher {
+func newLauncher(t testing.TB, n int, env ...string) *local.Launcher {
 	t.Helper()
 	testenv.NeedFUSE(t)
 	return localcluster.Launcher(buildBinaries(t), n, filepath.Join(t.TempDir(), "nodes"),
@@ -50,7 +51,7 @@ func newLauncher(t testing.TB, n int, env ...string) *cluster.Launcher {
 
 // runLauncher starts l and its supervisor, and stops both when the test
 // ends, checking that no mount is left behind.
-func runLauncher(t testing.TB, l *cluster.Launcher) *localCluster {
+func runLauncher(t testing.TB, l *local.Launcher) *localCluster {
 	t.Helper()
 	stop, err := localcluster.Run(context.Background(), l)
 	if err != nil {

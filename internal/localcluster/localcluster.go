@@ -1,6 +1,6 @@
 // Package localcluster builds notesync and runs a local cluster of it under
 // real LiteFS mounts: the one bootstrap of the e2e tests and of the load
-// tool (bench), on top of cluster.Launcher.
+// tool (bench), on top of local.Launcher.
 package localcluster
 
 import (
@@ -12,7 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"notesync/cluster"
+	"notesync/cluster/local"
 )
 
 // BasePort is node1's HTTP port; node i listens on BasePort+i-1 (LiteFS
@@ -61,7 +61,7 @@ func Find(exe string) (Binaries, error) {
 	if err != nil {
 		return Binaries{}, err
 	}
-	litefs, err := cluster.LiteFSBinary(os.Getenv("LITEFS_BIN"))
+	litefs, err := local.LiteFSBinary(os.Getenv("LITEFS_BIN"))
 	if err != nil {
 		return Binaries{}, err
 	}
@@ -76,8 +76,8 @@ func RandomLoopback() string {
 
 // Launcher describes n nodes of b on a loopback address of their own, with
 // their state under dir and env added to every node's environment.
-func Launcher(b Binaries, n int, dir string, env ...string) *cluster.Launcher {
-	return &cluster.Launcher{
+func Launcher(b Binaries, n int, dir string, env ...string) *local.Launcher {
+	return &local.Launcher{
 		N: n, BasePort: BasePort, Host: RandomLoopback(), Dir: dir,
 		Exe: b.Exe, LiteFS: b.LiteFS, Config: b.Config, ExtraEnv: env,
 	}
@@ -85,7 +85,7 @@ func Launcher(b Binaries, n int, dir string, env ...string) *cluster.Launcher {
 
 // Run starts l, and a supervisor that starts again a node that dies. stop
 // stops the supervisor, then every node, and removes their mounts.
-func Run(ctx context.Context, l *cluster.Launcher) (stop func(), err error) {
+func Run(ctx context.Context, l *local.Launcher) (stop func(), err error) {
 	if err := l.Start(ctx); err != nil {
 		l.Stop()
 		return nil, err

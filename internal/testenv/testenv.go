@@ -11,7 +11,7 @@ import (
 	"sync"
 	"testing"
 
-	"notesync/cluster"
+	"notesync/cluster/local"
 )
 
 // Need skips the test outside CI when err reports a missing dependency,
@@ -30,13 +30,13 @@ func Need(t testing.TB, err error, fix string) {
 // NeedFUSE is Need for a LiteFS mount.
 func NeedFUSE(t testing.TB) {
 	t.Helper()
-	Need(t, cluster.CheckFUSE(), "apt-get install fuse3 (or make test)")
+	Need(t, local.CheckFUSE(), "apt-get install fuse3 (or make test)")
 }
 
 // NeedNetns is Need for a cluster with a network namespace per node.
 func NeedNetns(t testing.TB) {
 	t.Helper()
-	Need(t, cluster.CheckNetns(), "run the tests as root with iproute2 and nftables (apt-get install iproute2 nftables, or make test)")
+	Need(t, local.CheckNetns(), "run the tests as root with iproute2 and nftables (apt-get install iproute2 nftables, or make test)")
 }
 
 // SyncBuffer collects what a process writes (its stdout, say) while the

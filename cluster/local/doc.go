@@ -1,0 +1,16 @@
+// Package local runs a cluster of notesync nodes on one Linux machine, for
+// `notesync cluster`, the tests and the load tool (docs/PROTOCOL.md §2 and
+// §10). Each node runs under its own real LiteFS mount, as the exec child
+// of `litefs mount`, the way the container runs it. A Launcher holds its
+// directory's lock while it runs, clears the mounts and network
+// namespaces an earlier run left behind, and starts again a node that
+// dies.
+//
+// With Netns each node has a network namespace of its own, the
+// namespaces joined by a bridge, and the launcher forwards each node's
+// ports from the machine into its namespace. Faults (Partition, OneWay,
+// Heal, or the same typed as commands) then cut links between nodes with
+// nftables rules on the bridge.
+//
+// No node imports this package: it starts the notesync binary.
+package local
