@@ -1,0 +1,53 @@
+package local
+
+import (
+	"context"
+	"fmt"
+	"syscall"
+	"time"
+)
+
+// Run starts the cluster, restarts nodes that die, and stops everything
+// when ctx ends.
+func (l *Launcher) Run(ctx context.Context) error {
+	if err := l.Start(ctx); err != nil {
+		return err
+	}
+	if l.Input != nil {
+		if l.Netns {
+			fmt.Fprintf(l.Stdout, "type a fault command: %s\n", FaultCommands)
+		}
+		go l.serveCommands(l.Input)
+	}
+	l.Supervise(ctx)
+	l.Stop()
+	return nil
+}
+
+// Supervise restarts any node whose process exits, until ctx ends.
+func (l *Launcher) Supervise(ctx context.Context) {
+	for {
+		var n *nodeProc
+		select {
+		case <-ctx.Done():
+			return
+		case n = <-l.exited:
+		}
+		l.Logger.Warn("node exited; restarting", "node", n.name, "log", n.logPath)
+		// Its app may outlive a killed LiteFS: the whole process group goes.
+		_ = syscall.Kill(-n.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		err := clearStaleMount(n.fuseDir, 5*time.Second)
+		if err == nil {
+			err = l.start(n)
+		}
+		if err != nil {
+			l.Logger.Error("restart node; trying again", "node", n.name, "err", err)
+			l.exited <- n // room: each node is queued at most once
+		}
+	}
+}
