@@ -100,5 +100,10 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 		N: *n, BasePort: *basePort, Host: *host, Dir: *dir, Netns: *netns, Exe: exe, LiteFS: litefs, Config: cfgPath,
 		Input: stdin, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}
-	return l.Run(ctx)
+	if err := l.Open(ctx); err != nil {
+		return err
+	}
+	defer l.Close()
+	l.Run(ctx)
+	return nil
 }

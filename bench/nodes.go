@@ -183,8 +183,8 @@ func startCluster(ctx context.Context, dir, exe string, logf func(string, ...any
 	l := localcluster.Launcher(b, 3, filepath.Join(dir, "nodes"), nodeEnv...)
 	l.Stdout = pw
 	// Not localcluster.Run: kill pauses the supervisor.
-	if err := l.Start(ctx); err != nil {
-		l.Stop()
+	if err := l.Open(ctx); err != nil {
+		l.Close()
 		pw.Close()
 		return nil, err
 	}
@@ -192,7 +192,7 @@ func startCluster(ctx context.Context, dir, exe string, logf func(string, ...any
 	sup.start()
 	stop := func() {
 		sup.stop()
-		l.Stop()
+		l.Close()
 		pw.Close()
 	}
 	restart := func(i int) error {
@@ -224,8 +224,8 @@ func startCluster(ctx context.Context, dir, exe string, logf func(string, ...any
 		MetricsURLs: []string{l.MetricsURL(1), l.MetricsURL(2), l.MetricsURL(3)}, Ready: "/readyz", stop: stop, restart: restart, kill: kill}, nil
 }
 
-// supervisor runs the launcher's Supervise, which starts again any node
-// that exits, and can pause it.
+// supervisor runs the launcher's Run, which starts again any node that
+// exits, and can pause it.
 type supervisor struct {
 	l      *local.Launcher
 	cancel context.CancelFunc
@@ -235,7 +235,7 @@ type supervisor struct {
 func (s *supervisor) start() {
 	ctx, cancel := context.WithCancel(context.Background())
 	s.cancel, s.done = cancel, make(chan struct{})
-	go func() { defer close(s.done); s.l.Supervise(ctx) }()
+	go func() { defer close(s.done); s.l.Run(ctx) }()
 }
 
 func (s *supervisor) stop() {

@@ -27,9 +27,9 @@ func TestLauncherRefusesASecondClusterOnTheSameDir(t *testing.T) {
 	second := newLauncher(t, 1)
 	second.Host, second.Dir = c.Host, c.Dir // what a second `go run . cluster` does
 	start := time.Now()
-	err := second.Start(context.Background())
+	err := second.Open(context.Background())
 	if err == nil {
-		second.Stop()
+		second.Close()
 		t.Fatal("a second launcher started on a directory in use")
 	}
 	msg := err.Error()
@@ -58,9 +58,9 @@ func TestLauncherRefusesATakenAddress(t *testing.T) {
 	}
 	defer taken.Close()
 	start := time.Now()
-	err = l.Start(context.Background())
+	err = l.Open(context.Background())
 	if err == nil {
-		l.Stop()
+		l.Close()
 		t.Fatal("started with node2's port taken")
 	}
 	if want := taken.Addr().String() + " is taken"; !strings.Contains(err.Error(), want) || time.Since(start) > 5*time.Second {
@@ -75,9 +75,9 @@ func TestLauncherRefusesATakenAddress(t *testing.T) {
 func TestLauncherSaysWhyANodeDidNotStart(t *testing.T) {
 	l := newLauncher(t, 1, "LOG_LEVEL=loud") // the app refuses it and exits
 	start := time.Now()
-	err := l.Start(context.Background())
+	err := l.Open(context.Background())
 	if err == nil {
-		l.Stop()
+		l.Close()
 		t.Fatal("started with a node that cannot")
 	}
 	msg := err.Error()
@@ -94,13 +94,20 @@ func TestLauncherSaysWhyANodeDidNotStart(t *testing.T) {
 	}
 }
 
-func TestLauncherRunSaysWhatItStopped(t *testing.T) {
+func TestLauncherCloseSaysWhatItStopped(t *testing.T) {
 	l := newLauncher(t, 2)
 	var out testenv.SyncBuffer
 	l.Stdout = &out
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan error, 1)
-	go func() { ran <- l.Run(ctx) }()
+	go func() { // what `notesync cluster` does
+		err := l.Open(ctx)
+		if err == nil {
+			l.Run(ctx)
+			l.Close()
+		}
+		ran <- err
+	}()
 	returned := false
 	defer func() {
 		if !returned {
@@ -129,7 +136,7 @@ func TestLauncherRunSaysWhatItStopped(t *testing.T) {
 			t.Errorf("output does not say %q:\n%s", want, out.String())
 		}
 		if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
-			t.Errorf("pid %d still runs after Stop: %v", pid, err)
+			t.Errorf("pid %d still runs after Close: %v", pid, err)
 		}
 		if isMounted(filepath.Join(l.Dir, "node"+strconv.Itoa(i+1), "fuse")) {
 			t.Errorf("node%d's mount is left behind", i+1)
@@ -182,9 +189,9 @@ func TestLauncherLeavesAMountInUseAlone(t *testing.T) {
 
 	l := newLauncher(t, 1)
 	l.Host, l.Dir = host, dir
-	err := l.Start(context.Background())
+	err := l.Open(context.Background())
 	if err == nil {
-		l.Stop()
+		l.Close()
 		t.Fatal("started over a mount in use")
 	}
 	pid := strconv.Itoa(holder.Process.Pid)

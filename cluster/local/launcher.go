@@ -18,8 +18,8 @@ import (
 // under its own real LiteFS mount (static lease, node1 primary) started as
 // the exec child of LiteFS, the way the container runs it. The nodes gossip
 // over loopback, or with Netns each on a network of its own, and share one
-// session secret. A node that dies is started again; Run returns after
-// stopping every node and unmounting every mount.
+// session secret. Open starts the nodes, Run starts again a node that
+// dies, and Close stops every node and unmounts every mount.
 type Launcher struct {
 	N        int
 	BasePort int    // HTTP port of node1; node i listens on BasePort+i-1
@@ -52,7 +52,7 @@ type Launcher struct {
 
 	mu      sync.Mutex
 	nodes   []*nodeProc
-	exited  chan *nodeProc // nodes whose process ended, for Supervise
+	exited  chan *nodeProc // nodes whose process ended, for Run
 	lock    *dirLock
 	stopped bool
 
@@ -124,12 +124,12 @@ func (l *Launcher) metricsAddr(i int) string {
 	return net.JoinHostPort(l.nodeHost(i), strconv.Itoa(l.BasePort+300+i-1))
 }
 
-// Start takes the lock on Dir, clears what an earlier run left behind,
+// Open takes the lock on Dir, clears what an earlier run left behind,
 // starts every node and waits until all answer /readyz; then it prints each
 // node's URL and role and "cluster ready". It refuses, saying why, while
 // another launcher runs from Dir or an address it needs is taken, and
 // fails naming the node and the end of its log when a node does not start.
-func (l *Launcher) Start(ctx context.Context) error {
+func (l *Launcher) Open(ctx context.Context) error {
 	if l.Netns {
 		if err := CheckNetns(); err != nil {
 			return err
@@ -149,18 +149,18 @@ func (l *Launcher) Start(ctx context.Context) error {
 		return err
 	}
 	if err := l.openNetwork(); err != nil {
-		l.Stop()
+		l.Close()
 		return err
 	}
 	l.exited = make(chan *nodeProc, len(l.nodes))
 	for _, n := range l.nodes {
 		if err := l.start(n); err != nil {
-			l.Stop()
+			l.Close()
 			return err
 		}
 	}
 	if err := l.waitAllReady(ctx); err != nil {
-		l.Stop()
+		l.Close()
 		return err
 	}
 	fmt.Fprintln(l.Stdout, "cluster ready")
@@ -175,11 +175,11 @@ func (l *Launcher) Node(i int) (pid int, done <-chan struct{}) {
 	return n.cmd.Process.Pid, n.done
 }
 
-// Stop stops every node (SIGTERM to LiteFS, which stops the app and
+// Close stops every node (SIGTERM to LiteFS, which stops the app and
 // unmounts; SIGKILL after 15 s), removes any mount left behind that no live
 // process uses, releases Dir and prints what it stopped. Calling it again
 // does nothing.
-func (l *Launcher) Stop() {
+func (l *Launcher) Close() {
 	l.mu.Lock()
 	nodes := append([]*nodeProc(nil), l.nodes...)
 	stopped := l.stopped

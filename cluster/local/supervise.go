@@ -7,25 +7,24 @@ import (
 	"time"
 )
 
-// Run starts the cluster, restarts nodes that die, and stops everything
-// when ctx ends.
-func (l *Launcher) Run(ctx context.Context) error {
-	if err := l.Start(ctx); err != nil {
-		return err
-	}
+// Run serves the cluster Open started until ctx ends: it answers the
+// fault commands read from Input, and starts again any node whose process
+// exits. Close then stops the cluster. Run may be called again after it
+// returns, so that restarts can pause; each Run reads Input, so give it
+// only to a launcher that runs once.
+func (l *Launcher) Run(ctx context.Context) {
 	if l.Input != nil {
 		if l.Netns {
 			fmt.Fprintf(l.Stdout, "type a fault command: %s\n", FaultCommands)
 		}
 		go l.serveCommands(l.Input)
 	}
-	l.Supervise(ctx)
-	l.Stop()
-	return nil
+	l.restartExited(ctx)
 }
 
-// Supervise restarts any node whose process exits, until ctx ends.
-func (l *Launcher) Supervise(ctx context.Context) {
+// restartExited starts again any node whose process exits, until ctx
+// ends.
+func (l *Launcher) restartExited(ctx context.Context) {
 	for {
 		var n *nodeProc
 		select {

@@ -13,8 +13,8 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// nodeProcAttr puts a node's LiteFS in a process group of its own (Stop
-// and Supervise signal the group: LiteFS and its app), and has the kernel
+// nodeProcAttr puts a node's LiteFS in a process group of its own (Close
+// and Run signal the group: LiteFS and its app), and has the kernel
 // stop it when the launcher dies, however it dies.
 func nodeProcAttr() *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}

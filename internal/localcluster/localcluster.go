@@ -86,16 +86,16 @@ func Launcher(b Binaries, n int, dir string, env ...string) *local.Launcher {
 // Run starts l, and a supervisor that starts again a node that dies. stop
 // stops the supervisor, then every node, and removes their mounts.
 func Run(ctx context.Context, l *local.Launcher) (stop func(), err error) {
-	if err := l.Start(ctx); err != nil {
-		l.Stop()
+	if err := l.Open(ctx); err != nil {
+		l.Close()
 		return nil, err
 	}
 	sctx, cancel := context.WithCancel(context.Background())
 	supervised := make(chan struct{})
-	go func() { defer close(supervised); l.Supervise(sctx) }()
+	go func() { defer close(supervised); l.Run(sctx) }()
 	return func() {
 		cancel()
 		<-supervised
-		l.Stop()
+		l.Close()
 	}, nil
 }
