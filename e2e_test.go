@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
-	"net"
 	"net/http"
 	"strconv"
 	"strings"
@@ -266,17 +265,8 @@ func TestShutdownRefusesNewConnectionsAtOnce(t *testing.T) {
 	time.Sleep(100 * time.Millisecond) // parked
 
 	n.stop()
-	deadline := time.Now().Add(2 * time.Second)
-	for {
-		conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
-		if err != nil {
-			break
-		}
-		conn.Close()
-		if time.Now().After(deadline) {
-			t.Fatal("still accepting connections 2 s into the shutdown")
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := apitest.WaitRefused(addr, 2*time.Second); err != nil {
+		t.Fatalf("2 s into the shutdown: %v", err)
 	}
 	select {
 	case err := <-n.done:

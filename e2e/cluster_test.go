@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -426,16 +425,8 @@ func TestClusterFaults(t *testing.T) {
 		// LiteFS is reaped before its app has finished dying; a write sent
 		// to a listener that is still closing has an unknown outcome (504).
 		// Wait until node1 refuses connections: then it is down for sure.
-		for deadline := time.Now().Add(5 * time.Second); ; {
-			conn, err := net.Dial("tcp", strings.TrimPrefix(c.URL(1), "http://"))
-			if err != nil {
-				break
-			}
-			conn.Close()
-			if time.Now().After(deadline) {
-				t.Fatal("node1 still accepts connections after SIGKILL")
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := apitest.WaitRefused(strings.TrimPrefix(c.URL(1), "http://"), 5*time.Second); err != nil {
+			t.Fatalf("node1 after SIGKILL: %v", err)
 		}
 		start := time.Now()
 		status, body, hdr, err := bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"refused while down"}`, "Idempotency-Key", "dead-1")

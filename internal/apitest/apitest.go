@@ -8,7 +8,9 @@ package apitest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -175,5 +177,21 @@ func Next(ws *websocket.Conn, d time.Duration) ([]byte, error) {
 		if json.Unmarshal(p, &m) != nil || m.Type != "presence" {
 			return p, nil
 		}
+	}
+}
+
+// WaitRefused returns once addr (host:port) refuses TCP connections, as a
+// node whose listener is closed does, or an error after within.
+func WaitRefused(addr string, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; {
+		conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err != nil {
+			return nil
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still accepts connections after %v", addr, within)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
