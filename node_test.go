@@ -68,7 +68,7 @@ func closeStatus(t *testing.T, ws *websocket.Conn) (websocket.StatusCode, string
 	}
 }
 
-func TestRealtimeEndToEnd(t *testing.T) {
+func TestNodeRealtime(t *testing.T) {
 	n := startNode(t)
 
 	t.Run("without a session the socket closes with 1008 auth_required", func(t *testing.T) {
