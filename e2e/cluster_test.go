@@ -1,5 +1,7 @@
-// Package e2e runs notesync as users do: the built binary, three nodes,
-// each under a real LiteFS mount started from the repository's litefs.yml.
+// Package e2e runs notesync as users do: the built binary, one node or
+// three, each under a real LiteFS mount started from the repository's
+// litefs.yml, over HTTP and in a real browser; and the files the Fly.io
+// image is made of, with the real LiteFS.
 package e2e
 
 import (
