@@ -207,6 +207,17 @@ func startLiteFS(t *testing.T, fc *deploytest.FlyConfig, image map[string]string
 	return run
 }
 
+// startLiteFSWithConsul starts a stand-in Consul that takes token and
+// startLiteFS against it, its URL as `fly consul attach` gives it: the
+// token as the password, the app's key prefix as the path.
+func startLiteFSWithConsul(t *testing.T, fc *deploytest.FlyConfig, image map[string]string, m deploytest.Machine, token, prefix string) (*fakeConsul, *litefsRun) {
+	t.Helper()
+	consul := newFakeConsul(token)
+	srv := httptest.NewServer(consul)
+	t.Cleanup(srv.Close)
+	return consul, startLiteFS(t, fc, image, m, strings.Replace(srv.URL, "http://", "http://:"+token+"@", 1)+"/"+prefix+"/")
+}
+
 // stop sends SIGTERM (Fly's kill_signal), waits, then kills what is left
 // and removes the mount.
 func (r *litefsRun) stop(t *testing.T, grace time.Duration) (clean bool) {
@@ -254,11 +265,8 @@ func TestLiteFSConfigOnFly(t *testing.T) {
 	wantKey := prefix + "/litefs/" + fc.App // litefs.yml's key under the app's Consul prefix
 
 	t.Run("primary region: candidate, takes the lease, starts the app", func(t *testing.T) {
-		consul := newFakeConsul(token)
-		srv := httptest.NewServer(consul)
-		defer srv.Close()
 		m := deploytest.Machines(fc)[0]
-		run := startLiteFS(t, fc, image, m, strings.Replace(srv.URL, "http://", "http://:"+token+"@", 1)+"/"+prefix+"/")
+		consul, run := startLiteFSWithConsul(t, fc, image, m, token, prefix)
 
 		waitFor(t, run, "app started through litefs.yml's exec", 30*time.Second, func() bool {
 			_, err := os.Stat(run.envFile)
@@ -325,11 +333,8 @@ func TestLiteFSConfigOnFly(t *testing.T) {
 	})
 
 	t.Run("other region: never a candidate, waits for a primary", func(t *testing.T) {
-		consul := newFakeConsul(token)
-		srv := httptest.NewServer(consul)
-		defer srv.Close()
 		m := deploytest.Machines(fc)[2]
-		run := startLiteFS(t, fc, image, m, strings.Replace(srv.URL, "http://", "http://:"+token+"@", 1)+"/"+prefix+"/")
+		consul, run := startLiteFSWithConsul(t, fc, image, m, token, prefix)
 
 		waitFor(t, run, "a look-up of the primary in Consul", 30*time.Second, func() bool {
 			_, ok := consul.seen("GET", "/v1/kv/"+wantKey, "")
