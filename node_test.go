@@ -20,15 +20,7 @@ import (
 	"github.com/coder/websocket"
 )
 
-// event is a real-time message as a client sees it.
-type event struct {
-	Type    string `json:"type"`
-	Op      string `json:"op"`
-	NoteID  int64  `json:"note_id"`
-	Version int64  `json:"version"`
-	Node    string `json:"node"`
-	Region  string `json:"region"`
-}
+type event = apitest.Event
 
 // next reads one JSON message within d, passing over presence (whose
 // tests look at it on their own).

@@ -109,13 +109,7 @@ func signup(t testing.TB, base, name string) *user {
 	return &user{c}
 }
 
-type event struct {
-	Type    string `json:"type"`
-	Op      string `json:"op"`
-	NoteID  int64  `json:"note_id"`
-	Version int64  `json:"version"`
-	Node    string `json:"node"`
-}
+type event = apitest.Event
 
 // read reads one message within d, passing over presence (whose tests
 // look at it on their own).

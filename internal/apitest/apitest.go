@@ -163,6 +163,17 @@ func (c *Client) DialWS(query string) *websocket.Conn {
 	return ws
 }
 
+// Event is a real-time message as a client sees it (docs/PROTOCOL.md §4):
+// a hello, a note_changed or a sync.
+type Event struct {
+	Type    string `json:"type"`
+	Op      string `json:"op"`
+	NoteID  int64  `json:"note_id"`
+	Version int64  `json:"version"`
+	Node    string `json:"node"`
+	Region  string `json:"region"`
+}
+
 // Next reads the next message of ws within d, passing over presence
 // messages (their tests look at them on their own).
 func Next(ws *websocket.Conn, d time.Duration) ([]byte, error) {
