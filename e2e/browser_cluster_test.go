@@ -3,7 +3,7 @@ package e2e
 // A real browser across cluster nodes (docs/PROTOCOL.md §5 on the cluster of §2): tab A
 // on node1 (the primary), tab B on node3 (a replica), each pinned to its node
 // by its URL. Tab B is in front, tab A is a background tab throughout, as in
-// the single-node browser tests of package main. Timings are measured in the
+// the single-node browser tests (browser_test.go). Timings are measured in the
 // page (see internal/browsertest).
 
 import (

@@ -1,5 +1,7 @@
-// Package e2e runs notesync as users do: the built binary, three nodes,
-// each under a real LiteFS mount started from the repository's litefs.yml.
+// Package e2e runs notesync as users do: the built binary, one node or
+// three, each under a real LiteFS mount started from the repository's
+// litefs.yml, over HTTP and in a real browser; and the files the Fly.io
+// image is made of, with the real LiteFS.
 package e2e
 
 import (
@@ -7,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -109,13 +110,7 @@ func signup(t testing.TB, base, name string) *user {
 	return &user{c}
 }
 
-type event struct {
-	Type    string `json:"type"`
-	Op      string `json:"op"`
-	NoteID  int64  `json:"note_id"`
-	Version int64  `json:"version"`
-	Node    string `json:"node"`
-}
+type event = apitest.Event
 
 // read reads one message within d, passing over presence (whose tests
 // look at it on their own).
@@ -427,16 +422,8 @@ func TestClusterFaults(t *testing.T) {
 		// LiteFS is reaped before its app has finished dying; a write sent
 		// to a listener that is still closing has an unknown outcome (504).
 		// Wait until node1 refuses connections: then it is down for sure.
-		for deadline := time.Now().Add(5 * time.Second); ; {
-			conn, err := net.Dial("tcp", strings.TrimPrefix(c.URL(1), "http://"))
-			if err != nil {
-				break
-			}
-			conn.Close()
-			if time.Now().After(deadline) {
-				t.Fatal("node1 still accepts connections after SIGKILL")
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := apitest.WaitRefused(strings.TrimPrefix(c.URL(1), "http://"), 5*time.Second); err != nil {
+			t.Fatalf("node1 after SIGKILL: %v", err)
 		}
 		start := time.Now()
 		status, body, hdr, err := bob.Try("POST", c.URL(2)+"/api/notes", `{"body":"refused while down"}`, "Idempotency-Key", "dead-1")

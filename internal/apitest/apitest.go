@@ -8,7 +8,9 @@ package apitest
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -161,6 +163,17 @@ func (c *Client) DialWS(query string) *websocket.Conn {
 	return ws
 }
 
+// Event is a real-time message as a client sees it (docs/PROTOCOL.md §4):
+// a hello, a note_changed or a sync.
+type Event struct {
+	Type    string `json:"type"`
+	Op      string `json:"op"`
+	NoteID  int64  `json:"note_id"`
+	Version int64  `json:"version"`
+	Node    string `json:"node"`
+	Region  string `json:"region"`
+}
+
 // Next reads the next message of ws within d, passing over presence
 // messages (their tests look at them on their own).
 func Next(ws *websocket.Conn, d time.Duration) ([]byte, error) {
@@ -175,5 +188,21 @@ func Next(ws *websocket.Conn, d time.Duration) ([]byte, error) {
 		if json.Unmarshal(p, &m) != nil || m.Type != "presence" {
 			return p, nil
 		}
+	}
+}
+
+// WaitRefused returns once addr (host:port) refuses TCP connections, as a
+// node whose listener is closed does, or an error after within.
+func WaitRefused(addr string, within time.Duration) error {
+	for deadline := time.Now().Add(within); ; {
+		conn, err := net.DialTimeout("tcp", addr, 500*time.Millisecond)
+		if err != nil {
+			return nil
+		}
+		conn.Close()
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s still accepts connections after %v", addr, within)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -1,6 +1,6 @@
 // Package browsertest drives the notes page (docs/PROTOCOL.md §5) in a real Chromium
-// over the DevTools protocol with chromedp, for the tests of package main
-// and of e2e. Only test code imports it, so the notesync binary does not
+// over the DevTools protocol with chromedp, for the browser tests of e2e.
+// Only test code imports it, so the notesync binary does not
 // link chromedp.
 //
 // Tabs of one browser share one window, so only the one opened last is in

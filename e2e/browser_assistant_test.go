@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The Assistant page in a real browser (docs/PROTOCOL.md §9): tab A shows
 // the notes in the background, tab B asks the built-in planner to create a

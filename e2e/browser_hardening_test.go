@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The page under the limits of docs/PROTOCOL.md §8, in Chromium.
 

@@ -1,8 +1,8 @@
-package main
+package e2e
 
 // Real-browser tests of the notes page (docs/PROTOCOL.md §5): two tabs of one Chromium,
 // driven over the DevTools protocol with chromedp (through
-// internal/browsertest), against a node started in-process by startNode.
+// internal/browsertest), against a node of the built binary (startNode).
 //
 // The two tabs of a user share one window, so only the one opened last (tab
 // B) is in front. Tab A is a background tab, with everything that comes with
@@ -144,7 +144,6 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 		tab.MarkDocument(t)
 	}
 	cookie := b.CookieHeader(t, node.URL)
-	addr, dataDir := strings.TrimPrefix(node.URL, "http://"), node.DataDir
 
 	downAt := time.Now()
 	node.Stop(t)
@@ -169,7 +168,7 @@ func TestBrowserReconnectsAfterRestart(t *testing.T) {
 	}
 
 	restartAt := time.Now()
-	node = startNode(t, withAddr(addr), withDataDir(dataDir))
+	node.Start(t) // the same address and data dir
 	resp, body := apitest.New(t, node.URL).Do("POST", "/api/notes", "application/json", `{"body":"Written while the tabs were away"}`,
 		"Cookie", cookie, "Idempotency-Key", fmt.Sprintf("restart-%d", time.Now().UnixNano()))
 	if resp.StatusCode != http.StatusCreated {

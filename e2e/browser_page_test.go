@@ -1,4 +1,4 @@
-package main
+package e2e
 
 // The page as a person meets it (docs/PROTOCOL.md §5, §9), in Chromium on
 // a desktop screen (1280×900) and a phone's (375×812, touch, no mouse):
