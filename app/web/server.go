@@ -11,6 +11,7 @@ package web
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -26,7 +27,11 @@ import (
 	"notesync/realtime"
 )
 
-var templateFS, staticFS = app.Templates, app.Static
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
 
 // Config is what a Server is built from; main.go fills it in.
 type Config struct {
