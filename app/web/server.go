@@ -177,8 +177,9 @@ func staticFiles() fs.FS {
 	return sub
 }
 
-// Session is the signed-in user of a request.
-type Session struct {
+// User is the signed-in user of a request: the account (ID, Username, as
+// app.User) and the cookie session it signed in with (SessionID).
+type User struct {
 	ID        int64
 	Username  string
 	SessionID string
@@ -186,7 +187,7 @@ type Session struct {
 
 // identify returns the request's signed-in user, or
 // realtime.ErrUnauthenticated.
-func (s *Server) identify(r *http.Request) (*Session, error) {
+func (s *Server) identify(r *http.Request) (*User, error) {
 	sess, err := s.Sessions.Get(r, SessionCookie)
 	if err != nil {
 		return nil, err
@@ -199,7 +200,7 @@ func (s *Server) identify(r *http.Request) (*Session, error) {
 	if id == 0 {
 		return nil, realtime.ErrUnauthenticated
 	}
-	return &Session{ID: id, Username: name, SessionID: sess.ID}, nil
+	return &User{ID: id, Username: name, SessionID: sess.ID}, nil
 }
 
 // clientGone reports whether err is only the client having gone away (its
