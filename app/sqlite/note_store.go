@@ -21,7 +21,7 @@ type Store struct {
 	// OnCommit, if set, is called after each group commit (never before)
 	// with the changes it appended to the change log, in seq order, and the
 	// transaction's position (0 without Position), before the writers are
-	// answered: the change feed pushes them at once (Feed.Committed). It
+	// answered: the change feed pushes them at once (feed.Feed.Committed). It
 	// must not block. Like ObserveBatch, it is set before the first write:
 	// the writer goroutine that calls it starts then.
 	OnCommit func(cs []app.Change, txid uint64)
