@@ -111,20 +111,15 @@ func (n *Node) openSecret(context.Context) error {
 	return err
 }
 
-// openLiteFS waits for the mount and for LiteFS's event stream to say
-// whether this node is the primary. The stream also tells a replica when
-// the change feed has something to read (cluster.Changes).
+// openLiteFS waits for the mount and for LiteFS's event stream, which
+// cluster.Changes follows, to say whether this node is the primary. The
+// stream also tells a replica when the change feed has something to read.
 func (n *Node) openLiteFS(ctx context.Context) error {
 	n.lfs = &cluster.LiteFS{Dir: n.cfg.LiteFSDir, DB: filepath.Base(n.cfg.DBPath), API: n.cfg.LiteFSURL}
 	n.onClose("LiteFS position file", n.lfs.Close)
-	if err := waitMount(ctx, n.lfs); err != nil {
+	if err := n.lfs.WaitMount(ctx); err != nil {
 		return err
 	}
-	events, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	n.onClose("LiteFS event stream", func() error { stop(); <-done; return nil })
-	n.changes = &cluster.Changes{Node: n.cfg.Node, IsPrimary: n.lfs.IsPrimary,
-		ObserveLag: func(d time.Duration) { n.metrics.ReplicationLag.Observe(d.Seconds()) }}
 	n.promoted = make(chan struct{}, 1)
 	n.lfs.OnPromoted = func() {
 		select {
@@ -132,11 +127,11 @@ func (n *Node) openLiteFS(ctx context.Context) error {
 		default:
 		}
 	}
-	go func() {
-		defer close(done)
-		n.lfs.FollowEvents(events, n.changes.Applied, n.logger)
-	}()
-	return waitRole(ctx, n.lfs)
+	n.changes = &cluster.Changes{Node: n.cfg.Node, LiteFS: n.lfs, Logger: n.logger,
+		ObserveLag: func(d time.Duration) { n.metrics.ReplicationLag.Observe(d.Seconds()) }}
+	n.changes.Open()
+	n.onClose("LiteFS event stream", n.changes.Close)
+	return n.lfs.WaitRole(ctx)
 }
 
 // openDatabase opens the database; only the primary migrates it, and a
@@ -188,7 +183,7 @@ func (n *Node) openStore(ctx context.Context) error {
 	// A replica's news comes from LiteFS's events, with what the primary
 	// shared of each transaction; the primary's from its own writer.
 	feed.Wake = n.changes.C()
-	feed.Share = n.changes.Committed
+	feed.Share = n.changes.Announce
 	n.store.Position = n.lfs.TXID
 	n.feed = feed
 	return nil

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"notesync/app"
-	"notesync/cluster"
 	"os"
 	"path/filepath"
 	"strings"
@@ -65,45 +63,6 @@ func serveAside(addr, flag string, h http.Handler) (stop func(), err error) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	return func() { _ = srv.Close() }, nil
-}
-
-// waitRole waits until LiteFS has said whether this node is primary.
-func waitRole(ctx context.Context, lfs *cluster.LiteFS) error {
-	if !lfs.Enabled() || lfs.API == "" {
-		return nil
-	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !lfs.RoleKnown() {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no role from LiteFS at %s within 30 s (check -litefs-url)", lfs.API)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return nil
-}
-
-// waitMount waits for the LiteFS mount (LiteFS starts the app only once
-// mounted, but a node started by hand may race it).
-func waitMount(ctx context.Context, lfs *cluster.LiteFS) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		err := lfs.Ready()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }
 
 // sessionSecret returns SESSION_SECRET, or a secret generated once and kept
