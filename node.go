@@ -342,7 +342,6 @@ func (n *Node) jobs() []func(context.Context) {
 		func(ctx context.Context) { checkpoint(ctx, n.db, n.lfs, n.logger) },
 		func(ctx context.Context) { purge(ctx, n.store, n.lfs, n.logger) },
 		n.refreshMeta,
-		n.announceChanges,
 		func(ctx context.Context) { n.sessions.SweepEnded(ctx, n.hub, 15*time.Second, n.logger) },
 		n.migrateOnPromotion,
 	}

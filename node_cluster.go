@@ -25,8 +25,8 @@ func (n *Node) openMembership() error {
 		WAN:       n.cfg.GossipWAN,
 		Logger:    n.logger,
 		MetaFunc:  n.meta,
-		// The primary's commits: its position, and the lag to time.
-		OnChanged:    n.changes.Announced,
+		// What this node commits goes to the others, and theirs comes here.
+		Changes:      n.changes,
 		OnEndSession: func(id string) { n.sessions.EndHere(id, n.hub) },
 		// Ephemeral messages and presence: realtime's own, carried.
 		OnEphemeral: n.hub.Receive,
@@ -67,15 +67,6 @@ func (n *Node) refreshMeta(ctx context.Context) {
 		return
 	}
 	every(ctx, 3*time.Second, func() { _ = n.members.RefreshMeta() })
-}
-
-// announceChanges tells the other nodes of each transaction this node
-// commits as primary (cluster.Changes).
-func (n *Node) announceChanges(ctx context.Context) {
-	if n.members == nil {
-		return
-	}
-	n.changes.Run(ctx, n.members.PublishChanged)
 }
 
 // endSession closes a session's sockets here and on every other node.

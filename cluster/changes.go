@@ -20,7 +20,8 @@ import (
 //     holds a read lock that LiteFS's apply then waits for (it retries its
 //     write lock after 1 to 3 ms and longer).
 //   - The node that committed a transaction announces it to the others
-//     (Announce, sent by Run: one UDP packet per node): its TXID, when it
+//     (Announce, sent by Run through Membership: one UDP packet per node;
+//     Membership hands those of other nodes to Announced): its TXID, when it
 //     committed and, when it fits in the packet, what it changed (opaque
 //     data). A replica keeps the announcement until LiteFS has applied that
 //     TXID and then hands the data over instead of waking the feed for a
@@ -35,8 +36,8 @@ import (
 // Announcements also give the primary's position (PrimaryTXID, for the
 // replication report) and the replica's lag (ObserveLag).
 //
-// Set the fields, then Open; call the methods from any goroutine; Run
-// sends the announcements.
+// Set the fields, then Open; call the methods from any goroutine. The
+// Membership that carries the announcements runs Run.
 type Changes struct {
 	// Node is this node's name, carried by its announcements.
 	Node string
@@ -221,7 +222,7 @@ func (c *Changes) remember(tx Tx) {
 	c.applied[tx.TXID] = tx.At
 }
 
-// Announced takes another node's announcement (Membership.OnChanged).
+// Announced takes another node's announcement, as Membership receives it.
 // Its data goes to the feed once LiteFS has applied its TXID here: at once
 // if it has already.
 func (c *Changes) Announced(a Changed) {
