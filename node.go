@@ -40,7 +40,7 @@ type Node struct {
 	store     *app.Store
 	feed      *app.Feed
 	sessions  *app.SessionStore
-	members   *cluster.Membership // nil without gossip
+	cluster   *cluster.Node // the cluster view, forwarding and pinning
 	listeners []net.Listener
 	httpURL   string // where other nodes reach this one
 	app       *app.Server
@@ -219,18 +219,19 @@ func (n *Node) openSessions(context.Context) error {
 	return nil
 }
 
-// openCluster joins the other nodes, when there are any, and hands the
-// store's commits to the feed, which shares them with the other nodes.
+// openCluster joins the other nodes, when there are any, makes the
+// cluster view that /api/cluster, /readyz and write forwarding use, and
+// hands the store's commits to the feed, which shares them with the other
+// nodes.
 func (n *Node) openCluster(context.Context) error {
-	if err := n.openMembership(); err != nil {
+	gossip, err := n.openMembership()
+	if err != nil {
 		return err
 	}
-	if m := n.members; m != nil {
-		n.onClose("cluster membership", m.Close)
-		n.metrics.CountGossip(func() (uint64, uint64, uint64, uint64) {
-			t := m.Traffic()
-			return t.Packets, t.PacketBytes, t.Streams, t.StreamBytes
-		})
+	n.cluster = &cluster.Node{
+		Name: n.cfg.Node, Region: n.cfg.Region, Machine: n.cfg.FlyMachineID,
+		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Gossip: gossip,
+		Self: n.meta, NodeLocal: app.ServedOnEveryNode, Logger: n.logger,
 	}
 	n.store.OnCommit = n.feed.Committed
 	return nil
@@ -246,8 +247,8 @@ func (n *Node) openHTTP(context.Context) error {
 		Logger:      n.logger,
 		Node:        n.cfg.Node,
 		Region:      n.cfg.Region,
-		Ready:       n.ready,
-		Cluster:     n,
+		Ready:       n.cluster.Ready,
+		Cluster:     clusterInfo{n.cluster, n.hub},
 		Fly:         n.cfg.FlyMachineID != "",
 		EndSession:  n.endSession,
 		SignupLimit: n.cfg.SignupLimit,
@@ -262,12 +263,31 @@ func (n *Node) openHTTP(context.Context) error {
 	}
 	n.app = srv
 	n.server = &http.Server{
-		Handler:           n.front(srv, n.secret),
+		Handler:           n.publicHandler(srv),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
 	}
 	return nil
+}
+
+// publicHandler is what serves the public port: the app behind the body
+// deadline, Fly's pinning, the trusted client-address header and write
+// forwarding, outermost first.
+func (n *Node) publicHandler(srv http.Handler) http.Handler {
+	h := n.cluster.Forward(srv)
+	if n.cfg.ClientIPHeader != "" {
+		// Outside the forwarder, so that a forwarded write carries the
+		// client's address; inside the pinner, so that it wins over
+		// Fly-Client-IP when another proxy stands in front of Fly's.
+		h = app.TrustClientHeader(n.cfg.ClientIPHeader, h)
+	}
+	h = n.cluster.Pin(h)
+	bodyTimeout := app.BodyTimeout
+	if n.cfg.bodyTimeout != 0 {
+		bodyTimeout = n.cfg.bodyTimeout
+	}
+	return app.ReadBodyWithin(bodyTimeout, h)
 }
 
 func (n *Node) openAsides(context.Context) error {
