@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"sync"
 	"time"
@@ -73,12 +74,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 
 // Open builds the node: secrets, the hub, the LiteFS mount and role, the
 // database, the store and its change feed, the listening sockets, sessions,
-// cluster membership, the HTTP server, and the servers beside it. On an
-// error it undoes what it did.
+// cluster membership, the HTTP server, and the operations servers (metrics,
+// pprof). On an error it undoes what it did.
 func (n *Node) Open(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		n.openSecret, n.openHub, n.openLiteFS, n.openDatabase, n.openStore,
-		n.openListeners, n.openSessions, n.openCluster, n.openHTTP, n.openAsides,
+		n.openListeners, n.openSessions, n.openCluster, n.openHTTP, n.openOpsServers,
 	} {
 		if err := step(ctx); err != nil {
 			n.Close()
@@ -290,12 +291,42 @@ func (n *Node) publicHandler(srv http.Handler) http.Handler {
 	return app.ReadBodyWithin(bodyTimeout, h)
 }
 
-func (n *Node) openAsides(context.Context) error {
-	stop, err := serveAsides(n.cfg, n.metrics, n.app)
-	if err != nil {
-		return err
+// openOpsServers starts the operations servers beside the public port
+// that the configuration asks for: metrics (and, on a benchmark node
+// only, the load tool's publish) and pprof.
+func (n *Node) openOpsServers(context.Context) error {
+	if addr := n.cfg.MetricsAddr; addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", n.metrics.Handler())
+		if n.cfg.Benchmark {
+			mux.Handle("POST /debug/publish", n.app.BenchPublishHandler())
+		}
+		if err := n.serveOps(addr, "-metrics-addr", "metrics server", mux); err != nil {
+			return err
+		}
 	}
-	n.onClose("metrics and pprof servers", func() error { stop(); return nil })
+	if addr := n.cfg.PprofAddr; addr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		if err := n.serveOps(addr, "-pprof-addr", "pprof server", mux); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveOps serves h on addr, an address of its own beside the public port
+// (named by flag in errors), until Close.
+func (n *Node) serveOps(addr, flag, what string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	n.onClose(what, func() error { _ = srv.Close(); return nil })
 	return nil
 }
 
@@ -353,16 +384,14 @@ func (n *Node) shutdown() error {
 	return err
 }
 
-// jobs are the node's background work, each running until its context
-// ends.
-func (n *Node) jobs() []func(context.Context) {
-	return []func(context.Context){
-		n.feed.Run,
-		func(ctx context.Context) { prune(ctx, n.store, n.lfs, n.logger) },
-		func(ctx context.Context) { checkpoint(ctx, n.db, n.lfs, n.logger) },
-		func(ctx context.Context) { purge(ctx, n.store, n.lfs, n.logger) },
-		n.refreshMeta,
-		func(ctx context.Context) { n.sessions.SweepEnded(ctx, n.hub, 15*time.Second, n.logger) },
-		n.migrateOnPromotion,
+// displayAddr turns ":8080" into "localhost:8080" for the start-up line.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
 	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }

@@ -1,9 +1,6 @@
 package main
 
 import (
-	"context"
-	"time"
-
 	"notesync/app"
 	"notesync/cluster"
 	"notesync/realtime"
@@ -64,14 +61,6 @@ func (n *Node) meta() cluster.Meta {
 	}
 }
 
-// refreshMeta re-gossips the metadata every few seconds (connection counts
-// and roles change while running).
-func (n *Node) refreshMeta(ctx context.Context) {
-	if g := n.cluster.Gossip; g != nil {
-		every(ctx, 3*time.Second, func() { _ = g.RefreshMeta() })
-	}
-}
-
 // endSession closes a session's sockets here and on every other node.
 func (n *Node) endSession(id string) {
 	n.sessions.EndHere(id, n.hub)
@@ -91,31 +80,3 @@ type clusterInfo struct {
 func (c clusterInfo) Connections() map[string]int { return c.hub.NodeConnections() }
 
 var _ app.ClusterInfo = clusterInfo{}
-
-// migrateOnPromotion applies pending migrations each time LiteFS says
-// this node became the primary while running (a Consul lease moved
-// between candidates): the role is never decided once at start-up. A
-// migration that fails is tried again every second while the node stays
-// primary.
-func (n *Node) migrateOnPromotion(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-n.promoted:
-		}
-		n.logger.Info("promoted to primary")
-		for n.lfs.IsPrimary() {
-			err := n.db.Migrate(ctx)
-			if err == nil || ctx.Err() != nil {
-				break
-			}
-			n.logger.Error("migrate after promotion", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(time.Second):
-			}
-		}
-	}
-}
