@@ -56,7 +56,7 @@ func DefaultPresenceMessage(p Presence) Message {
 }
 
 // PresenceMessage encodes p as the presence message, with the fields of
-// topics named as the application calls them:
+// topics named (plain names) as the application calls them:
 // {"type":"presence","tabs":N,"nodes":{...},"<topics>":{...},"<own>":"..."},
 // own left out when the connection has no topic.
 func PresenceMessage(p Presence, topics, own string) Message {
@@ -70,11 +70,11 @@ func PresenceMessage(p Presence, topics, own string) Message {
 	return Message{Type: "presence", Data: append(data, '}')}
 }
 
-// appendField appends ,"name":<v as JSON> to a JSON object being written.
+// appendField appends ,"name":<v as JSON> to a JSON object being written;
+// name is a plain field name, which JSON needs no escape for.
 func appendField(data []byte, name string, v any) []byte {
-	key, _ := json.Marshal(name)
 	val, _ := json.Marshal(v)
-	data = append(append(append(data, ','), key...), ':')
+	data = append(append(append(data, `,"`...), name...), `":`...)
 	return append(data, val...)
 }
 
