@@ -1,7 +1,7 @@
 package main
 
 import (
-	"notesync/app"
+	"notesync/app/web"
 	"notesync/cluster"
 	"notesync/realtime"
 )
@@ -79,4 +79,4 @@ type clusterInfo struct {
 // Connections counts each node's open connections, from presence.
 func (c clusterInfo) Connections() map[string]int { return c.hub.NodeConnections() }
 
-var _ app.ClusterInfo = clusterInfo{}
+var _ web.ClusterInfo = clusterInfo{}

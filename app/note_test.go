@@ -3,6 +3,7 @@ package app
 import (
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestValidateNoteBodySaysWhatHappenedAndWhatToDo(t *testing.T) {
@@ -20,4 +21,17 @@ func TestValidateNoteBodySaysWhatHappenedAndWhatToDo(t *testing.T) {
 	if err := ValidateNoteBody(strings.Repeat("é", MaxNoteChars)); err != nil {
 		t.Errorf("a body of exactly %d characters: %v", MaxNoteChars, err)
 	}
+}
+
+func FuzzValidateNoteBody(f *testing.F) {
+	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語", " \n\t ", "\u00a0\u2003", " a "} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateNoteBody(s)
+		valid := utf8.ValidString(s) && strings.TrimSpace(s) != "" && utf8.RuneCountInString(s) <= MaxNoteChars
+		if (err == nil) != valid {
+			t.Fatalf("%q: err=%v, valid=%v", s, err, valid)
+		}
+	})
 }

@@ -246,7 +246,7 @@ type msg struct {
 	Type    string `json:"type"`
 	Op      string `json:"op"`
 	Version int64  `json:"version"`
-	// bench_publish (app.BenchPublishType)
+	// bench_publish (web.BenchPublishType)
 	Seq  int64 `json:"seq"`
 	Sent int64 `json:"sent"`
 	// presence
