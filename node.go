@@ -52,6 +52,8 @@ type Node struct {
 	closers []closer // what Open made, to undo in reverse
 }
 
+var _ feed.Replication = (*cluster.Changes)(nil)
+
 // closer is one step of Close.
 type closer struct {
 	what string
@@ -176,17 +178,15 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.logger.Warn("benchmark mode: password hashes may be weak", "bcrypt_cost", n.store.BcryptCost)
 	}
 	n.store.PasswordPepper = passwordPepper(n.cfg, n.secret)
-	f, err := feed.NewFeed(ctx, n.store, n.hub, n.logger)
+	// The feed reads the store, pushes to the hub, and announces to and
+	// hears from the other nodes through the Changes.
+	f, err := feed.NewFeed(ctx, n.store, n.hub, n.changes, n.logger)
 	if err != nil {
 		return err
 	}
 	f.ObserveDelay = func(d time.Duration) { n.metrics.PushDelay.Observe(d.Seconds()) }
 	f.ObserveRead = n.metrics.ObserveFeedRead
 	f.ObservePushed = n.metrics.ObserveFeedPushed
-	// A replica's news comes from LiteFS's events, with what the primary
-	// shared of each transaction; the primary's from its own writer.
-	f.Wake = n.changes.C()
-	f.Share = n.changes.Announce
 	n.store.Position = n.lfs.TXID
 	n.feed = f
 	return nil

@@ -45,7 +45,7 @@ func TestFeedVersion(t *testing.T) {
 		}
 	}
 	pub := &recordingPublisher{}
-	f, err := NewFeed(ctx, s, pub, slog.Default())
+	f, err := NewFeed(ctx, s, pub, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -90,7 +90,7 @@ func TestFeedCommitted(t *testing.T) {
 	s := sqlitetest.NewStore(t)
 	u := sqlitetest.User(t, s, "alice")
 	pub := &recordingPublisher{}
-	f, err := NewFeed(ctx, s, pub, slog.Default())
+	f, err := NewFeed(ctx, s, pub, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -164,6 +164,16 @@ func waitPushed(t *testing.T, pub *recordingPublisher, n int) {
 	}
 }
 
+// recordingReplication is a Replication that hands what is announced to
+// announce, and brings the news sent on news.
+type recordingReplication struct {
+	announce func(txid uint64, data []byte)
+	news     chan []byte
+}
+
+func (r *recordingReplication) Announce(txid uint64, data []byte) { r.announce(txid, data) }
+func (r *recordingReplication) C() <-chan []byte                  { return r.news }
+
 // TestFeedShared checks a replica's path: changes another node shared are
 // pushed without a read once they follow what was pushed last; news that
 // does not follow, and a plain wake-up, make the feed read the log; and
@@ -175,12 +185,13 @@ func TestFeedShared(t *testing.T) {
 	// What the primary's feed shares, in commit order.
 	var shared [][]byte
 	var txids []uint64
-	pf, err := NewFeed(ctx, primary, &recordingPublisher{}, slog.Default())
+	out := &recordingReplication{}
+	pf, err := NewFeed(ctx, primary, &recordingPublisher{}, out, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	pf.Publisher.(*recordingPublisher).feed = pf
-	pf.Share = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
+	out.announce = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
 	primary.Position = func() (uint64, error) { return uint64(100 + len(txids)), nil }
 	primary.OnCommit = pf.Committed
 	for range 4 {
@@ -194,7 +205,8 @@ func TestFeedShared(t *testing.T) {
 
 	// The replica: the same database (its copy holds everything).
 	pub := &recordingPublisher{}
-	f, err := NewFeed(ctx, primary, pub, slog.Default())
+	wake := make(chan []byte, 10)
+	f, err := NewFeed(ctx, primary, pub, &recordingReplication{news: wake}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +215,6 @@ func TestFeedShared(t *testing.T) {
 	f.PollInterval = time.Hour
 	var reads int
 	f.ObserveRead = func(string, int, time.Duration) { reads++ }
-	wake := make(chan []byte, 10)
-	f.Wake = wake
 	ctxRun, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(ctxRun) }()

@@ -37,7 +37,7 @@ func newTestServer(t testing.TB, tweak ...func(*Config)) *testServer {
 	hub.Node = "node1"
 	hub.PresenceMessage = PresenceMessage
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	feed, err := feed.NewFeed(context.Background(), store, hub, logger)
+	feed, err := feed.NewFeed(context.Background(), store, hub, nil, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
