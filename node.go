@@ -163,10 +163,10 @@ func (n *Node) openHub(context.Context) error {
 	return nil
 }
 
-// openStore opens the store with its hooks, and the change feed over it.
+// openStore opens the store and the change feed over it, to which the
+// store's writer hands what it commits.
 func (n *Node) openStore(ctx context.Context) error {
 	n.store = sqlite.NewStore(n.db, n.cfg.Node)
-	n.onClose("store writer", func() error { n.store.Close(); return nil })
 	n.store.ObserveBatch = func(writes int, took time.Duration) {
 		n.metrics.WriteBatch.Observe(float64(writes))
 		n.metrics.CommitTime.Observe(took.Seconds())
@@ -187,8 +187,11 @@ func (n *Node) openStore(ctx context.Context) error {
 	f.ObserveDelay = func(d time.Duration) { n.metrics.PushDelay.Observe(d.Seconds()) }
 	f.ObserveRead = n.metrics.ObserveFeedRead
 	f.ObservePushed = n.metrics.ObserveFeedPushed
-	n.store.Position = n.lfs.TXID
 	n.feed = f
+	n.store.Position = n.lfs.TXID
+	// The writer hands each commit's changes to the feed.
+	n.store.Open(f)
+	n.onClose("store writer", func() error { n.store.Close(); return nil })
 	return nil
 }
 
@@ -222,10 +225,8 @@ func (n *Node) openSessions(context.Context) error {
 	return nil
 }
 
-// openCluster joins the other nodes, when there are any, makes the
-// cluster view that /api/cluster, /readyz and write forwarding use, and
-// hands the store's commits to the feed, which shares them with the other
-// nodes.
+// openCluster joins the other nodes, when there are any, and makes the
+// cluster view that /api/cluster, /readyz and write forwarding use.
 func (n *Node) openCluster(context.Context) error {
 	gossip, err := n.openMembership()
 	if err != nil {
@@ -236,7 +237,6 @@ func (n *Node) openCluster(context.Context) error {
 		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Gossip: gossip,
 		Self: n.meta, NodeLocal: web.ServedOnEveryNode, Logger: n.logger,
 	}
-	n.store.OnCommit = n.feed.Committed
 	return nil
 }
 

@@ -218,7 +218,7 @@ const maxShared = 12
 
 // Committed pushes changes this node has just committed in the
 // transaction at position txid (0: unknown), in seq order. It is the
-// writer's hand-over (sqlite.Store.OnCommit): nothing is read back. When they do
+// writer's hand-over (sqlite.Store.Open): nothing is read back. When they do
 // not follow the last change pushed (changes this node did not commit came
 // between, as when it was promoted), the feed reads instead.
 func (f *Feed) Committed(cs []app.Change, txid uint64) {

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -85,9 +86,20 @@ func TestFeedVersion(t *testing.T) {
 // is pushed once and in order without reading the change log, while
 // changes it did not commit (replicated, or from before) are read, and the
 // two paths never push a change twice.
+// handOver hands a store's commits to its feed once there is one.
+type handOver struct{ feed atomic.Pointer[Feed] }
+
+func (h *handOver) Committed(cs []app.Change, txid uint64) {
+	if f := h.feed.Load(); f != nil {
+		f.Committed(cs, txid)
+	}
+}
+
 func TestFeedCommitted(t *testing.T) {
 	ctx := context.Background()
-	s := sqlitetest.NewStore(t)
+	s := sqlitetest.Unopened(t)
+	to := &handOver{}
+	s.Open(to)
 	u := sqlitetest.User(t, s, "alice")
 	pub := &recordingPublisher{}
 	f, err := NewFeed(ctx, s, pub, nil, slog.Default())
@@ -103,7 +115,7 @@ func TestFeedCommitted(t *testing.T) {
 	if _, err := s.CreateNote(ctx, u.ID, "before", app.Idempotency{}); err != nil {
 		t.Fatal(err)
 	}
-	s.OnCommit = f.Committed
+	to.feed.Store(f)
 	ctxRun, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(ctxRun) }()
@@ -180,7 +192,7 @@ func (r *recordingReplication) C() <-chan []byte                  { return r.new
 // nothing is pushed twice.
 func TestFeedShared(t *testing.T) {
 	ctx := context.Background()
-	primary := sqlitetest.NewStore(t)
+	primary := sqlitetest.Unopened(t)
 	u := sqlitetest.User(t, primary, "alice")
 	// What the primary's feed shares, in commit order.
 	var shared [][]byte
@@ -193,7 +205,7 @@ func TestFeedShared(t *testing.T) {
 	pf.Publisher.(*recordingPublisher).feed = pf
 	out.announce = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
 	primary.Position = func() (uint64, error) { return uint64(100 + len(txids)), nil }
-	primary.OnCommit = pf.Committed
+	primary.Open(pf)
 	for range 4 {
 		if _, err := primary.CreateNote(ctx, u.ID, "n", app.Idempotency{}); err != nil {
 			t.Fatal(err)
