@@ -66,13 +66,6 @@ func onClientMessage(c *realtime.Conn, text []byte) {
 	}
 }
 
-// ServedOnEveryNode reports a write that changes only the receiving node's
-// own state, not the database: an editing report is about a connection
-// held here, so a replica must not forward it to the primary.
-func ServedOnEveryNode(r *http.Request) bool {
-	return r.Method == http.MethodPost && r.URL.Path == "/api/editing"
-}
-
 // maxEditingBody bounds POST /api/editing's body.
 const maxEditingBody = 1 << 10
 
