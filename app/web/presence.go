@@ -19,14 +19,7 @@ import (
 // PresenceMessage encodes a connection's presence as
 // {"type":"presence","tabs":N,"nodes":{...},"editing":{"<note_id>":K},"own_editing":"<note_id>"}.
 func PresenceMessage(p realtime.Presence) realtime.Message {
-	data, _ := json.Marshal(struct {
-		Type       string         `json:"type"`
-		Tabs       int            `json:"tabs"`
-		Nodes      map[string]int `json:"nodes"`
-		Editing    map[string]int `json:"editing"`
-		OwnEditing string         `json:"own_editing,omitempty"`
-	}{"presence", p.Tabs, p.Nodes, p.Topics, p.Own})
-	return realtime.Message{Type: "presence", Data: data}
+	return realtime.PresenceMessage(p, "editing", "own_editing")
 }
 
 // editingReport is what a tab says about its editor: the note open in it,
