@@ -21,7 +21,9 @@ func (n *Node) jobs() []func(context.Context) {
 		func(ctx context.Context) { checkpoint(ctx, n.db, n.lfs, n.logger) },
 		func(ctx context.Context) { purge(ctx, n.store, n.lfs, n.logger) },
 		n.refreshMeta,
-		func(ctx context.Context) { n.sessions.SweepEnded(ctx, n.hub, 15*time.Second, n.logger) },
+		func(ctx context.Context) {
+			every(ctx, 15*time.Second, func() { n.sessions.CloseEnded(ctx, n.hub, n.logger) })
+		},
 		n.migrateOnPromotion,
 	}
 }
