@@ -6,7 +6,7 @@ import (
 )
 
 // Error codes: what went wrong, in terms a client can act on. Each maps to
-// one HTTP status in ErrorStatus.
+// one HTTP status in web.ErrorStatus.
 const (
 	EINVALID       = "invalid"       // bad input
 	EUNAUTHORIZED  = "unauthorized"  // no session, or wrong password

@@ -8,11 +8,12 @@ import (
 	"time"
 )
 
-// The sessions table, seen by the store: web.SessionStore (app/web/session.go) keeps
-// sessions through these methods, each of which owns its statement.
+// The sessions table, seen by the store: web.SessionStore
+// (app/web/session.go) keeps sessions through these methods, each of which
+// owns its statement.
 
-// storedSessionRow is a session as the database holds it.
-type storedSessionRow struct {
+// SessionRow is a session as the database holds it (LoadSession).
+type SessionRow struct {
 	Data    []byte
 	Expires time.Time
 }
@@ -39,13 +40,13 @@ func (s *Store) DeleteSession(ctx context.Context, id string) error {
 
 // LoadSession reads a session as this node's database holds it; ok is
 // false when there is none.
-func (s *Store) LoadSession(ctx context.Context, id string) (row storedSessionRow, ok bool, err error) {
+func (s *Store) LoadSession(ctx context.Context, id string) (row SessionRow, ok bool, err error) {
 	var expires int64
 	err = s.db.read.QueryRowContext(ctx, `SELECT data, expires_at FROM sessions WHERE id = ?`, id).Scan(&row.Data, &expires)
 	if errors.Is(err, sql.ErrNoRows) {
-		return storedSessionRow{}, false, nil
+		return SessionRow{}, false, nil
 	} else if err != nil {
-		return storedSessionRow{}, false, fmt.Errorf("read session: %w", err)
+		return SessionRow{}, false, fmt.Errorf("read session: %w", err)
 	}
 	row.Expires = time.UnixMilli(expires)
 	return row, true, nil

@@ -100,7 +100,7 @@ func readAssistantMessage(w http.ResponseWriter, r *http.Request) (string, error
 
 // handleAssistant runs the agent for the user on their message and streams
 // its events.
-func (s *Server) handleAssistant(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleAssistant(w http.ResponseWriter, r *http.Request, u *User) {
 	msg, err := readAssistantMessage(w, r)
 	if err != nil {
 		s.writeError(w, r, err)

@@ -184,7 +184,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 
 // requireUser answers 401 unless the request has a session, and passes the
 // session on.
-func (s *Server) requireUser(h func(http.ResponseWriter, *http.Request, *Session)) http.Handler {
+func (s *Server) requireUser(h func(http.ResponseWriter, *http.Request, *User)) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		u, err := s.identify(r)
 		if err != nil {

@@ -30,7 +30,7 @@ type ClusterInfo interface {
 }
 
 // handleCluster describes the cluster; a node on its own is a cluster of one.
-func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *Session) {
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *User) {
 	if s.Cluster != nil {
 		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster))
 		return

@@ -34,7 +34,7 @@ type pageFrame struct {
 }
 
 // frame is the pageFrame of page current for user u.
-func (s *Server) frame(u *Session, current string) pageFrame {
+func (s *Server) frame(u *User, current string) pageFrame {
 	return pageFrame{Username: u.Username, Current: current, Node: s.Node, Region: s.Region}
 }
 
@@ -53,7 +53,7 @@ type notesList struct {
 
 // pageNotes starts a page that shows the user's notes: an anonymous
 // visitor is sent to /login; ok is false when the answer has been given.
-func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *Session, notes []app.Note, version int64, ok bool) {
+func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *User, notes []app.Note, version int64, ok bool) {
 	u, err := s.identify(r)
 	if err != nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
@@ -79,7 +79,7 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 // bounded time for this node's database to catch up. A read that has to
 // wait is parked: it wakes only when this user's notes move, and one
 // session parks at most MaxParkedReads reads at a time (docs/PROTOCOL.md §8).
-func (s *Server) listAtLeast(r *http.Request, u *Session) ([]app.Note, int64, error) {
+func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error) {
 	var min int64
 	if q := r.URL.Query().Get("min_version"); q != "" {
 		v, err := strconv.ParseInt(q, 10, 64)
@@ -143,7 +143,7 @@ func (s *Server) unpark(sessionID string) {
 	}
 }
 
-func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *User) {
 	notes, version, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -154,7 +154,7 @@ func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *
 	s.render(w, r, http.StatusOK, "notes_list", notesList{Notes: notes, Version: version})
 }
 
-func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *User) {
 	notes, version, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -164,7 +164,7 @@ func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *Sess
 	writeJSON(w, http.StatusOK, map[string]any{"version": version, "notes": notes})
 }
 
-func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *User) {
 	body, idem, err := readNoteWrite(w, r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -174,7 +174,7 @@ func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *Ses
 	s.writeNote(w, r, http.StatusCreated, res, err)
 }
 
-func (s *Server) handleNoteGet(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNoteGet(w http.ResponseWriter, r *http.Request, u *User) {
 	id, err := noteID(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -188,7 +188,7 @@ func (s *Server) handleNoteGet(w http.ResponseWriter, r *http.Request, u *Sessio
 	s.writeNote(w, r, http.StatusOK, app.NoteWrite{Note: note, Version: version}, nil)
 }
 
-func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *User) {
 	id, ifRev, err := noteTarget(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -203,7 +203,7 @@ func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *Ses
 	s.writeNote(w, r, http.StatusOK, res, err)
 }
 
-func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *User) {
 	id, ifRev, err := noteTarget(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -218,7 +218,7 @@ func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *Ses
 	s.writeNote(w, r, http.StatusNoContent, res, err)
 }
 
-func (s *Server) handleNoteRestore(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleNoteRestore(w http.ResponseWriter, r *http.Request, u *User) {
 	id, err := noteID(r)
 	if err != nil {
 		s.writeError(w, r, err)

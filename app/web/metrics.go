@@ -38,6 +38,14 @@ type Metrics struct {
 // millisecond or two.
 var fineBuckets = prometheus.ExponentialBuckets(0.0001, 2, 17)
 
+// requestBuckets go from 500 µs to 16 s: requests, pushes and commits.
+var requestBuckets = prometheus.ExponentialBuckets(0.0005, 2, 16)
+
+// histogram is a histogram of one series.
+func histogram(name, help string, buckets []float64) prometheus.Histogram {
+	return prometheus.NewHistogram(prometheus.HistogramOpts{Name: name, Help: help, Buckets: buckets})
+}
+
 // NewMetrics registers the node's metrics, reading connection counters from
 // hub, and hooks the push-latency histogram into it.
 func NewMetrics(hub *realtime.Hub) *Metrics {
@@ -50,74 +58,67 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 		}, []string{"route", "status"}),
 		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "notesync_http_request_duration_seconds", Help: "HTTP request duration by route (real-time streams excluded).",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
+			Buckets: requestBuckets,
 		}, []string{"route"}),
-		PushLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name:    "notesync_push_latency_seconds",
-			Help:    "Time from a change's commit to its note_changed written to a client.",
-			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-		}),
+		PushLatency: histogram("notesync_push_latency_seconds",
+			"Time from a change's commit to its note_changed written to a client.", requestBuckets),
+		PushDelay: histogram("notesync_push_wait_seconds",
+			"Time from a change's commit on the primary until this node's replica held it and pushed it.", requestBuckets),
+		WriteBatch: histogram("notesync_write_batch_size",
+			"Writes carried by one group commit.", prometheus.ExponentialBuckets(1, 2, 10)),
+		CommitTime: histogram("notesync_write_batch_seconds",
+			"Time one group commit's transaction took, begin to commit.", requestBuckets),
+		ReplicationLag: histogram("notesync_replication_lag_seconds",
+			"On a replica: time from a transaction's commit on the primary (its clock) to LiteFS's event that it was applied here (this node's clock).", fineBuckets),
+		feedReads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "notesync_feed_reads_total",
+			Help: "Reads of the change log by the change feed, by what started them (wake: a replicated transaction; poll: the safety net) and whether they found changes (found: yes or no). Changes this node commits are handed to the feed without a read.",
+		}, []string{"reason", "found"}),
+		feedReadTime: histogram("notesync_feed_read_seconds",
+			"Time one read of the change log by the change feed took.", fineBuckets),
+		feedPushed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "notesync_feed_pushed_total",
+			Help: "Changes pushed by the change feed, by how it had them: commit (this node's writer handed them over), shared (another node shared them, and this node's database holds them) or read (from the change log).",
+		}, []string{"source"}),
 	}
-	m.PushDelay = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "notesync_push_wait_seconds",
-		Help:    "Time from a change's commit on the primary until this node's replica held it and pushed it.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	})
-	m.WriteBatch = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "notesync_write_batch_size",
-		Help:    "Writes carried by one group commit.",
-		Buckets: prometheus.ExponentialBuckets(1, 2, 10),
-	})
-	m.CommitTime = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "notesync_write_batch_seconds",
-		Help:    "Time one group commit's transaction took, begin to commit.",
-		Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16),
-	})
-	m.ReplicationLag = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "notesync_replication_lag_seconds",
-		Help:    "On a replica: time from a transaction's commit on the primary (its clock) to LiteFS's event that it was applied here (this node's clock).",
-		Buckets: fineBuckets,
-	})
-	m.feedReads = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "notesync_feed_reads_total",
-		Help: "Reads of the change log by the change feed, by what started them (wake: a replicated transaction; poll: the safety net) and whether they found changes (found: yes or no). Changes this node commits are handed to the feed without a read.",
-	}, []string{"reason", "found"})
-	m.feedReadTime = prometheus.NewHistogram(prometheus.HistogramOpts{
-		Name:    "notesync_feed_read_seconds",
-		Help:    "Time one read of the change log by the change feed took.",
-		Buckets: fineBuckets,
-	})
-	m.feedPushed = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "notesync_feed_pushed_total",
-		Help: "Changes pushed by the change feed, by how it had them: commit (this node's writer handed them over), shared (another node shared them, and this node's database holds them) or read (from the change log).",
-	}, []string{"source"})
 	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay, m.WriteBatch, m.CommitTime,
-		m.ReplicationLag, m.feedReads, m.feedReadTime, m.feedPushed,
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_peer_messages_sent_total", Help: "Ephemeral messages (Publish, presence) sent to other nodes, counted once per node."},
-			func() float64 { return float64(hub.Stats().PeerPackets) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_peer_message_bytes_sent_total", Help: "Bytes of the ephemeral messages sent to other nodes, before gossip's framing and encryption."},
-			func() float64 { return float64(hub.Stats().PeerBytes) }),
+		m.ReplicationLag, m.feedReads, m.feedReadTime, m.feedPushed)
+	registerHubStats(reg, hub)
+	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
+	return m
+}
+
+// registerHubStats exports hub's counters of connections and messages.
+func registerHubStats(reg *prometheus.Registry, hub *realtime.Hub) {
+	stat := func(pick func(realtime.Stats) float64) func() float64 {
+		return func() float64 { return pick(hub.Stats()) }
+	}
+	counter := func(name, help string, pick func(realtime.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, stat(pick))
+	}
+	refused := func(reason string, pick func(realtime.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_connections_refused_total",
+			Help:        "Real-time connections refused: the user held their per-node cap (user_limit, 1013 or 429), or the node held its cap (node_limit, 503).",
+			ConstLabels: prometheus.Labels{"reason": reason}}, stat(pick))
+	}
+	reg.MustRegister(
+		counter("notesync_peer_messages_sent_total", "Ephemeral messages (Publish, presence) sent to other nodes, counted once per node.",
+			func(s realtime.Stats) float64 { return float64(s.PeerPackets) }),
+		counter("notesync_peer_message_bytes_sent_total", "Bytes of the ephemeral messages sent to other nodes, before gossip's framing and encryption.",
+			func(s realtime.Stats) float64 { return float64(s.PeerBytes) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections", Help: "Open real-time connections."},
-			func() float64 { return float64(hub.Stats().Connections) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_sent_total", Help: "Real-time messages written to clients."},
-			func() float64 { return float64(hub.Stats().Sent) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_messages_dropped_total", Help: "Real-time messages discarded (connection closed or too slow)."},
-			func() float64 { return float64(hub.Stats().Dropped) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_slow_disconnects_total", Help: "Connections closed for falling behind."},
-			func() float64 { return float64(hub.Stats().SlowClosed) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_connections_refused_total",
-			Help:        "Real-time connections refused: the user held their per-node cap (user_limit, 1013 or 429), or the node held its cap (node_limit, 503).",
-			ConstLabels: prometheus.Labels{"reason": "user_limit"}},
-			func() float64 { return float64(hub.Stats().RefusedUserFull) }),
-		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "notesync_connections_refused_total",
-			Help:        "Real-time connections refused: the user held their per-node cap (user_limit, 1013 or 429), or the node held its cap (node_limit, 503).",
-			ConstLabels: prometheus.Labels{"reason": "node_limit"}},
-			func() float64 { return float64(hub.Stats().RefusedNodeFull) }),
+			stat(func(s realtime.Stats) float64 { return float64(s.Connections) })),
+		counter("notesync_messages_sent_total", "Real-time messages written to clients.",
+			func(s realtime.Stats) float64 { return float64(s.Sent) }),
+		counter("notesync_messages_dropped_total", "Real-time messages discarded (connection closed or too slow).",
+			func(s realtime.Stats) float64 { return float64(s.Dropped) }),
+		counter("notesync_slow_disconnects_total", "Connections closed for falling behind.",
+			func(s realtime.Stats) float64 { return float64(s.SlowClosed) }),
+		refused("user_limit", func(s realtime.Stats) float64 { return float64(s.RefusedUserFull) }),
+		refused("node_limit", func(s realtime.Stats) float64 { return float64(s.RefusedNodeFull) }),
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "notesync_connections_max", Help: "The node's cap on open real-time connections (0: none)."},
 			func() float64 { return float64(hub.MaxConns) }),
 	)
-	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
-	return m
 }
 
 // ObserveFeedRead records one read of the change log (Feed.ObserveRead).

@@ -64,7 +64,7 @@ const maxEditingBody = 1 << 10
 
 // handleEditing is POST /api/editing: an SSE tab's editing report, for its
 // own connection ({"conn": "<id from hello>", "note_id": N|null}).
-func (s *Server) handleEditing(w http.ResponseWriter, r *http.Request, u *Session) {
+func (s *Server) handleEditing(w http.ResponseWriter, r *http.Request, u *User) {
 	r.Body = http.MaxBytesReader(w, r.Body, maxEditingBody)
 	if ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type")); err != nil || ct != "application/json" {
 		s.writeError(w, r, app.Errorf(app.EUNSUPPORTED, "Content-Type must be application/json"))

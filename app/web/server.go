@@ -11,6 +11,7 @@ package web
 
 import (
 	"context"
+	"embed"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -26,7 +27,11 @@ import (
 	"notesync/realtime"
 )
 
-var templateFS, staticFS = app.Templates, app.Static
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
 
 // Config is what a Server is built from; main.go fills it in.
 type Config struct {
@@ -172,8 +177,9 @@ func staticFiles() fs.FS {
 	return sub
 }
 
-// Session is the signed-in user of a request.
-type Session struct {
+// User is the signed-in user of a request: the account (ID, Username, as
+// app.User) and the cookie session it signed in with (SessionID).
+type User struct {
 	ID        int64
 	Username  string
 	SessionID string
@@ -181,7 +187,7 @@ type Session struct {
 
 // identify returns the request's signed-in user, or
 // realtime.ErrUnauthenticated.
-func (s *Server) identify(r *http.Request) (*Session, error) {
+func (s *Server) identify(r *http.Request) (*User, error) {
 	sess, err := s.Sessions.Get(r, SessionCookie)
 	if err != nil {
 		return nil, err
@@ -194,7 +200,7 @@ func (s *Server) identify(r *http.Request) (*Session, error) {
 	if id == 0 {
 		return nil, realtime.ErrUnauthenticated
 	}
-	return &Session{ID: id, Username: name, SessionID: sess.ID}, nil
+	return &User{ID: id, Username: name, SessionID: sess.ID}, nil
 }
 
 // clientGone reports whether err is only the client having gone away (its
