@@ -15,15 +15,15 @@ import (
 //
 //   - A replica hears from LiteFS's event stream, which Changes follows
 //     from Open to Close, that a transaction was applied (Applied): the
-//     earliest moment it can read the change, and
-//     the one moment it should. A read a moment earlier finds nothing and
-//     holds a read lock that LiteFS's apply then waits for (it retries its
-//     write lock after 1 to 3 ms and longer).
+//     earliest moment it can read the change, and the one moment it
+//     should. A read a moment earlier finds nothing and holds a read lock
+//     that LiteFS's apply then waits for (it retries its write lock after
+//     1 to 3 ms and longer).
 //   - The node that committed a transaction announces it to the others
 //     (Announce, sent by Run through Membership: one UDP packet per node;
-//     Membership hands those of other nodes to Announced): its TXID, when it
-//     committed and, when it fits in the packet, what it changed (opaque
-//     data). A replica keeps the announcement until LiteFS has applied that
+//     Membership hands those of other nodes to Announced): its TXID, when
+//     it committed and, when it fits in the packet, what it changed
+//     (opaque data). A replica keeps the announcement until LiteFS has applied that
 //     TXID and then hands the data over instead of waking the feed for a
 //     read: the replica holds the change, and the read is saved. Without
 //     data, or without an announcement (a lost packet, another kind of
