@@ -3,11 +3,16 @@ package main
 // The node's configuration: defaults (Fly.io's environment among them),
 // flags with environment variables, validation, and the values derived
 // from the others, each a step of its own. A flag is parsed once; an
-// explicit value is never overridden.
+// explicit value is never overridden. Last, the secrets derived from it:
+// the session secret, generated once into the data directory when none
+// is given, and the password pepper.
 
 import (
 	"cmp"
+	"crypto/rand"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -430,4 +436,43 @@ func parseLevel(s string) (slog.Level, error) {
 		return 0, fmt.Errorf("invalid -log-level (LOG_LEVEL) %q: want debug, info, warn or error", s)
 	}
 	return l, nil
+}
+
+// sessionSecret returns SESSION_SECRET, or a secret generated once and kept
+// in the data dir so sessions survive restarts.
+func sessionSecret(cfg *config) ([]byte, error) {
+	if cfg.SessionSecret != "" {
+		return []byte(cfg.SessionSecret), nil
+	}
+	path := filepath.Join(cfg.DataDir, "session_secret")
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return []byte(strings.TrimSpace(string(b))), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("read session secret: %w", err)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	raw := make([]byte, 32)
+	_, _ = rand.Read(raw)
+	secret := hex.EncodeToString(raw)
+	if err := os.WriteFile(path, []byte(secret+"\n"), 0o600); err != nil {
+		return nil, fmt.Errorf("write session secret: %w", err)
+	}
+	return []byte(secret), nil
+}
+
+// passwordPepper is the key of the HMAC that passwords go through before
+// bcrypt: derived from -password-pepper, else from the session secret. A
+// deployment that changes its session secret (which signs everyone out)
+// keeps its passwords working by setting the old one as the pepper.
+func passwordPepper(cfg *config, sessionSecret []byte) []byte {
+	from := sessionSecret
+	if cfg.PasswordPepper != "" {
+		from = []byte(cfg.PasswordPepper)
+	}
+	key := sha256.Sum256(append([]byte("notesync password pepper\x00"), from...))
+	return key[:]
 }

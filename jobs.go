@@ -10,7 +10,23 @@ import (
 	"notesync/cluster"
 )
 
-// Background jobs of the primary.
+// jobs are the node's background work, all of it, each running until its
+// context ends (Run starts and stops them). What a part owns from Open to
+// Close is not here: LiteFS's event stream (cluster.Changes), gossip and
+// the announcements it sends (cluster.Membership), the store's writer.
+func (n *Node) jobs() []func(context.Context) {
+	return []func(context.Context){
+		n.feed.Run,
+		func(ctx context.Context) { prune(ctx, n.store, n.lfs, n.logger) },
+		func(ctx context.Context) { checkpoint(ctx, n.db, n.lfs, n.logger) },
+		func(ctx context.Context) { purge(ctx, n.store, n.lfs, n.logger) },
+		n.refreshMeta,
+		func(ctx context.Context) {
+			every(ctx, 15*time.Second, func() { n.sessions.CloseEnded(ctx, n.hub, n.logger) })
+		},
+		n.migrateOnPromotion,
+	}
+}
 
 // onPrimary runs fn every d while this node is the primary (the node that
 // writes), logging what fails as what.
@@ -49,6 +65,42 @@ func checkpoint(ctx context.Context, db *sqlite.DB, lfs *cluster.LiteFS, logger 
 		_, _, err := db.Checkpoint(ctx)
 		return err
 	})
+}
+
+// refreshMeta re-gossips the metadata every few seconds (connection counts
+// and roles change while running).
+func (n *Node) refreshMeta(ctx context.Context) {
+	if g := n.cluster.Gossip; g != nil {
+		every(ctx, 3*time.Second, func() { _ = g.RefreshMeta() })
+	}
+}
+
+// migrateOnPromotion applies pending migrations each time LiteFS says
+// this node became the primary while running (a Consul lease moved
+// between candidates): the role is never decided once at start-up. A
+// migration that fails is tried again every second while the node stays
+// primary.
+func (n *Node) migrateOnPromotion(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-n.promoted:
+		}
+		n.logger.Info("promoted to primary")
+		for n.lfs.IsPrimary() {
+			err := n.db.Migrate(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			n.logger.Error("migrate after promotion", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}
 }
 
 // every calls fn every d until ctx ends.

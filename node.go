@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"path/filepath"
 	"sync"
 	"time"
@@ -42,7 +43,7 @@ type Node struct {
 	store     *sqlite.Store
 	feed      *feed.Feed
 	sessions  *web.SessionStore
-	members   *cluster.Membership // nil without gossip
+	cluster   *cluster.Node // the cluster view, forwarding and pinning
 	listeners []net.Listener
 	httpURL   string // where other nodes reach this one
 	app       *web.Server
@@ -50,6 +51,8 @@ type Node struct {
 
 	closers []closer // what Open made, to undo in reverse
 }
+
+var _ feed.Replication = (*cluster.Changes)(nil)
 
 // closer is one step of Close.
 type closer struct {
@@ -75,12 +78,12 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 
 // Open builds the node: secrets, the hub, the LiteFS mount and role, the
 // database, the store and its change feed, the listening sockets, sessions,
-// cluster membership, the HTTP server, and the servers beside it. On an
-// error it undoes what it did.
+// cluster membership, the HTTP server, and the operations servers (metrics,
+// pprof). On an error it undoes what it did.
 func (n *Node) Open(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
 		n.openSecret, n.openHub, n.openLiteFS, n.openDatabase, n.openStore,
-		n.openListeners, n.openSessions, n.openCluster, n.openHTTP, n.openAsides,
+		n.openListeners, n.openSessions, n.openCluster, n.openHTTP, n.openOpsServers,
 	} {
 		if err := step(ctx); err != nil {
 			n.Close()
@@ -113,20 +116,15 @@ func (n *Node) openSecret(context.Context) error {
 	return err
 }
 
-// openLiteFS waits for the mount and for LiteFS's event stream to say
-// whether this node is the primary. The stream also tells a replica when
-// the change feed has something to read (cluster.Changes).
+// openLiteFS waits for the mount and for LiteFS's event stream, which
+// cluster.Changes follows, to say whether this node is the primary. The
+// stream also tells a replica when the change feed has something to read.
 func (n *Node) openLiteFS(ctx context.Context) error {
 	n.lfs = &cluster.LiteFS{Dir: n.cfg.LiteFSDir, DB: filepath.Base(n.cfg.DBPath), API: n.cfg.LiteFSURL}
 	n.onClose("LiteFS position file", n.lfs.Close)
-	if err := waitMount(ctx, n.lfs); err != nil {
+	if err := n.lfs.WaitMount(ctx); err != nil {
 		return err
 	}
-	events, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	n.onClose("LiteFS event stream", func() error { stop(); <-done; return nil })
-	n.changes = &cluster.Changes{Node: n.cfg.Node, IsPrimary: n.lfs.IsPrimary,
-		ObserveLag: func(d time.Duration) { n.metrics.ReplicationLag.Observe(d.Seconds()) }}
 	n.promoted = make(chan struct{}, 1)
 	n.lfs.OnPromoted = func() {
 		select {
@@ -134,11 +132,11 @@ func (n *Node) openLiteFS(ctx context.Context) error {
 		default:
 		}
 	}
-	go func() {
-		defer close(done)
-		n.lfs.FollowEvents(events, n.changes.Applied, n.logger)
-	}()
-	return waitRole(ctx, n.lfs)
+	n.changes = &cluster.Changes{Node: n.cfg.Node, LiteFS: n.lfs, Logger: n.logger,
+		ObserveLag: func(d time.Duration) { n.metrics.ReplicationLag.Observe(d.Seconds()) }}
+	n.changes.Open()
+	n.onClose("LiteFS event stream", n.changes.Close)
+	return n.lfs.WaitRole(ctx)
 }
 
 // openDatabase opens the database; only the primary migrates it, and a
@@ -165,10 +163,10 @@ func (n *Node) openHub(context.Context) error {
 	return nil
 }
 
-// openStore opens the store with its hooks, and the change feed over it.
+// openStore opens the store and the change feed over it, to which the
+// store's writer hands what it commits.
 func (n *Node) openStore(ctx context.Context) error {
 	n.store = sqlite.NewStore(n.db, n.cfg.Node)
-	n.onClose("store writer", func() error { n.store.Close(); return nil })
 	n.store.ObserveBatch = func(writes int, took time.Duration) {
 		n.metrics.WriteBatch.Observe(float64(writes))
 		n.metrics.CommitTime.Observe(took.Seconds())
@@ -180,19 +178,20 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.logger.Warn("benchmark mode: password hashes may be weak", "bcrypt_cost", n.store.BcryptCost)
 	}
 	n.store.PasswordPepper = passwordPepper(n.cfg, n.secret)
-	f, err := feed.NewFeed(ctx, n.store, n.hub, n.logger)
+	// The feed reads the store, pushes to the hub, and announces to and
+	// hears from the other nodes through the Changes.
+	f, err := feed.NewFeed(ctx, n.store, n.hub, n.changes, n.logger)
 	if err != nil {
 		return err
 	}
 	f.ObserveDelay = func(d time.Duration) { n.metrics.PushDelay.Observe(d.Seconds()) }
 	f.ObserveRead = n.metrics.ObserveFeedRead
 	f.ObservePushed = n.metrics.ObserveFeedPushed
-	// A replica's news comes from LiteFS's events, with what the primary
-	// shared of each transaction; the primary's from its own writer.
-	f.Wake = n.changes.C()
-	f.Share = n.changes.Committed
-	n.store.Position = n.lfs.TXID
 	n.feed = f
+	n.store.Position = n.lfs.TXID
+	// The writer hands each commit's changes to the feed.
+	n.store.Open(f)
+	n.onClose("store writer", func() error { n.store.Close(); return nil })
 	return nil
 }
 
@@ -226,20 +225,18 @@ func (n *Node) openSessions(context.Context) error {
 	return nil
 }
 
-// openCluster joins the other nodes, when there are any, and hands the
-// store's commits to the feed, which shares them with the other nodes.
+// openCluster joins the other nodes, when there are any, and makes the
+// cluster view that /api/cluster, /readyz and write forwarding use.
 func (n *Node) openCluster(context.Context) error {
-	if err := n.openMembership(); err != nil {
+	gossip, err := n.openMembership()
+	if err != nil {
 		return err
 	}
-	if m := n.members; m != nil {
-		n.onClose("cluster membership", m.Close)
-		n.metrics.CountGossip(func() (uint64, uint64, uint64, uint64) {
-			t := m.Traffic()
-			return t.Packets, t.PacketBytes, t.Streams, t.StreamBytes
-		})
+	n.cluster = &cluster.Node{
+		Name: n.cfg.Node, Region: n.cfg.Region, Machine: n.cfg.FlyMachineID,
+		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Gossip: gossip,
+		Self: n.meta, NodeLocal: web.NodeLocal, Logger: n.logger,
 	}
-	n.store.OnCommit = n.feed.Committed
 	return nil
 }
 
@@ -253,8 +250,8 @@ func (n *Node) openHTTP(context.Context) error {
 		Logger:      n.logger,
 		Node:        n.cfg.Node,
 		Region:      n.cfg.Region,
-		Ready:       n.ready,
-		Cluster:     n,
+		Ready:       n.cluster.Ready,
+		Cluster:     clusterInfo{n.cluster, n.hub},
 		Fly:         n.cfg.FlyMachineID != "",
 		EndSession:  n.endSession,
 		SignupLimit: n.cfg.SignupLimit,
@@ -269,7 +266,7 @@ func (n *Node) openHTTP(context.Context) error {
 	}
 	n.app = srv
 	n.server = &http.Server{
-		Handler:           n.front(srv, n.secret),
+		Handler:           n.publicHandler(srv),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(n.logger.Handler(), slog.LevelWarn),
@@ -277,12 +274,61 @@ func (n *Node) openHTTP(context.Context) error {
 	return nil
 }
 
-func (n *Node) openAsides(context.Context) error {
-	stop, err := serveAsides(n.cfg, n.metrics, n.app)
-	if err != nil {
-		return err
+// publicHandler is what serves the public port: the app behind the body
+// deadline, Fly's pinning, the trusted client-address header and write
+// forwarding, outermost first.
+func (n *Node) publicHandler(srv http.Handler) http.Handler {
+	h := n.cluster.Forward(srv)
+	if n.cfg.ClientIPHeader != "" {
+		// Outside the forwarder, so that a forwarded write carries the
+		// client's address; inside the pinner, so that it wins over
+		// Fly-Client-IP when another proxy stands in front of Fly's.
+		h = web.TrustClientHeader(n.cfg.ClientIPHeader, h)
 	}
-	n.onClose("metrics and pprof servers", func() error { stop(); return nil })
+	h = n.cluster.Pin(h)
+	bodyTimeout := web.BodyTimeout
+	if n.cfg.bodyTimeout != 0 {
+		bodyTimeout = n.cfg.bodyTimeout
+	}
+	return web.ReadBodyWithin(bodyTimeout, h)
+}
+
+// openOpsServers starts the operations servers beside the public port
+// that the configuration asks for: metrics (and, on a benchmark node
+// only, the load tool's publish) and pprof.
+func (n *Node) openOpsServers(context.Context) error {
+	if addr := n.cfg.MetricsAddr; addr != "" {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", n.metrics.Handler())
+		if n.cfg.Benchmark {
+			mux.Handle("POST /debug/publish", n.app.BenchPublishHandler())
+		}
+		if err := n.serveOps(addr, "-metrics-addr", "metrics server", mux); err != nil {
+			return err
+		}
+	}
+	if addr := n.cfg.PprofAddr; addr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		if err := n.serveOps(addr, "-pprof-addr", "pprof server", mux); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// serveOps serves h on addr, an address of its own beside the public port
+// (named by flag in errors), until Close.
+func (n *Node) serveOps(addr, flag, what string, h http.Handler) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s %s: %w", flag, addr, err)
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	n.onClose(what, func() error { _ = srv.Close(); return nil })
 	return nil
 }
 
@@ -340,17 +386,14 @@ func (n *Node) shutdown() error {
 	return err
 }
 
-// jobs are the node's background work, each running until its context
-// ends.
-func (n *Node) jobs() []func(context.Context) {
-	return []func(context.Context){
-		n.feed.Run,
-		func(ctx context.Context) { prune(ctx, n.store, n.lfs, n.logger) },
-		func(ctx context.Context) { checkpoint(ctx, n.db, n.lfs, n.logger) },
-		func(ctx context.Context) { purge(ctx, n.store, n.lfs, n.logger) },
-		n.refreshMeta,
-		n.announceChanges,
-		func(ctx context.Context) { n.sessions.SweepEnded(ctx, n.hub, 15*time.Second, n.logger) },
-		n.migrateOnPromotion,
+// displayAddr turns ":8080" into "localhost:8080" for the start-up line.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
 	}
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
 }

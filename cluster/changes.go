@@ -3,6 +3,7 @@ package cluster
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -12,15 +13,17 @@ import (
 // how it tells the other nodes what it committed. It is the one wake-up
 // path of a change feed that reads a replicated database (C):
 //
-//   - A replica hears from LiteFS's event stream that a transaction was
-//     applied (Applied): the earliest moment it can read the change, and
-//     the one moment it should. A read a moment earlier finds nothing and
-//     holds a read lock that LiteFS's apply then waits for (it retries its
-//     write lock after 1 to 3 ms and longer).
+//   - A replica hears from LiteFS's event stream, which Changes follows
+//     from Open to Close, that a transaction was applied (Applied): the
+//     earliest moment it can read the change, and the one moment it
+//     should. A read a moment earlier finds nothing and holds a read lock
+//     that LiteFS's apply then waits for (it retries its write lock after
+//     1 to 3 ms and longer).
 //   - The node that committed a transaction announces it to the others
-//     (Committed, sent by Run: one UDP packet per node): its TXID, when it
-//     committed and, when it fits in the packet, what it changed (opaque
-//     data). A replica keeps the announcement until LiteFS has applied that
+//     (Announce, sent by Run through Membership: one UDP packet per node;
+//     Membership hands those of other nodes to Announced): its TXID, when
+//     it committed and, when it fits in the packet, what it changed
+//     (opaque data). A replica keeps the announcement until LiteFS has applied that
 //     TXID and then hands the data over instead of waking the feed for a
 //     read: the replica holds the change, and the read is saved. Without
 //     data, or without an announcement (a lost packet, another kind of
@@ -33,23 +36,28 @@ import (
 // Announcements also give the primary's position (PrimaryTXID, for the
 // replication report) and the replica's lag (ObserveLag).
 //
-// Set the fields, then call the methods from any goroutine; Run sends the
-// announcements.
+// Set the fields, then Open; call the methods from any goroutine. The
+// Membership that carries the announcements runs Run.
 type Changes struct {
 	// Node is this node's name, carried by its announcements.
 	Node string
-	// IsPrimary reports whether this node holds the lease: its
-	// transactions are its own, which its writer hands to its feed.
-	IsPrimary func() bool
+	// LiteFS is the mount whose event stream tells of applied
+	// transactions, and whose lease says whether this node is the
+	// primary: then its transactions are its own, which its writer hands
+	// to its feed.
+	LiteFS *LiteFS
+	Logger *slog.Logger
 	// ObserveLag, if set, is called with the time from a transaction's
 	// commit on the primary (its clock) to LiteFS's tx event here (this
 	// node's clock): the replication lag, meaningful where the clocks agree
 	// (on one machine, exactly). It must not block.
 	ObserveLag func(time.Duration)
 
-	initOnce sync.Once
-	news     chan []byte   // to the feed: nil (read) or a transaction's data
-	send     chan struct{} // to Run: announcements are queued
+	initOnce  sync.Once
+	news      chan []byte   // to the feed: nil (read) or a transaction's data
+	send      chan struct{} // to Run: announcements are queued
+	stop      context.CancelFunc
+	following chan struct{} // closed when FollowEvents returns
 
 	mu       sync.Mutex
 	outbox   []Changed            // this node's commits, not yet announced
@@ -74,10 +82,33 @@ func (c *Changes) init() {
 	})
 }
 
+// Open starts following LiteFS's event stream (LiteFS.FollowEvents), each
+// transaction of which comes to Applied. Set LiteFS.OnPromoted before.
+func (c *Changes) Open() {
+	c.init()
+	ctx, stop := context.WithCancel(context.Background())
+	c.stop, c.following = stop, make(chan struct{})
+	go func() {
+		defer close(c.following)
+		c.LiteFS.FollowEvents(ctx, c.Applied, c.Logger)
+	}()
+}
+
+// Close stops following LiteFS's event stream. Calling it again does
+// nothing.
+func (c *Changes) Close() error {
+	if c.stop != nil {
+		c.stop()
+		<-c.following
+		c.stop = nil
+	}
+	return nil
+}
+
 // C returns the channel the feed takes this node's news from: nil means
 // "the database holds changes: read them"; anything else is the data of a
 // transaction this node's database now holds, as its committer announced
-// it (Committed). If the feed falls behind, data is dropped for a read.
+// it (Announce). If the feed falls behind, data is dropped for a read.
 func (c *Changes) C() <-chan []byte {
 	c.init()
 	return c.news
@@ -106,10 +137,11 @@ func (c *Changes) wakeToRead() {
 // packet with its framing.
 const MaxData = 1000
 
-// Committed announces a transaction this node committed, with txid its
-// position and data what it changed: JSON of at most MaxData bytes, or nil
-// (then the others read). Run sends it.
-func (c *Changes) Committed(txid uint64, data []byte) {
+// Announce tells the other nodes of a transaction this node committed,
+// with txid its position and data what it changed: JSON of at most
+// MaxData bytes, or nil (then the others read). It queues the
+// announcement, which Run sends, and never blocks.
+func (c *Changes) Announce(txid uint64, data []byte) {
 	if len(data) > MaxData {
 		data = nil
 	}
@@ -140,7 +172,7 @@ func (c *Changes) Applied(tx Tx) {
 		c.wakeToRead() // the stream (re)started
 		return
 	}
-	if c.IsPrimary != nil && c.IsPrimary() {
+	if c.LiteFS.IsPrimary() {
 		return
 	}
 	c.mu.Lock()
@@ -190,7 +222,7 @@ func (c *Changes) remember(tx Tx) {
 	c.applied[tx.TXID] = tx.At
 }
 
-// Announced takes another node's announcement (Membership.OnChanged).
+// Announced takes another node's announcement, as Membership receives it.
 // Its data goes to the feed once LiteFS has applied its TXID here: at once
 // if it has already.
 func (c *Changes) Announced(a Changed) {

@@ -31,10 +31,17 @@ func news(c *Changes) []string {
 	}
 }
 
+// liteFSAs returns a LiteFS whose event stream said this node's role.
+func liteFSAs(primary bool) *LiteFS {
+	l := &LiteFS{Dir: "/nonexistent", API: "http://127.0.0.1:1"}
+	l.role.Store(&role{primary: primary, hostname: "node1"})
+	return l
+}
+
 func TestChangesReplica(t *testing.T) {
 	var mu sync.Mutex
 	var lags []time.Duration
-	c := &Changes{Node: "node2", IsPrimary: func() bool { return false },
+	c := &Changes{Node: "node2", LiteFS: liteFSAs(false),
 		ObserveLag: func(d time.Duration) { mu.Lock(); lags = append(lags, d); mu.Unlock() }}
 	t0 := time.Unix(1000, 0)
 	at := func(ms int) int64 { return t0.Add(time.Duration(ms) * time.Millisecond).UnixNano() }
@@ -88,11 +95,11 @@ func TestChangesReplica(t *testing.T) {
 }
 
 func TestChangesPrimaryAnnounces(t *testing.T) {
-	c := &Changes{Node: "node1", IsPrimary: func() bool { return true }}
-	// Committed before the sender runs: announced in order, all of them.
-	c.Committed(3, []byte(`"three"`))
-	c.Committed(4, []byte(`"`+strings.Repeat("x", MaxData)+`"`)) // too big: announced without
-	c.Committed(0, []byte(`"unknown position"`))                 // not announced
+	c := &Changes{Node: "node1", LiteFS: liteFSAs(true)}
+	// Announced before the sender runs: sent in order, all of them.
+	c.Announce(3, []byte(`"three"`))
+	c.Announce(4, []byte(`"`+strings.Repeat("x", MaxData)+`"`)) // too big: announced without
+	c.Announce(0, []byte(`"unknown position"`))                 // not announced
 	c.Applied(Tx{TXID: 4, At: time.Now()})
 	if got := news(c); len(got) != 0 {
 		t.Fatalf("the primary's own transaction reached its feed through LiteFS's event: %q (its writer hands changes over)", got)

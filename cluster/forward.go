@@ -61,9 +61,9 @@ type Forwarder struct {
 	// returns the value of the fly-replay header ("instance=<machine id>"),
 	// or "" when the primary is unknown.
 	FlyReplay func() string
-	// ServeHere, if set, names writes that change only this node's own
+	// NodeLocal, if set, names writes that change only this node's own
 	// state (nothing in the database), which are never forwarded.
-	ServeHere func(*http.Request) bool
+	NodeLocal func(*http.Request) bool
 	// Timeout bounds a forwarded request (DefaultForwardTimeout).
 	Timeout time.Duration
 	Logger  *slog.Logger
@@ -164,7 +164,7 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, 1, "the primary moved; retry")
 			return
 		}
-		if !isWrite(r) || f.IsPrimary() || (f.ServeHere != nil && f.ServeHere(r)) {
+		if !isWrite(r) || f.IsPrimary() || (f.NodeLocal != nil && f.NodeLocal(r)) {
 			next.ServeHTTP(w, r)
 			return
 		}

@@ -163,6 +163,52 @@ func (l *LiteFS) Close() error {
 	return nil
 }
 
+// WaitMount waits up to 30 s for the mount (LiteFS starts the app only
+// once mounted, but a node started by hand may race it).
+func (l *LiteFS) WaitMount(ctx context.Context) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		err := l.Ready()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return err
+		}
+		if err := pause(ctx, 100*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// WaitRole waits up to 30 s until LiteFS's event stream (followed by
+// Changes) has said whether this node is the primary.
+func (l *LiteFS) WaitRole(ctx context.Context) error {
+	if !l.Enabled() || l.API == "" {
+		return nil
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !l.RoleKnown() {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no role from LiteFS at %s within 30 s (check -litefs-url)", l.API)
+		}
+		if err := pause(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// pause waits for d, or returns ctx's error if ctx ends first.
+func pause(ctx context.Context, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(d):
+		return nil
+	}
+}
+
 // RoleKnown reports whether LiteFS has told this node its role (always
 // true without the API).
 func (l *LiteFS) RoleKnown() bool {

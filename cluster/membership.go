@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -77,9 +78,13 @@ type Membership struct {
 	Fast   bool
 	Logger *slog.Logger
 
+	// Changes, if set, is what this node and the others commit: the
+	// membership sends this node's announcements (Changes.Run, from Open
+	// to Close) and hands over those of the others (Changes.Announced).
+	Changes *Changes
+
 	// Callbacks for messages from other nodes. They run on memberlist's
 	// receive goroutine: they must not block.
-	OnChanged    func(Changed)
 	OnEndSession func(sessionID string)
 	// OnEphemeral gets what another node sent with SendToAll or SendTo.
 	// msg is only valid during the call.
@@ -105,10 +110,12 @@ type Membership struct {
 	joined    atomic.Bool
 	closeOnce sync.Once
 	stop      chan struct{}
+	stopSend  context.CancelFunc
 	wg        sync.WaitGroup
 }
 
-// Open starts gossip and begins joining the peers in the background.
+// Open starts gossip, begins joining the peers in the background and
+// sends the announcements of Changes.
 func (m *Membership) Open() error {
 	var conf *memberlist.Config
 	switch {
@@ -162,6 +169,11 @@ func (m *Membership) Open() error {
 	}
 	m.wg.Add(1)
 	go m.joinLoop()
+	sending, stop := context.WithCancel(context.Background())
+	m.stopSend = stop
+	if m.Changes != nil {
+		m.wg.Go(func() { m.Changes.Run(sending, m.PublishChanged) })
+	}
 	return nil
 }
 
@@ -227,6 +239,7 @@ func (m *Membership) Close() error {
 	var err error
 	m.closeOnce.Do(func() {
 		close(m.stop)
+		m.stopSend()
 		m.wg.Wait()
 		leaveErr := m.ml.Leave(2 * time.Second)
 		err = errors.Join(leaveErr, m.ml.Shutdown())
@@ -336,8 +349,8 @@ func (d *delegate) NotifyMsg(b []byte) {
 	switch b[0] {
 	case kindChanged:
 		var c Changed
-		if json.Unmarshal(b[1:], &c) == nil && m.OnChanged != nil {
-			m.OnChanged(c)
+		if json.Unmarshal(b[1:], &c) == nil && m.Changes != nil {
+			m.Changes.Announced(c)
 		}
 	case kindEndSession:
 		var e endSession

@@ -34,7 +34,7 @@ func freeAddr(t *testing.T) string {
 
 type recorder struct {
 	mu         sync.Mutex
-	changed    []Changed
+	changes    *Changes // what the membership handed over
 	sessions   []string
 	broadcasts []string
 	events     []string // joined X, left X, merged STATE
@@ -52,24 +52,24 @@ func (r *recorder) has(list *[]string, s string) bool {
 	return slices.Contains(*list, s)
 }
 
+// count returns how many announcements and log-outs came.
 func (r *recorder) count() (int, int) {
+	r.changes.mu.Lock()
+	changed := len(r.changes.heard)
+	r.changes.mu.Unlock()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.changed), len(r.sessions)
+	return changed, len(r.sessions)
 }
 
 func newMember(t *testing.T, name, bind string, peers []string, key []byte) (*Membership, *recorder) {
 	t.Helper()
-	rec := &recorder{}
+	rec := &recorder{changes: &Changes{Node: name, LiteFS: liteFSAs(false)}}
 	m := &Membership{
 		Name: name, Bind: bind, Peers: peers, Key: key, Fast: true,
-		Logger:   slog.New(slog.NewTextHandler(io.Discard, nil)),
-		MetaFunc: func() Meta { return Meta{Region: "local", HTTP: "http://" + name} },
-		OnChanged: func(c Changed) {
-			rec.mu.Lock()
-			rec.changed = append(rec.changed, c)
-			rec.mu.Unlock()
-		},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MetaFunc:    func() Meta { return Meta{Region: "local", HTTP: "http://" + name} },
+		Changes:     rec.changes,
 		OnEphemeral: func(msg []byte) { rec.add(&rec.broadcasts, string(msg)) },
 		OnJoin:      func(node string) { rec.add(&rec.events, "joined "+node) },
 		OnLeave:     func(node string) { rec.add(&rec.events, "left "+node) },
@@ -130,9 +130,9 @@ func TestMembership(t *testing.T) {
 			c, s := rec2.count()
 			return c == 1 && s == 1 && rec2.has(&rec2.broadcasts, "ephemeral to all") && rec2.has(&rec2.broadcasts, "ephemeral to n2")
 		})
-		rec2.mu.Lock()
-		got := rec2.changed[0]
-		rec2.mu.Unlock()
+		rec2.changes.mu.Lock()
+		got := rec2.changes.heard[0]
+		rec2.changes.mu.Unlock()
 		if got.From != "n1" || got.TXID != 9 || got.At != 12345 || string(got.Data) != `{"c":[1]}` {
 			t.Fatalf("got %+v", got)
 		}
@@ -158,7 +158,7 @@ func TestMembership(t *testing.T) {
 		}
 		defer conn.Close()
 		for i := 0; i < 5; i++ {
-			fmt.Fprintf(conn, "\x01{\"u\":1,\"v\":%d}", i)
+			fmt.Fprintf(conn, "\x01{\"f\":\"x\",\"t\":%d}", i+1)
 		}
 		time.Sleep(300 * time.Millisecond)
 		if c, _ := rec1.count(); c != 0 {

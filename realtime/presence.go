@@ -25,6 +25,7 @@ import (
 	"encoding/json"
 	"maps"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -51,14 +52,30 @@ type Presence struct {
 // DefaultPresenceMessage encodes p as
 // {"type":"presence","tabs":N,"nodes":{...},"topics":{...},"own":"..."}.
 func DefaultPresenceMessage(p Presence) Message {
-	data, _ := json.Marshal(struct {
-		Type   string         `json:"type"`
-		Tabs   int            `json:"tabs"`
-		Nodes  map[string]int `json:"nodes"`
-		Topics map[string]int `json:"topics"`
-		Own    string         `json:"own,omitempty"`
-	}{"presence", p.Tabs, p.Nodes, p.Topics, p.Own})
-	return Message{Type: "presence", Data: data}
+	return PresenceMessage(p, "topics", "own")
+}
+
+// PresenceMessage encodes p as the presence message, with the fields of
+// topics named (plain names) as the application calls them:
+// {"type":"presence","tabs":N,"nodes":{...},"<topics>":{...},"<own>":"..."},
+// own left out when the connection has no topic.
+func PresenceMessage(p Presence, topics, own string) Message {
+	data := []byte(`{"type":"presence","tabs":`)
+	data = strconv.AppendInt(data, int64(p.Tabs), 10)
+	data = appendField(data, "nodes", p.Nodes)
+	data = appendField(data, topics, p.Topics)
+	if p.Own != "" {
+		data = appendField(data, own, p.Own)
+	}
+	return Message{Type: "presence", Data: append(data, '}')}
+}
+
+// appendField appends ,"name":<v as JSON> to a JSON object being written;
+// name is a plain field name, which JSON needs no escape for.
+func appendField(data []byte, name string, v any) []byte {
+	val, _ := json.Marshal(v)
+	data = append(append(append(data, `,"`...), name...), `":`...)
+	return append(data, val...)
 }
 
 // userState is one node's presence of one user.

@@ -335,3 +335,15 @@ func TestPublishReachesOtherNodes(t *testing.T) {
 		t.Errorf("stats %+v count no packets to other nodes", s)
 	}
 }
+
+// TestPresenceMessageNames: the application names the topic fields.
+func TestPresenceMessageNames(t *testing.T) {
+	m := PresenceMessage(Presence{Tabs: 2, Nodes: map[string]int{"n1": 2}, Topics: map[string]int{"7": 1}, Own: "7"}, "editing", "own_editing")
+	want := `{"type":"presence","tabs":2,"nodes":{"n1":2},"editing":{"7":1},"own_editing":"7"}`
+	if m.Type != "presence" || string(m.Data) != want {
+		t.Fatalf("got %s %s, want %s", m.Type, m.Data, want)
+	}
+	if m = PresenceMessage(Presence{Tabs: 1}, "editing", "own_editing"); string(m.Data) != `{"type":"presence","tabs":1,"nodes":null,"editing":null}` {
+		t.Fatalf("without a topic: %s", m.Data)
+	}
+}

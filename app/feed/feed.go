@@ -10,9 +10,33 @@ import (
 	"time"
 
 	"notesync/app"
-	"notesync/app/sqlite"
 	"notesync/realtime"
 )
+
+// Source is the change log the feed reads: this node's copy of the
+// database (sqlite.Store).
+type Source interface {
+	// LastChangeSeq returns the seq of the newest change in the log.
+	LastChangeSeq(ctx context.Context) (int64, error)
+	// ChangesAfter returns up to limit changes after seq after, in order.
+	ChangesAfter(ctx context.Context, after int64, limit int) ([]app.Change, error)
+	// Version returns a user's version as the database holds it.
+	Version(ctx context.Context, userID int64) (int64, error)
+}
+
+// Replication is how the feed shares what this node commits with the
+// other nodes' feeds, and hears of what this node's copy of the database
+// holds that it did not commit (cluster.Changes). Its methods never block.
+type Replication interface {
+	// Announce shares a transaction this node committed: its position
+	// (0: unknown) and its changes encoded for the other nodes' feeds, or
+	// nil when it carried more than maxShared changes.
+	Announce(txid uint64, data []byte)
+	// C brings news of changes this node did not commit: nil means
+	// "read"; anything else is what another node's feed announced of
+	// changes this node's database now holds.
+	C() <-chan []byte
+}
 
 // Publisher delivers a message to every open connection of a user on this
 // node. It must not block (realtime.Hub queues and returns).
@@ -32,9 +56,9 @@ var _ Publisher = (*realtime.Hub)(nil)
 // It learns of changes three ways:
 //
 //   - Committed: this node's writer hands over what it just committed, and
-//     the feed pushes it at once, without reading it back (and passes it
-//     to Share, for the other nodes).
-//   - Wake: this node's copy of the database holds changes it did not
+//     the feed pushes it at once, without reading it back (and announces
+//     it to the other nodes through its Replication).
+//   - Replication.C: this node's copy of the database holds changes it did not
 //     commit (a replica's LiteFS applied a transaction). When the news
 //     comes with the changes, as the committing node shared them, and they
 //     follow what the feed pushed last, it pushes them without a read;
@@ -42,19 +66,13 @@ var _ Publisher = (*realtime.Hub)(nil)
 //   - Every PollInterval it reads anyway: the safety net under a wake-up
 //     that was lost.
 type Feed struct {
-	Store        *sqlite.Store
-	Publisher    Publisher
+	Source    Source    // where changes are read
+	Publisher Publisher // where they are pushed: this node's connections
+	// Replication, if set, is where this node's commits are announced to
+	// the other nodes, and news of theirs comes from.
+	Replication  Replication
 	Logger       *slog.Logger
 	PollInterval time.Duration
-	// Wake, if set, brings news of changes this node did not commit: nil
-	// means "read"; anything else is what another node's feed shared
-	// (Share) of changes this node's database now holds. Set it before Run.
-	Wake <-chan []byte
-	// Share, if set, is called after each hand-over (Committed) with the
-	// position of the transaction (0: unknown) and its changes encoded
-	// for the other nodes' Wake, or nil when the transaction carried more
-	// than maxShared changes. It must not block.
-	Share func(txid uint64, data []byte)
 	// ObservePushed, if set, is called with how many changes were pushed
 	// and how the feed had them: "commit" (handed over), "shared" (from
 	// another node) or "read". It must not block.
@@ -66,7 +84,7 @@ type Feed struct {
 	// primary, the replication delay on a replica. It must not block.
 	ObserveDelay func(time.Duration)
 	// ObserveRead, if set, is called after each read of the change log with
-	// what started it ("wake": Poke or Wake; "poll"), how many changes it
+	// what started it ("wake": Poke or Replication.C; "poll"), how many changes it
 	// found and how long it took. It must not block.
 	ObserveRead func(reason string, found int, took time.Duration)
 
@@ -92,15 +110,18 @@ type waiters struct {
 // and read again.
 const maxVersions = 1 << 17
 
-// NewFeed returns a feed that starts after the newest change present now.
-func NewFeed(ctx context.Context, store *sqlite.Store, pub Publisher, logger *slog.Logger) (*Feed, error) {
-	last, err := store.LastChangeSeq(ctx)
+// NewFeed returns a feed that reads src and pushes to pub, starting after
+// the newest change present now. repl, if not nil, carries changes to
+// and from the other nodes.
+func NewFeed(ctx context.Context, src Source, pub Publisher, repl Replication, logger *slog.Logger) (*Feed, error) {
+	last, err := src.LastChangeSeq(ctx)
 	if err != nil {
 		return nil, err
 	}
 	return &Feed{
-		Store:        store,
+		Source:       src,
 		Publisher:    pub,
+		Replication:  repl,
 		Logger:       logger,
 		PollInterval: time.Second,
 		Batch:        1000,
@@ -124,7 +145,7 @@ func (f *Feed) Version(ctx context.Context, userID int64) (int64, error) {
 	if ok {
 		return v, nil
 	}
-	v, err := f.Store.Version(ctx, userID)
+	v, err := f.Source.Version(ctx, userID)
 	if err != nil {
 		return 0, err
 	}
@@ -159,13 +180,17 @@ func (f *Feed) Poke() {
 func (f *Feed) Run(ctx context.Context) {
 	t := time.NewTicker(f.PollInterval)
 	defer t.Stop()
+	var news <-chan []byte // nil, never ready, without replication
+	if f.Replication != nil {
+		news = f.Replication.C()
+	}
 	for {
 		reason := "wake"
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.poke:
-		case data := <-f.Wake:
+		case data := <-news:
 			if data != nil && f.shared(data) {
 				continue
 			}
@@ -193,7 +218,7 @@ const maxShared = 12
 
 // Committed pushes changes this node has just committed in the
 // transaction at position txid (0: unknown), in seq order. It is the
-// writer's hand-over (Store.OnCommit): nothing is read back. When they do
+// writer's hand-over (sqlite.Store.Open): nothing is read back. When they do
 // not follow the last change pushed (changes this node did not commit came
 // between, as when it was promoted), the feed reads instead.
 func (f *Feed) Committed(cs []app.Change, txid uint64) {
@@ -203,16 +228,16 @@ func (f *Feed) Committed(cs []app.Change, txid uint64) {
 	if !f.pushFollowing(cs, "commit") {
 		f.Poke()
 	}
-	if f.Share != nil {
+	if f.Replication != nil {
 		var data []byte
 		if len(cs) <= maxShared {
 			data = encodeChanges(cs)
 		}
-		f.Share(txid, data)
+		f.Replication.Announce(txid, data)
 	}
 }
 
-// shared pushes changes another node shared (Share) once this node's
+// shared pushes changes another node announced (Replication) once this node's
 // database holds them, and reports whether that did: false means they do
 // not follow what was pushed last, or could not be decoded, and a read is
 // needed.
@@ -270,7 +295,7 @@ func (f *Feed) pushOnce(ctx context.Context, reason string) (int, error) {
 	after := f.last
 	f.mu.Unlock()
 	began := time.Now()
-	cs, err := f.Store.ChangesAfter(ctx, after, f.Batch)
+	cs, err := f.Source.ChangesAfter(ctx, after, f.Batch)
 	if f.ObserveRead != nil && err == nil {
 		f.ObserveRead(reason, len(cs), time.Since(began))
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // What a node's feed tells the other nodes' feeds of the changes it
-// committed (Feed.Share), so that a replica can push them without reading
-// them back once its copy of the database holds them (Feed.Wake). The
+// committed (Replication.Announce), so that a replica can push them
+// without reading them back once its copy of the database holds them
+// (Replication.C). The
 // change log stays the truth: a replica that gets nothing, or gets them
 // out of order, reads.
 

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -45,7 +46,7 @@ func TestFeedVersion(t *testing.T) {
 		}
 	}
 	pub := &recordingPublisher{}
-	f, err := NewFeed(ctx, s, pub, slog.Default())
+	f, err := NewFeed(ctx, s, pub, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,12 +86,23 @@ func TestFeedVersion(t *testing.T) {
 // is pushed once and in order without reading the change log, while
 // changes it did not commit (replicated, or from before) are read, and the
 // two paths never push a change twice.
+// handOver hands a store's commits to its feed once there is one.
+type handOver struct{ feed atomic.Pointer[Feed] }
+
+func (h *handOver) Committed(cs []app.Change, txid uint64) {
+	if f := h.feed.Load(); f != nil {
+		f.Committed(cs, txid)
+	}
+}
+
 func TestFeedCommitted(t *testing.T) {
 	ctx := context.Background()
-	s := sqlitetest.NewStore(t)
+	s := sqlitetest.Unopened(t)
+	to := &handOver{}
+	s.Open(to)
 	u := sqlitetest.User(t, s, "alice")
 	pub := &recordingPublisher{}
-	f, err := NewFeed(ctx, s, pub, slog.Default())
+	f, err := NewFeed(ctx, s, pub, nil, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +115,7 @@ func TestFeedCommitted(t *testing.T) {
 	if _, err := s.CreateNote(ctx, u.ID, "before", app.Idempotency{}); err != nil {
 		t.Fatal(err)
 	}
-	s.OnCommit = f.Committed
+	to.feed.Store(f)
 	ctxRun, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(ctxRun) }()
@@ -164,25 +176,36 @@ func waitPushed(t *testing.T, pub *recordingPublisher, n int) {
 	}
 }
 
+// recordingReplication is a Replication that hands what is announced to
+// announce, and brings the news sent on news.
+type recordingReplication struct {
+	announce func(txid uint64, data []byte)
+	news     chan []byte
+}
+
+func (r *recordingReplication) Announce(txid uint64, data []byte) { r.announce(txid, data) }
+func (r *recordingReplication) C() <-chan []byte                  { return r.news }
+
 // TestFeedShared checks a replica's path: changes another node shared are
 // pushed without a read once they follow what was pushed last; news that
 // does not follow, and a plain wake-up, make the feed read the log; and
 // nothing is pushed twice.
 func TestFeedShared(t *testing.T) {
 	ctx := context.Background()
-	primary := sqlitetest.NewStore(t)
+	primary := sqlitetest.Unopened(t)
 	u := sqlitetest.User(t, primary, "alice")
 	// What the primary's feed shares, in commit order.
 	var shared [][]byte
 	var txids []uint64
-	pf, err := NewFeed(ctx, primary, &recordingPublisher{}, slog.Default())
+	out := &recordingReplication{}
+	pf, err := NewFeed(ctx, primary, &recordingPublisher{}, out, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
 	pf.Publisher.(*recordingPublisher).feed = pf
-	pf.Share = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
+	out.announce = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
 	primary.Position = func() (uint64, error) { return uint64(100 + len(txids)), nil }
-	primary.OnCommit = pf.Committed
+	primary.Open(pf)
 	for range 4 {
 		if _, err := primary.CreateNote(ctx, u.ID, "n", app.Idempotency{}); err != nil {
 			t.Fatal(err)
@@ -194,7 +217,8 @@ func TestFeedShared(t *testing.T) {
 
 	// The replica: the same database (its copy holds everything).
 	pub := &recordingPublisher{}
-	f, err := NewFeed(ctx, primary, pub, slog.Default())
+	wake := make(chan []byte, 10)
+	f, err := NewFeed(ctx, primary, pub, &recordingReplication{news: wake}, slog.Default())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,8 +227,6 @@ func TestFeedShared(t *testing.T) {
 	f.PollInterval = time.Hour
 	var reads int
 	f.ObserveRead = func(string, int, time.Duration) { reads++ }
-	wake := make(chan []byte, 10)
-	f.Wake = wake
 	ctxRun, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() { defer close(done); f.Run(ctxRun) }()

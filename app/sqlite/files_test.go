@@ -29,6 +29,7 @@ func TestDatabaseFilesArePrivate(t *testing.T) {
 		}
 		defer db.Close()
 		s := sqlite.NewStore(db, "node1")
+		s.Open(nil)
 		defer s.Close()
 		sqlitetest.User(t, s, "alice") // a write: the WAL and its index exist now
 		if m := mode(t, dir); m != 0o700 {

@@ -18,13 +18,6 @@ type Store struct {
 	db *DB
 	// Node is recorded in the change log as where a change was made.
 	Node string
-	// OnCommit, if set, is called after each group commit (never before)
-	// with the changes it appended to the change log, in seq order, and the
-	// transaction's position (0 without Position), before the writers are
-	// answered: the change feed pushes them at once (feed.Feed.Committed). It
-	// must not block. Like ObserveBatch, it is set before the first write:
-	// the writer goroutine that calls it starts then.
-	OnCommit func(cs []app.Change, txid uint64)
 	// Position, if set, returns the database's replication position
 	// (LiteFS's TXID). It is read inside each group commit that changes
 	// notes, where nothing else can commit, so the commit's own position
@@ -41,28 +34,43 @@ type Store struct {
 	// Now is the store's clock (time.Now); tests set it.
 	Now func() time.Time
 
+	committer  Committer // takes each commit's changes; nil: nobody
+	opened     bool
 	writes     chan *writeReq
 	writerDone chan struct{}
-	startOnce  sync.Once // the writer starts with the first write
 	closeOnce  sync.Once
 }
 
-// NewStore returns a Store over db. Its writer starts with the first write,
-// so the hooks set before it are in place when it runs; Close stops it.
+// Committer takes what each group commit appended to the change log, in
+// seq order, with the transaction's position (0 without Position): after
+// the commit, never before, and before the writers are answered. The
+// change feed (feed.Feed) is the one, and pushes them at once. It must not
+// block.
+type Committer interface {
+	Committed(cs []app.Change, txid uint64)
+}
+
+// NewStore returns a Store over db. Set its fields, then Open it before
+// the first note write; Close stops it.
 func NewStore(db *DB, node string) *Store {
 	return &Store{db: db, Node: node, BcryptCost: 10, Now: time.Now,
 		writes: make(chan *writeReq, MaxBatch), writerDone: make(chan struct{})}
 }
 
-// startWriter starts the writer goroutine, once.
-func (s *Store) startWriter() {
-	s.startOnce.Do(func() { go s.runWriter() })
+// Open starts the store's writer, which every note write goes through
+// (writer.go), and which hands the changes of each commit to to (nil: to
+// nobody).
+func (s *Store) Open(to Committer) {
+	s.committer, s.opened = to, true
+	go s.runWriter()
 }
 
 // Close stops the writer after the writes already queued. No write may be
-// started after Close.
+// started after Close. A store never opened has nothing to stop.
 func (s *Store) Close() {
-	s.startWriter() // so that writerDone closes
+	if !s.opened {
+		return
+	}
 	s.closeOnce.Do(func() { close(s.writes) })
 	<-s.writerDone
 }

@@ -26,6 +26,7 @@ func TestNoteIDsAreNeverReused(t *testing.T) {
 		}
 		s := sqlite.NewStore(db, "node1")
 		s.BcryptCost = bcrypt.MinCost
+		s.Open(nil)
 		return s
 	}
 	s := open()
@@ -304,6 +305,7 @@ func TestMigrationToRevisions(t *testing.T) {
 	}
 	defer db.Close()
 	s := sqlite.NewStore(db, "node1")
+	s.Open(nil)
 	defer s.Close()
 
 	t.Run("existing notes keep their ids and start at revision 1", func(t *testing.T) {

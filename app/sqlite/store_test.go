@@ -242,13 +242,18 @@ func TestNotes(t *testing.T) {
 	})
 }
 
+// committerFunc is a function as a sqlite.Committer.
+type committerFunc func(cs []app.Change, txid uint64)
+
+func (f committerFunc) Committed(cs []app.Change, txid uint64) { f(cs, txid) }
+
 func TestGroupCommit(t *testing.T) {
 	ctx := context.Background()
-	s := sqlitetest.NewStore(t)
-	users := []*app.User{sqlitetest.User(t, s, "alice"), sqlitetest.User(t, s, "bob")}
+	s := sqlitetest.Unopened(t)
 	var mu sync.Mutex
 	var handed []app.Change
-	s.OnCommit = func(cs []app.Change, _ uint64) { mu.Lock(); handed = append(handed, cs...); mu.Unlock() }
+	s.Open(committerFunc(func(cs []app.Change, _ uint64) { mu.Lock(); handed = append(handed, cs...); mu.Unlock() }))
+	users := []*app.User{sqlitetest.User(t, s, "alice"), sqlitetest.User(t, s, "bob")}
 
 	const perUser = 100
 	var wg sync.WaitGroup

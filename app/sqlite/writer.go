@@ -30,7 +30,6 @@ type noteOp func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, stri
 // milliseconds whatever its size, so sharing it is what lets concurrent
 // writers go past one commit's worth of writes a second.
 func (s *Store) writeNotes(ctx context.Context, userID int64, idem app.Idempotency, op noteOp) (app.NoteWrite, error) {
-	s.startWriter()
 	req := &writeReq{ctx: ctx, userID: userID, idem: idem, op: op, done: make(chan writeDone, 1)}
 	select {
 	case s.writes <- req:
@@ -117,7 +116,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		s.ObserveBatch(len(batch), time.Since(began))
 	}
 	// Notify after the commit, never before.
-	if s.OnCommit != nil {
+	if s.committer != nil {
 		var cs []app.Change
 		for i := range batch {
 			if applied[i] {
@@ -125,7 +124,7 @@ func (s *Store) commitBatch(batch []*writeReq) {
 			}
 		}
 		if len(cs) > 0 {
-			s.OnCommit(cs, txid)
+			s.committer.Committed(cs, txid)
 		}
 	}
 	for i, req := range batch {

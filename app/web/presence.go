@@ -19,14 +19,7 @@ import (
 // PresenceMessage encodes a connection's presence as
 // {"type":"presence","tabs":N,"nodes":{...},"editing":{"<note_id>":K},"own_editing":"<note_id>"}.
 func PresenceMessage(p realtime.Presence) realtime.Message {
-	data, _ := json.Marshal(struct {
-		Type       string         `json:"type"`
-		Tabs       int            `json:"tabs"`
-		Nodes      map[string]int `json:"nodes"`
-		Editing    map[string]int `json:"editing"`
-		OwnEditing string         `json:"own_editing,omitempty"`
-	}{"presence", p.Tabs, p.Nodes, p.Topics, p.Own})
-	return realtime.Message{Type: "presence", Data: data}
+	return realtime.PresenceMessage(p, "editing", "own_editing")
 }
 
 // editingReport is what a tab says about its editor: the note open in it,
@@ -64,13 +57,6 @@ func onClientMessage(c *realtime.Conn, text []byte) {
 	if topic, err := r.topic(); err == nil {
 		c.SetTopic(topic)
 	}
-}
-
-// ServedOnEveryNode reports a write that changes only the receiving node's
-// own state, not the database: an editing report is about a connection
-// held here, so a replica must not forward it to the primary.
-func ServedOnEveryNode(r *http.Request) bool {
-	return r.Method == http.MethodPost && r.URL.Path == "/api/editing"
 }
 
 // maxEditingBody bounds POST /api/editing's body.

@@ -4,7 +4,10 @@ import (
 	"net/http"
 )
 
-// routes lists every route of the service in one place.
+// routes lists every route of the service in one place. On a replica,
+// the writes among them are forwarded to the primary before they reach
+// this table (cluster.Node.Forward, around the server in the root's
+// publicHandler), all but the one marked node-local (NodeLocal).
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 
@@ -26,6 +29,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("PATCH /api/notes/{id}", s.requireUser(s.handleNoteUpdate))
 	mux.Handle("DELETE /api/notes/{id}", s.requireUser(s.handleNoteDelete))
 	mux.Handle("POST /api/notes/{id}/restore", s.requireUser(s.handleNoteRestore))
+	// Node-local: served where it arrives, never forwarded (NodeLocal).
 	mux.Handle("POST /api/editing", s.requireUser(s.handleEditing))
 	mux.Handle("GET /api/cluster", s.requireUser(s.handleCluster))
 	mux.Handle("POST /api/assistant", s.requireUser(s.handleAssistant))
@@ -50,4 +54,12 @@ func (s *Server) routes() http.Handler {
 		h = s.Metrics.instrument(mux, h)
 	}
 	return s.securityHeaders(h)
+}
+
+// NodeLocal reports a write that a replica serves itself instead of
+// forwarding it to the primary, because it changes only this node's own
+// state, not the database: an editing report (POST /api/editing) is about
+// a connection held here.
+func NodeLocal(r *http.Request) bool {
+	return r.Method == http.MethodPost && r.URL.Path == "/api/editing"
 }

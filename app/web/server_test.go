@@ -32,16 +32,16 @@ type testServer struct {
 // another client address with X-Forwarded-For. tweak changes the Config.
 func newTestServer(t testing.TB, tweak ...func(*Config)) *testServer {
 	t.Helper()
-	store := sqlitetest.NewStore(t)
+	store := sqlitetest.Unopened(t)
 	hub := realtime.NewHub()
 	hub.Node = "node1"
 	hub.PresenceMessage = PresenceMessage
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	feed, err := feed.NewFeed(context.Background(), store, hub, logger)
+	feed, err := feed.NewFeed(context.Background(), store, hub, nil, logger)
 	if err != nil {
 		t.Fatal(err)
 	}
-	store.OnCommit = feed.Committed
+	store.Open(feed)
 	ctx, cancel := context.WithCancel(context.Background())
 	go feed.Run(ctx)
 	cfg := Config{

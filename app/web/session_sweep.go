@@ -3,7 +3,6 @@ package web
 import (
 	"context"
 	"log/slog"
-	"time"
 
 	"notesync/realtime"
 )
@@ -18,26 +17,17 @@ func (st *SessionStore) EndHere(id string, hub *realtime.Hub) {
 	hub.CloseSession(id, realtime.StatusPolicyViolation, "auth_required")
 }
 
-// SweepEnded closes, every interval until ctx ends, the connections of
-// sessions that ended elsewhere. Log-out on another node says so over
-// gossip; this sweep catches a lost packet. The cookie stops
-// authenticating everywhere at once (the session row is gone); its open
-// connections close within one interval at worst.
-func (st *SessionStore) SweepEnded(ctx context.Context, hub *realtime.Hub, interval time.Duration, logger *slog.Logger) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		ended, err := st.Ended(ctx, hub.Sessions())
-		if err != nil && ctx.Err() == nil {
-			logger.Warn("check open sessions", "err", err)
-		}
-		for _, id := range ended {
-			st.EndHere(id, hub)
-		}
+// CloseEnded closes the connections here of sessions that ended
+// elsewhere. Log-out on another node says so over gossip; this sweep,
+// which the node runs every so often, catches a lost packet. The cookie
+// stops authenticating everywhere at once (the session row is gone); its
+// open connections close within one sweep at worst.
+func (st *SessionStore) CloseEnded(ctx context.Context, hub *realtime.Hub, logger *slog.Logger) {
+	ended, err := st.Ended(ctx, hub.Sessions())
+	if err != nil && ctx.Err() == nil {
+		logger.Warn("check open sessions", "err", err)
+	}
+	for _, id := range ended {
+		st.EndHere(id, hub)
 	}
 }

@@ -13,9 +13,18 @@ import (
 	"notesync/app/sqlite"
 )
 
-// NewStore opens a real SQLite database in a temp dir; the test's cleanup
-// closes it.
+// NewStore opens a real SQLite database in a temp dir, with its writer
+// handing commits to nobody; the test's cleanup closes it.
 func NewStore(t testing.TB) *sqlite.Store {
+	t.Helper()
+	s := Unopened(t)
+	s.Open(nil)
+	return s
+}
+
+// Unopened is NewStore before its Open, for a test that hands the store's
+// commits to something of its own (a change feed).
+func Unopened(t testing.TB) *sqlite.Store {
 	t.Helper()
 	db, err := sqlite.OpenDB(context.Background(), filepath.Join(t.TempDir(), "test.db"), true)
 	if err != nil {
