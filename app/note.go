@@ -46,7 +46,7 @@ type Change struct {
 }
 
 // snippet is the first words of a note, at most 40 characters: how the
-// page names a note's controls and messages (app.js has its twin).
+// page names a note's controls and messages (static/page.js has its twin).
 func snippet(body string) string {
 	words := strings.Fields(body)
 	if len(words) > 6 {
