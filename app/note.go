@@ -51,7 +51,7 @@ type Change struct {
 }
 
 // Snippet is the first words of a note, at most 40 characters: how the
-// page names a note's controls and messages (app.js has its twin).
+// page names a note's controls and messages (static/page.js has its twin).
 func Snippet(body string) string {
 	words := strings.Fields(body)
 	if len(words) > 6 {

@@ -399,7 +399,7 @@ func (w *worker) delivered(c *wconn, kind string, v, at int64) {
 	}
 }
 
-// Reconnect backoff, as the page (app/web/static/app.js) does it: exponential
+// Reconnect backoff, as the page (app/web/static/transport.js) does it: exponential
 // with full jitter, capped, so that the tabs of a restarted node spread
 // their reconnects instead of arriving in one wave.
 const (

@@ -1,0 +1,155 @@
+// notesync: a note's editor, and what it shows when the note changes
+// elsewhere meanwhile (docs/PROTOCOL.md §6).
+//
+// Every edit names the revision it was made against (If-Match), so that
+// nothing typed or saved elsewhere is overwritten unseen: a save over a
+// newer revision shows both texts and lets the user choose, and a note
+// deleted elsewhere keeps its editor with "Save as a new note".
+
+import { notesync, toVersion, parseJSON } from './page.js';
+import { send, viaFetch, ifMatch, beginOwnWrite, failure } from './write.js';
+import { showNoteError, showFailure } from './status.js';
+import { checkSessionThenEnd } from './transport.js';
+import { ownCreated, ownEdits, gone, refreshTo, fadeOutAndRemove } from './list.js';
+import { noteId, noteRev, isEditing, applyNote, clampNote, labelNote, button, setNotice, markDeletedElsewhere } from './note.js';
+import { editorOpened, editorClosed } from './presence.js';
+
+export function openEditor(li) {
+  if (isEditing(li) || li.classList.contains('note-leaving')) return;
+  const bodyEl = li.querySelector('.note-body');
+  if (!bodyEl) return;
+
+  const form = document.createElement('form');
+  form.className = 'note-edit';
+  form.dataset.baseRev = String(noteRev(li));
+  form.dataset.baseBody = bodyEl.textContent;
+  const notice = document.createElement('p');
+  notice.className = 'edit-notice';
+  notice.setAttribute('role', 'status');
+  notice.tabIndex = -1;
+  notice.hidden = true;
+  const ta = document.createElement('textarea');
+  ta.name = 'body';
+  ta.required = true;
+  ta.maxLength = 10000;
+  ta.value = bodyEl.textContent;
+  ta.rows = Math.min(12, Math.max(3, ta.value.split('\n').length + 1));
+  const row = document.createElement('div');
+  row.className = 'form-row';
+  row.append(button('edit-save', 'Save', true), button('edit-cancel', 'Cancel'));
+  form.append(notice, ta, row);
+
+  form.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') { e.preventDefault(); closeEditor(li); }
+    if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
+  });
+  form.addEventListener('submit', (e) => {
+    e.preventDefault();
+    if (li.classList.contains('note-conflict')) keepMine(li);
+    else if (li.classList.contains('note-deleted-elsewhere')) saveAsNew(li);
+    else saveEdit(li, form, ta.value);
+  });
+
+  li.classList.add('editing');
+  bodyEl.after(form);
+  labelNote(li);
+  ta.focus();
+  editorOpened(noteId(li));
+}
+
+// closeEditor drops the editor (and what was typed in it). A note that
+// was deleted elsewhere goes with it.
+export function closeEditor(li) {
+  const form = li.querySelector('.note-edit');
+  if (form) form.remove();
+  editorClosed(noteId(li));
+  li.classList.remove('editing', 'note-changed-elsewhere', 'note-conflict');
+  if (li.classList.contains('note-deleted-elsewhere')) {
+    gone.set(noteId(li), notesync.version);
+    fadeOutAndRemove(li);
+    return;
+  }
+  clampNote(li);
+  li.querySelector('button[data-action="edit"]')?.focus();
+}
+
+// showConflict: the save was refused because the note is at a newer
+// revision. Both texts are shown, theirs as the note and the user's in
+// the editor, and the user chooses.
+function showConflict(li, note) {
+  applyNote(li, note);
+  li.classList.add('note-changed-elsewhere', 'note-conflict');
+  const form = li.querySelector('.note-edit');
+  form.dataset.theirRev = String(note.rev);
+  setNotice(li, 'This note was changed elsewhere before you saved. Its new text is shown above, yours below. ',
+    [button('keep-mine', 'Keep my text', true), button('take-theirs', 'Take the other text')]);
+  form.querySelector('.edit-notice').focus();
+}
+
+// sendFromEditor sends a write of the editor's text with its controls
+// disabled meanwhile, as one of the tab's own writes, and hands the
+// answer and its JSON to then.
+async function sendFromEditor(form, attempt, then) {
+  const controls = form.querySelectorAll('button, textarea');
+  controls.forEach((c) => { c.disabled = true; });
+  const done = beginOwnWrite();
+  try {
+    const res = await send(attempt);
+    const data = res ? parseJSON(await res.text()) || {} : {};
+    controls.forEach((c) => { c.disabled = false; });
+    then(res, data);
+  } finally {
+    done();
+  }
+}
+
+function saveEdit(li, form, body, rev = Number(form.dataset.baseRev)) {
+  const id = noteId(li);
+  const bodyEl = li.querySelector('.note-body');
+  const unchanged = body === form.dataset.baseBody && !li.classList.contains('note-conflict');
+  if (unchanged || (bodyEl && bodyEl.textContent === body && noteRev(li) === rev)) { closeEditor(li); return; }
+  ownEdits.set(id, body);
+  const attempt = viaFetch('PATCH', `/api/notes/${encodeURIComponent(id)}`, { json: { body }, headers: ifMatch(rev) });
+  return sendFromEditor(form, attempt, (res, data) => {
+    if (res && res.ok && data.note) {
+      ownEdits.set(id, data.note.body);
+      applyNote(li, data.note); // no flash: it is our own edit
+      closeEditor(li);
+      showNoteError('');
+      refreshTo(toVersion(data.version));
+      return;
+    }
+    ownEdits.delete(id);
+    if (res && res.status === 412 && data.note) { showConflict(li, data.note); return; }
+    if (res && res.status === 404) { markDeletedElsewhere(li); return; }
+    showFailure(failure('your changes were not saved; they are still in the editor', res, data));
+    if (res && res.status === 401) checkSessionThenEnd();
+  });
+}
+
+// keepMine saves the typed text over the revision the conflict showed.
+export function keepMine(li) {
+  const form = li.querySelector('.note-edit');
+  if (!form) return;
+  const rev = Number(form.dataset.theirRev || form.dataset.baseRev);
+  form.dataset.baseRev = String(rev);
+  saveEdit(li, form, form.querySelector('textarea').value, rev);
+}
+
+// saveAsNew keeps the text of a note deleted elsewhere as a new note.
+export function saveAsNew(li) {
+  const form = li.querySelector('.note-edit');
+  if (!form) return;
+  const body = form.querySelector('textarea').value;
+  return sendFromEditor(form, viaFetch('POST', '/api/notes', { json: { body } }), (res, data) => {
+    if (res && res.status === 201 && data.note) {
+      ownCreated.add(String(data.note.id));
+      gone.set(noteId(li), notesync.version);
+      li.remove();
+      showNoteError('');
+      refreshTo(toVersion(data.version));
+      return;
+    }
+    showFailure(failure('your text was not saved as a note; it is still in the editor', res, data));
+  });
+}

@@ -1,0 +1,282 @@
+// notesync: the notes list, #notes-list (docs/PROTOCOL.md §3, §5).
+//
+// The list shows a version (window.notesync.version). refreshTo(V) fetches
+// GET /notes?min_version=V, whose answer is at least V by the server's
+// promise (the exact version is in X-Notes-Version), and htmx swaps it in
+// with the list's own swap style, "notes": a keyed reconcile by
+// data-note-id that keeps what is unchanged (an open editor, a note
+// fading out) instead of replacing the list. Refreshes are serialised: one
+// in flight at a time, and the highest version wanted meanwhile is fetched
+// once more after it. A fragment older than what is shown is never applied.
+//
+// A note that arrives from elsewhere glows (note-flash) and one that goes
+// fades out (note-leaving): the swap marks them, and htmx:afterSwap starts
+// the timers that end the glow and remove the note. Timers, never
+// transitionend alone: background tabs pause animations and throttle
+// timers, and glow and fade must finish there too.
+
+import { $, notesync, toVersion, sleep, withPin } from './page.js';
+import { waitForOwnWrites, retryAfterMs } from './write.js';
+import { isEnded, checkSessionThenEnd } from './transport.js';
+import {
+  noteId, noteRev, isEditing, clampNote, labelNote, localizeTimes,
+  markChangedElsewhere, markDeletedElsewhere, clearDeletedElsewhere,
+} from './note.js';
+
+const FLASH_MS = 2000;  // .note-flash lifetime (spec: at least 1.5 s)
+export const LEAVE_MS = 400; // .note-leaving lifetime (CSS fade is 300 ms)
+const SWAP = 'notes';   // the list's htmx swap style (extension "notes-list")
+
+export const listEl = $('#notes-list');
+
+export const ownCreated = new Set();     // ids this tab created: no flash
+export const ownEdits = new Map();       // id -> body this tab saved: no flash
+export const pendingDeletes = new Set(); // ids this tab is deleting right now
+// ids known to be deleted -> the list version at which they were. A list
+// at a later version that holds the id again shows a restored note (ids
+// are never reused); an older one must not bring it back.
+export const gone = new Map();
+const flashTimers = new WeakMap();
+
+const refresh = { wanted: 0, running: false, retryTimer: 0 };
+
+// incoming is the fragment being swapped in: its version, and the notes
+// the swap marked to glow or to leave.
+let incoming = null;
+
+function setShownVersion(v) {
+  notesync.version = v;
+  listEl.dataset.version = String(v);
+  document.body.dataset.version = String(v);
+}
+
+// Ask for the list to show at least `version`. A refresh in flight picks
+// the raised target up when it finishes (the loop in runRefresh).
+export function refreshTo(version) {
+  if (version !== null && version > refresh.wanted) refresh.wanted = version;
+  if (refresh.wanted <= notesync.version || refresh.running) return;
+  runRefresh();
+}
+
+async function runRefresh() {
+  refresh.running = true;
+  clearTimeout(refresh.retryTimer);
+  let failures = 0;
+  try {
+    do {
+      if (isEnded()) return;
+      const min = Math.max(refresh.wanted, notesync.version);
+      const r = await fetchFragment(min);
+      if (r.ended) { checkSessionThenEnd(); return; }
+      if (!r.ok) {
+        failures++;
+        if (failures >= 4) {
+          // Give up for now; a later event retries, and so does this timer.
+          refresh.retryTimer = setTimeout(() => refreshTo(null), 15000);
+          return;
+        }
+        await sleep(r.retryAfter ?? 500 * 2 ** failures);
+        continue;
+      }
+      failures = 0;
+      // Let our own in-flight creates/edits finish first, so their
+      // ids/bodies are known and they do not glow.
+      await waitForOwnWrites();
+      if (r.version >= notesync.version) {
+        swapIn(r.html, r.version);
+        setShownVersion(r.version);
+      }
+    } while (refresh.wanted > notesync.version);
+  } finally {
+    refresh.running = false;
+  }
+}
+
+// fetchFragment asks for the list at minVersion or later. It is a fetch()
+// rather than an htmx request: it must not follow a redirect (XHR always
+// does), and the page's htmx requests are its note form's writes.
+async function fetchFragment(minVersion) {
+  let res;
+  try {
+    res = await fetch(withPin(`/notes?min_version=${minVersion}`), {
+      credentials: 'same-origin',
+      cache: 'no-store',
+      headers: { Accept: 'text/html' },
+      // /notes redirects an anonymous visitor to /login: do not follow that
+      // into parsing the login page as a notes list.
+      redirect: 'manual',
+    });
+  } catch {
+    return { ok: false };
+  }
+  if (res.type === 'opaqueredirect' || res.status === 401) return { ended: true };
+  if (!res.ok) return { ok: false, retryAfter: retryAfterMs(res, null) ?? undefined };
+  const html = await res.text();
+  let version = toVersion(res.headers.get('X-Notes-Version'));
+  if (version === null) {
+    const tpl = document.createElement('template');
+    tpl.innerHTML = html;
+    version = toVersion((tpl.content.querySelector('[data-version]') || {}).dataset?.version) ?? minVersion;
+  }
+  // The server promised at least minVersion; anything else is a bad answer.
+  if (version < minVersion) return { ok: false };
+  return { ok: true, version, html };
+}
+
+// swapIn has htmx swap a fragment of the list, at version, into #notes-list.
+function swapIn(html, version) {
+  incoming = { version, glow: [], leave: [] };
+  try {
+    htmx.swap(listEl, html, { swapStyle: SWAP, settleDelay: 0, ignoreTitle: true, transition: false },
+      { contextElement: listEl });
+  } finally {
+    incoming = null;
+  }
+}
+
+// startList makes the list live: the swap style, the timers started on
+// each swap, and long notes clamped.
+export function startList() {
+  refresh.wanted = notesync.version;
+  htmx.defineExtension('notes-list', {
+    handleSwap(style, target, fragment) {
+      if (style !== SWAP) return false;
+      // Whatever happens, htmx must not fall back to replacing the list.
+      try {
+        if (incoming) reconcile(topNotes(fragment), incoming.version);
+      } catch (err) {
+        console.error('notes list swap:', err);
+      }
+      return true;
+    },
+  });
+  listEl.addEventListener('htmx:afterSwap', (e) => {
+    if (e.target !== listEl || !incoming) return;
+    for (const el of incoming.glow) flash(el);
+    for (const el of incoming.leave) fadeOutAndRemove(el);
+  });
+  localizeTimes(listEl);
+  clampAll();
+  let clampTimer = 0;
+  window.addEventListener('resize', () => {
+    clearTimeout(clampTimer);
+    clampTimer = setTimeout(clampAll, 150);
+  });
+}
+
+function clampAll() {
+  for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) clampNote(el);
+}
+
+// topNotes are the notes of a fragment, not those nested in one.
+function topNotes(fragment) {
+  return Array.from(fragment.querySelectorAll('[data-note-id]'))
+    .filter((el) => !el.parentElement || !el.parentElement.closest('[data-note-id]'));
+}
+
+// Live notes take part in the list's order; leaving ones and ones
+// deleted elsewhere (kept for their open editor) stay where they are.
+const isLiveNote = (node) => node.nodeType === 1 && node.hasAttribute('data-note-id') &&
+  !node.classList.contains('note-leaving') && !node.classList.contains('note-deleted-elsewhere');
+
+// reconcile brings #notes-list in line with `items` (fresh <li>s from the
+// server, in the server's order, newest first), a list at `version`,
+// without replacing what is unchanged.
+function reconcile(items, version) {
+  const existing = new Map();
+  for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) {
+    const id = noteId(el);
+    // Notes already fading out stay as they are (they are about to go).
+    if (el.classList.contains('note-leaving') && !pendingDeletes.has(id)) continue;
+    existing.set(id, el);
+  }
+  for (const fresh of items) {
+    const id = noteId(fresh);
+    if (gone.has(id) && version > gone.get(id)) gone.delete(id); // restored
+  }
+
+  const wanted = items.filter((fresh) => !gone.has(noteId(fresh)));
+  const keep = new Set(wanted.map(noteId));
+
+  // Notes no longer on the server start to leave first, in place: the
+  // placement loop below then steps over them instead of pushing them
+  // down. A note open in an editor stays, with what the user typed
+  // (docs/PROTOCOL.md §6).
+  for (const [id, el] of existing) {
+    if (keep.has(id) || pendingDeletes.has(id)) continue;
+    if (isEditing(el)) { markDeletedElsewhere(el); continue; }
+    gone.set(id, version);
+    el.classList.add('note-leaving');
+    incoming.leave.push(el);
+  }
+
+  let cursor = listEl.firstChild;
+  for (const fresh of wanted) {
+    const id = noteId(fresh);
+    let el = existing.get(id);
+    if (el && pendingDeletes.has(id)) continue; // our delete is in flight
+    if (el) {
+      if (el.classList.contains('note-deleted-elsewhere')) clearDeletedElsewhere(el);
+      updateNote(el, fresh);
+    } else {
+      el = document.importNode(fresh, true);
+      localizeTimes(el);
+      if (!ownCreated.has(id)) glow(el);
+    }
+    // Place el at the cursor, skipping nodes that are leaving or are not
+    // notes (whitespace), so leaving notes fade where they were.
+    while (cursor && cursor !== el && !isLiveNote(cursor)) cursor = cursor.nextSibling;
+    if (cursor === el) cursor = el.nextSibling;
+    else listEl.insertBefore(el, cursor);
+    clampNote(el);
+  }
+}
+
+// glow marks a note of the swap to glow; htmx:afterSwap times it.
+function glow(el) {
+  el.classList.add('note-flash');
+  incoming.glow.push(el);
+}
+
+// updateNote shows a fresh copy of a note. While the note is open in an
+// editor, the typed text is never touched: a newer revision is shown
+// beside it, marked note-changed-elsewhere.
+function updateNote(el, fresh) {
+  const id = noteId(el);
+  const bodyEl = el.querySelector('.note-body');
+  const freshBody = fresh.querySelector('.note-body');
+  const rev = noteRev(fresh);
+  const form = el.querySelector('.note-edit');
+  if (bodyEl && freshBody && bodyEl.textContent !== freshBody.textContent) {
+    bodyEl.textContent = freshBody.textContent;
+    labelNote(el);
+    clampNote(el);
+    if (ownEdits.get(id) === freshBody.textContent) ownEdits.delete(id);
+    else if (!form) glow(el);
+  }
+  if (rev > noteRev(el)) el.setAttribute('data-rev', String(rev));
+  if (form && rev > Number(form.dataset.baseRev)) markChangedElsewhere(el);
+  const timeEl = el.querySelector('time');
+  const freshTime = fresh.querySelector('time');
+  if (timeEl && freshTime && timeEl.dateTime !== freshTime.dateTime) {
+    timeEl.dateTime = freshTime.dateTime;
+    localizeTimes(el);
+  }
+}
+
+// flash makes a note glow for FLASH_MS.
+export function flash(el) {
+  clearTimeout(flashTimers.get(el));
+  el.classList.add('note-flash');
+  flashTimers.set(el, setTimeout(() => el.classList.remove('note-flash'), FLASH_MS));
+}
+
+// fadeOutAndRemove fades a note out and removes it after delay.
+export function fadeOutAndRemove(el, delay = LEAVE_MS) {
+  // Should it come back (undo), it comes back from elsewhere.
+  ownCreated.delete(noteId(el));
+  el.classList.add('note-leaving');
+  if (el.dataset.removing) return;
+  el.dataset.removing = '1';
+  setTimeout(() => el.remove(), delay);
+}
