@@ -3,7 +3,6 @@ package lease_test
 import (
 	"context"
 	"errors"
-	"io"
 	"log/slog"
 	"testing"
 	"time"
@@ -28,7 +27,7 @@ const (
 
 func openServer(t *testing.T) *lease.Server {
 	t.Helper()
-	s := &lease.Server{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	s := &lease.Server{Logger: quietLogger()}
 	if err := s.Open(); err != nil {
 		t.Fatal(err)
 	}
@@ -39,6 +38,8 @@ func openServer(t *testing.T) *lease.Server {
 	})
 	return s
 }
+
+func quietLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // newLeaser is node name's LiteFS lease client, with the tests' TTL and
 // lock delay.
