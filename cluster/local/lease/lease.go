@@ -22,9 +22,10 @@
 //     has a path (the key prefix, as FLY_CONSUL_URL has on Fly); a session
 //     may then name that node.
 //
-// Anything else (ACL tokens, datacenters, health checks, recursive reads,
-// deletes) is not served: tokens and datacenters are ignored, and a query
-// this server cannot answer the way Consul would is refused with 400.
+// Nothing else is served: other paths answer 404 and other methods 405
+// (there is no DELETE). ACL tokens, datacenters and consistency modes are
+// ignored, health checks named by a session too; a read this server cannot
+// answer the way Consul would (?recurse, ?keys, ?raw) is refused with 400.
 //
 // # Consul's semantics, and where this server differs
 //
@@ -76,8 +77,11 @@
 // renews its session one last time and sends the session id down the
 // replication stream; the node renews that same session and acquires the
 // key with it (consul.Leaser.AcquireExisting), and the old primary becomes
-// a replica without destroying the session. A static lease cannot be
-// handed off. A primary told to stop (SIGTERM) does not hand off in
+// a replica without destroying the session: about a second in all, and no
+// lock delay, since no session ends. /promote answers 409 on a node that is
+// not a candidate, and 500 while the node is not connected to a primary
+// (an election in progress): the caller tries again. A static lease cannot
+// be handed off. A primary told to stop (SIGTERM) does not hand off in
 // v0.5.14: it releases the key and destroys its session, and a candidate
 // acquires the key at its next try, within about a second. A node started
 // with lease.promote true asks for the lease as soon as it has caught up,
