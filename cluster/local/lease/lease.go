@@ -23,8 +23,8 @@
 //     may then name that node.
 //
 // Nothing else is served: other paths answer 404 and other methods 405
-// (there is no DELETE). ACL tokens, datacenters and consistency modes are
-// ignored, health checks named by a session too; a read this server cannot
+// (there is no DELETE). ACLs are one token that every request must carry
+// (Token), or none; datacenters and consistency modes are ignored, health checks named by a session too; a read this server cannot
 // answer the way Consul would (?recurse, ?keys, ?raw) is refused with 400.
 //
 // # Consul's semantics, and where this server differs
@@ -90,6 +90,7 @@ package lease
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -135,6 +136,11 @@ type Server struct {
 	// a session create asking for less is refused with 400, as Consul's
 	// session_ttl_min does.
 	MinTTL time.Duration
+	// Token, if set, is the one ACL token accepted: a request that does
+	// not carry it (X-Consul-Token, as LiteFS sends the password of its
+	// Consul URL, http://:TOKEN@host/) is refused with 403, as Consul
+	// refuses an unknown token. Empty, any request is served.
+	Token string
 	// Logger receives sessions that end and keys that move (slog.Default
 	// if nil).
 	Logger *slog.Logger
@@ -238,7 +244,16 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /v1/kv/{key...}", s.handleKVGet)
 	mux.HandleFunc("PUT /v1/kv/{key...}", s.handleKVPut)
 	mux.HandleFunc("PUT /v1/catalog/register", s.handleCatalogRegister)
-	return mux
+	if s.Token == "" {
+		return mux
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if subtle.ConstantTimeCompare([]byte(r.Header.Get("X-Consul-Token")), []byte(s.Token)) != 1 {
+			http.Error(w, "ACL not found", http.StatusForbidden)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // nextIndex advances the write index. s.mu must be held.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strings"
 	"testing"
 	"time"
 
@@ -202,6 +203,22 @@ func TestLeaser(t *testing.T) {
 		}
 		if err := b.SetClusterID(ctx, "LFSCFFFFFFFFFFFFFFFF"); err == nil {
 			t.Fatal("a second cluster ID was set")
+		}
+	})
+
+	t.Run("with a token, only a client that has it is served", func(t *testing.T) {
+		s := &lease.Server{Token: "consul-token", Logger: quietLogger()}
+		if err := s.Open(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		u := strings.Replace(s.URL(), "://", "://:consul-token@", 1) + "/notesync-app"
+		a, b := newLeaser(t, u, "node1"), newLeaser(t, u, "node2")
+		acquire(t, a)
+		wantPrimary(t, b, a)
+		stranger := consul.NewLeaser(strings.Replace(u, "consul-token", "wrong", 1), testKey, "node3", "http://node3:20202")
+		if err := stranger.Open(); err == nil || !strings.Contains(err.Error(), "403") {
+			t.Fatalf("open with a wrong token: %v, want 403", err)
 		}
 	})
 
