@@ -17,7 +17,6 @@ import (
 
 	"github.com/superfly/litefs"
 
-	"notesync/cluster"
 	"notesync/cluster/local/lease"
 	"notesync/internal/localcluster"
 	"notesync/internal/testenv"
@@ -29,12 +28,12 @@ import (
 // and a SIGTERM.
 func TestMount(t *testing.T) {
 	testenv.NeedFUSE(t)
-	bin, err := cluster.LiteFSBinary(os.Getenv("LITEFS_BIN"))
+	b, err := localcluster.Find("") // only its LiteFS: no notesync runs here
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := openServer(t)
-	n1, n2 := newMountNode(t, bin, s, "node1"), newMountNode(t, bin, s, "node2")
+	n1, n2 := newMountNode(t, b.LiteFS, s, "node1"), newMountNode(t, b.LiteFS, s, "node2")
 
 	n1.start(t)
 	n1.waitInfo(t, 20*time.Second, "node1 becomes primary", isPrimary)
