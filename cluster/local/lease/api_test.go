@@ -197,9 +197,15 @@ func TestKV(t *testing.T) {
 			t.Fatalf("got %+v, want held by %s once, value plain", e, a)
 		}
 		call(t, "PUT", url+"l?release="+b, "").want(t, http.StatusOK, "false")
+		if v, ok := s.Holder("l"); !ok || string(v) != "plain" {
+			t.Fatalf("Holder while held: %q, %v; want plain, true", v, ok)
+		}
 		call(t, "PUT", url+"l?release="+a, "").want(t, http.StatusOK, "true")
 		if e, _ := getKV(t, s, "l", ""); e.Session != "" || e.Value != nil {
 			t.Fatalf("after release: %+v, want free and empty", e)
+		}
+		if v, ok := s.Holder("l"); ok {
+			t.Fatalf("Holder after release: %q, true; want no holder", v)
 		}
 		call(t, "PUT", url+"l?acquire="+b, "b").want(t, http.StatusOK, "true")
 		if e, _ := getKV(t, s, "l", ""); e.Session != b || e.LockIndex != 2 {

@@ -227,3 +227,16 @@ func (s *Server) applyKV(wr kvWrite) (bool, error) {
 	s.notify(idx)
 	return true, nil
 }
+
+// Holder returns key's value while a session holds it: for LiteFS's lease,
+// the primary's JSON (hostname and advertise-url). ok is false while no
+// session holds key (or it is missing): no node is primary.
+func (s *Server) Holder(key string) (value []byte, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	e := s.kvs[key]
+	if e == nil || e.session == "" {
+		return nil, false
+	}
+	return append([]byte(nil), e.value...), true
+}
