@@ -151,13 +151,7 @@ func (l *Launcher) openNetwork() error {
 	for i := 1; i <= l.N; i++ {
 		for _, fw := range [][2]string{{l.hostAddr(i), l.httpAddr(i)}, {l.hostMetricsAddr(i), l.metricsAddr(i)}} {
 			ns, from, target := nw.nodes[i-1], fw[0], fw[1]
-			dial := func(ctx context.Context) (conn net.Conn, err error) {
-				err = nw.in(ns, func() error {
-					conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
-					return err
-				})
-				return conn, err
-			}
+			dial := func(ctx context.Context) (net.Conn, error) { return nw.dial(ctx, ns, target) }
 			f, err := startForward(from, dial, l.Logger)
 			if err != nil {
 				return fmt.Errorf("forward %s to node%d: %w", from, i, err)
