@@ -1007,6 +1007,61 @@ func TestLiteFSConfigReadsOnlyWhatTheMachineHas(t *testing.T) {
 	if _, ok := lf["proxy"]; ok {
 		t.Error("litefs.yml has a proxy section")
 	}
+
+	// The lease on Fly: LiteFS's defaults, the app's key, and a candidate
+	// that starts takes the lease (promote); the local cluster's values
+	// come only from variables Fly leaves empty.
+	for i, m := range testMachines(fc) {
+		env := machineEnv(fc, image, m)
+		l := litefsLease(t, env)
+		candidate := i < 2
+		if l.Candidate != candidate || !l.Promote || l.Consul.TTL != 0 || l.Consul.LockDelay != 0 || l.Consul.Key != "litefs/"+fc.App {
+			t.Errorf("machine %s's lease: %+v; want candidate %v, promote, key litefs/%s and LiteFS's TTL and lock delay", m.ID, l, candidate, fc.App)
+		}
+	}
+	// What the local cluster sets parses as LiteFS needs it.
+	l := litefsLease(t, map[string]string{"FLY_REGION": "local", "PRIMARY_REGION": "local", "LITEFS_CONSUL_KEY_LOCAL": "local",
+		"LITEFS_CONSUL_TTL": "5s", "LITEFS_CONSUL_LOCK_DELAY": "500ms", "LITEFS_LEASE_PROMOTE": "false"})
+	if !l.Candidate || l.Promote || l.Consul.TTL != 5*time.Second || l.Consul.LockDelay != 500*time.Millisecond || l.Consul.Key != "litefs/local" {
+		t.Errorf("the local cluster's lease: %+v", l)
+	}
+}
+
+// leaseConfig is litefs.yml's lease section, the part these tests read.
+type leaseConfig struct {
+	Candidate bool
+	Promote   bool
+	Consul    struct {
+		Key       string
+		TTL       time.Duration
+		LockDelay time.Duration `yaml:"lock-delay"`
+	}
+}
+
+// litefsLease is litefs.yml's lease section as LiteFS reads it with env:
+// expanded, ${A == B} and ${A != "x"} included, then parsed.
+func litefsLease(t *testing.T, env map[string]string) leaseConfig {
+	t.Helper()
+	b, err := os.ReadFile("litefs.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := regexp.MustCompile(`^(\w+)\s*(==|!=)\s*(?:'(.*)'|"(.*)")$`)
+	expanded := os.Expand(string(b), func(v string) string {
+		v = strings.TrimSpace(v)
+		if a := litefsExprVars.FindStringSubmatch(v); a != nil {
+			return strconv.FormatBool((env[a[1]] == env[a[3]]) == (a[2] == "=="))
+		}
+		if a := quoted.FindStringSubmatch(v); a != nil {
+			return strconv.FormatBool((env[a[1]] == a[3]+a[4]) == (a[2] == "=="))
+		}
+		return env[v]
+	})
+	var lf struct{ Lease leaseConfig }
+	if err := yaml.Unmarshal([]byte(expanded), &lf); err != nil {
+		t.Fatalf("litefs.yml expanded as on a machine: %v", err)
+	}
+	return lf.Lease
 }
 
 // ------------------------------------------------- LiteFS under a Consul lease
@@ -1263,8 +1318,16 @@ func TestLiteFSConfigOnFly(t *testing.T) {
 			_, err := os.Stat(run.envFile)
 			return err == nil
 		})
-		if _, ok := consul.seen("PUT", "/v1/session/create", ""); !ok {
+		if create, ok := consul.seen("PUT", "/v1/session/create", ""); !ok {
 			t.Errorf("no Consul session: requests %v", consul.requests())
+		} else {
+			// The local cluster's TTL and lock delay stay local: Fly gets
+			// LiteFS's own (10 s, 1 s).
+			var sess struct{ TTL, LockDelay string }
+			err := json.Unmarshal(create.Body, &sess)
+			if d, _ := time.ParseDuration(sess.LockDelay); err != nil || sess.TTL != "10s" || d != time.Second {
+				t.Errorf("session %s (%v): want LiteFS's TTL 10s and lock delay 1s", create.Body, err)
+			}
 		}
 		acq, ok := consul.seen("PUT", "/v1/kv/"+wantKey, "acquire=")
 		if !ok {
