@@ -12,5 +12,7 @@
 // Heal, or the same typed as commands) then cut links between nodes with
 // nftables rules on the bridge.
 //
-// No node imports this package: it starts the notesync binary.
+// A node never calls into this package: the launcher starts each node as
+// a process of its own (the notesync binary under LiteFS), and
+// `notesync cluster` is the launcher's command line.
 package local
