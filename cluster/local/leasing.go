@@ -116,12 +116,8 @@ func (l *Launcher) waitPrimary(ctx context.Context, name string, deadline time.T
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not take the lease in time (primary: %q)", name, l.Primary())
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errExited
-		case <-time.After(100 * time.Millisecond):
+		if err := pause(ctx, exited, 100*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return nil

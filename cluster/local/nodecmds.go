@@ -91,10 +91,8 @@ func (l *Launcher) Promote(ctx context.Context, node string) error {
 		case time.Now().After(deadline):
 			return fmt.Errorf("%s did not take the lease: %s", node, why)
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(250 * time.Millisecond):
+		if err := pause(ctx, nil, 250*time.Millisecond); err != nil {
+			return err
 		}
 	}
 }

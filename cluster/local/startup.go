@@ -214,15 +214,24 @@ func waitReady(ctx context.Context, url string, deadline time.Time, exited <-cha
 		} else {
 			last = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errExited
-		case <-time.After(200 * time.Millisecond):
+		if err := pause(ctx, exited, 200*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("not ready in time: %s", last)
+}
+
+// pause waits d, or less: it returns ctx's error when ctx ends and
+// errExited when exited closes (a nil exited never does).
+func pause(ctx context.Context, exited <-chan struct{}, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-exited:
+		return errExited
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func randomHex(n int) string {
