@@ -61,6 +61,12 @@ COPY litefs.yml /etc/litefs.yml
 #                     id); litefs.yml builds the advertised URL from
 #   LITEFS_FLY_URL_*  http://<machine id>.vm.<app>.internal:20202, a name
 #                     the other machines can resolve
+#   LITEFS_CONSUL_KEY_LOCAL, LITEFS_CONSUL_TTL, LITEFS_CONSUL_LOCK_DELAY,
+#   LITEFS_LEASE_PROMOTE
+#                     empty: the key is litefs/<app>, LiteFS's own TTL (10s)
+#                     and lock delay (1s), and a candidate that starts
+#                     takes the lease back (promote); the local cluster
+#                     sets them
 #   DATA_DIR          the app's own files; nothing durable lives there once
 #                     SESSION_SECRET is set, so it is not on the volume
 ENV NOTESYNC_CMD="/usr/local/bin/notesync" \
@@ -74,6 +80,10 @@ ENV NOTESYNC_CMD="/usr/local/bin/notesync" \
     LITEFS_FLY_URL_SCHEME="http://" \
     LITEFS_FLY_URL_VM=".vm." \
     LITEFS_FLY_URL_SUFFIX=".internal:20202" \
+    LITEFS_CONSUL_KEY_LOCAL="" \
+    LITEFS_CONSUL_TTL="" \
+    LITEFS_CONSUL_LOCK_DELAY="" \
+    LITEFS_LEASE_PROMOTE="" \
     DATA_DIR="/var/lib/notesync"
 
 EXPOSE 8080

@@ -37,7 +37,7 @@ func TestFlags(t *testing.T) {
 		}
 		stdout.Reset()
 		err = run(context.Background(), []string{"cluster", "-h"}, env(nil), &stdout, &stderr)
-		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-netns") {
+		if !errors.Is(err, flag.ErrHelp) || !strings.Contains(stdout.String(), "-netns") || !strings.Contains(stdout.String(), "-lease") || !strings.Contains(stdout.String(), "promote NODE") {
 			t.Errorf("cluster -h: %v, stdout %q", err, stdout.String())
 		}
 		for _, args := range [][]string{{"-bogus"}, {"cluster", "-bogus"}} {
@@ -175,8 +175,8 @@ func TestClusterCommand(t *testing.T) {
 			t.Fatalf("got %v after %v", err, time.Since(start))
 		}
 	})
-	t.Run("bad -n and -base-port are refused by name", func(t *testing.T) {
-		for _, args := range [][]string{{"cluster", "-n", "0"}, {"cluster", "-base-port", "70000"}} {
+	t.Run("bad -n, -base-port and -lease are refused by name", func(t *testing.T) {
+		for _, args := range [][]string{{"cluster", "-n", "0"}, {"cluster", "-base-port", "70000"}, {"cluster", "-lease", "raft"}} {
 			err := run(context.Background(), args, func(string) string { return "" }, &bytes.Buffer{}, &bytes.Buffer{})
 			if err == nil || !strings.Contains(err.Error(), args[1]) {
 				t.Errorf("%v: got %v", args, err)

@@ -49,7 +49,7 @@ require (
 	github.com/prometheus/common v0.72.0 // indirect
 	github.com/prometheus/procfs v0.22.0 // indirect
 	github.com/sean-/seed v0.0.0-20170313163322-e2103e2c3529 // indirect
-	github.com/superfly/litefs v0.5.14 // indirect
+	github.com/superfly/litefs v0.5.14
 	github.com/superfly/litefs-go v0.0.0-20230227231337-34ea5dcf1e0b // indirect
 	github.com/superfly/ltx v0.3.14 // indirect
 	github.com/tidwall/gjson v1.20.0 // indirect

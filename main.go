@@ -46,8 +46,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 }
 
 // runCluster is `notesync cluster`: a local cluster of N nodes, each under
-// its own LiteFS mount, until ctx ends. With -netns each node has a network
-// of its own, and stdin takes fault commands (docs/PROTOCOL.md §10).
+// its own LiteFS mount, until ctx ends. The primary moves under the
+// launcher's Consul lease unless -lease static; stdin takes commands
+// (kill, stop, promote, status) and, with -netns, where each node has a
+// network of its own, fault commands (docs/PROTOCOL.md §10, §11).
 func runCluster(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("notesync cluster", flag.ContinueOnError)
 	fs.SetOutput(io.Discard) // errors are returned, -h is answered by parseFlags
@@ -56,8 +58,9 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 	dir := fs.String("dir", filepath.Join("data", "cluster"), "state of every node")
 	config := fs.String("config", "litefs.yml", "LiteFS configuration")
 	host := fs.String("host", "127.0.0.1", "loopback address the nodes are reached at")
-	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then takes fault commands: "+local.FaultCommands)
-	const head = "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary). Flags:\n"
+	netns := fs.Bool("netns", false, "run each node in a network namespace of its own (10.77.0.i; Linux, root); stdin then also takes fault commands: "+local.FaultCommands)
+	leaseKind := fs.String("lease", local.LeaseConsul, "the LiteFS lease: consul (every node a candidate, node1 the first primary; the primary moves) or static (node1 primary for good)")
+	const head = "Usage: notesync cluster [flags]\n\nRuns a local cluster under real LiteFS mounts (node1 primary at start). Its standard input takes " + local.NodeCommands + ". Flags:\n"
 	if err := parseFlags(fs, args, stdout, head); err != nil {
 		return err
 	}
@@ -72,6 +75,9 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 	}
 	if ip := net.ParseIP(*host); ip == nil || !ip.IsLoopback() {
 		return fmt.Errorf("invalid -host %q: want a loopback address such as 127.0.0.1", *host)
+	}
+	if *leaseKind != local.LeaseConsul && *leaseKind != local.LeaseStatic {
+		return fmt.Errorf("invalid -lease %q: want %s or %s", *leaseKind, local.LeaseConsul, local.LeaseStatic)
 	}
 	if *netns {
 		if err := local.CheckNetns(); err != nil {
@@ -97,7 +103,7 @@ func runCluster(ctx context.Context, args []string, getenv func(string) string, 
 		return err
 	}
 	l := &local.Launcher{
-		N: *n, BasePort: *basePort, Host: *host, Dir: *dir, Netns: *netns, Exe: exe, LiteFS: litefs, Config: cfgPath,
+		N: *n, BasePort: *basePort, Host: *host, Dir: *dir, Netns: *netns, Lease: *leaseKind, Exe: exe, LiteFS: litefs, Config: cfgPath,
 		Input: stdin, Stdout: stdout, Logger: slog.New(slog.NewTextHandler(stderr, nil)),
 	}
 	if err := l.Open(ctx); err != nil {

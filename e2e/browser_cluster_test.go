@@ -148,7 +148,7 @@ func checkPresence(t *testing.T, a, b *bt.Tab) {
 // again (gossip's own order changes), and that tab's cluster panel shows
 // them so.
 func checkMemberOrder(t *testing.T, c *localCluster, tab *bt.Tab) {
-	want := []string{"node1", "node2", "node3"} // node1 holds the static lease
+	want := []string{"node1", "node2", "node3"} // node1, the first primary, holds the lease
 	cookie := tab.CookieHeader(t, c.URL(3))
 	for i := 1; i <= 3; i++ {
 		for range 5 {

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -199,4 +200,59 @@ func TestLiteFSConfigReadsOnlyWhatTheMachineHas(t *testing.T) {
 	if _, ok := lf["proxy"]; ok {
 		t.Error("litefs.yml has a proxy section")
 	}
+
+	// The lease on Fly: LiteFS's defaults, the app's key, and a candidate
+	// that starts takes the lease (promote); the local cluster's values
+	// come only from variables Fly leaves empty.
+	for i, m := range deploytest.Machines(fc) {
+		env := deploytest.MachineEnv(fc, image, m)
+		l := litefsLease(t, env)
+		candidate := i < 2
+		if l.Candidate != candidate || !l.Promote || l.Consul.TTL != 0 || l.Consul.LockDelay != 0 || l.Consul.Key != "litefs/"+fc.App {
+			t.Errorf("machine %s's lease: %+v; want candidate %v, promote, key litefs/%s and LiteFS's TTL and lock delay", m.ID, l, candidate, fc.App)
+		}
+	}
+	// What the local cluster sets parses as LiteFS needs it.
+	l := litefsLease(t, map[string]string{"FLY_REGION": "local", "PRIMARY_REGION": "local", "LITEFS_CONSUL_KEY_LOCAL": "local",
+		"LITEFS_CONSUL_TTL": "5s", "LITEFS_CONSUL_LOCK_DELAY": "500ms", "LITEFS_LEASE_PROMOTE": "false"})
+	if !l.Candidate || l.Promote || l.Consul.TTL != 5*time.Second || l.Consul.LockDelay != 500*time.Millisecond || l.Consul.Key != "litefs/local" {
+		t.Errorf("the local cluster's lease: %+v", l)
+	}
+}
+
+// leaseConfig is litefs.yml's lease section, the part these tests read.
+type leaseConfig struct {
+	Candidate bool
+	Promote   bool
+	Consul    struct {
+		Key       string
+		TTL       time.Duration
+		LockDelay time.Duration `yaml:"lock-delay"`
+	}
+}
+
+// litefsLease is litefs.yml's lease section as LiteFS reads it with env:
+// expanded, ${A == B} and ${A != "x"} included, then parsed.
+func litefsLease(t *testing.T, env map[string]string) leaseConfig {
+	t.Helper()
+	b, err := os.ReadFile(deploytest.Path(t, "litefs.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	quoted := regexp.MustCompile(`^(\w+)\s*(==|!=)\s*(?:'(.*)'|"(.*)")$`)
+	expanded := os.Expand(string(b), func(v string) string {
+		v = strings.TrimSpace(v)
+		if a := litefsExprVars.FindStringSubmatch(v); a != nil {
+			return strconv.FormatBool((env[a[1]] == env[a[3]]) == (a[2] == "=="))
+		}
+		if a := quoted.FindStringSubmatch(v); a != nil {
+			return strconv.FormatBool((env[a[1]] == a[3]+a[4]) == (a[2] == "=="))
+		}
+		return env[v]
+	})
+	var lf struct{ Lease leaseConfig }
+	if err := yaml.Unmarshal([]byte(expanded), &lf); err != nil {
+		t.Fatalf("litefs.yml expanded as on a machine: %v", err)
+	}
+	return lf.Lease
 }

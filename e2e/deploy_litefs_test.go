@@ -272,9 +272,7 @@ func TestLiteFSConfigOnFly(t *testing.T) {
 			_, err := os.Stat(run.envFile)
 			return err == nil
 		})
-		if _, ok := consul.seen("PUT", "/v1/session/create", ""); !ok {
-			t.Errorf("no Consul session: requests %v", consul.requests())
-		}
+		checkFlySession(t, consul)
 		acq, ok := consul.seen("PUT", "/v1/kv/"+wantKey, "acquire=")
 		if !ok {
 			t.Fatalf("no lease acquired on key %q: requests %v", wantKey, consul.requests())
@@ -357,4 +355,21 @@ func TestLiteFSConfigOnFly(t *testing.T) {
 		// with no primary to reach waits for kill_timeout. Do not wait here.
 		run.stop(t, 200*time.Millisecond)
 	})
+}
+
+// checkFlySession checks the session LiteFS created on Fly's Consul: the
+// local cluster's TTL and lock delay stay local, and Fly gets LiteFS's own
+// (10 s, 1 s).
+func checkFlySession(t *testing.T, consul *fakeConsul) {
+	t.Helper()
+	create, ok := consul.seen("PUT", "/v1/session/create", "")
+	if !ok {
+		t.Errorf("no Consul session: requests %v", consul.requests())
+		return
+	}
+	var sess struct{ TTL, LockDelay string }
+	err := json.Unmarshal(create.Body, &sess)
+	if d, _ := time.ParseDuration(sess.LockDelay); err != nil || sess.TTL != "10s" || d != time.Second {
+		t.Errorf("session %s (%v): want LiteFS's TTL 10s and lock delay 1s", create.Body, err)
+	}
 }

@@ -32,7 +32,7 @@ func TestNetnsCommandLine(t *testing.T) {
 	}
 	prefix := strings.TrimSuffix(strings.TrimSuffix(ns, ")"), "node1")
 	first.waitFor(t, "cluster ready", 90*time.Second)
-	first.waitFor(t, "type a fault command", time.Second)
+	first.waitFor(t, "type a command", time.Second)
 
 	t.Run("fault commands on stdin answer ok, the cuts, or what is wrong", func(t *testing.T) {
 		for _, c := range []struct{ cmd, want string }{

@@ -27,6 +27,7 @@ import (
 	"github.com/coder/websocket"
 
 	"notesync/cluster"
+	"notesync/cluster/local"
 	"notesync/internal/testenv"
 )
 
@@ -38,12 +39,21 @@ type netnsCluster struct {
 }
 
 // startNetnsCluster starts n nodes, each in a network namespace of its own,
-// and checks when the test ends that every namespace is gone.
+// under a static lease: §10's faults are tested with node1 primary
+// whatever is cut, as a primary cut off from both replicas that keeps
+// taking writes. It checks when the test ends that every namespace is gone.
 func startNetnsCluster(t *testing.T, n int) *netnsCluster {
+	t.Helper()
+	return startNetnsClusterLease(t, n, local.LeaseStatic)
+}
+
+// startNetnsClusterLease is startNetnsCluster under the lease kind given.
+func startNetnsClusterLease(t *testing.T, n int, kind string) *netnsCluster {
 	t.Helper()
 	testenv.NeedNetns(t)
 	l := newLauncher(t, n)
 	l.Netns = true
+	l.Lease = kind
 	var names []string
 	t.Cleanup(func() { // runs after the launcher has stopped
 		for _, name := range names {

@@ -2,17 +2,19 @@ package local
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"strings"
 )
 
-// FaultCommands lists the fault commands Command takes.
-const FaultCommands = "partition NODE [NODE], oneway FROM TO, heal [NODE], status"
+// FaultCommands lists the fault commands Command takes with Netns.
+const FaultCommands = "partition NODE [NODE], oneway FROM TO, heal [NODE]"
 
-// Command runs one fault command, as typed on the launcher's standard
-// input, and returns its one-line answer: "ok", the cuts in force for
-// status, or what is wrong.
+// Command runs one command, as typed on the launcher's standard input
+// (NodeCommands, and with Netns FaultCommands), and returns its one-line
+// answer: "ok", the primary (and with Netns the cuts in force) for status,
+// or what is wrong.
 func (l *Launcher) Command(line string) string {
 	f := strings.Fields(line)
 	if len(f) == 0 {
@@ -20,6 +22,11 @@ func (l *Launcher) Command(line string) string {
 	}
 	var err error
 	switch f[0] {
+	case "kill", "stop", "promote":
+		if len(f) != 2 {
+			return "usage: " + f[0] + " NODE"
+		}
+		err = l.nodeCommand(f[0], f[1])
 	case "partition":
 		if len(f) < 2 || len(f) > 3 {
 			return "usage: partition NODE (from every other node) or partition NODE NODE (that link)"
@@ -36,17 +43,32 @@ func (l *Launcher) Command(line string) string {
 		}
 		err = l.Heal(f[1:]...)
 	case "status":
-		if !l.Netns {
-			return ErrNoNetns.Error()
+		if len(f) != 1 {
+			return "usage: status"
 		}
-		return describeCuts(l.Cuts())
+		if !l.Netns {
+			return l.leaseStatus()
+		}
+		return describeCuts(l.Cuts()) + "; " + l.leaseStatus()
 	default:
-		return fmt.Sprintf("unknown command %q; commands: %s", f[0], FaultCommands)
+		return fmt.Sprintf("unknown command %q; commands: %s, %s", f[0], NodeCommands, FaultCommands)
 	}
 	if err != nil {
 		return err.Error()
 	}
 	return "ok"
+}
+
+// nodeCommand runs kill, stop or promote on node.
+func (l *Launcher) nodeCommand(cmd, node string) error {
+	switch cmd {
+	case "kill":
+		return l.Kill(node)
+	case "stop":
+		return l.Stop(node)
+	default:
+		return l.Promote(context.Background(), node)
+	}
 }
 
 // describeCuts says which links are cut: "node1<->node3" both ways,

@@ -91,6 +91,7 @@ func (l *Launcher) changeCuts(change func(map[[2]int]bool)) error {
 		return err
 	}
 	l.cuts = next
+	l.cutLeaseRelays()
 	return nil
 }
 

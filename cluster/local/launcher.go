@@ -12,14 +12,18 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"notesync/cluster/local/lease"
 )
 
 // Launcher runs a local cluster of N nodes on one Linux machine, each node
-// under its own real LiteFS mount (static lease, node1 primary) started as
-// the exec child of LiteFS, the way the container runs it. The nodes gossip
-// over loopback, or with Netns each on a network of its own, and share one
-// session secret. Open starts the nodes, Run starts again a node that
-// dies, and Close stops every node and unmounts every mount.
+// under its own real LiteFS mount started as the exec child of LiteFS, the
+// way the container runs it. The lease is the launcher's own Consul lease
+// server, every node a candidate and node1 the first primary, or a static
+// lease held by node1 (Lease). The nodes gossip over loopback, or with
+// Netns each on a network of its own, and share one session secret. Open
+// starts the nodes, Run starts again a node that dies, and Close stops
+// every node and unmounts every mount.
 type Launcher struct {
 	N        int
 	BasePort int    // HTTP port of node1; node i listens on BasePort+i-1
@@ -30,7 +34,9 @@ type Launcher struct {
 	// §10); Partition, OneWay and Heal then cut links between nodes. It
 	// needs Linux and root (CheckNetns).
 	Netns bool
-	// Input, if set, is read by Run for fault commands, one a line (see
+	// Lease is LeaseConsul (the default) or LeaseStatic.
+	Lease string
+	// Input, if set, is read by Run for commands, one a line (see
 	// Command); the answers go to Stdout.
 	Input io.Reader
 	// Exe is the notesync binary each LiteFS mount starts.
@@ -62,6 +68,9 @@ type Launcher struct {
 
 	faultMu sync.Mutex      // serialises changes to the cuts
 	cuts    map[[2]int]bool // {from, to} node indexes whose packets drop
+
+	leaseSrv *lease.Server  // with LeaseConsul: the lease
+	relays   []*portForward // with Netns and LeaseConsul: node i's way to it
 }
 
 // nodeProc is one supervised LiteFS process with its app.
@@ -138,13 +147,20 @@ func (l *Launcher) Open(ctx context.Context) error {
 	if err := CheckFUSE(); err != nil {
 		return err
 	}
-	l.defaults()
+	if err := l.defaults(); err != nil {
+		return err
+	}
 	lock, err := lockDir(l.Dir, l.describe())
 	if err != nil {
 		return err
 	}
 	l.lock = lock
+	if err := l.openLease(); err != nil {
+		l.lock.release()
+		return err
+	}
 	if err := l.prepare(); err != nil {
+		l.closeLease()
 		l.lock.release()
 		return err
 	}
@@ -152,12 +168,13 @@ func (l *Launcher) Open(ctx context.Context) error {
 		l.Close()
 		return err
 	}
-	l.exited = make(chan *nodeProc, len(l.nodes))
-	for _, n := range l.nodes {
-		if err := l.start(n); err != nil {
-			l.Close()
-			return err
-		}
+	if err := l.openLeaseRelays(); err != nil {
+		l.Close()
+		return err
+	}
+	if err := l.startAll(ctx); err != nil {
+		l.Close()
+		return err
 	}
 	if err := l.waitAllReady(ctx); err != nil {
 		l.Close()
@@ -211,9 +228,10 @@ func (l *Launcher) Close() {
 		}
 		fmt.Fprintln(l.Stdout, msg)
 	}
-	for _, f := range l.fwds {
+	for _, f := range append(l.fwds, l.relays...) {
 		f.Close()
 	}
+	l.closeLease()
 	if l.net != nil {
 		if removed := l.net.close(); len(removed) > 0 {
 			fmt.Fprintf(l.Stdout, "removed network namespaces %s\n", strings.Join(removed, " "))

@@ -2,10 +2,12 @@ package local
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -200,6 +202,15 @@ func (nw *network) applyCuts(cuts [][2]int) error {
 // that fn creates and processes that it starts stay in ns.
 func (nw *network) in(ns *os.File, fn func() error) error {
 	return inNetns(nw.host, ns, fn)
+}
+
+// dial connects to target (host:port) from inside the namespace ns.
+func (nw *network) dial(ctx context.Context, ns *os.File, target string) (conn net.Conn, err error) {
+	err = nw.in(ns, func() error {
+		conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
+		return err
+	})
+	return conn, err
 }
 
 // disableIPv6 turns IPv6 off in the calling thread's network namespace.

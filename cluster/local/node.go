@@ -40,29 +40,18 @@ func (l *Launcher) newNode(i int) (*nodeProc, error) {
 }
 
 // nodeEnv is what node i's LiteFS (litefs.yml) and app read from the
-// environment.
+// environment; leaseEnv adds the lease's part.
 func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 	var peers []string
 	for j := 1; j <= l.N; j++ {
 		peers = append(peers, l.gossipAddr(j))
 	}
-	primaryRegion := ""
-	if i == 1 {
-		primaryRegion = "local" // only node1 is a lease candidate
-	}
-	return []string{
+	env := []string{
 		"LITEFS_DIR=" + n.fuseDir,
 		"LITEFS_DATA_DIR=" + filepath.Join(base, "litefs"),
 		"LITEFS_HTTP_ADDR=" + l.litefsAddr(i),
 		"LITEFS_URL=http://" + l.litefsAddr(i),
-		"LITEFS_LEASE_TYPE=static",
-		// With a static lease every node names the primary's hostname
-		// and URL; a replica reports its own values as the primary's.
-		"LITEFS_LEASE_HOSTNAME=node1",
-		"LITEFS_LEASE_ADVERTISE_URL=http://" + l.litefsAddr(1),
 		"FLY_REGION=local",
-		"PRIMARY_REGION=" + primaryRegion,
-		"FLY_CONSUL_URL=",
 		"FLY_APP_NAME=", // set, LiteFS would act as on Fly.io
 		"FLY_MACHINE_ID=",
 		"NOTESYNC_CMD=" + l.Exe,
@@ -78,6 +67,7 @@ func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 		"GOSSIP_KEY=" + l.GossipKey,
 		"SESSION_SECRET=" + l.SessionSecret,
 	}
+	return append(env, l.leaseEnv(i)...)
 }
 
 // start launches LiteFS for n, which mounts and starts the app.

@@ -38,10 +38,16 @@ func startForward(addr string, dial func(ctx context.Context) (net.Conn, error),
 	if err != nil {
 		return nil, err
 	}
+	return serveForward(ln, dial, logger), nil
+}
+
+// serveForward relays each connection ln accepts to what dial reaches,
+// until Close.
+func serveForward(ln net.Listener, dial func(ctx context.Context) (net.Conn, error), logger *slog.Logger) *portForward {
 	f := &portForward{ln: ln, dial: dial, logger: logger, conns: map[net.Conn]struct{}{}}
 	f.wg.Add(1)
 	go f.serve()
-	return f, nil
+	return f
 }
 
 func (f *portForward) serve() {
@@ -119,15 +125,23 @@ func (f *portForward) untrack(c net.Conn) {
 	f.mu.Unlock()
 }
 
+// closeConns closes every relayed connection; new ones are still
+// accepted.
+func (f *portForward) closeConns() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for c := range f.conns {
+		c.Close()
+	}
+}
+
 // Close stops listening, closes every relayed connection and waits for
 // the relays to end.
 func (f *portForward) Close() {
 	f.mu.Lock()
 	f.closed = true
-	for c := range f.conns {
-		c.Close()
-	}
 	f.mu.Unlock()
+	f.closeConns()
 	f.ln.Close()
 	f.wg.Wait()
 }

@@ -86,8 +86,16 @@ func (l *Launcher) checkAddrs() error {
 	return nil
 }
 
-// defaults fills in the fields left empty.
-func (l *Launcher) defaults() {
+// defaults fills in the fields left empty, and refuses a Lease it does
+// not know.
+func (l *Launcher) defaults() error {
+	switch l.Lease {
+	case "":
+		l.Lease = LeaseConsul
+	case LeaseConsul, LeaseStatic:
+	default:
+		return fmt.Errorf("lease %q: want %s or %s", l.Lease, LeaseConsul, LeaseStatic)
+	}
 	if l.Host == "" {
 		l.Host = "127.0.0.1"
 	}
@@ -108,13 +116,37 @@ func (l *Launcher) defaults() {
 		_, _ = rand.Read(k)
 		l.GossipKey = base64.StdEncoding.EncodeToString(k)
 	}
+	return nil
+}
+
+// startAll starts every node. With a Consul lease node1 starts alone and
+// the others once it holds the lease, so that node1 is the first primary,
+// as with a static lease.
+func (l *Launcher) startAll(ctx context.Context) error {
+	l.exited = make(chan *nodeProc, len(l.nodes))
+	deadline := time.Now().Add(l.ReadyTimeout)
+	for i, n := range l.nodes {
+		if err := l.start(n); err != nil {
+			return err
+		}
+		if i > 0 || l.Lease != LeaseConsul {
+			continue
+		}
+		l.mu.Lock()
+		done := n.done
+		l.mu.Unlock()
+		if err := l.waitPrimary(ctx, n.name, deadline, done); err != nil {
+			return fmt.Errorf("%s did not start: %w%s", n.name, err, n.logTail(8))
+		}
+	}
+	return nil
 }
 
 // waitAllReady waits until every node answers /readyz and prints each
 // node's URL and role.
 func (l *Launcher) waitAllReady(ctx context.Context) error {
 	deadline := time.Now().Add(l.ReadyTimeout)
-	for i, n := range l.nodes {
+	for _, n := range l.nodes {
 		l.mu.Lock()
 		done := n.done
 		l.mu.Unlock()
@@ -125,7 +157,7 @@ func (l *Launcher) waitAllReady(ctx context.Context) error {
 			return fmt.Errorf("%s did not start: %w%s", n.name, err, n.logTail(8))
 		}
 		role := "replica"
-		if i == 0 {
+		if n.name == l.Primary() {
 			role = "primary"
 		}
 		where := ""
@@ -151,13 +183,7 @@ func (l *Launcher) openNetwork() error {
 	for i := 1; i <= l.N; i++ {
 		for _, fw := range [][2]string{{l.hostAddr(i), l.httpAddr(i)}, {l.hostMetricsAddr(i), l.metricsAddr(i)}} {
 			ns, from, target := nw.nodes[i-1], fw[0], fw[1]
-			dial := func(ctx context.Context) (conn net.Conn, err error) {
-				err = nw.in(ns, func() error {
-					conn, err = (&net.Dialer{}).DialContext(ctx, "tcp", target)
-					return err
-				})
-				return conn, err
-			}
+			dial := func(ctx context.Context) (net.Conn, error) { return nw.dial(ctx, ns, target) }
 			f, err := startForward(from, dial, l.Logger)
 			if err != nil {
 				return fmt.Errorf("forward %s to node%d: %w", from, i, err)
@@ -188,15 +214,24 @@ func waitReady(ctx context.Context, url string, deadline time.Time, exited <-cha
 		} else {
 			last = err.Error()
 		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-exited:
-			return errExited
-		case <-time.After(200 * time.Millisecond):
+		if err := pause(ctx, exited, 200*time.Millisecond); err != nil {
+			return err
 		}
 	}
 	return fmt.Errorf("not ready in time: %s", last)
+}
+
+// pause waits d, or less: it returns ctx's error when ctx ends and
+// errExited when exited closes (a nil exited never does).
+func pause(ctx context.Context, exited <-chan struct{}, d time.Duration) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-exited:
+		return errExited
+	case <-time.After(d):
+		return nil
+	}
 }
 
 func randomHex(n int) string {

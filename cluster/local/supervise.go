@@ -8,15 +8,17 @@ import (
 )
 
 // Run serves the cluster Open started until ctx ends: it answers the
-// fault commands read from Input, and starts again any node whose process
+// commands read from Input, and starts again any node whose process
 // exits. Close then stops the cluster. Run may be called again after it
 // returns, so that restarts can pause; each Run reads Input, so give it
 // only to a launcher that runs once.
 func (l *Launcher) Run(ctx context.Context) {
 	if l.Input != nil {
+		cmds := NodeCommands
 		if l.Netns {
-			fmt.Fprintf(l.Stdout, "type a fault command: %s\n", FaultCommands)
+			cmds += ", " + FaultCommands
 		}
+		fmt.Fprintf(l.Stdout, "type a command: %s\n", cmds)
 		go l.serveCommands(l.Input)
 	}
 	l.restartExited(ctx)
