@@ -52,7 +52,13 @@ type Node struct {
 	closers []closer // what Open made, to undo in reverse
 }
 
-var _ feed.Replication = (*cluster.Changes)(nil)
+// The change pipeline's interfaces, each declared where it is used, and
+// what the node gives them.
+var (
+	_ sqlite.Committer  = (*feed.Feed)(nil)
+	_ sqlite.Positioner = (*cluster.LiteFS)(nil)
+	_ feed.Replication  = (*cluster.Changes)(nil)
+)
 
 // closer is one step of Close.
 type closer struct {
@@ -188,7 +194,7 @@ func (n *Node) openStore(ctx context.Context) error {
 	f.ObserveRead = n.metrics.ObserveFeedRead
 	f.ObservePushed = n.metrics.ObserveFeedPushed
 	n.feed = f
-	n.store.Position = n.lfs.TXID
+	n.store.Position = n.lfs
 	// The writer hands each commit's changes to the feed.
 	n.store.Open(f)
 	n.onClose("store writer", func() error { n.store.Close(); return nil })

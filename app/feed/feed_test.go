@@ -186,6 +186,11 @@ type recordingReplication struct {
 func (r *recordingReplication) Announce(txid uint64, data []byte) { r.announce(txid, data) }
 func (r *recordingReplication) C() <-chan []byte                  { return r.news }
 
+// positionFunc is a function as a sqlite.Positioner.
+type positionFunc func() (uint64, error)
+
+func (f positionFunc) TXID() (uint64, error) { return f() }
+
 // TestFeedShared checks a replica's path: changes another node shared are
 // pushed without a read once they follow what was pushed last; news that
 // does not follow, and a plain wake-up, make the feed read the log; and
@@ -204,7 +209,7 @@ func TestFeedShared(t *testing.T) {
 	}
 	pf.Publisher.(*recordingPublisher).feed = pf
 	out.announce = func(txid uint64, data []byte) { txids = append(txids, txid); shared = append(shared, data) }
-	primary.Position = func() (uint64, error) { return uint64(100 + len(txids)), nil }
+	primary.Position = positionFunc(func() (uint64, error) { return uint64(100 + len(txids)), nil })
 	primary.Open(pf)
 	for range 4 {
 		if _, err := primary.CreateNote(ctx, u.ID, "n", app.Idempotency{}); err != nil {

@@ -18,11 +18,11 @@ type Store struct {
 	db *DB
 	// Node is recorded in the change log as where a change was made.
 	Node string
-	// Position, if set, returns the database's replication position
-	// (LiteFS's TXID). It is read inside each group commit that changes
+	// Position, if set, gives the database's replication position
+	// (cluster.LiteFS). It is read inside each group commit that changes
 	// notes, where nothing else can commit, so the commit's own position
 	// is the next one.
-	Position func() (uint64, error)
+	Position Positioner
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
 	// PasswordPepper keys the HMAC that passwords go through before bcrypt
@@ -39,6 +39,12 @@ type Store struct {
 	writes     chan *writeReq
 	writerDone chan struct{}
 	closeOnce  sync.Once
+}
+
+// Positioner gives the database's replication position: LiteFS's TXID,
+// 0 before there is one.
+type Positioner interface {
+	TXID() (uint64, error)
 }
 
 // Committer takes what each group commit appended to the change log, in

@@ -140,7 +140,7 @@ func (s *Store) nextPosition(applied []bool) uint64 {
 	if s.Position == nil || !slices.Contains(applied, true) {
 		return 0
 	}
-	pos, err := s.Position()
+	pos, err := s.Position.TXID()
 	if err != nil || pos == 0 {
 		return 0
 	}
