@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -54,15 +55,32 @@ func FuzzReadNoteWrite(f *testing.F) {
 	})
 }
 
+// FuzzValidateNoteBody: an accepted body is valid UTF-8 of at most
+// MaxNoteChars characters, has a letter, digit, punctuation or symbol, and
+// no control character but tab and line breaks; a body of such characters
+// with an ASCII letter or digit among them is accepted; a refusal is a 400
+// with words.
 func FuzzValidateNoteBody(f *testing.F) {
-	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語", " \n\t ", "\u00a0\u2003", " a "} {
+	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語", " \n\t ", "\u00a0\u2003", " a ",
+		"\u200b\u200b", "\ufeff", "\u2800", "\u0000", "a\u0000", "a\r\nb", "a\rb", "\u3164", "\u0301", "👩\u200d💻"} {
 		f.Add(s)
 	}
+	badControl := func(r rune) bool { return unicode.Is(unicode.Cc, r) && r != '\t' && r != '\n' }
 	f.Fuzz(func(t *testing.T, s string) {
 		err := ValidateNoteBody(s)
-		valid := utf8.ValidString(s) && strings.TrimSpace(s) != "" && utf8.RuneCountInString(s) <= MaxNoteChars
-		if (err == nil) != valid {
-			t.Fatalf("%q: err=%v, valid=%v", s, err, valid)
+		shape := utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxNoteChars &&
+			!strings.ContainsFunc(strings.ReplaceAll(s, "\r\n", "\n"), badControl)
+		if err == nil {
+			if !shape || !strings.ContainsFunc(s, func(r rune) bool { return unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) }) {
+				t.Fatalf("accepted %q", s)
+			}
+			return
+		}
+		if shape && strings.ContainsFunc(s, func(r rune) bool { return r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) }) {
+			t.Fatalf("refused %q: %v", s, err)
+		}
+		if ErrorStatus(err) != http.StatusBadRequest || ErrorMessage(err) == "" {
+			t.Fatalf("%q refused with %d %q", s, ErrorStatus(err), ErrorMessage(err))
 		}
 	})
 }
