@@ -70,10 +70,10 @@ type config struct {
 	// Benchmark lowers the floor of BcryptCost below bcryptFloor: password
 	// hashes made then are cheap to crack, so only a load test may ask.
 	Benchmark  bool
-	BcryptCost int // 0: app.Store's default
+	BcryptCost int // 0: sqlite.Store's default
 
 	// Test hooks.
-	bodyTimeout time.Duration // default app.BodyTimeout
+	bodyTimeout time.Duration // default web.BodyTimeout
 	ready       chan<- string // receives the listening address
 }
 

@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"log/slog"
-	"notesync/app"
-	"notesync/cluster"
 	"time"
+
+	"notesync/app"
+	"notesync/app/sqlite"
+	"notesync/cluster"
 )
 
 // Background jobs of the primary.
@@ -25,7 +27,7 @@ func onPrimary(ctx context.Context, lfs *cluster.LiteFS, logger *slog.Logger, d 
 
 // prune deletes stale change-log rows, idempotency keys and sessions every
 // ten minutes, on the primary (writes happen there only).
-func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
+func prune(ctx context.Context, store *sqlite.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
 	onPrimary(ctx, lfs, logger, 10*time.Minute, "prune", func(ctx context.Context) error {
 		return store.Prune(ctx, time.Hour)
 	})
@@ -33,7 +35,7 @@ func prune(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *s
 
 // purge forgets deleted notes once their undo window has passed, on the
 // primary; a check that finds none costs a read.
-func purge(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
+func purge(ctx context.Context, store *sqlite.Store, lfs *cluster.LiteFS, logger *slog.Logger) {
 	onPrimary(ctx, lfs, logger, app.UndoWindow/3, "purge deleted notes", func(ctx context.Context) error {
 		_, err := store.Purge(ctx)
 		return err
@@ -41,8 +43,8 @@ func purge(ctx context.Context, store *app.Store, lfs *cluster.LiteFS, logger *s
 }
 
 // checkpoint keeps the WAL short on the node that writes, off the commit
-// path (see app.DB.Checkpoint).
-func checkpoint(ctx context.Context, db *app.DB, lfs *cluster.LiteFS, logger *slog.Logger) {
+// path (see sqlite.DB.Checkpoint).
+func checkpoint(ctx context.Context, db *sqlite.DB, lfs *cluster.LiteFS, logger *slog.Logger) {
 	onPrimary(ctx, lfs, logger, time.Second, "checkpoint", func(ctx context.Context) error {
 		_, _, err := db.Checkpoint(ctx)
 		return err

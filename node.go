@@ -12,7 +12,9 @@ import (
 	"sync"
 	"time"
 
-	"notesync/app"
+	"notesync/app/feed"
+	"notesync/app/sqlite"
+	"notesync/app/web"
 	"notesync/cluster"
 	"notesync/realtime"
 )
@@ -34,16 +36,16 @@ type Node struct {
 	lfs       *cluster.LiteFS
 	changes   *cluster.Changes // what LiteFS applied and the primary shared
 	promoted  chan struct{}    // one slot: LiteFS made this node the primary
-	db        *app.DB
+	db        *sqlite.DB
 	hub       *realtime.Hub
-	metrics   *app.Metrics
-	store     *app.Store
-	feed      *app.Feed
-	sessions  *app.SessionStore
+	metrics   *web.Metrics
+	store     *sqlite.Store
+	feed      *feed.Feed
+	sessions  *web.SessionStore
 	members   *cluster.Membership // nil without gossip
 	listeners []net.Listener
 	httpURL   string // where other nodes reach this one
-	app       *app.Server
+	app       *web.Server
 	server    *http.Server
 
 	closers []closer // what Open made, to undo in reverse
@@ -143,7 +145,7 @@ func (n *Node) openLiteFS(ctx context.Context) error {
 // replica receives the schema by replication (reporting on /readyz until
 // it has it).
 func (n *Node) openDatabase(ctx context.Context) error {
-	db, err := app.OpenDB(ctx, n.cfg.DBPath, n.lfs.IsPrimary())
+	db, err := sqlite.OpenDB(ctx, n.cfg.DBPath, n.lfs.IsPrimary())
 	if err != nil {
 		return err
 	}
@@ -156,16 +158,16 @@ func (n *Node) openHub(context.Context) error {
 	n.hub = realtime.NewHub()
 	n.hub.Logger = n.logger
 	n.hub.Node = n.cfg.Node
-	n.hub.PresenceMessage = app.PresenceMessage
+	n.hub.PresenceMessage = web.PresenceMessage
 	n.hub.MaxConnsPerUser = n.cfg.MaxConnsPerUser
 	n.hub.MaxConns = n.cfg.MaxConns
-	n.metrics = app.NewMetrics(n.hub)
+	n.metrics = web.NewMetrics(n.hub)
 	return nil
 }
 
 // openStore opens the store with its hooks, and the change feed over it.
 func (n *Node) openStore(ctx context.Context) error {
-	n.store = app.NewStore(n.db, n.cfg.Node)
+	n.store = sqlite.NewStore(n.db, n.cfg.Node)
 	n.onClose("store writer", func() error { n.store.Close(); return nil })
 	n.store.ObserveBatch = func(writes int, took time.Duration) {
 		n.metrics.WriteBatch.Observe(float64(writes))
@@ -178,19 +180,19 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.logger.Warn("benchmark mode: password hashes may be weak", "bcrypt_cost", n.store.BcryptCost)
 	}
 	n.store.PasswordPepper = passwordPepper(n.cfg, n.secret)
-	feed, err := app.NewFeed(ctx, n.store, n.hub, n.logger)
+	f, err := feed.NewFeed(ctx, n.store, n.hub, n.logger)
 	if err != nil {
 		return err
 	}
-	feed.ObserveDelay = func(d time.Duration) { n.metrics.PushDelay.Observe(d.Seconds()) }
-	feed.ObserveRead = n.metrics.ObserveFeedRead
-	feed.ObservePushed = n.metrics.ObserveFeedPushed
+	f.ObserveDelay = func(d time.Duration) { n.metrics.PushDelay.Observe(d.Seconds()) }
+	f.ObserveRead = n.metrics.ObserveFeedRead
+	f.ObservePushed = n.metrics.ObserveFeedPushed
 	// A replica's news comes from LiteFS's events, with what the primary
 	// shared of each transaction; the primary's from its own writer.
-	feed.Wake = n.changes.C()
-	feed.Share = n.changes.Committed
+	f.Wake = n.changes.C()
+	f.Share = n.changes.Committed
 	n.store.Position = n.lfs.TXID
-	n.feed = feed
+	n.feed = f
 	return nil
 }
 
@@ -217,7 +219,7 @@ func (n *Node) openListeners(context.Context) error {
 }
 
 func (n *Node) openSessions(context.Context) error {
-	n.sessions = app.NewSessionStore(n.store, n.secret)
+	n.sessions = web.NewSessionStore(n.store, n.secret)
 	n.sessions.IsPrimary = n.lfs.IsPrimary
 	n.sessions.ReplicaWait = 3 * time.Second
 	n.sessions.CacheFor(sessionCacheTTL)
@@ -242,7 +244,7 @@ func (n *Node) openCluster(context.Context) error {
 }
 
 func (n *Node) openHTTP(context.Context) error {
-	srv, err := app.NewServer(app.Config{
+	srv, err := web.NewServer(web.Config{
 		Store:       n.store,
 		Sessions:    n.sessions,
 		Feed:        n.feed,

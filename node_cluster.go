@@ -6,7 +6,7 @@ import (
 	"net/http"
 	"time"
 
-	"notesync/app"
+	"notesync/app/web"
 	"notesync/cluster"
 	"notesync/realtime"
 )
@@ -117,7 +117,7 @@ func (n *Node) Primary() string {
 	return p.Name
 }
 
-var _ app.ClusterInfo = (*Node)(nil)
+var _ web.ClusterInfo = (*Node)(nil)
 
 // primary returns the member that holds the LiteFS lease, if known.
 func (n *Node) primary() (cluster.Member, bool) {
@@ -142,16 +142,16 @@ func (n *Node) front(srv http.Handler, secret []byte) http.Handler {
 		// Outside the forwarder, so that a forwarded write carries the
 		// client's address; inside the pinner, so that it wins over
 		// Fly-Client-IP when another proxy stands in front of Fly's.
-		h = app.TrustClientHeader(n.cfg.ClientIPHeader, h)
+		h = web.TrustClientHeader(n.cfg.ClientIPHeader, h)
 	}
 	if n.cfg.FlyMachineID != "" {
 		h = n.pinner().Wrap(h)
 	}
-	bodyTimeout := app.BodyTimeout
+	bodyTimeout := web.BodyTimeout
 	if n.cfg.bodyTimeout != 0 {
 		bodyTimeout = n.cfg.bodyTimeout
 	}
-	return app.ReadBodyWithin(bodyTimeout, h)
+	return web.ReadBodyWithin(bodyTimeout, h)
 }
 
 // forwarder sends writes that reach this node, when it is a replica, to the
@@ -161,7 +161,7 @@ func (n *Node) forwarder(secret []byte) *cluster.Forwarder {
 		Secret:    secret,
 		Node:      n.cfg.Node,
 		IsPrimary: n.lfs.IsPrimary,
-		ServeHere: app.ServedOnEveryNode,
+		ServeHere: web.ServedOnEveryNode,
 		PrimaryURL: func() string {
 			if p, ok := n.primary(); ok {
 				return p.HTTP

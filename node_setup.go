@@ -10,19 +10,20 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
-	"notesync/app"
-	"notesync/cluster"
-	"notesync/internal/fileperm"
 	"os"
 	"path/filepath"
 	"strings"
 	"time"
+
+	"notesync/app/web"
+	"notesync/cluster"
+	"notesync/internal/fileperm"
 )
 
 // serveAsides starts the servers beside the public port that cfg asks
 // for: metrics (and, on a benchmark node only, the load tool's publish)
 // and pprof.
-func serveAsides(cfg *config, metrics *app.Metrics, srv *app.Server) (stop func(), err error) {
+func serveAsides(cfg *config, metrics *web.Metrics, srv *web.Server) (stop func(), err error) {
 	var stops []func()
 	stop = func() {
 		for _, s := range stops {

@@ -3,12 +3,10 @@ package app
 import (
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
 )
 
 // Error codes: what went wrong, in terms a client can act on. Each maps to
-// one HTTP status in ErrorStatus.
+// one HTTP status in web.ErrorStatus.
 const (
 	EINVALID       = "invalid"       // bad input
 	EUNAUTHORIZED  = "unauthorized"  // no session, or wrong password
@@ -69,45 +67,4 @@ func ErrorMessage(err error) string {
 		return e.Message
 	}
 	return "internal error"
-}
-
-var codeStatus = map[string]int{
-	EINVALID:       http.StatusBadRequest,
-	EUNAUTHORIZED:  http.StatusUnauthorized,
-	EFORBIDDEN:     http.StatusForbidden,
-	ENOTFOUND:      http.StatusNotFound,
-	ECONFLICT:      http.StatusConflict,
-	ETOOMANY:       http.StatusTooManyRequests,
-	EUNAVAILABLE:   http.StatusServiceUnavailable,
-	EINTERNAL:      http.StatusInternalServerError,
-	EUNSUPPORTED:   http.StatusUnsupportedMediaType,
-	ETOOLARGE:      http.StatusRequestEntityTooLarge,
-	ETIMEOUT:       http.StatusRequestTimeout,
-	EUNPROCESSABLE: http.StatusUnprocessableEntity,
-	ESTALE:         http.StatusPreconditionFailed,
-}
-
-// setErrorHeaders sets the headers that go with an error answer:
-// Retry-After, and Connection: close after a body that did not arrive (the
-// rest of it may still be on its way).
-func setErrorHeaders(w http.ResponseWriter, err error) {
-	var e *Error
-	if !errors.As(err, &e) {
-		return
-	}
-	if e.RetryAfter > 0 {
-		w.Header().Set("Retry-After", strconv.Itoa(e.RetryAfter))
-	}
-	if e.Code == ETIMEOUT {
-		w.Header().Set("Connection", "close")
-	}
-}
-
-// ErrorStatus maps err to its HTTP status: the one place where domain errors
-// become HTTP answers.
-func ErrorStatus(err error) int {
-	if s, ok := codeStatus[ErrorCode(err)]; ok {
-		return s
-	}
-	return http.StatusInternalServerError
 }

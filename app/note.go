@@ -1,6 +1,11 @@
+// Package app is the notes domain: notes, users, the change a write
+// appends to the change log (Change), the one error vocabulary (Error and
+// its codes) and validation. It knows nothing of SQL or HTTP: app/sqlite
+// stores it, app/feed pushes its changes, app/web serves it.
 package app
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -46,9 +51,9 @@ type Change struct {
 	CreatedAt time.Time
 }
 
-// snippet is the first words of a note, at most 40 characters: how the
+// Snippet is the first words of a note, at most 40 characters: how the
 // page names a note's controls and messages (app.js has its twin).
-func snippet(body string) string {
+func Snippet(body string) string {
 	words := strings.Fields(body)
 	if len(words) > 6 {
 		words = words[:6]
@@ -121,3 +126,33 @@ func thousands(n int) string {
 	}
 	return s
 }
+
+// Idempotency identifies a write that a client may repeat: the first outcome
+// of a (user, Key) is stored and replayed for 24 hours. Fingerprint
+// describes the request (method, path, body), so a key reused for a
+// different request is refused rather than answered with an unrelated
+// outcome.
+type Idempotency struct {
+	Key         string
+	Fingerprint string
+}
+
+// IdempotencyTTL is how long the first outcome of a keyed write is kept.
+const IdempotencyTTL = 24 * time.Hour
+
+// NoteWrite is the outcome of a note write: the note as the write left it
+// (for a delete, as it was) and the user's version after it.
+type NoteWrite struct {
+	Note    Note  `json:"note"`
+	Version int64 `json:"version"`
+	// Replayed reports an answer from the idempotency record: nothing was
+	// applied this time.
+	Replayed bool `json:"-"`
+}
+
+// Revs are the revisions a note may be at for a write to apply to it (the
+// client's If-Match). Empty: any revision.
+type Revs []int64
+
+// Allows reports whether a note at rev may be written.
+func (r Revs) Allows(rev int64) bool { return len(r) == 0 || slices.Contains(r, rev) }

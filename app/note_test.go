@@ -1,9 +1,10 @@
 package app
 
 import (
-	"net/http"
 	"strings"
 	"testing"
+	"unicode"
+	"unicode/utf8"
 )
 
 func TestValidateNoteBodySaysWhatHappenedAndWhatToDo(t *testing.T) {
@@ -38,8 +39,8 @@ func TestValidateNoteBodyWantsSomethingVisible(t *testing.T) {
 		{"a lone carriage return", "a\rb", "control character"},
 	} {
 		err := ValidateNoteBody(c.body)
-		if ErrorStatus(err) != http.StatusBadRequest || !strings.Contains(ErrorMessage(err), c.want) {
-			t.Errorf("%s %q: %d %q, want 400 saying %q", c.name, c.body, ErrorStatus(err), ErrorMessage(err), c.want)
+		if ErrorCode(err) != EINVALID || !strings.Contains(ErrorMessage(err), c.want) {
+			t.Errorf("%s %q: %s %q, want %s saying %q", c.name, c.body, ErrorCode(err), ErrorMessage(err), EINVALID, c.want)
 		}
 	}
 	for _, body := range []string{"a", "\tindented\nand on two lines", "windows\r\nline breaks", "😀", "👩\u200d💻", "¡", "\u00a0x\u200b", "e\u0301"} {
@@ -47,4 +48,34 @@ func TestValidateNoteBodyWantsSomethingVisible(t *testing.T) {
 			t.Errorf("%q: %v", body, err)
 		}
 	}
+}
+
+// FuzzValidateNoteBody: an accepted body is valid UTF-8 of at most
+// MaxNoteChars characters, has a letter, digit, punctuation or symbol, and
+// no control character but tab and line breaks; a body of such characters
+// with an ASCII letter or digit among them is accepted; a refusal is a 400
+// with words (EINVALID: 400).
+func FuzzValidateNoteBody(f *testing.F) {
+	for _, s := range []string{"", "a", "\xff", strings.Repeat("a", 10000), strings.Repeat("a", 10001), "日本語", " \n\t ", "\u00a0\u2003", " a ",
+		"\u200b\u200b", "\ufeff", "\u2800", "\u0000", "a\u0000", "a\r\nb", "a\rb", "\u3164", "\u0301", "👩\u200d💻"} {
+		f.Add(s)
+	}
+	badControl := func(r rune) bool { return unicode.Is(unicode.Cc, r) && r != '\t' && r != '\n' }
+	f.Fuzz(func(t *testing.T, s string) {
+		err := ValidateNoteBody(s)
+		shape := utf8.ValidString(s) && utf8.RuneCountInString(s) <= MaxNoteChars &&
+			!strings.ContainsFunc(strings.ReplaceAll(s, "\r\n", "\n"), badControl)
+		if err == nil {
+			if !shape || !strings.ContainsFunc(s, func(r rune) bool { return unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S) }) {
+				t.Fatalf("accepted %q", s)
+			}
+			return
+		}
+		if shape && strings.ContainsFunc(s, func(r rune) bool { return r < utf8.RuneSelf && (unicode.IsLetter(r) || unicode.IsDigit(r)) }) {
+			t.Fatalf("refused %q: %v", s, err)
+		}
+		if ErrorCode(err) != EINVALID || ErrorMessage(err) == "" {
+			t.Fatalf("%q refused with %s %q", s, ErrorCode(err), ErrorMessage(err))
+		}
+	})
 }

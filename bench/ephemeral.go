@@ -65,7 +65,7 @@ func publishPhase(ctx context.Context, tgt *target, base, metrics string, users 
 }
 
 // notesyncPublish is a publish through the node's benchmark-only endpoint
-// on its metrics address (app.BenchPublishHandler): the node stamps the
+// on its metrics address (web.Server.BenchPublishHandler): the node stamps the
 // message with the time of its Publish call.
 func notesyncPublish(_, metrics string, u benchUser, seq, _ int64) *http.Request {
 	req, _ := http.NewRequest("POST", metrics+"/debug/publish", strings.NewReader(`{"seq":`+strconv.FormatInt(seq, 10)+`}`))

@@ -246,7 +246,7 @@ type msg struct {
 	Type    string `json:"type"`
 	Op      string `json:"op"`
 	Version int64  `json:"version"`
-	// bench_publish (app.BenchPublishType)
+	// bench_publish (web.BenchPublishType)
 	Seq  int64 `json:"seq"`
 	Sent int64 `json:"sent"`
 	// presence
@@ -399,7 +399,7 @@ func (w *worker) delivered(c *wconn, kind string, v, at int64) {
 	}
 }
 
-// Reconnect backoff, as the page (app/static/app.js) does it: exponential
+// Reconnect backoff, as the page (app/web/static/app.js) does it: exponential
 // with full jitter, capped, so that the tabs of a restarted node spread
 // their reconnects instead of arriving in one wave.
 const (

@@ -1,0 +1,321 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"notesync/app"
+)
+
+// Store is the notes database seen by the domain: accounts, sessions, notes
+// and the change log. Each exported method owns its transaction; unexported
+// helpers take the *sql.Tx and hold the SQL.
+type Store struct {
+	db *DB
+	// Node is recorded in the change log as where a change was made.
+	Node string
+	// OnCommit, if set, is called after each group commit (never before)
+	// with the changes it appended to the change log, in seq order, and the
+	// transaction's position (0 without Position), before the writers are
+	// answered: the change feed pushes them at once (feed.Feed.Committed). It
+	// must not block. Like ObserveBatch, it is set before the first write:
+	// the writer goroutine that calls it starts then.
+	OnCommit func(cs []app.Change, txid uint64)
+	// Position, if set, returns the database's replication position
+	// (LiteFS's TXID). It is read inside each group commit that changes
+	// notes, where nothing else can commit, so the commit's own position
+	// is the next one.
+	Position func() (uint64, error)
+	// BcryptCost is the cost of new password hashes.
+	BcryptCost int
+	// PasswordPepper keys the HMAC that passwords go through before bcrypt
+	// (user_store.go); every node must have the same one.
+	PasswordPepper []byte
+	// ObserveBatch, if set, is called after each group commit with the
+	// number of writes it carried and how long the transaction took.
+	ObserveBatch func(writes int, took time.Duration)
+	// Now is the store's clock (time.Now); tests set it.
+	Now func() time.Time
+
+	writes     chan *writeReq
+	writerDone chan struct{}
+	startOnce  sync.Once // the writer starts with the first write
+	closeOnce  sync.Once
+}
+
+// NewStore returns a Store over db. Its writer starts with the first write,
+// so the hooks set before it are in place when it runs; Close stops it.
+func NewStore(db *DB, node string) *Store {
+	return &Store{db: db, Node: node, BcryptCost: 10, Now: time.Now,
+		writes: make(chan *writeReq, MaxBatch), writerDone: make(chan struct{})}
+}
+
+// startWriter starts the writer goroutine, once.
+func (s *Store) startWriter() {
+	s.startOnce.Do(func() { go s.runWriter() })
+}
+
+// Close stops the writer after the writes already queued. No write may be
+// started after Close.
+func (s *Store) Close() {
+	s.startWriter() // so that writerDone closes
+	s.closeOnce.Do(func() { close(s.writes) })
+	<-s.writerDone
+}
+
+// DB returns the underlying database.
+func (s *Store) DB() *DB { return s.db }
+
+// noteColumns are the columns scanNote reads, in its order.
+const noteColumns = `id, body, created_at, updated_at, rev`
+
+// scanNote reads one row of noteColumns.
+func scanNote(row interface{ Scan(...any) error }) (app.Note, error) {
+	var n app.Note
+	var created, updated int64
+	if err := row.Scan(&n.ID, &n.Body, &created, &updated, &n.Rev); err != nil {
+		return app.Note{}, err
+	}
+	n.CreatedAt = time.UnixMilli(created).UTC()
+	n.UpdatedAt = time.UnixMilli(updated).UTC()
+	return n, nil
+}
+
+// CreateNote adds a note for userID, at revision 1. Its id is new: ids are
+// never used again, not even after the note is deleted.
+func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem app.Idempotency) (app.NoteWrite, error) {
+	if err := app.ValidateNoteBody(body); err != nil {
+		return app.NoteWrite{}, err
+	}
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at, rev) VALUES (?, ?, ?, ?, 1)
+			RETURNING `+noteColumns, userID, body, now.UnixMilli(), now.UnixMilli()))
+		if err != nil {
+			return app.Note{}, "", fmt.Errorf("insert note: %w", err)
+		}
+		return n, app.OpCreated, nil
+	})
+}
+
+// UpdateNote replaces the body of one of userID's notes and bumps its
+// revision. When the note's revision is not one of ifRev, nothing changes
+// and the error is ESTALE with the note as it is.
+func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, ifRev app.Revs, idem app.Idempotency) (app.NoteWrite, error) {
+	if err := app.ValidateNoteBody(body); err != nil {
+		return app.NoteWrite{}, err
+	}
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+		if _, err := currentNote(ctx, tx, userID, noteID, ifRev); err != nil {
+			return app.Note{}, "", err
+		}
+		n, err := scanNote(tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ?, rev = rev + 1 WHERE id = ?
+			RETURNING `+noteColumns, body, now.UnixMilli(), noteID))
+		if err != nil {
+			return app.Note{}, "", fmt.Errorf("update note: %w", err)
+		}
+		return n, app.OpUpdated, nil
+	})
+}
+
+// DeleteNote removes one of userID's notes, under the same revision check
+// as UpdateNote. The note is kept for UndoWindow, so RestoreNote can bring
+// it back.
+func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, ifRev app.Revs, idem app.Idempotency) (app.NoteWrite, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+		n, err := currentNote(ctx, tx, userID, noteID, ifRev)
+		if err != nil {
+			return app.Note{}, "", err
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deleted_notes (id, user_id, body, created_at, updated_at, rev, deleted_at)
+			SELECT id, user_id, body, created_at, updated_at, rev, ? FROM notes WHERE id = ?`, now.UnixMilli(), noteID); err != nil {
+			return app.Note{}, "", fmt.Errorf("keep deleted note: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ?`, noteID); err != nil {
+			return app.Note{}, "", fmt.Errorf("delete note: %w", err)
+		}
+		return n, app.OpDeleted, nil
+	})
+}
+
+// RestoreNote brings back a note of userID deleted less than UndoWindow
+// ago, with its id, body, created_at and revision: a new change, pushed
+// with op created. A note that is not deleted, or was deleted longer ago,
+// is ENOTFOUND.
+func (s *Store) RestoreNote(ctx context.Context, userID, noteID int64, idem app.Idempotency) (app.NoteWrite, error) {
+	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (id, user_id, body, created_at, updated_at, rev)
+			SELECT id, user_id, body, created_at, updated_at, rev FROM deleted_notes WHERE id = ? AND user_id = ? AND deleted_at >= ?
+			RETURNING `+noteColumns, noteID, userID, now.Add(-app.UndoWindow).UnixMilli()))
+		if errors.Is(err, sql.ErrNoRows) {
+			return app.Note{}, "", app.Errorf(app.ENOTFOUND, "note %d cannot be restored: it is not deleted, or it was deleted more than %d seconds ago", noteID, int(app.UndoWindow/time.Second))
+		} else if err != nil {
+			return app.Note{}, "", fmt.Errorf("restore note: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM deleted_notes WHERE id = ?`, noteID); err != nil {
+			return app.Note{}, "", fmt.Errorf("restore note: %w", err)
+		}
+		return n, app.OpCreated, nil
+	})
+}
+
+// currentNote reads one of userID's notes inside a write and checks its
+// revision against ifRev.
+func currentNote(ctx context.Context, tx *sql.Tx, userID, noteID int64, ifRev app.Revs) (app.Note, error) {
+	n, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, noteID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return app.Note{}, app.Errorf(app.ENOTFOUND, "note %d not found", noteID)
+	} else if err != nil {
+		return app.Note{}, fmt.Errorf("read note: %w", err)
+	}
+	if !ifRev.Allows(n.Rev) {
+		return app.Note{}, &app.Error{Code: app.ESTALE, Message: fmt.Sprintf("note %d was changed elsewhere: it is at revision %d now", noteID, n.Rev), Note: &n}
+	}
+	return n, nil
+}
+
+// GetNote returns one of userID's notes and the user's version, read in
+// one snapshot. A deleted note, or another user's, is ENOTFOUND.
+func (s *Store) GetNote(ctx context.Context, userID, noteID int64) (app.Note, int64, error) {
+	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return app.Note{}, 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	version, err := userVersion(ctx, tx, userID)
+	if err != nil {
+		return app.Note{}, 0, err
+	}
+	n, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, noteID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return app.Note{}, 0, app.Errorf(app.ENOTFOUND, "note %d not found", noteID)
+	} else if err != nil {
+		return app.Note{}, 0, fmt.Errorf("read note: %w", err)
+	}
+	return n, version, nil
+}
+
+// ListNotes returns userID's notes, newest first, and the version they are
+// at, read in one snapshot.
+func (s *Store) ListNotes(ctx context.Context, userID int64) ([]app.Note, int64, error) {
+	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, 0, fmt.Errorf("begin: %w", err)
+	}
+	defer tx.Rollback()
+	version, err := userVersion(ctx, tx, userID)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE user_id = ? ORDER BY id DESC`, userID)
+	if err != nil {
+		return nil, 0, fmt.Errorf("list notes: %w", err)
+	}
+	defer rows.Close()
+	notes := []app.Note{}
+	for rows.Next() {
+		n, err := scanNote(rows)
+		if err != nil {
+			return nil, 0, err
+		}
+		notes = append(notes, n)
+	}
+	return notes, version, rows.Err()
+}
+
+// userVersion reads userID's notes version inside tx.
+func userVersion(ctx context.Context, tx *sql.Tx, userID int64) (int64, error) {
+	var version int64
+	if err := tx.QueryRowContext(ctx, `SELECT version FROM users WHERE id = ?`, userID).Scan(&version); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return 0, app.Errorf(app.EUNAUTHORIZED, "no such user")
+		}
+		return 0, fmt.Errorf("read version: %w", err)
+	}
+	return version, nil
+}
+
+// Version returns userID's notes version as this node's database holds it.
+func (s *Store) Version(ctx context.Context, userID int64) (int64, error) {
+	var v int64
+	err := s.db.read.QueryRowContext(ctx, `SELECT version FROM users WHERE id = ?`, userID).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, app.Errorf(app.EUNAUTHORIZED, "no such user")
+	}
+	return v, err
+}
+
+// ChangesAfter returns up to limit changes with seq above after, in order.
+func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]app.Change, error) {
+	rows, err := s.db.read.QueryContext(ctx, `SELECT seq, user_id, version, op, note_id, node, created_at FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	if isNoSuchTable(err) {
+		return nil, nil // a replica whose schema has not arrived yet
+	} else if err != nil {
+		return nil, fmt.Errorf("read changes: %w", err)
+	}
+	defer rows.Close()
+	var cs []app.Change
+	for rows.Next() {
+		var c app.Change
+		var ms int64
+		if err := rows.Scan(&c.Seq, &c.UserID, &c.Version, &c.Op, &c.NoteID, &c.Node, &ms); err != nil {
+			return nil, err
+		}
+		c.CreatedAt = time.UnixMilli(ms)
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
+// LastChangeSeq returns the seq of the newest change (0 when none).
+func (s *Store) LastChangeSeq(ctx context.Context) (int64, error) {
+	var seq sql.NullInt64
+	err := s.db.read.QueryRowContext(ctx, `SELECT MAX(seq) FROM changes`).Scan(&seq)
+	if isNoSuchTable(err) {
+		return 0, nil // a replica whose schema has not arrived yet
+	}
+	return seq.Int64, err
+}
+
+// Prune deletes change-log rows, idempotency records and sessions that are
+// past their use: changes older than keep (nodes tail the log within
+// seconds; a reconnecting client catches up with a refetch, not a replay),
+// idempotency keys older than IdempotencyTTL, expired sessions.
+func (s *Store) Prune(ctx context.Context, keep time.Duration) error {
+	now := s.Now()
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE created_at < ? AND seq < (SELECT MAX(seq) FROM changes)`, now.Add(-keep).UnixMilli()); err != nil {
+		return fmt.Errorf("prune changes: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, now.Add(-app.IdempotencyTTL).UnixMilli()); err != nil {
+		return fmt.Errorf("prune idempotency: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ?`, now.UnixMilli()); err != nil {
+		return fmt.Errorf("prune sessions: %w", err)
+	}
+	return tx.Commit()
+}
+
+// Purge forgets notes deleted more than UndoWindow ago, and reports how
+// many. It writes only when there is something to forget, so calling it
+// often on an idle primary costs a read.
+func (s *Store) Purge(ctx context.Context) (int64, error) {
+	before := s.Now().Add(-app.UndoWindow).UnixMilli()
+	var due int
+	err := s.db.read.QueryRowContext(ctx, `SELECT COUNT(*) FROM (SELECT 1 FROM deleted_notes WHERE deleted_at < ? LIMIT 1)`, before).Scan(&due)
+	if err != nil || due == 0 {
+		return 0, err
+	}
+	res, err := s.db.write.ExecContext(ctx, `DELETE FROM deleted_notes WHERE deleted_at < ?`, before)
+	if err != nil {
+		return 0, fmt.Errorf("purge deleted notes: %w", err)
+	}
+	return res.RowsAffected()
+}

@@ -1,0 +1,124 @@
+package web
+
+// GET /api/cluster: the members of the cluster as this node knows them.
+
+import (
+	"cmp"
+	"net"
+	"net/http"
+	"net/url"
+	"slices"
+
+	"notesync/cluster"
+)
+
+// ClusterInfo is the cluster as this node knows it, for GET /api/cluster
+// and /readyz; main wires it to memberlist and LiteFS. Its methods are
+// quick and safe for concurrent use.
+type ClusterInfo interface {
+	// Members lists every node of the cluster, this one included.
+	Members() []cluster.Member
+	// Primary names the node that takes writes, "" when none is known.
+	Primary() string
+	// Replication is this node's view of its copy of the data, nil
+	// without LiteFS. A replica that cannot hear from the primary stays
+	// ready (it serves what it has) and says so here.
+	Replication() *cluster.Replication
+	// Connections counts each node's open connections, from the presence
+	// every tab is told.
+	Connections() map[string]int
+}
+
+// handleCluster describes the cluster; a node on its own is a cluster of one.
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *User) {
+	if s.Cluster != nil {
+		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"self":    s.Node,
+		"primary": s.Node,
+		"members": []map[string]any{{
+			"name":        s.Node,
+			"region":      s.Region,
+			"http_url":    "",
+			"state":       "alive",
+			"role":        "primary",
+			"connections": s.Hub.Stats().Connections,
+		}},
+	})
+}
+
+// clusterStatus is the answer of GET /api/cluster.
+type clusterStatus struct {
+	Self        string               `json:"self"`
+	Primary     string               `json:"primary"`
+	Members     []memberStatus       `json:"members"`
+	Replication *cluster.Replication `json:"replication,omitempty"`
+}
+
+// memberStatus shows no address of a member's: gossip and private
+// addresses are of no use to a browser and tell an attacker where to look.
+type memberStatus struct {
+	Name        string `json:"name"`
+	Region      string `json:"region"`
+	HTTPURL     string `json:"http_url"` // see memberLink
+	State       string `json:"state"`
+	Role        string `json:"role"`
+	Connections int64  `json:"connections"`
+}
+
+// clusterView is what GET /api/cluster answers, from info.
+func clusterView(self string, fly bool, info ClusterInfo) clusterStatus {
+	st := clusterStatus{Self: self, Primary: info.Primary(), Replication: info.Replication()}
+	// Connection counts come from presence, the data every tab is told.
+	conns := info.Connections()
+	for _, m := range info.Members() {
+		role := "replica"
+		if m.Name == st.Primary {
+			role = "primary"
+		}
+		st.Members = append(st.Members, memberStatus{
+			Name: m.Name, Region: m.Region, HTTPURL: memberLink(m, fly),
+			State: m.State, Role: role, Connections: int64(conns[m.Name]),
+		})
+	}
+	sortMembers(st.Members)
+	return st
+}
+
+// memberLink is where the page's cluster panel sends a person to reach
+// member m: on Fly, the app's own URL pinned to the member's machine; the
+// URL its operator gave browsers (-public-url); on a cluster on this
+// machine, its loopback URL, which is the one a person opens; anywhere else
+// a tab pinned to it by name (docs/PROTOCOL.md §3), so that a private
+// address is never shown.
+func memberLink(m cluster.Member, fly bool) string {
+	if fly && m.Machine != "" {
+		return "/?node=" + url.QueryEscape(m.Machine)
+	}
+	if m.Public != "" {
+		return m.Public
+	}
+	if u, err := url.Parse(m.HTTP); err == nil && u.Host != "" {
+		if ip := net.ParseIP(u.Hostname()); u.Hostname() == "localhost" || ip != nil && ip.IsLoopback() {
+			return m.HTTP
+		}
+	}
+	return "/?node=" + url.QueryEscape(m.Name)
+}
+
+// sortMembers puts the members in the order every node answers with: the
+// primary first, then by name. Gossip lists them in an order of its own,
+// which differs from node to node and from one call to the next.
+func sortMembers(ms []memberStatus) {
+	slices.SortStableFunc(ms, func(a, b memberStatus) int {
+		if pa, pb := a.Role == "primary", b.Role == "primary"; pa != pb {
+			if pa {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(a.Name, b.Name)
+	})
+}

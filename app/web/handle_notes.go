@@ -1,0 +1,383 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"io"
+	"mime"
+	"net/http"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"notesync/app"
+)
+
+// maxWriteBody bounds a note write's request body: 10,000 characters of up
+// to 4 bytes each, JSON-escaped, fit well within it.
+const maxWriteBody = 128 << 10
+
+// pageFrame is what every signed-in page shows around its content: the
+// account, which page is current (for the navigation), and the node that
+// served it.
+type pageFrame struct {
+	Username string
+	Current  string // "notes" or "assistant"
+	Node     string
+	Region   string
+}
+
+// frame is the pageFrame of page current for user u.
+func (s *Server) frame(u *User, current string) pageFrame {
+	return pageFrame{Username: u.Username, Current: current, Node: s.Node, Region: s.Region}
+}
+
+// notesPage is the data of notes.html.
+type notesPage struct {
+	pageFrame
+	Notes   []app.Note
+	Version int64
+}
+
+// notesList is the data of the notes_list fragment.
+type notesList struct {
+	Notes   []app.Note
+	Version int64
+}
+
+// pageNotes starts a page that shows the user's notes: an anonymous
+// visitor is sent to /login; ok is false when the answer has been given.
+func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *User, notes []app.Note, version int64, ok bool) {
+	u, err := s.identify(r)
+	if err != nil {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return nil, nil, 0, false
+	}
+	notes, version, err = s.Store.ListNotes(r.Context(), u.ID)
+	if err != nil {
+		s.writeError(w, r, err)
+		return nil, nil, 0, false
+	}
+	return u, notes, version, true
+}
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	u, notes, version, ok := s.pageNotes(w, r)
+	if !ok {
+		return
+	}
+	s.render(w, r, http.StatusOK, "notes.html", notesPage{pageFrame: s.frame(u, "notes"), Notes: notes, Version: version})
+}
+
+// listAtLeast returns the user's notes at min_version or later, waiting a
+// bounded time for this node's database to catch up. A read that has to
+// wait is parked: it wakes only when this user's notes move, and one
+// session parks at most MaxParkedReads reads at a time (docs/PROTOCOL.md §8).
+func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error) {
+	var min int64
+	if q := r.URL.Query().Get("min_version"); q != "" {
+		v, err := strconv.ParseInt(q, 10, 64)
+		if err != nil || v < 0 {
+			return nil, 0, app.Errorf(app.EINVALID, "min_version must be a non-negative integer")
+		}
+		min = v
+	}
+	ctx := r.Context()
+	var deadline <-chan time.Time
+	for {
+		// Take the wake-up channel before reading, so a change that lands
+		// between the read and the wait is not slept through.
+		changed, done := s.Feed.Await(u.ID)
+		notes, version, err := s.Store.ListNotes(ctx, u.ID)
+		if err != nil || version >= min {
+			done()
+			return notes, version, err
+		}
+		if deadline == nil {
+			if !s.park(u.SessionID) {
+				done()
+				return nil, 0, &app.Error{Code: app.ETOOMANY, Message: "too many reads of this session are waiting for min_version; try again shortly", RetryAfter: 1}
+			}
+			defer s.unpark(u.SessionID)
+			t := time.NewTimer(s.MinVersionWait)
+			defer t.Stop()
+			deadline = t.C
+		}
+		select {
+		case <-changed:
+			done()
+		case <-deadline:
+			done()
+			return nil, 0, &app.Error{Code: app.EUNAVAILABLE, Message: "this node has not caught up to min_version yet", RetryAfter: 1}
+		case <-ctx.Done():
+			done()
+			return nil, 0, ctx.Err()
+		}
+	}
+}
+
+// park counts a parked read of a session; it reports false when the session
+// has MaxParkedReads parked already.
+func (s *Server) park(sessionID string) bool {
+	s.parkedMu.Lock()
+	defer s.parkedMu.Unlock()
+	if s.parked[sessionID] >= s.MaxParkedReads {
+		return false
+	}
+	s.parked[sessionID]++
+	return true
+}
+
+// unpark ends a parked read of a session.
+func (s *Server) unpark(sessionID string) {
+	s.parkedMu.Lock()
+	defer s.parkedMu.Unlock()
+	if s.parked[sessionID]--; s.parked[sessionID] <= 0 {
+		delete(s.parked, sessionID)
+	}
+}
+
+func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *User) {
+	notes, version, err := s.listAtLeast(r, u)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("X-Notes-Version", strconv.FormatInt(version, 10))
+	w.Header().Set("Cache-Control", "no-store")
+	s.render(w, r, http.StatusOK, "notes_list", notesList{Notes: notes, Version: version})
+}
+
+func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *User) {
+	notes, version, err := s.listAtLeast(r, u)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	writeJSON(w, http.StatusOK, map[string]any{"version": version, "notes": notes})
+}
+
+func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *User) {
+	body, idem, err := readNoteWrite(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.CreateNote(r.Context(), u.ID, body, idem)
+	s.writeNote(w, r, http.StatusCreated, res, err)
+}
+
+func (s *Server) handleNoteGet(w http.ResponseWriter, r *http.Request, u *User) {
+	id, err := noteID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	note, version, err := s.Store.GetNote(r.Context(), u.ID, id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.writeNote(w, r, http.StatusOK, app.NoteWrite{Note: note, Version: version}, nil)
+}
+
+func (s *Server) handleNoteUpdate(w http.ResponseWriter, r *http.Request, u *User) {
+	id, ifRev, err := noteTarget(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	body, idem, err := readNoteWrite(w, r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.UpdateNote(r.Context(), u.ID, id, body, ifRev, idem)
+	s.writeNote(w, r, http.StatusOK, res, err)
+}
+
+func (s *Server) handleNoteDelete(w http.ResponseWriter, r *http.Request, u *User) {
+	id, ifRev, err := noteTarget(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	idem, err := idempotency(r, "")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.DeleteNote(r.Context(), u.ID, id, ifRev, idem)
+	s.writeNote(w, r, http.StatusNoContent, res, err)
+}
+
+func (s *Server) handleNoteRestore(w http.ResponseWriter, r *http.Request, u *User) {
+	id, err := noteID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	idem, err := idempotency(r, "")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	res, err := s.Store.RestoreNote(r.Context(), u.ID, id, idem)
+	s.writeNote(w, r, http.StatusOK, res, err)
+}
+
+// writeNote answers a note write with its (possibly replayed) outcome:
+// {"note", "version"} with status, or no body for 204.
+func (s *Server) writeNote(w http.ResponseWriter, r *http.Request, status int, res app.NoteWrite, err error) {
+	if err != nil {
+		if errors.Is(err, context.Canceled) {
+			return
+		}
+		s.writeError(w, r, err)
+		return
+	}
+	if res.Replayed {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if res.Version > 0 {
+		w.Header().Set("X-Notes-Version", strconv.FormatInt(res.Version, 10))
+	}
+	if res.Note.Rev > 0 && status != http.StatusNoContent {
+		w.Header().Set("ETag", etag(res.Note.Rev))
+	}
+	if status == http.StatusNoContent {
+		w.WriteHeader(status)
+		return
+	}
+	writeJSON(w, status, res)
+}
+
+// noteTarget parses the {id} path value and the If-Match header of a
+// write to one note.
+func noteTarget(r *http.Request) (int64, app.Revs, error) {
+	id, err := noteID(r)
+	if err != nil {
+		return 0, nil, err
+	}
+	revs, err := parseIfMatch(r.Header.Values("If-Match"))
+	return id, revs, err
+}
+
+// noteID parses the {id} path value.
+func noteID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, app.Errorf(app.EINVALID, "note id must be a positive integer")
+	}
+	return id, nil
+}
+
+// readNoteWrite reads the note body of a create or update: JSON
+// {"body": "..."} or a form field body.
+func readNoteWrite(w http.ResponseWriter, r *http.Request) (string, app.Idempotency, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, maxWriteBody)
+	ct, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	if err != nil && r.Header.Get("Content-Type") != "" {
+		return "", app.Idempotency{}, app.Errorf(app.EUNSUPPORTED, "unreadable Content-Type")
+	}
+	var body string
+	switch ct {
+	case "application/json":
+		var in struct {
+			Body *string `json:"body"`
+		}
+		raw, err := io.ReadAll(r.Body)
+		if err != nil {
+			return "", app.Idempotency{}, bodyError(err, "unreadable body")
+		}
+		// encoding/json would quietly turn invalid UTF-8 into U+FFFD.
+		if !utf8.Valid(raw) {
+			return "", app.Idempotency{}, app.Errorf(app.EINVALID, "body must be valid UTF-8")
+		}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		if err := dec.Decode(&in); err != nil {
+			return "", app.Idempotency{}, bodyError(err, "malformed JSON")
+		}
+		if dec.More() {
+			return "", app.Idempotency{}, app.Errorf(app.EINVALID, "malformed JSON: more than one value")
+		}
+		if in.Body == nil {
+			return "", app.Idempotency{}, app.Errorf(app.EINVALID, `missing "body"`)
+		}
+		body = *in.Body
+	case "application/x-www-form-urlencoded", "multipart/form-data":
+		if err := parseForm(r, maxWriteBody); err != nil {
+			return "", app.Idempotency{}, bodyError(err, "malformed form")
+		}
+		if _, ok := r.PostForm["body"]; !ok {
+			return "", app.Idempotency{}, app.Errorf(app.EINVALID, `missing form field "body"`)
+		}
+		body = r.PostForm.Get("body")
+	default:
+		return "", app.Idempotency{}, app.Errorf(app.EUNSUPPORTED, "Content-Type must be application/json or a form")
+	}
+	// Form values pass bytes through as they came: validated here.
+	if err := app.ValidateNoteBody(body); err != nil {
+		return "", app.Idempotency{}, err
+	}
+	idem, err := idempotency(r, body)
+	return body, idem, err
+}
+
+// parseForm parses a urlencoded or multipart form body. ParseMultipartForm
+// alone answers ErrNotMultipart for a urlencoded body and drops the error
+// of reading it (a body over the limit, or one that never arrived).
+func parseForm(r *http.Request, maxMemory int64) error {
+	if err := r.ParseForm(); err != nil {
+		return err
+	}
+	if err := r.ParseMultipartForm(maxMemory); err != nil && !errors.Is(err, http.ErrNotMultipart) {
+		return err
+	}
+	return nil
+}
+
+// bodyError turns a body read error into a client error.
+func bodyError(err error, what string) error {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return app.Errorf(app.ETOOLARGE, "request body is over %d bytes", mbe.Limit)
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return app.Errorf(app.ETIMEOUT, "the request body did not arrive within %d s; send it again", int(BodyTimeout/time.Second))
+	}
+	if errors.Is(err, io.EOF) {
+		return app.Errorf(app.EINVALID, "%s: empty body", what)
+	}
+	return app.Errorf(app.EINVALID, "%s", what)
+}
+
+// idempotency reads the Idempotency-Key header and fingerprints the request
+// it is used for.
+func idempotency(r *http.Request, body string) (app.Idempotency, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if key == "" {
+		return app.Idempotency{}, nil
+	}
+	if len(key) > 255 || strings.IndexFunc(key, func(c rune) bool { return c < 0x21 || c > 0x7e }) >= 0 {
+		return app.Idempotency{}, app.Errorf(app.EINVALID, "Idempotency-Key must be 1–255 printable ASCII characters")
+	}
+	sum := sha256.Sum256([]byte(body))
+	fp := r.Method + " " + r.URL.Path + " " + hex.EncodeToString(sum[:])
+	if im := r.Header.Values("If-Match"); len(im) > 0 {
+		// The same key with another precondition is another request.
+		fp += " if-match " + strings.Join(im, ",")
+	}
+	return app.Idempotency{Key: key, Fingerprint: fp}, nil
+}
+
+func (s *Server) handleAPINotFound(w http.ResponseWriter, r *http.Request) {
+	s.writeError(w, r, app.Errorf(app.ENOTFOUND, "no such API route: %s %s", r.Method, r.URL.Path))
+}
