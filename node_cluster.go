@@ -108,9 +108,6 @@ func (n *Node) Members() []cluster.Member {
 	return n.members.Members()
 }
 
-// Connections counts each node's open connections, from presence.
-func (n *Node) Connections() map[string]int { return n.hub.NodeConnections() }
-
 // Primary names the node that takes writes, "" when none is known.
 func (n *Node) Primary() string {
 	p, _ := n.primary()
