@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"notesync/internal/fileperm"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -439,12 +440,18 @@ func parseLevel(s string) (slog.Level, error) {
 }
 
 // sessionSecret returns SESSION_SECRET, or a secret generated once and kept
-// in the data dir so sessions survive restarts.
+// in the data dir so sessions survive restarts. The file is this user's
+// only (0600), narrowed before it is read: it signs cookies, peppers
+// passwords and signs forwarded writes. A node that cannot narrow it does
+// not start.
 func sessionSecret(cfg *config) ([]byte, error) {
 	if cfg.SessionSecret != "" {
 		return []byte(cfg.SessionSecret), nil
 	}
 	path := filepath.Join(cfg.DataDir, "session_secret")
+	if err := fileperm.Restrict(path); err != nil {
+		return nil, fmt.Errorf("narrow session secret to 0600 (chmod 600 it, or set SESSION_SECRET): %w", err)
+	}
 	b, err := os.ReadFile(path)
 	if err == nil && len(strings.TrimSpace(string(b))) >= 32 {
 		return []byte(strings.TrimSpace(string(b))), nil

@@ -238,3 +238,25 @@ func TestDataDirIsPrivate(t *testing.T) {
 		}
 	}
 }
+
+func TestPrivateFilesNarrowedAtRestart(t *testing.T) {
+	dir := t.TempDir()
+	n := startNode(t, withDataDir(dir))
+	n.Stop(t)
+	db, secret := filepath.Join(dir, "notesync.db"), filepath.Join(dir, "session_secret")
+	for _, p := range []string{db, secret} {
+		if err := os.Chmod(p, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	startNode(t, withDataDir(dir))
+	for _, p := range []string{db, secret} {
+		fi, err := os.Stat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := fi.Mode().Perm(), os.FileMode(0o600); got != want {
+			t.Errorf("%s after a restart: %v, want %v", filepath.Base(p), got, want)
+		}
+	}
+}

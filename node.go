@@ -257,7 +257,7 @@ func (n *Node) openHTTP(context.Context) error {
 		Node:        n.cfg.Node,
 		Region:      n.cfg.Region,
 		Ready:       n.cluster.Ready,
-		Cluster:     clusterInfo{n.cluster, n.hub},
+		Cluster:     n.cluster,
 		Fly:         n.cfg.FlyMachineID != "",
 		EndSession:  n.endSession,
 		SignupLimit: n.cfg.SignupLimit,

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 	"unicode/utf8"
 )
 
@@ -65,7 +66,8 @@ func Snippet(body string) string {
 }
 
 // ValidateNoteBody checks a note body: 1–10,000 characters of valid UTF-8,
-// not all of them blank.
+// at least one of them visible, and no control character but tab and line
+// breaks (docs/PROTOCOL.md §8).
 func ValidateNoteBody(body string) error {
 	if !utf8.ValidString(body) {
 		return Errorf(EINVALID, "The note's text is not valid UTF-8: send it as UTF-8.")
@@ -81,7 +83,39 @@ func ValidateNoteBody(body string) error {
 		return Errorf(EINVALID, "The note is %s characters long; the limit is %s. Shorten it by %s to save it.",
 			thousands(n), thousands(MaxNoteChars), thousands(n-MaxNoteChars))
 	}
+	if at, r := controlChar(body); at > 0 {
+		return Errorf(EINVALID, "The note has a control character (U+%04X) at character %s: remove it to save the note.", r, thousands(at))
+	}
+	if !strings.ContainsFunc(body, visible) {
+		return Errorf(EINVALID, "The note has nothing visible in it, only blank or invisible characters: write something in it.")
+	}
 	return nil
+}
+
+// controlChar finds the first control character of body other than tab,
+// newline and the carriage return of a CRLF line break (what a browser's
+// form sends): its position in characters from 1, or 0.
+func controlChar(body string) (at int, r rune) {
+	i := 0
+	for pos, r := range body {
+		i++
+		if !unicode.IsControl(r) || r == '\t' || r == '\n' || (r == '\r' && strings.HasPrefix(body[pos+1:], "\n")) {
+			continue
+		}
+		return i, r
+	}
+	return 0, 0
+}
+
+// visible reports whether r shows as something on a page: a letter,
+// digit, punctuation or symbol that is not one of the blank-looking
+// characters (fillers, the blank Braille pattern). Spaces, marks alone,
+// format characters (zero-width space, byte order mark) are not.
+func visible(r rune) bool {
+	if r == '\u2800' || unicode.Is(unicode.Other_Default_Ignorable_Code_Point, r) {
+		return false
+	}
+	return unicode.In(r, unicode.L, unicode.N, unicode.P, unicode.S)
 }
 
 // thousands writes n with commas between thousands: 10,000.

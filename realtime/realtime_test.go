@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -645,6 +646,39 @@ func TestSSE(t *testing.T) {
 		if resp.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("status %d, want 401", resp.StatusCode)
 		}
+	})
+
+	t.Run("a cross-origin request is refused with 403 before anything streams", func(t *testing.T) {
+		f := newFixture(t, func(e *Endpoint) { e.OriginPatterns = []string{"app.example"} })
+		host := strings.TrimPrefix(f.srv.URL, "http://")
+		for _, c := range []struct {
+			name string
+			hdr  []string
+			want int
+		}{
+			{"another site", []string{"Origin", "http://evil.example", "Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+			{"another site by Origin alone", []string{"Origin", "http://evil.example"}, http.StatusForbidden},
+			{"another site by Fetch Metadata alone", []string{"Sec-Fetch-Site", "cross-site"}, http.StatusForbidden},
+			{"a sibling subdomain", []string{"Sec-Fetch-Site", "same-site"}, http.StatusForbidden},
+			{"this host over http, the request over https", []string{"Origin", "http://" + host, "X-Forwarded-Proto", "https"}, http.StatusForbidden},
+			{"this origin", []string{"Origin", "http://" + host, "Sec-Fetch-Site", "same-origin"}, http.StatusOK},
+			{"an allowed origin", []string{"Origin", "https://app.example", "Sec-Fetch-Site", "cross-site"}, http.StatusOK},
+			{"typed in the address bar", []string{"Sec-Fetch-Site", "none"}, http.StatusOK},
+			{"no browser headers", nil, http.StatusOK},
+		} {
+			resp, r := open(t, f, 3, c.hdr...)
+			if resp.StatusCode != c.want {
+				t.Errorf("%s: status %d, want %d", c.name, resp.StatusCode, c.want)
+				continue
+			}
+			if c.want == http.StatusForbidden {
+				if b, _ := io.ReadAll(r); strings.Contains(string(b), "hello") {
+					t.Errorf("%s: refused after streaming: %s", c.name, b)
+				}
+			}
+			resp.Body.Close()
+		}
+		f.waitConns(t, 0)
 	})
 
 	t.Run("hello first, then changes, each with its version as id", func(t *testing.T) {

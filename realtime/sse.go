@@ -44,8 +44,9 @@ func (t *sseTransport) goAway(StatusCode, string) {}
 
 // ServeSSE streams the same messages as ServeWS as Server-Sent Events:
 // event = the message type, data = its JSON, id = its version, so that a
-// reconnecting EventSource resumes from Last-Event-ID. A request without a
-// valid session is answered 401, a node at its connection cap 503 and a
+// reconnecting EventSource resumes from Last-Event-ID. A cross-origin
+// request is answered 403 (checkOrigin, as for ServeWS), one without a
+// valid session 401, a node at its connection cap 503 and a
 // user at theirs 429 (both with Retry-After). When the server ends the stream (log-out,
 // shutdown, slow client) it first sends an event "close" with
 // {"code":N,"reason":"..."}.
@@ -57,6 +58,10 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	since, hasSince, err := parseSince(q)
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	if err := e.checkOrigin(r); err != nil {
+		writeJSONError(w, http.StatusForbidden, err.Error())
 		return
 	}
 	if !e.admit(r) {

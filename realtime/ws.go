@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/url"
-	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -79,7 +77,7 @@ var pong = Message{Type: "pong", Data: []byte("pong")}
 //
 // A cross-origin upgrade is refused with 403 before upgrading, and so is
 // one from a page on this host over plain http when the request came over
-// https (checkOriginScheme). A request
+// https (checkOrigin, shared with ServeSSE). A request
 // without a valid session is upgraded and closed at once with 1008
 // auth_required, so that browsers, which cannot read an HTTP status of a
 // failed upgrade, learn why.
@@ -97,7 +95,7 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	if err := checkOriginScheme(r); err != nil {
+	if err := e.checkOrigin(r); err != nil {
 		writeJSONError(w, http.StatusForbidden, err.Error())
 		return
 	}
@@ -258,30 +256,4 @@ func classify(typ websocket.MessageType, p []byte) clientKind {
 	default:
 		return clientText
 	}
-}
-
-// checkOriginScheme refuses an upgrade from a page on this very host whose
-// Origin is plain http while the request came over https (directly, or
-// through a TLS-terminating proxy that says so in X-Forwarded-Proto):
-// websocket.Accept compares hosts only, so a page served over http, which
-// anyone on the network can rewrite, would otherwise pass as same-origin. An
-// https page reaching a plain-http listener is a TLS-terminating proxy that
-// does not say so, and is let through. Other origins are left to Accept.
-func checkOriginScheme(r *http.Request) error {
-	origin := r.Header.Get("Origin")
-	if origin == "" {
-		return nil
-	}
-	u, err := url.Parse(origin)
-	if err != nil || !strings.EqualFold(u.Host, r.Host) {
-		return nil
-	}
-	overTLS := r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
-	switch {
-	case u.Scheme == "https":
-		return nil
-	case u.Scheme == "http" && !overTLS:
-		return nil
-	}
-	return errors.New("cross-origin request refused: the page's origin " + u.Scheme + "://" + u.Host + " does not match this site's scheme")
 }

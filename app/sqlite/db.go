@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"github.com/mattn/go-sqlite3"
+
+	"notesync/internal/fileperm"
 )
 
 // writerDriver is the driver of the writer connection: SQLite, with the
@@ -109,18 +111,8 @@ func OpenDB(ctx context.Context, path string, migrate bool) (*DB, error) {
 // database covers those made later. (Directories are made 0700.) On a
 // LiteFS mount, modes are LiteFS's own and this changes nothing.
 func restrictFiles(path string) error {
-	for _, p := range []string{path, path + "-wal", path + "-shm"} {
-		fi, err := os.Stat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			continue
-		} else if err != nil {
-			return fmt.Errorf("restrict database files: %w", err)
-		}
-		if fi.Mode().Perm()&0o077 != 0 {
-			if err := os.Chmod(p, fi.Mode().Perm()&0o700); err != nil {
-				return fmt.Errorf("restrict database files: %w", err)
-			}
-		}
+	if err := fileperm.Restrict(path, path+"-wal", path+"-shm"); err != nil {
+		return fmt.Errorf("restrict database files: %w", err)
 	}
 	return nil
 }

@@ -105,15 +105,23 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	// The place is taken before the password is checked, so that guesses
 	// sent in parallel are counted before any of them is checked.
 	addr := clientKey(r)
+	pair := "ua:" + username + "\x00" + addr
 	rules := []Rule{
-		{Key: "ua:" + username + "\x00" + addr, Max: loginsPerPair},
+		{Key: pair, Max: loginsPerPair},
 		{Key: "a:" + addr, Max: loginsPerAddr},
 	}
-	if !s.Sessions.KnownDevice(r, username) {
+	// The username's spacing holds back guesses from addresses that have
+	// failed for it; an address that has not is not made to wait behind
+	// them (its pair rule bounds it), nor is a browser that logged in
+	// before.
+	if !s.Sessions.KnownDevice(r, username) && s.logins.Failures(pair) > 0 {
 		rules = append(rules, Rule{Key: "u:" + username, Max: loginsPerUser, Slow: loginUserSpacing})
 	}
 	res, wait := s.logins.Reserve(rules...)
 	if wait > 0 {
+		// A refused attempt counts against its address, so that polling
+		// for the username's next place costs the poller.
+		s.logins.Fail("a:" + addr)
 		s.renderAuthError(w, r, "login", username, tooMany("Too many failed log-ins", wait))
 		return
 	}

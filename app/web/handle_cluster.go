@@ -24,15 +24,16 @@ type ClusterInfo interface {
 	// without LiteFS. A replica that cannot hear from the primary stays
 	// ready (it serves what it has) and says so here.
 	Replication() *cluster.Replication
-	// Connections counts each node's open connections, from the presence
-	// every tab is told.
-	Connections() map[string]int
 }
 
-// handleCluster describes the cluster; a node on its own is a cluster of one.
-func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *User) {
+// handleCluster describes the cluster; a node on its own is a cluster of
+// one. A member's connections are the signed-in user's own there, from the
+// presence their tabs are told: other users' counts are theirs, and a
+// node's total is in its metrics (notesync_connections).
+func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, u *User) {
+	conns := s.Hub.PresenceOf(u.ID).Nodes
 	if s.Cluster != nil {
-		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster))
+		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster, conns))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -44,7 +45,7 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, _ *User) 
 			"http_url":    "",
 			"state":       "alive",
 			"role":        "primary",
-			"connections": s.Hub.Stats().Connections,
+			"connections": conns[s.Node],
 		}},
 	})
 }
@@ -68,11 +69,10 @@ type memberStatus struct {
 	Connections int64  `json:"connections"`
 }
 
-// clusterView is what GET /api/cluster answers, from info.
-func clusterView(self string, fly bool, info ClusterInfo) clusterStatus {
+// clusterView is what GET /api/cluster answers, from info and conns, a
+// user's open connections by node.
+func clusterView(self string, fly bool, info ClusterInfo, conns map[string]int) clusterStatus {
 	st := clusterStatus{Self: self, Primary: info.Primary(), Replication: info.Replication()}
-	// Connection counts come from presence, the data every tab is told.
-	conns := info.Connections()
 	for _, m := range info.Members() {
 		role := "replica"
 		if m.Name == st.Primary {

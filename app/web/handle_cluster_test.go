@@ -1,9 +1,12 @@
 package web
 
 import (
+	"encoding/json"
 	"math/rand/v2"
+	"net/http"
 	"slices"
 	"testing"
+	"time"
 
 	"notesync/cluster"
 )
@@ -47,5 +50,56 @@ func TestMemberLink(t *testing.T) {
 		if got := memberLink(m.member, m.fly); got != m.want {
 			t.Errorf("%s (fly %v): link %q, want %q", m.member.HTTP, m.fly, got, m.want)
 		}
+	}
+}
+
+// twoNodes is a cluster of node1 (this one, the primary) and node2.
+type twoNodes struct{}
+
+func (twoNodes) Members() []cluster.Member {
+	return []cluster.Member{{Name: "node1", State: "alive"}, {Name: "node2", State: "alive"}}
+}
+func (twoNodes) Primary() string                   { return "node1" }
+func (twoNodes) Replication() *cluster.Replication { return nil }
+
+func TestClusterShowsOnlyTheUsersOwnConnections(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		tweak func(*Config)
+	}{
+		{"a node on its own", func(*Config) {}},
+		{"a member of a cluster", func(c *Config) { c.Cluster = twoNodes{} }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts := newTestServer(t, c.tweak)
+			alice, bob := ts.browser(t), ts.browser(t)
+			alice.signup("alice")
+			bob.signup("bob")
+			bob.DialWS("")
+			counts := func(b *browser) map[string]int64 {
+				t.Helper()
+				resp, body := b.Do("GET", "/api/cluster", "", "")
+				var st clusterStatus
+				if resp.StatusCode != http.StatusOK || json.Unmarshal([]byte(body), &st) != nil {
+					t.Fatalf("%d %s", resp.StatusCode, body)
+				}
+				out := map[string]int64{}
+				for _, m := range st.Members {
+					out[m.Name] = m.Connections
+				}
+				return out
+			}
+			want := func(b *browser, n int64) bool { return counts(b)["node1"] == n }
+			for deadline := time.Now().Add(5 * time.Second); !want(bob, 1); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("bob, one socket open, sees %v", counts(bob))
+				}
+			}
+			for name, n := range counts(alice) {
+				if n != 0 {
+					t.Errorf("alice, no socket open, sees %d connections on %s", n, name)
+				}
+			}
+		})
 	}
 }

@@ -78,7 +78,8 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 // listAtLeast returns the user's notes at min_version or later, waiting a
 // bounded time for this node's database to catch up. A read that has to
 // wait is parked: it wakes only when this user's notes move, and one
-// session parks at most MaxParkedReads reads at a time (docs/PROTOCOL.md §8).
+// user parks at most MaxParkedReads reads at a time over all their
+// sessions, which cost nothing to make (docs/PROTOCOL.md §8).
 func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error) {
 	var min int64
 	if q := r.URL.Query().Get("min_version"); q != "" {
@@ -100,11 +101,11 @@ func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error
 			return notes, version, err
 		}
 		if deadline == nil {
-			if !s.park(u.SessionID) {
+			if !s.park(u.ID) {
 				done()
-				return nil, 0, &app.Error{Code: app.ETOOMANY, Message: "too many reads of this session are waiting for min_version; try again shortly", RetryAfter: 1}
+				return nil, 0, &app.Error{Code: app.ETOOMANY, Message: "too many of your reads are waiting for min_version; try again shortly", RetryAfter: 1}
 			}
-			defer s.unpark(u.SessionID)
+			defer s.unpark(u.ID)
 			t := time.NewTimer(s.MinVersionWait)
 			defer t.Stop()
 			deadline = t.C
@@ -122,24 +123,24 @@ func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error
 	}
 }
 
-// park counts a parked read of a session; it reports false when the session
-// has MaxParkedReads parked already.
-func (s *Server) park(sessionID string) bool {
+// park counts a parked read of a user; it reports false when the user has
+// MaxParkedReads parked already.
+func (s *Server) park(userID int64) bool {
 	s.parkedMu.Lock()
 	defer s.parkedMu.Unlock()
-	if s.parked[sessionID] >= s.MaxParkedReads {
+	if s.parked[userID] >= s.MaxParkedReads {
 		return false
 	}
-	s.parked[sessionID]++
+	s.parked[userID]++
 	return true
 }
 
-// unpark ends a parked read of a session.
-func (s *Server) unpark(sessionID string) {
+// unpark ends a parked read of a user.
+func (s *Server) unpark(userID int64) {
 	s.parkedMu.Lock()
 	defer s.parkedMu.Unlock()
-	if s.parked[sessionID]--; s.parked[sessionID] <= 0 {
-		delete(s.parked, sessionID)
+	if s.parked[userID]--; s.parked[userID] <= 0 {
+		delete(s.parked, userID)
 	}
 }
 

@@ -125,8 +125,9 @@ func TestLoginLimits(t *testing.T) {
 		if resp.StatusCode != http.StatusTooManyRequests || wait < 9*60 || !strings.Contains(formError(body), "Try again in 10 minutes") {
 			t.Fatalf("%d Retry-After=%q %q: want 429, about 10 minutes, said in words", resp.StatusCode, resp.Header.Get("Retry-After"), formError(body))
 		}
-		// Other usernames from that address: 20 failures in all.
-		n := loginsPerPair
+		// Other usernames from that address: 20 failures in all, the
+		// refused attempt above among them.
+		n := loginsPerPair + 1
 		for ; n < loginsPerAddr; n++ {
 			if resp, _ := ts.browser(t).logIn("10.0.0.3", "user"+strconv.Itoa(n), "wrong-pass"); resp.StatusCode != http.StatusUnauthorized {
 				t.Fatalf("failure %d from the address: %d, want 401", n+1, resp.StatusCode)
@@ -294,4 +295,76 @@ func TestClientGoingAwayIsNotAnError(t *testing.T) {
 	if out := logs.String(); strings.Contains(out, "level=ERROR") || !strings.Contains(out, "client went away") {
 		t.Fatalf("logs:\n%s", out)
 	}
+}
+
+// fakeClock is a limiter's clock that a test moves.
+type fakeClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *fakeClock) Add(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+func TestLoginUnderAttackFromFewAddresses(t *testing.T) {
+	// Four addresses guess one username and poll for its next place twice
+	// a second; the owner, in a browser without the device cookie, waits as
+	// Retry-After says. The limiter's clock is the test's.
+	const step = 500 * time.Millisecond
+	attack := func(t *testing.T, ts *testServer, clock *fakeClock, d time.Duration) {
+		t.Helper()
+		for end := clock.Now().Add(d); clock.Now().Before(end); clock.Add(step) {
+			for a := 1; a <= 4; a++ {
+				ts.browser(t).logIn("198.51.100."+strconv.Itoa(a), "vic", "guess")
+			}
+		}
+	}
+	setup := func(t *testing.T) (*testServer, *fakeClock) {
+		ts := newTestServer(t)
+		clock := &fakeClock{now: time.Now()}
+		ts.srv.logins.now = clock.Now
+		ts.browser(t).signup("vic")
+		attack(t, ts, clock, 10*time.Second)
+		return ts, clock
+	}
+
+	t.Run("an address with no failures for the username gets in at once", func(t *testing.T) {
+		ts, _ := setup(t)
+		if resp, body := ts.browser(t).logIn("203.0.113.9", "vic", "password1"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("%d %q, want 303", resp.StatusCode, formError(body))
+		}
+	})
+
+	t.Run("after a typo, the owner gets in within a minute while the attack goes on", func(t *testing.T) {
+		ts, clock := setup(t)
+		owner := ts.browser(t)
+		if resp, _ := owner.logIn("203.0.113.9", "vic", "passwort1"); resp.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("typo: %d, want 401", resp.StatusCode)
+		}
+		start, next := clock.Now(), clock.Now()
+		for clock.Now().Sub(start) <= time.Minute {
+			attack(t, ts, clock, step) // the attackers poll first, as they would
+			if !clock.Now().Before(next) {
+				resp, body := owner.logIn("203.0.113.9", "vic", "password1")
+				if resp.StatusCode == http.StatusSeeOther {
+					return
+				}
+				wait, err := strconv.Atoi(resp.Header.Get("Retry-After"))
+				if resp.StatusCode != http.StatusTooManyRequests || err != nil {
+					t.Fatalf("%d %q, want 303 or 429 with Retry-After", resp.StatusCode, formError(body))
+				}
+				next = clock.Now().Add(time.Duration(wait) * time.Second)
+			}
+		}
+		t.Fatal("the owner did not get in within a minute")
+	})
 }

@@ -44,12 +44,16 @@ func TestParkedReads(t *testing.T) {
 		}
 	})
 
-	t.Run("one session parks at most MaxParkedReads reads; the next gets 429", func(t *testing.T) {
+	t.Run("one user parks at most MaxParkedReads reads over all their sessions; the next gets 429", func(t *testing.T) {
 		ts := newTestServer(t, func(c *Config) { c.MaxParkedReads = 3; c.MinVersionWait = 3 * time.Second })
 		b := ts.browser(t)
 		b.signup("alice")
 		other := ts.browser(t)
 		other.signup("bob")
+		second := ts.browser(t) // alice's second session: log-ins are free
+		if resp, _ := second.logIn("10.0.0.1", "alice", "password1"); resp.StatusCode != http.StatusSeeOther {
+			t.Fatalf("second log-in: %d", resp.StatusCode)
+		}
 		var wg sync.WaitGroup
 		for i := 0; i < 3; i++ {
 			wg.Go(func() {
@@ -62,12 +66,14 @@ func TestParkedReads(t *testing.T) {
 		for ts.srv.parkedCount() < 3 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
-		resp, body := b.Do("GET", "/notes?min_version=99", "", "")
-		jsonError(t, resp, body, http.StatusTooManyRequests)
-		if resp.Header.Get("Retry-After") == "" {
-			t.Error("429 without Retry-After")
+		for _, s := range []*browser{b, second} {
+			resp, body := s.Do("GET", "/notes?min_version=99", "", "")
+			jsonError(t, resp, body, http.StatusTooManyRequests)
+			if resp.Header.Get("Retry-After") == "" {
+				t.Error("429 without Retry-After")
+			}
 		}
-		// A read that need not wait is served, and so is another session.
+		// A read that need not wait is served, and so is another user's.
 		if resp, _ := b.Do("GET", "/api/notes?min_version=0", "", ""); resp.StatusCode != http.StatusOK {
 			t.Errorf("a read at the current version: %d", resp.StatusCode)
 		}
@@ -76,13 +82,13 @@ func TestParkedReads(t *testing.T) {
 			time.Sleep(5 * time.Millisecond)
 		}
 		if n := ts.srv.parkedCount(); n != 4 {
-			t.Errorf("%d reads parked, want 4 (another session is not limited by this one)", n)
+			t.Errorf("%d reads parked, want 4 (another user is not limited by this one)", n)
 		}
 		wg.Wait()
 	})
 }
 
-// parkedCount is how many reads are parked now, over all sessions.
+// parkedCount is how many reads are parked now, over all users.
 func (s *Server) parkedCount() int {
 	s.parkedMu.Lock()
 	defer s.parkedMu.Unlock()

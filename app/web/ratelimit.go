@@ -117,13 +117,41 @@ func (res *Reservation) Settle(failed bool) {
 		}
 		a.inflight--
 		if failed {
-			if len(a.failed) >= maxKept {
-				a.failed = a.failed[1:]
-			}
-			a.failed = append(a.failed, now)
+			a.fail(now)
 		}
 		l.prune(k, now)
 	}
+}
+
+// Fail counts a failure against key now, outside any reservation: what an
+// attempt refused without being tried costs whoever sent it.
+func (l *Limiter) Fail(key string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	a := l.keys[key]
+	if a == nil {
+		a = &attempts{}
+		l.keys[key] = a
+	}
+	a.fail(l.now())
+}
+
+// Failures is how many failures of key are within the window.
+func (l *Limiter) Failures(key string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if a := l.prune(key, l.now()); a != nil {
+		return len(a.failed)
+	}
+	return 0
+}
+
+// fail remembers a failure at now, forgetting the oldest past maxKept.
+func (a *attempts) fail(now time.Time) {
+	if len(a.failed) >= maxKept {
+		a.failed = a.failed[1:]
+	}
+	a.failed = append(a.failed, now)
 }
 
 // prune drops failures that left the window, and the key once nothing of

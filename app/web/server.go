@@ -65,9 +65,9 @@ type Config struct {
 	// MinVersionWait bounds how long a read with min_version waits for this
 	// node's database to catch up before answering 503.
 	MinVersionWait time.Duration
-	// MaxParkedReads bounds the reads with min_version one session may
-	// have waiting at a time (default 32, one per tab at the per-user
-	// connection cap); the next one is answered 429.
+	// MaxParkedReads bounds the reads with min_version one user may have
+	// waiting at a time over all their sessions (default 32, one per tab
+	// at the per-user connection cap); the next one is answered 429.
 	MaxParkedReads int
 
 	// SignupLimit is how many sign-ups one client address may make per
@@ -106,7 +106,7 @@ type Server struct {
 	assistantRuns sync.Map // user id → struct{}: the user's running agent
 
 	parkedMu sync.Mutex
-	parked   map[string]int // session id → reads waiting for min_version
+	parked   map[int64]int // user id → reads waiting for min_version
 }
 
 // NewServer builds the server; templates are parsed once here.
@@ -133,7 +133,7 @@ func NewServer(cfg Config) (*Server, error) {
 		tmpl:    tmpl,
 		logins:  NewLimiter(loginWindow),
 		signups: NewLimiter(signupWindow),
-		parked:  map[string]int{},
+		parked:  map[int64]int{},
 	}
 	if s.EndSession == nil {
 		s.EndSession = func(id string) {
