@@ -2,9 +2,12 @@ package browsertest
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 )
 
 // CheckEditsAreNeverLost runs the two-tab scenarios of docs/PROTOCOL.md §6
@@ -144,4 +147,103 @@ func checkDistinctNames(t *testing.T, tab string, buttons map[string]string) {
 			t.Errorf("%s: %s is named %q, which does not say which note", tab, action, name)
 		}
 	}
+}
+
+// ---------------------------------------------------------------- edits
+
+// NoteState is what a tab shows of one note.
+type NoteState struct {
+	Exists  bool
+	Classes []string
+	Body    string // .note-body: the note's text as the tab shows it
+	Rev     int64  // data-rev
+	Editing bool   // an editor is open
+	Draft   string // the editor's text
+	// Buttons are the note's visible controls: data-action → accessible
+	// name (aria-label, else text).
+	Buttons map[string]string
+}
+
+// Has reports whether the note has class c.
+func (s NoteState) Has(c string) bool { return slices.Contains(s.Classes, c) }
+
+// Note returns what the tab shows of note id.
+func (tb *Tab) Note(t testing.TB, id int64) NoteState {
+	t.Helper()
+	return Eval[NoteState](t, tb, `(() => {
+		const el = document.querySelector(`+JSString(NoteSelector(id))+`);
+		if (!el) return {exists: false, classes: [], buttons: {}};
+		const ta = el.querySelector('.note-edit textarea');
+		const buttons = {};
+		for (const b of el.querySelectorAll('button[data-action]')) {
+			if (b.offsetParent !== null) buttons[b.dataset.action] = b.getAttribute('aria-label') || b.textContent;
+		}
+		return {
+			exists: true, classes: Array.from(el.classList),
+			body: el.querySelector('.note-body').textContent,
+			rev: Number(el.dataset.rev), editing: !!ta, draft: ta ? ta.value : '', buttons,
+		};
+	})()`)
+}
+
+// WaitNote waits until cond holds for what the tab shows of note id.
+func (tb *Tab) WaitNote(t testing.TB, id int64, within time.Duration, what string, cond func(NoteState) bool) NoteState {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for {
+		s := tb.Note(t, id)
+		if cond(s) {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: note %d: %s: not within %v; it shows %+v", tb.Name, id, what, within, s)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// ClickNote clicks the note's control with that data-action.
+func (tb *Tab) ClickNote(t testing.TB, id int64, action string) {
+	t.Helper()
+	tb.Click(t, NoteSelector(id)+` button[data-action="`+action+`"]`)
+}
+
+// Type replaces the editor's text of note id, as typing does (the value
+// changes and an input event follows).
+func (tb *Tab) Type(t testing.TB, id int64, text string) {
+	t.Helper()
+	tb.Exec(t, `(() => {
+		const ta = document.querySelector(`+JSString(NoteSelector(id)+" .note-edit textarea")+`);
+		ta.value = `+JSString(text)+`;
+		ta.dispatchEvent(new Event('input', {bubbles: true}));
+	})()`)
+}
+
+// EditNote opens the editor of note id and types text into it.
+func (tb *Tab) EditNote(t testing.TB, id int64, text string) {
+	t.Helper()
+	tb.ClickNote(t, id, "edit")
+	tb.WaitNote(t, id, 5*time.Second, "the editor to open", func(s NoteState) bool { return s.Editing })
+	tb.Type(t, id, text)
+}
+
+// SaveNote submits the editor of note id and waits for it to close.
+func (tb *Tab) SaveNote(t testing.TB, id int64) {
+	t.Helper()
+	tb.ClickNote(t, id, "edit-save")
+	tb.WaitNote(t, id, 10*time.Second, "the save to finish", func(s NoteState) bool { return !s.Editing })
+}
+
+// ServerNote reads note id through the tab's own session from its node.
+func (tb *Tab) ServerNote(t testing.TB, id int64) (status int, body string, rev int64) {
+	t.Helper()
+	r := Eval[struct {
+		Status int
+		Body   string
+		Rev    int64
+	}](t, tb, fmt.Sprintf(`fetch('/api/notes/%d', {cache: 'no-store'}).then(async (r) => {
+		const j = await r.json().catch(() => ({}));
+		return {status: r.status, body: j.note ? j.note.body : '', rev: j.note ? j.note.rev : 0};
+	})`, id), chromedp.EvalAwaitPromise)
+	return r.Status, r.Body, r.Rev
 }
