@@ -80,8 +80,9 @@ type config struct {
 	BcryptCost int // 0: sqlite.Store's default
 
 	// Test hooks.
-	bodyTimeout time.Duration // default web.BodyTimeout
-	ready       chan<- string // receives the listening address
+	bodyTimeout  time.Duration // default web.BodyTimeout
+	writeTimeout time.Duration // default web.WriteTimeout
+	ready        chan<- string // receives the listening address
 }
 
 // bcryptFloor is the lowest bcrypt cost a node accepts outside -benchmark.

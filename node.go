@@ -280,9 +280,9 @@ func (n *Node) openHTTP(context.Context) error {
 	return nil
 }
 
-// publicHandler is what serves the public port: the app behind the body
-// deadline, Fly's pinning, the trusted client-address header and write
-// forwarding, outermost first.
+// publicHandler is what serves the public port: the app behind the write
+// and body deadlines, Fly's pinning, the trusted client-address header and
+// write forwarding, outermost first.
 func (n *Node) publicHandler(srv http.Handler) http.Handler {
 	h := n.cluster.Forward(srv)
 	if n.cfg.ClientIPHeader != "" {
@@ -296,7 +296,11 @@ func (n *Node) publicHandler(srv http.Handler) http.Handler {
 	if n.cfg.bodyTimeout != 0 {
 		bodyTimeout = n.cfg.bodyTimeout
 	}
-	return web.ReadBodyWithin(bodyTimeout, h)
+	writeTimeout := web.WriteTimeout
+	if n.cfg.writeTimeout != 0 {
+		writeTimeout = n.cfg.writeTimeout
+	}
+	return web.WriteWithin(writeTimeout, web.ReadBodyWithin(bodyTimeout, h))
 }
 
 // openOpsServers starts the operations servers beside the public port
