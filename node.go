@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"notesync/app"
 	"notesync/app/feed"
 	"notesync/app/sqlite"
 	"notesync/app/web"
@@ -177,6 +178,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.metrics.WriteBatch.Observe(float64(writes))
 		n.metrics.CommitTime.Observe(took.Seconds())
 	}
+	n.store.Quota = app.Quota{Notes: int64(n.cfg.MaxNotesPerUser), Bytes: int64(n.cfg.MaxBytesPerUser)}
 	if n.cfg.BcryptCost != 0 {
 		n.store.BcryptCost = n.cfg.BcryptCost
 	}
@@ -261,6 +263,7 @@ func (n *Node) openHTTP(context.Context) error {
 		Fly:         n.cfg.FlyMachineID != "",
 		EndSession:  n.endSession,
 		SignupLimit: n.cfg.SignupLimit,
+		WriteBudget: &web.WriteBudget{Rate: float64(n.cfg.WriteRate), Burst: n.cfg.WriteBurst},
 		HSTS:        n.cfg.FlyMachineID != "", // fly.toml: force_https
 
 		AssistantBaseURL: n.cfg.AssistantBaseURL,

@@ -25,7 +25,7 @@ const unreadNotes = 100
 
 func TestUnreadAnswers(t *testing.T) {
 	const within = time.Second
-	n := startNode(t, func(c *config) { c.writeTimeout = within })
+	n := startNode(t, func(c *config) { c.writeTimeout, c.WriteRate = within, 0 })
 	c := apitest.New(t, n.URL)
 	c.SignUp("alice", "password1")
 	body := strings.Repeat("漢", 10_000)

@@ -31,6 +31,10 @@ type Store struct {
 	// ObserveBatch, if set, is called after each group commit with the
 	// number of writes it carried and how long the transaction took.
 	ObserveBatch func(writes int, took time.Duration)
+	// Quota bounds what one user's notes may take, checked in each write's
+	// transaction: every node's writes go through the primary's, so it
+	// holds across nodes. Zero: no bound.
+	Quota app.Quota
 	// Now is the store's clock (time.Now); tests set it.
 	Now func() time.Time
 

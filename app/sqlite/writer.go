@@ -205,8 +205,19 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 		}
 		return app.NoteWrite{}, app.Change{}, fmt.Errorf("bump version: %w", err)
 	}
+	before, err := s.usage(ctx, tx, userID)
+	if err != nil {
+		return app.NoteWrite{}, app.Change{}, err
+	}
 	note, opName, err := req.op(ctx, tx, now)
 	if err != nil {
+		return app.NoteWrite{}, app.Change{}, err
+	}
+	after, err := s.usage(ctx, tx, userID)
+	if err != nil {
+		return app.NoteWrite{}, app.Change{}, err
+	}
+	if err := s.Quota.Check(before, after); err != nil {
 		return app.NoteWrite{}, app.Change{}, err
 	}
 	// The change as ChangesAfter reads it back (created_at in ms).
@@ -222,6 +233,19 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 		}
 	}
 	return res, c, nil
+}
+
+// usage reads what userID's notes take inside tx, when the store has a
+// quota to check it against (the triggers of migration 0003 keep it).
+func (s *Store) usage(ctx context.Context, tx *sql.Tx, userID int64) (app.Usage, error) {
+	var u app.Usage
+	if s.Quota == (app.Quota{}) {
+		return u, nil
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT note_count, note_bytes FROM users WHERE id = ?`, userID).Scan(&u.Notes, &u.Bytes); err != nil {
+		return u, fmt.Errorf("read usage: %w", err)
+	}
+	return u, nil
 }
 
 // outcomeCodes are the codes the idempotency record keeps for each op. They
