@@ -64,6 +64,10 @@ type config struct {
 	MaxConnsPerUser int
 	MaxConns        int
 	SignupLimit     int
+	// Per user, over every node: note writes a second (and at once), and
+	// what their notes may take. 0: no limit.
+	WriteRate, WriteBurst            int
+	MaxNotesPerUser, MaxBytesPerUser int
 	// ClientIPHeader names the header in which a reverse proxy in front
 	// of the node gives the client's address; empty: none is trusted.
 	ClientIPHeader string
@@ -80,8 +84,9 @@ type config struct {
 	BcryptCost int // 0: sqlite.Store's default
 
 	// Test hooks.
-	bodyTimeout time.Duration // default web.BodyTimeout
-	ready       chan<- string // receives the listening address
+	bodyTimeout  time.Duration // default web.BodyTimeout
+	writeTimeout time.Duration // default web.WriteTimeout
+	ready        chan<- string // receives the listening address
 }
 
 // bcryptFloor is the lowest bcrypt cost a node accepts outside -benchmark.
@@ -140,7 +145,7 @@ func envDefaults(getenv func(string) string) defaults {
 // rawFlags are the flags read as text, checked into config by validate.
 type rawFlags struct {
 	logLevel, peers, gossipKey string
-	limits                     func() error
+	limits, budget             func() error
 }
 
 // usageText heads `notesync -h`.
@@ -223,6 +228,7 @@ func (c *config) registerFlags(fs *flag.FlagSet, d defaults, getenv func(string)
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")
 	raw.limits = c.limitFlags(fs, env)
+	raw.budget = c.budgetFlags(fs, env)
 	fs.IntVar(&c.BcryptCost, "bcrypt-cost", envInt(getenv, "BCRYPT_COST"), "bcrypt cost of new password hashes (env BCRYPT_COST; default 10; below 10 only with -benchmark)")
 	fs.BoolVar(&c.Benchmark, "benchmark", env("BENCHMARK", "") == "true", "this node serves a load test: allows -bcrypt-cost below 10 and serves POST /debug/publish on -metrics-addr (env BENCHMARK=true; never in production)")
 	return raw
@@ -250,7 +256,7 @@ func (c *config) validate(raw *rawFlags, d defaults) error {
 		return err
 	}
 	c.LogLevel = level
-	if err := raw.limits(); err != nil {
+	if err := errors.Join(raw.limits(), raw.budget()); err != nil {
 		return err
 	}
 	if err := checkBcryptCost(c.BcryptCost, c.Benchmark); err != nil {

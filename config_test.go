@@ -92,6 +92,24 @@ func TestFlags(t *testing.T) {
 		}
 	})
 
+	t.Run("write budget: 20 a second, burst 100, 10,000 notes and 20 MB per user; -benchmark lifts the rate and the count", func(t *testing.T) {
+		c, err := parseConfig(nil, env(nil), &bytes.Buffer{})
+		if err != nil || c.WriteRate != 20 || c.WriteBurst != 100 || c.MaxNotesPerUser != 10_000 || c.MaxBytesPerUser != 20_000_000 {
+			t.Fatalf("defaults: %v %d/s burst %d, %d notes, %d bytes", err, c.WriteRate, c.WriteBurst, c.MaxNotesPerUser, c.MaxBytesPerUser)
+		}
+		c, err = parseConfig([]string{"-benchmark"}, env(nil), &bytes.Buffer{})
+		if err != nil || c.WriteRate != 0 || c.MaxNotesPerUser != 0 || c.MaxBytesPerUser != 20_000_000 {
+			t.Fatalf("-benchmark: %v %d/s, %d notes, %d bytes", err, c.WriteRate, c.MaxNotesPerUser, c.MaxBytesPerUser)
+		}
+		c, err = parseConfig([]string{"-benchmark", "-write-rate", "5"}, env(map[string]string{"MAX_NOTES_PER_USER": "7"}), &bytes.Buffer{})
+		if err != nil || c.WriteRate != 5 || c.MaxNotesPerUser != 7 {
+			t.Fatalf("given with -benchmark: %v %d/s, %d notes", err, c.WriteRate, c.MaxNotesPerUser)
+		}
+		if _, err := parseConfig([]string{"-write-burst", "0"}, env(nil), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "-write-burst") {
+			t.Fatalf("a rate without a burst: %v", err)
+		}
+	})
+
 	t.Run("on Fly.io it refuses to start without its secrets, saying how to set them", func(t *testing.T) {
 		_, err := parseConfig(nil, env(map[string]string{"FLY_MACHINE_ID": "148e21e4b16189", "FLY_APP_NAME": "notes"}), &bytes.Buffer{})
 		if err == nil || !strings.Contains(err.Error(), "fly secrets set") || !strings.Contains(err.Error(), "GOSSIP_KEY") || !strings.Contains(err.Error(), "SESSION_SECRET") {

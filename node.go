@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"notesync/app"
 	"notesync/app/feed"
 	"notesync/app/sqlite"
 	"notesync/app/web"
@@ -177,6 +178,7 @@ func (n *Node) openStore(ctx context.Context) error {
 		n.metrics.WriteBatch.Observe(float64(writes))
 		n.metrics.CommitTime.Observe(took.Seconds())
 	}
+	n.store.Quota = app.Quota{Notes: int64(n.cfg.MaxNotesPerUser), Bytes: int64(n.cfg.MaxBytesPerUser)}
 	if n.cfg.BcryptCost != 0 {
 		n.store.BcryptCost = n.cfg.BcryptCost
 	}
@@ -261,6 +263,7 @@ func (n *Node) openHTTP(context.Context) error {
 		Fly:         n.cfg.FlyMachineID != "",
 		EndSession:  n.endSession,
 		SignupLimit: n.cfg.SignupLimit,
+		WriteBudget: &web.WriteBudget{Rate: float64(n.cfg.WriteRate), Burst: n.cfg.WriteBurst},
 		HSTS:        n.cfg.FlyMachineID != "", // fly.toml: force_https
 
 		AssistantBaseURL: n.cfg.AssistantBaseURL,
@@ -280,9 +283,9 @@ func (n *Node) openHTTP(context.Context) error {
 	return nil
 }
 
-// publicHandler is what serves the public port: the app behind the body
-// deadline, Fly's pinning, the trusted client-address header and write
-// forwarding, outermost first.
+// publicHandler is what serves the public port: the app behind the write
+// and body deadlines, Fly's pinning, the trusted client-address header and
+// write forwarding, outermost first.
 func (n *Node) publicHandler(srv http.Handler) http.Handler {
 	h := n.cluster.Forward(srv)
 	if n.cfg.ClientIPHeader != "" {
@@ -296,7 +299,11 @@ func (n *Node) publicHandler(srv http.Handler) http.Handler {
 	if n.cfg.bodyTimeout != 0 {
 		bodyTimeout = n.cfg.bodyTimeout
 	}
-	return web.ReadBodyWithin(bodyTimeout, h)
+	writeTimeout := web.WriteTimeout
+	if n.cfg.writeTimeout != 0 {
+		writeTimeout = n.cfg.writeTimeout
+	}
+	return web.WriteWithin(writeTimeout, web.ReadBodyWithin(bodyTimeout, h))
 }
 
 // openOpsServers starts the operations servers beside the public port

@@ -31,6 +31,10 @@ type Store struct {
 	// ObserveBatch, if set, is called after each group commit with the
 	// number of writes it carried and how long the transaction took.
 	ObserveBatch func(writes int, took time.Duration)
+	// Quota bounds what one user's notes may take, checked in each write's
+	// transaction: every node's writes go through the primary's, so it
+	// holds across nodes. Zero: no bound.
+	Quota app.Quota
 	// Now is the store's clock (time.Now); tests set it.
 	Now func() time.Time
 
@@ -105,7 +109,7 @@ func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem 
 	if err := app.ValidateNoteBody(body); err != nil {
 		return app.NoteWrite{}, err
 	}
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+	return s.writeNotes(ctx, userID, idem, body, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
 		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at, rev) VALUES (?, ?, ?, ?, 1)
 			RETURNING `+noteColumns, userID, body, now.UnixMilli(), now.UnixMilli()))
 		if err != nil {
@@ -122,7 +126,7 @@ func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body strin
 	if err := app.ValidateNoteBody(body); err != nil {
 		return app.NoteWrite{}, err
 	}
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+	return s.writeNotes(ctx, userID, idem, body, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
 		if _, err := currentNote(ctx, tx, userID, noteID, ifRev); err != nil {
 			return app.Note{}, "", err
 		}
@@ -139,7 +143,7 @@ func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body strin
 // as UpdateNote. The note is kept for UndoWindow, so RestoreNote can bring
 // it back.
 func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, ifRev app.Revs, idem app.Idempotency) (app.NoteWrite, error) {
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+	return s.writeNotes(ctx, userID, idem, "", func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
 		n, err := currentNote(ctx, tx, userID, noteID, ifRev)
 		if err != nil {
 			return app.Note{}, "", err
@@ -160,7 +164,7 @@ func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, ifRev app.
 // with op created. A note that is not deleted, or was deleted longer ago,
 // is ENOTFOUND.
 func (s *Store) RestoreNote(ctx context.Context, userID, noteID int64, idem app.Idempotency) (app.NoteWrite, error) {
-	return s.writeNotes(ctx, userID, idem, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
+	return s.writeNotes(ctx, userID, idem, "", func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
 		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (id, user_id, body, created_at, updated_at, rev)
 			SELECT id, user_id, body, created_at, updated_at, rev FROM deleted_notes WHERE id = ? AND user_id = ? AND deleted_at >= ?
 			RETURNING `+noteColumns, noteID, userID, now.Add(-app.UndoWindow).UnixMilli()))

@@ -29,8 +29,12 @@ type noteOp func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, stri
 // outcome only after that commit. Under LiteFS a commit costs a few
 // milliseconds whatever its size, so sharing it is what lets concurrent
 // writers go past one commit's worth of writes a second.
-func (s *Store) writeNotes(ctx context.Context, userID int64, idem app.Idempotency, op noteOp) (app.NoteWrite, error) {
-	req := &writeReq{ctx: ctx, userID: userID, idem: idem, op: op, done: make(chan writeDone, 1)}
+//
+// sets is the body the write gives its note ("" for a delete or a
+// restore): a repeat with the same key has the same body, so the record
+// need not keep a copy of it.
+func (s *Store) writeNotes(ctx context.Context, userID int64, idem app.Idempotency, sets string, op noteOp) (app.NoteWrite, error) {
+	req := &writeReq{ctx: ctx, userID: userID, idem: idem, sets: sets, op: op, done: make(chan writeDone, 1)}
 	select {
 	case s.writes <- req:
 	case <-ctx.Done():
@@ -47,6 +51,7 @@ type writeReq struct {
 	ctx    context.Context
 	userID int64
 	idem   app.Idempotency
+	sets   string // the note's new body, if the write gives one
 	op     noteOp
 	done   chan writeDone
 }
@@ -194,7 +199,7 @@ func (s *Store) applyBatch(ctx context.Context, tx *sql.Tx, batch []*writeReq, r
 func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now time.Time) (app.NoteWrite, app.Change, error) {
 	userID, idem := req.userID, req.idem
 	if idem.Key != "" {
-		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, now); err != nil || ok {
+		if r, ok, err := lookupIdempotency(ctx, tx, userID, idem, req.sets, now); err != nil || ok {
 			return r, app.Change{}, err
 		}
 	}
@@ -205,8 +210,19 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 		}
 		return app.NoteWrite{}, app.Change{}, fmt.Errorf("bump version: %w", err)
 	}
+	before, err := s.usage(ctx, tx, userID)
+	if err != nil {
+		return app.NoteWrite{}, app.Change{}, err
+	}
 	note, opName, err := req.op(ctx, tx, now)
 	if err != nil {
+		return app.NoteWrite{}, app.Change{}, err
+	}
+	after, err := s.usage(ctx, tx, userID)
+	if err != nil {
+		return app.NoteWrite{}, app.Change{}, err
+	}
+	if err := s.Quota.Check(before, after); err != nil {
 		return app.NoteWrite{}, app.Change{}, err
 	}
 	// The change as ChangesAfter reads it back (created_at in ms).
@@ -224,16 +240,42 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 	return res, c, nil
 }
 
+// usage reads what userID's notes take inside tx, when the store has a
+// quota to check it against (the triggers of migration 0003 keep it).
+func (s *Store) usage(ctx context.Context, tx *sql.Tx, userID int64) (app.Usage, error) {
+	var u app.Usage
+	if s.Quota == (app.Quota{}) {
+		return u, nil
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT note_count, note_bytes FROM users WHERE id = ?`, userID).Scan(&u.Notes, &u.Bytes); err != nil {
+		return u, fmt.Errorf("read usage: %w", err)
+	}
+	return u, nil
+}
+
 // outcomeCodes are the codes the idempotency record keeps for each op. They
 // are HTTP's numbers because the record's status column is read as one by
 // releases that answer a replay straight from it; a rolling deploy runs such
 // a release beside this one.
 var outcomeCodes = map[string]int{app.OpCreated: 201, app.OpUpdated: 200, app.OpDeleted: 204}
 
-// recordIdempotency keeps the outcome of a keyed write.
+// recordedBody is the longest note body an idempotency record keeps. A
+// longer one is left out (the record's note has an empty body, which no
+// note has): a repeat gives it again, or it is read back from the note.
+// Records live for a day, and kept every body they would double the data
+// of one who writes long notes.
+const recordedBody = 256
+
+// recordIdempotency keeps the outcome of a keyed write: its status, and the
+// note and version it answered, without a long body. A release before this
+// one, beside it during a rolling deploy, answers a repeat of such a record
+// with the note's body empty; it never applies the write twice.
 func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.Idempotency, op string, res app.NoteWrite, now time.Time) error {
 	body := []byte{} // a delete keeps no note, as releases before this one expect
 	if op != app.OpDeleted {
+		if len(res.Note.Body) > recordedBody {
+			res.Note.Body = ""
+		}
 		var err error
 		if body, err = json.Marshal(res); err != nil {
 			return err
@@ -246,8 +288,10 @@ func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.I
 	return nil
 }
 
-// lookupIdempotency returns the recorded outcome of idem, if any.
-func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.Idempotency, now time.Time) (app.NoteWrite, bool, error) {
+// lookupIdempotency returns the recorded outcome of idem, if any, with the
+// note's body: the record's, else sets (the repeat's, the same as the first
+// write's), else the note's as it is now.
+func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.Idempotency, sets string, now time.Time) (app.NoteWrite, bool, error) {
 	var (
 		fp      string
 		body    []byte
@@ -277,5 +321,28 @@ func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.I
 		}
 	}
 	res.Replayed = true
-	return res, true, nil
+	if res.Note.ID == 0 || res.Note.Body != "" {
+		return res, true, nil
+	}
+	if sets != "" {
+		res.Note.Body = sets
+		return res, true, nil
+	}
+	return res, true, recordedNote(ctx, tx, userID, &res.Note)
+}
+
+// recordedNote fills in the body of a recorded note left without one (a
+// restore's) from the note as it is now: the same body while the note is
+// at the recorded revision; once it has moved on, the note as it is now,
+// which is what the client needs to go on from. A note gone since keeps
+// its empty body.
+func recordedNote(ctx context.Context, tx *sql.Tx, userID int64, n *app.Note) error {
+	now, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, n.ID, userID))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	} else if err != nil {
+		return fmt.Errorf("read replayed note: %w", err)
+	}
+	*n = now
+	return nil
 }

@@ -22,13 +22,13 @@ func (s *Server) routes() http.Handler {
 	mux.HandleFunc("GET /assistant", s.handleAssistantPage)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
 
-	// JSON API.
+	// JSON API. The note writes spend the user's write budget.
 	mux.Handle("GET /api/notes", s.requireUser(s.handleNotesList))
-	mux.Handle("POST /api/notes", s.requireUser(s.handleNoteCreate))
+	mux.Handle("POST /api/notes", s.requireUser(s.budgeted(s.handleNoteCreate)))
 	mux.Handle("GET /api/notes/{id}", s.requireUser(s.handleNoteGet))
-	mux.Handle("PATCH /api/notes/{id}", s.requireUser(s.handleNoteUpdate))
-	mux.Handle("DELETE /api/notes/{id}", s.requireUser(s.handleNoteDelete))
-	mux.Handle("POST /api/notes/{id}/restore", s.requireUser(s.handleNoteRestore))
+	mux.Handle("PATCH /api/notes/{id}", s.requireUser(s.budgeted(s.handleNoteUpdate)))
+	mux.Handle("DELETE /api/notes/{id}", s.requireUser(s.budgeted(s.handleNoteDelete)))
+	mux.Handle("POST /api/notes/{id}/restore", s.requireUser(s.budgeted(s.handleNoteRestore)))
 	// Node-local: served where it arrives, never forwarded (NodeLocal).
 	mux.Handle("POST /api/editing", s.requireUser(s.handleEditing))
 	mux.Handle("GET /api/cluster", s.requireUser(s.handleCluster))

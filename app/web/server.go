@@ -70,6 +70,10 @@ type Config struct {
 	// at the per-user connection cap); the next one is answered 429.
 	MaxParkedReads int
 
+	// WriteBudget, if set, bounds how fast one user writes notes; the
+	// store's Quota bounds how much they keep.
+	WriteBudget *WriteBudget
+
 	// SignupLimit is how many sign-ups one client address may make per
 	// hour (0: no limit).
 	SignupLimit int
