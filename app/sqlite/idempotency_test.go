@@ -44,7 +44,8 @@ func TestIdempotencyRecordsKeepNoCopy(t *testing.T) {
 		if err := s.DB().ReadPool().QueryRow(`SELECT COUNT(*), SUM(length(body)) FROM idempotency`).Scan(&n, &size); err != nil {
 			t.Fatal(err)
 		}
-		if n != 5 || size > 5*300 {
+		// The restore keeps its body: its request has none to give again.
+		if n != 5 || size > 4*300+int64(len(restored.Note.Body))+300 {
 			t.Fatalf("%d records of %d bytes in all, for writes of %d bytes: a copy of the bodies", n, size, 2*len(long))
 		}
 	})
@@ -64,6 +65,7 @@ func TestIdempotencyRecordsKeepNoCopy(t *testing.T) {
 				return s.UpdateNote(ctx, u.ID, created.Note.ID, longer, nil, key("update"))
 			}, updated},
 			{"short", func() (app.NoteWrite, error) { return s.CreateNote(ctx, u.ID, "short", key("short")) }, short},
+			{"restore", func() (app.NoteWrite, error) { return s.RestoreNote(ctx, u.ID, created.Note.ID, key("restore")) }, restored},
 		} {
 			got, err := c.write()
 			if err != nil || !got.Replayed || got.Version != c.want.Version || !got.Note.UpdatedAt.Equal(c.want.Note.UpdatedAt) ||
@@ -72,13 +74,6 @@ func TestIdempotencyRecordsKeepNoCopy(t *testing.T) {
 					c.name, err, got.Replayed, got.Note.ID, got.Note.Rev, got.Version, len(got.Note.Body),
 					c.want.Note.ID, c.want.Note.Rev, c.want.Version, len(c.want.Note.Body))
 			}
-		}
-	})
-
-	t.Run("a repeated restore answers the note as it is now once it moved on", func(t *testing.T) {
-		got, err := s.RestoreNote(ctx, u.ID, created.Note.ID, key("restore"))
-		if err != nil || !got.Replayed || got.Note.ID != restored.Note.ID || got.Note.Body != "later" || got.Note.Rev != restored.Note.Rev+1 {
-			t.Fatalf("restore repeated: %v, replayed %v, note %d rev %d, body %.20q", err, got.Replayed, got.Note.ID, got.Note.Rev, got.Note.Body)
 		}
 	})
 }

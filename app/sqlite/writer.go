@@ -233,7 +233,7 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 	}
 	res := app.NoteWrite{Note: note, Version: version}
 	if idem.Key != "" {
-		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, now); err != nil {
+		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, req.sets != "", now); err != nil {
 			return app.NoteWrite{}, app.Change{}, err
 		}
 	}
@@ -259,21 +259,24 @@ func (s *Store) usage(ctx context.Context, tx *sql.Tx, userID int64) (app.Usage,
 // a release beside this one.
 var outcomeCodes = map[string]int{app.OpCreated: 201, app.OpUpdated: 200, app.OpDeleted: 204}
 
-// recordedBody is the longest note body an idempotency record keeps. A
-// longer one is left out (the record's note has an empty body, which no
-// note has): a repeat gives it again, or it is read back from the note.
-// Records live for a day, and kept every body they would double the data
-// of one who writes long notes.
+// recordedBody is the longest note body an idempotency record keeps of a
+// write that gives its note a body (a create or an update). A longer one is
+// left out (the record's note has an empty body, which no note has): a
+// repeat gives it again. Records live for a day, and kept every body they
+// would double the data of one who writes long notes. A restore, whose
+// request holds no body, keeps it: restores are few, and a repeat answers
+// the note as the restore brought it back.
 const recordedBody = 256
 
 // recordIdempotency keeps the outcome of a keyed write: its status, and the
-// note and version it answered, without a long body. A release before this
+// note and version it answered, without a long body when the request gave
+// it (given). A release before this
 // one, beside it during a rolling deploy, answers a repeat of such a record
 // with the note's body empty; it never applies the write twice.
-func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.Idempotency, op string, res app.NoteWrite, now time.Time) error {
+func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.Idempotency, op string, res app.NoteWrite, given bool, now time.Time) error {
 	body := []byte{} // a delete keeps no note, as releases before this one expect
 	if op != app.OpDeleted {
-		if len(res.Note.Body) > recordedBody {
+		if given && len(res.Note.Body) > recordedBody {
 			res.Note.Body = ""
 		}
 		var err error
@@ -290,7 +293,7 @@ func recordIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.I
 
 // lookupIdempotency returns the recorded outcome of idem, if any, with the
 // note's body: the record's, else sets (the repeat's, the same as the first
-// write's), else the note's as it is now.
+// write's: the key's fingerprint covers it).
 func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.Idempotency, sets string, now time.Time) (app.NoteWrite, bool, error) {
 	var (
 		fp      string
@@ -324,25 +327,6 @@ func lookupIdempotency(ctx context.Context, tx *sql.Tx, userID int64, idem app.I
 	if res.Note.ID == 0 || res.Note.Body != "" {
 		return res, true, nil
 	}
-	if sets != "" {
-		res.Note.Body = sets
-		return res, true, nil
-	}
-	return res, true, recordedNote(ctx, tx, userID, &res.Note)
-}
-
-// recordedNote fills in the body of a recorded note left without one (a
-// restore's) from the note as it is now: the same body while the note is
-// at the recorded revision; once it has moved on, the note as it is now,
-// which is what the client needs to go on from. A note gone since keeps
-// its empty body.
-func recordedNote(ctx context.Context, tx *sql.Tx, userID int64, n *app.Note) error {
-	now, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, n.ID, userID))
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil
-	} else if err != nil {
-		return fmt.Errorf("read replayed note: %w", err)
-	}
-	*n = now
-	return nil
+	res.Note.Body = sets
+	return res, true, nil
 }
