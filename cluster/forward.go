@@ -165,7 +165,7 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			return
 		}
 		if f.FlyReplay != nil {
-			if v := f.FlyReplay(); v != "" {
+			if v := awaitPrimary(r.Context(), time.Now().Add(primaryWait), "", f.FlyReplay); v != "" {
 				w.Header().Set("fly-replay", v)
 				w.WriteHeader(http.StatusConflict)
 				return
@@ -229,7 +229,8 @@ func (f *Forwarder) serveForwarded(w http.ResponseWriter, r *http.Request, next 
 // answer.
 const primaryWait = 3 * time.Second
 
-// forward sends a write to the primary. While no primary is known, or the
+// forward sends a write to the primary (on Fly.io, Wrap replays it there
+// instead, after the same wait for a known primary). While no primary is known, or the
 // one known refuses the connection (it stopped after handing the lease
 // off), it waits up to primaryWait for one, then answers 503.
 func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request) {
@@ -248,7 +249,7 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request) {
 	w = &headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}
 	refused := ""
 	for {
-		target := f.awaitPrimary(ctx, start.Add(primaryWait), refused)
+		target := awaitPrimary(ctx, start.Add(primaryWait), refused, f.PrimaryURL)
 		if target == "" {
 			writeError(w, http.StatusServiceUnavailable, 1, "no primary is reachable; nothing was written")
 			return
@@ -263,11 +264,12 @@ func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// awaitPrimary returns the primary's URL, once it is known and is not
-// refused, or "" if none is by until.
-func (f *Forwarder) awaitPrimary(ctx context.Context, until time.Time, refused string) string {
+// awaitPrimary returns where the primary is (primary's answer: a URL, or
+// a fly-replay value), once it is known and is not refused, or "" if none
+// is by until.
+func awaitPrimary(ctx context.Context, until time.Time, refused string, primary func() string) string {
 	for {
-		if target := f.PrimaryURL(); target != "" && target != refused {
+		if target := primary(); target != "" && target != refused {
 			return target
 		}
 		if time.Now().After(until) || pause(ctx, 25*time.Millisecond) != nil {
