@@ -76,8 +76,8 @@ func TestHandoff(t *testing.T) {
 	time.Sleep(time.Second)
 	w.stop()
 	sort.Slice(took, func(i, j int) bool { return took[i] < took[j] })
-	t.Logf("SIGTERM to new primary: median %v of %v; %d writes, %d retried (%d after a 504, the others through another node after a refused connection), longest write %v",
-		took[len(took)/2].Round(time.Millisecond), took, len(w.ids), w.retried, w.timedOut, w.longest.Round(time.Millisecond))
+	t.Logf("SIGTERM to new primary: median %v of %v; %d writes, %d retried (%d after a 504, the others through another node after a refused connection); longest write %v, longest answer %v",
+		took[len(took)/2].Round(time.Millisecond), took, len(w.ids), w.retried, w.timedOut, w.longest.Round(time.Millisecond), w.longestAnswer.Round(time.Millisecond))
 	// Each stop moved the lease by LiteFS's handoff, not by a release and
 	// an election (and so did each promote).
 	logs, _ := filepath.Glob(filepath.Join(c.Dir, "*", "node.log"))
@@ -108,14 +108,15 @@ type writers struct {
 	paused  atomic.Bool
 	writing sync.WaitGroup // the writes in flight
 
-	mu       sync.Mutex
-	ids      map[string]int64 // key → note id, of the writes answered 201
-	failed   []string
-	longest  time.Duration
-	retried  int // after a network error (the node was down) or a 504
-	timedOut int // after a 504
-	done     chan struct{}
-	wg       sync.WaitGroup
+	mu            sync.Mutex
+	ids           map[string]int64 // key → note id, of the writes answered 201
+	failed        []string
+	longest       time.Duration // of a write, with its retry
+	longestAnswer time.Duration // of one request
+	retried       int           // after a network error (the node was down) or a 504
+	timedOut      int           // after a 504
+	done          chan struct{}
+	wg            sync.WaitGroup
 }
 
 func (w *writers) start(perSecond int) {
@@ -190,7 +191,11 @@ func (w *writers) write(i int) {
 }
 
 func (w *writers) post(node int, key string) (int, string, error) {
+	start := time.Now()
 	status, body, _, err := w.u.Try("POST", w.urls[node]+"/api/notes", `{"body":"`+key+`"}`, "Idempotency-Key", key)
+	w.mu.Lock()
+	w.longestAnswer = max(w.longestAnswer, time.Since(start))
+	w.mu.Unlock()
 	return status, body, err
 }
 
