@@ -49,6 +49,7 @@ type config struct {
 	LiteFSDir      string
 	LiteFSURL      string
 	LiteFSHostname string
+	LiteFSAdvert   string // LiteFS's API as the other nodes reach it
 	GossipBind     string
 	GossipAdvert   string
 	Peers          []string
@@ -103,6 +104,7 @@ type defaults struct {
 	HTTPAddr, Region, Node          string
 	GossipBind, GossipAdvert, Peers string
 	GossipWAN, HTTPURL              string
+	LiteFSAdvert                    string
 	Fly                             bool // on Fly.io: FLY_MACHINE_ID is set
 }
 
@@ -137,6 +139,8 @@ func envDefaults(getenv func(string) string) defaults {
 	}
 	if app := getenv("FLY_APP_NAME"); app != "" {
 		d.Peers = app + ".internal:7946"
+		// What litefs.yml's lease.advertise-url is on Fly.
+		d.LiteFSAdvert = "http://" + d.Node + ".vm." + app + ".internal:20202"
 	}
 	d.GossipWAN = "true"
 	return d
@@ -216,6 +220,7 @@ func (c *config) registerFlags(fs *flag.FlagSet, d defaults, getenv func(string)
 	fs.StringVar(&c.LiteFSDir, "litefs-dir", env("LITEFS_DIR", ""), "LiteFS FUSE mount dir holding the database (env LITEFS_DIR; empty: no LiteFS)")
 	fs.StringVar(&c.LiteFSURL, "litefs-url", env("LITEFS_URL", ""), "LiteFS HTTP API, whose events tell this node's role (env LITEFS_URL; default http://127.0.0.1:20202 with -litefs-dir)")
 	fs.StringVar(&c.LiteFSHostname, "litefs-hostname", env("LITEFS_HOSTNAME", ""), "this node's LiteFS lease hostname, as .primary names it (env LITEFS_HOSTNAME; default: the node name)")
+	fs.StringVar(&c.LiteFSAdvert, "litefs-advertise-url", env("LITEFS_ADVERTISE_URL", d.LiteFSAdvert), "LiteFS's HTTP API as the other nodes reach it, where a stopping primary asks its successor to take the lease (env LITEFS_ADVERTISE_URL; on Fly.io http://<machine>.vm.<app>.internal:20202; empty: this node is never handed the lease on a stop)")
 	fs.StringVar(&c.GossipBind, "gossip-bind", env("GOSSIP_BIND", d.GossipBind), "memberlist bind address host:port (env GOSSIP_BIND; empty: no cluster)")
 	fs.StringVar(&c.GossipAdvert, "gossip-advertise", env("GOSSIP_ADVERTISE", d.GossipAdvert), "memberlist address other nodes use (env GOSSIP_ADVERTISE; default: the bind address)")
 	fs.StringVar(&raw.peers, "peers", env("PEERS", d.Peers), "comma-separated peer gossip addresses or a DNS name resolving to all peers (env PEERS)")
@@ -317,6 +322,11 @@ func (c *config) validateURLs() error {
 	if c.HTTPURL != "" {
 		if u, err := url.Parse(c.HTTPURL); err != nil || u.Scheme == "" || u.Host == "" {
 			return fmt.Errorf("invalid -http-url (HTTP_URL) %q: want http://host:port", c.HTTPURL)
+		}
+	}
+	if c.LiteFSAdvert != "" {
+		if u, err := url.Parse(c.LiteFSAdvert); err != nil || u.Scheme != "http" || u.Host == "" {
+			return fmt.Errorf("invalid -litefs-advertise-url (LITEFS_ADVERTISE_URL) %q: want http://host:port", c.LiteFSAdvert)
 		}
 	}
 	if c.PublicURL != "" {

@@ -243,7 +243,7 @@ func (n *Node) openCluster(context.Context) error {
 	n.cluster = &cluster.Node{
 		Name: n.cfg.Node, Region: n.cfg.Region, Machine: n.cfg.FlyMachineID,
 		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Gossip: gossip,
-		Self: n.meta, NodeLocal: web.NodeLocal, Logger: n.logger,
+		Self: n.meta, NodeLocal: web.NodeLocal, Logger: n.logger, HoldWrites: n.db.HoldWrites,
 	}
 	return nil
 }
@@ -379,13 +379,16 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
-// shutdown stops accepting first: Shutdown closes the listeners at once, so
-// a tab reconnecting during the shutdown is refused at once and backs off,
-// instead of waiting in the dying process's accept queue for SYN
+// shutdown hands the lease off first, when this node is the primary, while
+// it still serves: writes that arrive meanwhile wait, then go to the new
+// primary. Then it stops accepting: Shutdown closes the listeners at once,
+// so a tab reconnecting during the shutdown is refused at once and backs
+// off, instead of waiting in the dying process's accept queue for SYN
 // retransmits. Meanwhile the real-time connections close with 1001, which
 // ends the SSE handlers Shutdown waits for.
 func (n *Node) shutdown() error {
 	n.logger.Info("shutting down")
+	n.handOff()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	start := time.Now()
@@ -397,6 +400,24 @@ func (n *Node) shutdown() error {
 	err := <-shut
 	n.logger.Info("stopped serving", "connections", conns, "sockets_closed_in", closed, "requests_finished_in", time.Since(start))
 	return err
+}
+
+// handOff moves the lease to a caught-up candidate when this node is the
+// primary of a cluster (docs/PROTOCOL.md §11). LiteFS stops the app before
+// it stops itself, so its API still answers. When no candidate holds every
+// change, the node stops as it would without: LiteFS releases the lease
+// as it exits, and writes get 503 until a candidate takes it.
+func (n *Node) handOff() {
+	if !n.lfs.IsPrimary() || n.cluster.Gossip == nil {
+		return
+	}
+	start := time.Now()
+	to, err := n.cluster.HandOff(context.Background())
+	if err != nil {
+		n.logger.Warn("stopping without handing the lease off", "err", err, "took", time.Since(start))
+		return
+	}
+	n.logger.Info("handed the lease off", "to", to, "took", time.Since(start))
 }
 
 // displayAddr turns ":8080" into "localhost:8080" for the start-up line.

@@ -55,6 +55,7 @@ func (n *Node) meta() cluster.Meta {
 		Public:      n.cfg.PublicURL,
 		TXID:        txid,
 		LiteFS:      n.cfg.LiteFSHostname,
+		LiteFSAPI:   n.cfg.LiteFSAdvert,
 		Machine:     n.cfg.FlyMachineID,
 		Connections: n.hub.Stats().Connections,
 		Primary:     n.lfs.IsPrimary(),

@@ -35,6 +35,10 @@ const (
 	HeaderFrom      = "X-Notesync-From"     // the forwarding node's name
 	HeaderNonce     = "X-Notesync-Nonce"    // random, once per forwarded request
 	HeaderSignature = "X-Notesync-Signature"
+	// HeaderMoved marks the 503 of a node that was sent a forwarded write
+	// but is no longer the primary: nothing was written, and the
+	// forwarding replica tries the new primary.
+	HeaderMoved = "X-Notesync-Moved"
 )
 
 // MaxForwardBody bounds the body of a forwarded request, which is read
@@ -70,6 +74,7 @@ type Forwarder struct {
 
 	proxy  *httputil.ReverseProxy
 	nonces nonceLog
+	gate   *writeGate // nil: writes are never held
 }
 
 // signed is what a forwarding signature covers.
@@ -111,12 +116,12 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 	}
 	f.proxy = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			fw := pr.In.Context().Value(forwardKey{}).(forwarding)
+			fw := pr.In.Context().Value(forwardKey{}).(*forwarding)
 			target, _ := url.Parse(fw.target)
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host // same-origin checks on the primary see the client's host
 			client := clientIP(pr.In.RemoteAddr)
-			deadline := strconv.FormatInt(time.Now().Add(f.Timeout).UnixMilli(), 10)
+			deadline := strconv.FormatInt(fw.deadline.UnixMilli(), 10)
 			nonce := newNonce()
 			pr.Out.Header.Set(HeaderClient, client)
 			pr.Out.Header.Set(HeaderDeadline, deadline)
@@ -133,43 +138,34 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			ResponseHeaderTimeout: f.Timeout,
 			DisableKeepAlives:     true,
 		},
+		ModifyResponse: func(resp *http.Response) error {
+			if resp.StatusCode == http.StatusServiceUnavailable && resp.Header.Get(HeaderMoved) != "" {
+				return errMoved
+			}
+			return nil
+		},
 		ErrorHandler: f.proxyError,
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Header.Get(HeaderSignature) != "" || r.Header.Get(HeaderFrom) != "" {
-			r2, deadline, err := f.verify(w, r)
-			if err != nil {
-				var be *bodyError
-				if errors.As(err, &be) {
-					writeBodyError(w, be)
-					return
-				}
-				writeError(w, http.StatusForbidden, 0, err.Error())
-				return
-			}
-			if !isWrite(r) || f.IsPrimary() {
-				// The replica stops waiting at the deadline, so work that has
-				// not answered by then is cut short. Once the response has
-				// begun (a streamed answer), the replica is relaying it, and
-				// it runs until the client goes away.
-				ctx, cancel := context.WithCancel(r2.Context())
-				defer cancel()
-				timer := time.AfterFunc(time.Until(deadline), cancel)
-				defer timer.Stop()
-				next.ServeHTTP(&headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}, r2.WithContext(ctx))
-				return
-			}
-			// Forwarded to a node that is no longer primary: never forward
-			// twice; the client retries with its Idempotency-Key.
-			writeError(w, http.StatusServiceUnavailable, 1, "the primary moved; retry")
+			f.serveForwarded(w, r, next)
 			return
 		}
-		if !isWrite(r) || f.IsPrimary() || (f.NodeLocal != nil && f.NodeLocal(r)) {
+		if !isWrite(r) || (f.NodeLocal != nil && f.NodeLocal(r)) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		served, _, err := f.gate.enter(r.Context(), f.IsPrimary)
+		if err != nil {
+			return // the client went away while the lease was handed off
+		}
+		if served {
+			defer f.gate.leave()
 			next.ServeHTTP(w, r)
 			return
 		}
 		if f.FlyReplay != nil {
-			if v := f.FlyReplay(); v != "" {
+			if v := awaitPrimary(r.Context(), time.Now().Add(primaryWait), "", f.FlyReplay); v != "" {
 				w.Header().Set("fly-replay", v)
 				w.WriteHeader(http.StatusConflict)
 				return
@@ -177,25 +173,118 @@ func (f *Forwarder) Wrap(next http.Handler) http.Handler {
 			writeError(w, http.StatusServiceUnavailable, 1, "no primary is reachable; nothing was written")
 			return
 		}
-		target := f.PrimaryURL()
+		f.forward(w, r)
+	})
+}
+
+// serveForwarded serves a request a replica forwarded here, once its
+// headers check out.
+func (f *Forwarder) serveForwarded(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	r2, deadline, err := f.verify(w, r)
+	if err != nil {
+		var be *bodyError
+		if errors.As(err, &be) {
+			writeBodyError(w, be)
+			return
+		}
+		writeError(w, http.StatusForbidden, 0, err.Error())
+		return
+	}
+	// The replica stops waiting at the deadline, so work that has not
+	// answered by then is cut short. Once the response has begun (a
+	// streamed answer), the replica is relaying it, and it runs until the
+	// client goes away.
+	ctx, cancel := context.WithCancel(r2.Context())
+	defer cancel()
+	timer := time.AfterFunc(time.Until(deadline), cancel)
+	defer timer.Stop()
+	r2 = r2.WithContext(ctx)
+	if !isWrite(r) {
+		next.ServeHTTP(&headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}, r2)
+		return
+	}
+	served, waited, err := f.gate.enter(ctx, f.IsPrimary)
+	switch {
+	case served:
+		defer f.gate.leave()
+		next.ServeHTTP(&headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}, r2)
+	case waited && err == nil:
+		// It waited here while this node handed the lease off: it goes on
+		// to the new primary, once (a node that did not hold it refuses it
+		// below).
+		timer.Stop()
+		f.forward(w, r2)
+	default:
+		// Forwarded to a node that is no longer primary: never forward
+		// twice; the replica tries the new primary, or the client retries
+		// with its Idempotency-Key.
+		w.Header().Set(HeaderMoved, "1")
+		writeError(w, http.StatusServiceUnavailable, 1, "the primary moved; retry")
+	}
+}
+
+// primaryWait bounds how long a forwarded write waits for a primary to be
+// known (an election, or a handoff that LiteFS has not told this node of
+// yet), within the forward's Timeout: what is left is for the primary to
+// answer.
+const primaryWait = 3 * time.Second
+
+// forward sends a write to the primary (on Fly.io, Wrap replays it there
+// instead, after the same wait for a known primary). While no primary is known, or the
+// one known refuses the connection (it stopped after handing the lease
+// off), it waits up to primaryWait for one, then answers 503.
+func (f *Forwarder) forward(w http.ResponseWriter, r *http.Request) {
+	body, berr := readBody(w, r)
+	if berr != nil {
+		writeBodyError(w, berr)
+		return
+	}
+	start := time.Now()
+	// The answer must begin by the deadline; once it has, it is relayed
+	// for as long as it runs (a streamed answer).
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	timer := time.AfterFunc(f.Timeout, cancel)
+	defer timer.Stop()
+	w = &headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}
+	refused := ""
+	for {
+		target := awaitPrimary(ctx, start.Add(primaryWait), refused, f.PrimaryURL)
 		if target == "" {
 			writeError(w, http.StatusServiceUnavailable, 1, "no primary is reachable; nothing was written")
 			return
 		}
-		body, err := readBody(w, r)
-		if err != nil {
-			writeBodyError(w, err)
+		fw := &forwarding{target: target, body: body, deadline: start.Add(f.Timeout), retry: start.Add(primaryWait)}
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		f.proxy.ServeHTTP(w, r.WithContext(context.WithValue(ctx, forwardKey{}, fw)))
+		if !fw.refused {
 			return
 		}
-		ctx := context.WithValue(r.Context(), forwardKey{}, forwarding{target: target, body: body})
-		f.proxy.ServeHTTP(w, r.WithContext(ctx))
-	})
+		refused = target
+	}
+}
+
+// awaitPrimary returns where the primary is (primary's answer: a URL, or
+// a fly-replay value), once it is known and is not refused, or "" if none
+// is by until.
+func awaitPrimary(ctx context.Context, until time.Time, refused string, primary func() string) string {
+	for {
+		if target := primary(); target != "" && target != refused {
+			return target
+		}
+		if time.Now().After(until) || pause(ctx, 25*time.Millisecond) != nil {
+			return ""
+		}
+	}
 }
 
 // forwarding is what Rewrite needs of a request being forwarded.
 type forwarding struct {
-	target string
-	body   []byte
+	target   string
+	body     []byte
+	deadline time.Time // the replica gives up then
+	retry    time.Time // a refused connection is tried again until then
+	refused  bool      // the target refused the connection: nothing was sent
 }
 
 type forwardKey struct{}
@@ -275,12 +364,21 @@ func (l *nonceLog) first(nonce string, deadline int64) bool {
 	return true
 }
 
+// errMoved is the answer of a node that is no longer the primary.
+var errMoved = errors.New("the primary moved")
+
 // proxyError answers a failed forward: 503 when the request never reached
 // the primary (it has not happened), 504 when it was sent and its outcome
 // is unknown (retry with the same Idempotency-Key).
 func (f *Forwarder) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	// Refused, or answered by a node that is no longer primary: nothing was
+	// written, and until fw.retry forward tries the next primary.
 	var op *net.OpError
-	if errors.As(err, &op) && op.Op == "dial" {
+	if (errors.As(err, &op) && op.Op == "dial") || errors.Is(err, errMoved) {
+		if fw, ok := r.Context().Value(forwardKey{}).(*forwarding); ok && time.Now().Before(fw.retry) {
+			fw.refused = true
+			return
+		}
 		f.Logger.Warn("forward to primary: not reachable", "err", err)
 		writeError(w, http.StatusServiceUnavailable, 1, "no primary is reachable; nothing was written")
 		return

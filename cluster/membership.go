@@ -23,6 +23,7 @@ type Meta struct {
 	HTTP        string `json:"h"`           // base URL of the node's HTTP server
 	Public      string `json:"u,omitempty"` // base URL browsers reach it at, when not HTTP
 	LiteFS      string `json:"l,omitempty"` // LiteFS hostname (what .primary names)
+	LiteFSAPI   string `json:"a,omitempty"` // LiteFS's HTTP API as the other nodes reach it
 	Machine     string `json:"m,omitempty"` // Fly machine id
 	Connections int64  `json:"c"`
 	Primary     bool   `json:"p"`

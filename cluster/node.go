@@ -32,6 +32,11 @@ type Node struct {
 	// (nothing in the database), which are never forwarded.
 	NodeLocal func(*http.Request) bool
 	Logger    *slog.Logger
+	// HoldWrites, if set, stops every write to the database, once those
+	// in flight end, until release (HandOff).
+	HoldWrites func(context.Context) (release func(), err error)
+
+	gate writeGate // holds writes while the lease is handed off
 }
 
 // Members lists every node of the cluster, this one included.
@@ -119,6 +124,7 @@ func (n *Node) Forward(h http.Handler) http.Handler {
 			return ""
 		},
 		Logger: n.Logger,
+		gate:   &n.gate,
 	}
 	if n.Machine != "" {
 		f.FlyReplay = func() string {

@@ -166,6 +166,29 @@ func (db *DB) Checkpoint(ctx context.Context) (walPages, copied int, err error) 
 	return walPages, copied, nil
 }
 
+// HoldWrites takes the connections that write (the writer's and the
+// checkpoint's), each once the transaction it runs has ended, so that
+// nothing writes to the database until release is called: LiteFS fails a
+// transaction that is open while its lease moves, and exits. It gives up,
+// releasing what it took, when ctx ends first.
+func (db *DB) HoldWrites(ctx context.Context) (release func(), err error) {
+	var held []*sql.Conn
+	release = func() {
+		for _, c := range held {
+			_ = c.Close()
+		}
+	}
+	for _, pool := range []*sql.DB{db.write, db.ckpt} {
+		c, err := pool.Conn(ctx)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, c)
+	}
+	return release, nil
+}
+
 // ReadPool and WritePool are the database's connection pools, for tests
 // that look beneath the store. The node writes only through Store.
 func (db *DB) ReadPool() *sql.DB  { return db.read }

@@ -51,6 +51,7 @@ func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 		"LITEFS_DATA_DIR=" + filepath.Join(base, "litefs"),
 		"LITEFS_HTTP_ADDR=" + l.litefsAddr(i),
 		"LITEFS_URL=http://" + l.litefsAddr(i),
+		"LITEFS_ADVERTISE_URL=http://" + l.litefsAddr(i),
 		"FLY_REGION=local",
 		"FLY_APP_NAME=", // set, LiteFS would act as on Fly.io
 		"FLY_MACHINE_ID=",
