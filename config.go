@@ -55,6 +55,9 @@ type config struct {
 	FlyMachineID   string
 	PprofAddr      string
 	MetricsAddr    string
+	// HandoffToken, if set, is what a caller of POST /handoff on
+	// MetricsAddr must send (the local cluster's launcher, for promote).
+	HandoffToken string
 
 	// Limits (docs/PROTOCOL.md §8).
 	MaxConnsPerUser int
@@ -224,6 +227,7 @@ func (c *config) registerFlags(fs *flag.FlagSet, d defaults, getenv func(string)
 	fs.StringVar(&c.HTTPURL, "http-url", env("HTTP_URL", d.HTTPURL), "URL other nodes reach this node's HTTP server at (env HTTP_URL; default: from -http-addr)")
 	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL browsers reach this node at, for the cluster panel's links, when not -http-url (env PUBLIC_URL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
+	fs.StringVar(&c.HandoffToken, "handoff-token", env("HANDOFF_TOKEN", ""), "serve POST /handoff?to=NODE on -metrics-addr to callers that send this as a bearer token: the primary hands its lease to NODE, holding writes as on a stop (env HANDOFF_TOKEN; set by `cluster`; empty: not served; never logged)")
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")

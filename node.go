@@ -308,13 +308,17 @@ func (n *Node) publicHandler(srv http.Handler) http.Handler {
 
 // openOpsServers starts the operations servers beside the public port
 // that the configuration asks for: metrics (and, on a benchmark node
-// only, the load tool's publish) and pprof.
+// only, the load tool's publish; with a handoff token, the launcher's
+// handoff) and pprof.
 func (n *Node) openOpsServers(context.Context) error {
 	if addr := n.cfg.MetricsAddr; addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", n.metrics.Handler())
 		if n.cfg.Benchmark {
 			mux.Handle("POST /debug/publish", n.app.BenchPublishHandler())
+		}
+		if n.cfg.HandoffToken != "" {
+			mux.Handle("POST /handoff", n.handOffHandler(n.cfg.HandoffToken))
 		}
 		if err := n.serveOps(addr, "-metrics-addr", "metrics server", mux); err != nil {
 			return err
@@ -412,7 +416,7 @@ func (n *Node) handOff() {
 		return
 	}
 	start := time.Now()
-	to, err := n.cluster.HandOff(context.Background())
+	to, err := n.cluster.HandOff(context.Background(), "")
 	if err != nil {
 		n.logger.Warn("stopping without handing the lease off", "err", err, "took", time.Since(start))
 		return

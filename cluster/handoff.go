@@ -20,9 +20,18 @@ const HandoffTimeout = 5 * time.Second
 // last transaction: LiteFS streams it within milliseconds.
 const caughtUpWithin = 2 * time.Second
 
+// ErrNotPrimary means a handoff was asked of a node that does not hold
+// the lease.
+var ErrNotPrimary = errors.New("this node is not the primary")
+
+// ErrNotCandidate means the node asked to take the lease is not a
+// candidate: its LiteFS answered /promote with 409.
+var ErrNotCandidate = errors.New("not a candidate")
+
 // HandOff moves the lease from this node, the primary, to a live candidate
-// that holds every transaction this node committed, before the node stops
-// (docs/PROTOCOL.md §11). Writes stop being served here from the start:
+// that holds every transaction this node committed: to the node named to,
+// or with to "" any such candidate, as before the node stops
+// (docs/PROTOCOL.md §11). One handoff runs at a time. Writes stop being served here from the start:
 // those in flight finish and are replicated, new ones wait, and nothing
 // else writes (HoldWrites): LiteFS v0.5.14 exits when its lease moves
 // during a transaction. Then the
@@ -32,12 +41,17 @@ const caughtUpWithin = 2 * time.Second
 // new primary, as on any replica. It returns the new primary's name, or
 // why the lease did not move; the writes waiting are let through either
 // way.
-func (n *Node) HandOff(ctx context.Context) (string, error) {
+func (n *Node) HandOff(ctx context.Context, to string) (string, error) {
 	if !n.LiteFS.Enabled() || n.LiteFS.API == "" || n.Gossip == nil {
 		return "", errors.New("no other node to hand the lease to")
 	}
+	n.handingOff.Lock()
+	defer n.handingOff.Unlock()
 	if !n.LiteFS.IsPrimary() {
-		return "", errors.New("this node is not the primary")
+		return "", ErrNotPrimary
+	}
+	if to == n.Name {
+		return to, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, HandoffTimeout)
 	defer cancel()
@@ -57,7 +71,7 @@ func (n *Node) HandOff(ctx context.Context) (string, error) {
 		return "", err
 	}
 	client := &http.Client{Timeout: time.Second}
-	cands, err := n.caughtUp(ctx, client, txid)
+	cands, err := n.caughtUp(ctx, client, txid, to)
 	if err != nil {
 		return "", err
 	}
@@ -77,16 +91,17 @@ func (n *Node) HandOff(ctx context.Context) (string, error) {
 	return "", errors.Join(errs...)
 }
 
-// caughtUp waits until at least one live candidate says (on /readyz) that
-// it hears from this node and holds txid, and returns those that do.
-func (n *Node) caughtUp(ctx context.Context, c *http.Client, txid uint64) ([]Member, error) {
+// caughtUp waits until at least one live candidate (the one named to,
+// unless to is "") says (on /readyz) that it hears from this node and
+// holds txid, and returns those that do.
+func (n *Node) caughtUp(ctx context.Context, c *http.Client, txid uint64, to string) ([]Member, error) {
 	ctx, cancel := context.WithTimeout(ctx, caughtUpWithin)
 	defer cancel()
 	for {
 		var found []Member
 		behind := map[string]uint64{}
 		for _, m := range n.Gossip.Members() {
-			if m.Name == n.Name || m.State != "alive" || m.LiteFSAPI == "" || m.HTTP == "" {
+			if m.Name == n.Name || m.State != "alive" || m.LiteFSAPI == "" || m.HTTP == "" || to != "" && m.Name != to {
 				continue
 			}
 			r, err := readReplication(ctx, c, m.HTTP)
@@ -102,6 +117,9 @@ func (n *Node) caughtUp(ctx context.Context, c *http.Client, txid uint64) ([]Mem
 			return found, nil
 		}
 		if err := pause(ctx, 20*time.Millisecond); err != nil {
+			if to != "" && len(behind) == 0 {
+				return nil, fmt.Errorf("%s is not a live member that serves /readyz", to)
+			}
 			return nil, fmt.Errorf("no candidate holds txid %d (behind: %v)", txid, behind)
 		}
 	}
@@ -141,6 +159,8 @@ func promote(ctx context.Context, c *http.Client, api string) error {
 		switch {
 		case resp.StatusCode == http.StatusOK:
 			return nil
+		case resp.StatusCode == http.StatusConflict:
+			return fmt.Errorf("litefs /promote: %s %s: %w", resp.Status, strings.TrimSpace(string(b)), ErrNotCandidate)
 		case resp.StatusCode != http.StatusInternalServerError:
 			return fmt.Errorf("litefs /promote: %s %s", resp.Status, strings.TrimSpace(string(b)))
 		}

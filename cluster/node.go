@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"sync"
 )
 
 // Node is this node's place in the cluster, as the rest of the node sees
@@ -36,7 +37,8 @@ type Node struct {
 	// in flight end, until release (HandOff).
 	HoldWrites func(context.Context) (release func(), err error)
 
-	gate writeGate // holds writes while the lease is handed off
+	gate       writeGate  // holds writes while the lease is handed off
+	handingOff sync.Mutex // held by HandOff
 }
 
 // Members lists every node of the cluster, this one included.
