@@ -56,6 +56,9 @@ type Launcher struct {
 	// ReadyTimeout bounds the wait for every node's /readyz.
 	ReadyTimeout time.Duration
 
+	// handoffToken lets Promote ask a primary for a handoff (-handoff-token).
+	handoffToken string
+
 	mu      sync.Mutex
 	nodes   []*nodeProc
 	exited  chan *nodeProc // nodes whose process ended, for Run

@@ -67,6 +67,7 @@ func (l *Launcher) nodeEnv(i int, n *nodeProc, base string) []string {
 		"PEERS=" + strings.Join(peers, ","),
 		"GOSSIP_KEY=" + l.GossipKey,
 		"SESSION_SECRET=" + l.SessionSecret,
+		"HANDOFF_TOKEN=" + l.handoffToken,
 	}
 	return append(env, l.leaseEnv(i)...)
 }

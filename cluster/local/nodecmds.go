@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"syscall"
 	"time"
@@ -15,8 +15,8 @@ import (
 // NodeCommands lists the commands Command takes with or without Netns.
 const NodeCommands = "kill NODE, stop NODE, promote NODE, status"
 
-// promoteTimeout bounds Promote: the tries of POST /promote while the node
-// is not connected to a primary, then the wait for the lease to move.
+// promoteTimeout bounds Promote: the tries of the primary's handoff while
+// there is none or it is under way, then the wait for the lease to move.
 const promoteTimeout = 15 * time.Second
 
 // ErrStaticLease means the lease was asked to move under -lease static.
@@ -60,29 +60,25 @@ func (l *Launcher) signalNode(node string, sig syscall.Signal, group bool) error
 	return syscall.Kill(pid, sig)
 }
 
-// Promote moves the lease to node with LiteFS's own handoff: POST /promote
-// on node's LiteFS API, tried again while it answers 500 (not connected to
-// a primary yet) or cannot be reached (starting); then it waits until node
-// holds the lease.
+// Promote moves the lease to node by the primary's own handoff, the one a
+// stop makes (docs/PROTOCOL.md §11): POST /handoff?to=node on the
+// primary's metrics address, with the token only this launcher gave the
+// nodes. The primary holds its writes, waits for node to catch up, asks
+// node's LiteFS to promote, and lets the held writes go on to node: no
+// transaction is open when the lease moves, which LiteFS v0.5.14 would
+// not survive. Tried again while there is no primary or the lease moves
+// meanwhile; then it waits until node holds the lease.
 func (l *Launcher) Promote(ctx context.Context, node string) error {
-	idx, err := l.nodeIndexes([]string{node}, 1, 1)
-	if err != nil {
+	if _, err := l.nodeIndexes([]string{node}, 1, 1); err != nil {
 		return err
 	}
 	if l.Lease == LeaseStatic {
 		return ErrStaticLease
 	}
-	i := idx[0]
-	client := &http.Client{Timeout: 5 * time.Second}
-	if l.Netns && l.net != nil {
-		ns := l.net.nodes[i-1]
-		client.Transport = &http.Transport{DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return l.net.dial(ctx, ns, addr)
-		}}
-	}
+	client := &http.Client{Timeout: 10 * time.Second} // the node's HandOff takes at most 5 s
 	deadline := time.Now().Add(promoteTimeout)
 	for {
-		status, why := postPromote(ctx, client, "http://"+l.litefsAddr(i)+"/promote")
+		status, why := l.askHandOff(ctx, client, node)
 		switch {
 		case status == http.StatusOK:
 			return l.waitPrimary(ctx, node, deadline, nil)
@@ -97,17 +93,31 @@ func (l *Launcher) Promote(ctx context.Context, node string) error {
 	}
 }
 
-// postPromote is one POST /promote: the status, and what went wrong.
-func postPromote(ctx context.Context, c *http.Client, url string) (int, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, nil)
+// askHandOff asks the primary, once, to hand the lease to node: the
+// status (200 too when node already holds it), and what went wrong.
+func (l *Launcher) askHandOff(ctx context.Context, c *http.Client, node string) (int, string) {
+	p := l.Primary()
+	switch {
+	case p == node:
+		return http.StatusOK, ""
+	case p == "":
+		return 0, "no primary (an election is under way)"
+	}
+	idx, err := l.nodeIndexes([]string{p}, 1, 1)
 	if err != nil {
 		return 0, err.Error()
 	}
+	u := l.MetricsURL(idx[0]) + "/handoff?to=" + url.QueryEscape(node)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set("Authorization", "Bearer "+l.handoffToken)
 	resp, err := c.Do(req)
 	if err != nil {
 		return 0, err.Error()
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
-	return resp.StatusCode, resp.Status + " " + strings.TrimSpace(string(b))
+	return resp.StatusCode, p + ": " + resp.Status + " " + strings.TrimSpace(string(b))
 }

@@ -111,6 +111,7 @@ func (l *Launcher) defaults() error {
 	if l.SessionSecret == "" {
 		l.SessionSecret = randomHex(32)
 	}
+	l.handoffToken = randomHex(32)
 	if l.GossipKey == "" {
 		k := make([]byte, 32)
 		_, _ = rand.Read(k)
