@@ -16,7 +16,7 @@ import (
 // once, a tab gets every change once and in order, and no node's LiteFS
 // exits (each node started once). The times are logged.
 func TestPromote(t *testing.T) {
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, noWriteBudget)
 	urls := []string{c.URL(1), c.URL(2), c.URL(3)}
 	u := signup(t, urls[1], "promote")
 	ws, err := u.Dial(c.URL(3), "")
