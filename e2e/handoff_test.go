@@ -27,15 +27,7 @@ func TestHandoff(t *testing.T) {
 	urls := []string{c.URL(1), c.URL(2), c.URL(3)}
 	u := signup(t, urls[1], "handoff")
 	const tabNode = "node3" // never stopped: the primary moves away first
-	ws, err := u.Dial(c.URL(3), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	if h, err := read(ws, 5*time.Second); err != nil || h.Type != "hello" {
-		t.Fatalf("hello: %+v %v", h, err)
-	}
-	tab := listen(ws)
+	tab := openTab(t, u, c.URL(3))
 
 	w := &writers{u: u, urls: urls}
 	w.start(50)
@@ -74,13 +66,7 @@ func TestHandoff(t *testing.T) {
 		took[len(took)/2].Round(time.Millisecond), took, len(w.ids), w.retried, w.timedOut, w.longest.Round(time.Millisecond), w.longestAnswer.Round(time.Millisecond))
 	// Each stop moved the lease by LiteFS's handoff, not by a release and
 	// an election (and so did each promote).
-	logs, _ := filepath.Glob(filepath.Join(c.Dir, "*", "node.log"))
-	handoffs := 0
-	for _, p := range logs {
-		b, _ := os.ReadFile(p)
-		handoffs += strings.Count(string(b), "preserving lease for handoff")
-	}
-	if handoffs < len(took) {
+	if handoffs := countInNodeLogs(c.Dir, "preserving lease for handoff"); handoffs < len(took) {
 		t.Errorf("%d handoffs in LiteFS's logs for %d stops", handoffs, len(took))
 	}
 	for _, f := range w.failed {
@@ -88,6 +74,33 @@ func TestHandoff(t *testing.T) {
 	}
 	total := w.checkStored(t, urls[2])
 	tab.check(t, total)
+}
+
+// openTab opens a tab of u on base, waits for its hello, and records what
+// it is pushed, until the test ends.
+func openTab(t *testing.T, u *user, base string) *tabLog {
+	t.Helper()
+	ws, err := u.Dial(base, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.CloseNow() })
+	if h, err := read(ws, 5*time.Second); err != nil || h.Type != "hello" {
+		t.Fatalf("hello: %+v %v", h, err)
+	}
+	return listen(ws)
+}
+
+// countInNodeLogs counts s in every node's log (LiteFS's and the app's)
+// under dir.
+func countInNodeLogs(dir, s string) int {
+	logs, _ := filepath.Glob(filepath.Join(dir, "*", "node.log"))
+	n := 0
+	for _, p := range logs {
+		b, _ := os.ReadFile(p)
+		n += strings.Count(string(b), s)
+	}
+	return n
 }
 
 // noWriteBudget lifts the budget of writes a user may make (20/s by

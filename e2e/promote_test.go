@@ -19,15 +19,7 @@ func TestPromote(t *testing.T) {
 	c := startCluster(t, 3, noWriteBudget)
 	urls := []string{c.URL(1), c.URL(2), c.URL(3)}
 	u := signup(t, urls[1], "promote")
-	ws, err := u.Dial(c.URL(3), "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ws.CloseNow()
-	if h, err := read(ws, 5*time.Second); err != nil || h.Type != "hello" {
-		t.Fatalf("hello: %+v %v", h, err)
-	}
-	tab := listen(ws)
+	tab := openTab(t, u, c.URL(3))
 
 	w := &writers{u: u, urls: urls}
 	w.start(50)
@@ -66,11 +58,9 @@ func TestPromote(t *testing.T) {
 	if len(logs) != 3 {
 		t.Fatalf("node logs: %v", logs)
 	}
-	handoffs := 0
 	for _, p := range logs {
 		b, _ := os.ReadFile(p)
 		log := string(b)
-		handoffs += strings.Count(log, "preserving lease for handoff")
 		if n := strings.Count(log, "notesync node"); n != 1 {
 			t.Errorf("%s: the node started %d times, want once (LiteFS exited)", p, n)
 		}
@@ -78,7 +68,7 @@ func TestPromote(t *testing.T) {
 			t.Errorf("%s: LiteFS lost write access during a transaction", p)
 		}
 	}
-	if handoffs < len(took) {
+	if handoffs := countInNodeLogs(c.Dir, "preserving lease for handoff"); handoffs < len(took) {
 		t.Errorf("%d handoffs in LiteFS's logs for %d promotes", handoffs, len(took))
 	}
 	for _, f := range w.failed {
