@@ -31,11 +31,11 @@ var ErrNotCandidate = errors.New("not a candidate")
 // HandOff moves the lease from this node, the primary, to a live candidate
 // that holds every transaction this node committed: to the node named to,
 // or with to "" any such candidate, as before the node stops
-// (docs/PROTOCOL.md §11). One handoff runs at a time. Writes stop being served here from the start:
-// those in flight finish and are replicated, new ones wait, and nothing
-// else writes (HoldWrites): LiteFS v0.5.14 exits when its lease moves
-// during a transaction. Then the
-// candidate's LiteFS is asked to take the lease (POST /promote, with which
+// (docs/PROTOCOL.md §11). One handoff runs at a time. Writes stop being
+// served here from the start: those in flight finish and are replicated,
+// new ones wait, and nothing else writes (HoldWrites): LiteFS v0.5.14
+// exits when its lease moves during a transaction. Then the candidate's
+// LiteFS is asked to take the lease (POST /promote, with which
 // it asks this node's LiteFS for a handoff), and HandOff waits until this
 // node's LiteFS says it is a replica. The writes that waited then go to the
 // new primary, as on any replica. It returns the new primary's name, or
