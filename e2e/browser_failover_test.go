@@ -1,0 +1,102 @@
+package e2e
+
+// The page through a failover (docs/PROTOCOL.md §11): the primary is
+// killed, a note is added meanwhile in a tab on a replica, and the page
+// waits for the cluster, calmly, instead of showing an error.
+
+import (
+	"testing"
+	"time"
+
+	"notesync/cluster/local/lease"
+	bt "notesync/internal/browsertest"
+)
+
+// A failover takes the lease's TTL plus 2 s (§11); the page waits up to
+// 30 s for it.
+const failoverBound = lease.DefaultTTL + 2*time.Second
+
+func TestBrowserFailover(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	c := startCluster(t, 3)
+	// Tab A on node2 (a replica, behind), tab B on node3 (in front).
+	a, b := bt.TwoTabs(t, browser, "weathering", c.URL(2), c.URL(3))
+	if got := c.Primary(); got != "node1" {
+		t.Fatalf("primary %q, want node1", got)
+	}
+	for _, tab := range []*bt.Tab{a, b} {
+		watchNoteErrors(t, tab)
+	}
+
+	const body = "Added while the primary was down"
+	start := time.Now()
+	if err := c.Kill("node1"); err != nil {
+		t.Fatal(err)
+	}
+	a.Exec(t, `(() => {
+		const form = document.querySelector('#note-form');
+		form.querySelector('textarea[name=body]').value = `+bt.JSString(body)+`;
+		form.requestSubmit();
+	})()`)
+
+	a.WaitFor(t, failoverBound, "the page saying it waits for the cluster",
+		`(() => { const w = document.querySelector('#write-wait'); return w && !w.hidden && /waiting for the cluster/i.test(w.textContent); })()`)
+	t.Logf("tab A: waiting for the cluster %v after the kill", time.Since(start).Round(time.Millisecond))
+
+	count := `[...document.querySelectorAll('#notes-list [data-note-id] .note-body')].filter((e) => e.textContent === ` + bt.JSString(body) + `).length`
+	within := 30*time.Second + 5*time.Second // the page's patience, and a few seconds
+	for _, tab := range []*bt.Tab{a, b} {
+		tab.WaitFor(t, within-time.Since(start), "the note added during the failover", count+` >= 1`)
+		t.Logf("%s: the note shows %v after the kill", tab.Name, time.Since(start).Round(time.Millisecond))
+	}
+	t.Logf("the note shows in both tabs %v after the kill of the primary (failover bound %v)", time.Since(start).Round(time.Millisecond), failoverBound)
+
+	time.Sleep(time.Second) // a second copy, or a late error, would show by now
+	for _, tab := range []*bt.Tab{a, b} {
+		if n := bt.Eval[int](t, tab, count); n != 1 {
+			t.Errorf("%s: the note shows %d times, want once", tab.Name, n)
+		}
+		left := bt.Eval[struct {
+			Error, Waiting string
+			Marked         []string
+			Shown          []string
+		}](t, tab, `(() => {
+			const err = document.querySelector('#note-error');
+			const wait = document.querySelector('#write-wait');
+			const marked = [...document.querySelectorAll('#notes-list [data-note-id]')]
+				.filter((e) => /fail|error|pending/.test(e.className) || e.dataset.failed !== undefined)
+				.map((e) => e.outerHTML);
+			return {
+				error: err && !err.hidden ? err.textContent : '',
+				waiting: wait && !wait.hidden ? wait.textContent : '',
+				marked,
+				shown: window.__noteErrors || [],
+			};
+		})()`)
+		if left.Error != "" {
+			t.Errorf("%s: an error is left on screen: %q", tab.Name, left.Error)
+		}
+		if left.Waiting != "" {
+			t.Errorf("%s: still says it waits: %q", tab.Name, left.Waiting)
+		}
+		if len(left.Marked) > 0 {
+			t.Errorf("%s: notes marked as failed: %q", tab.Name, left.Marked)
+		}
+		if len(left.Shown) > 0 {
+			t.Errorf("%s: showed an error during the failover: %q", tab.Name, left.Shown)
+		}
+	}
+}
+
+// watchNoteErrors records in window.__noteErrors every text that
+// #note-error shows, so that an error shown and then cleared is seen too.
+func watchNoteErrors(t *testing.T, tab *bt.Tab) {
+	t.Helper()
+	tab.Exec(t, `(() => {
+		window.__noteErrors = [];
+		const err = document.querySelector('#note-error');
+		new MutationObserver(() => {
+			if (!err.hidden && err.textContent) window.__noteErrors.push(err.textContent);
+		}).observe(err, { attributes: true, childList: true, characterData: true, subtree: true });
+	})()`)
+}
