@@ -42,6 +42,9 @@ func TestBrowserFailover(t *testing.T) {
 	a.WaitFor(t, failoverBound, "the page saying it waits for the cluster",
 		`(() => { const w = document.querySelector('#write-wait'); return w && !w.hidden && /waiting for the cluster/i.test(w.textContent); })()`)
 	t.Logf("tab A: waiting for the cluster %v after the kill", time.Since(start).Round(time.Millisecond))
+	// Meanwhile the person empties the form: what it holds now is not what
+	// is being sent, and the retries go on.
+	a.Exec(t, `document.querySelector('#note-form textarea[name=body]').value = ''`)
 
 	count := `[...document.querySelectorAll('#notes-list [data-note-id] .note-body')].filter((e) => e.textContent === ` + bt.JSString(body) + `).length`
 	within := 30*time.Second + 5*time.Second // the page's patience, and a few seconds

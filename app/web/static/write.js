@@ -103,22 +103,31 @@ export function viaFetch(method, url, { json, headers = {} } = {}) {
 
 // viaHtmx is the attempt of a form's write that htmx sends (with its
 // validation, disabled controls and events): values are what is sent, the
-// same on a retry whatever the form holds by then. The answer looks like a
-// Response: status, ok, headers.get() and text().
+// same on a retry whatever the form holds by then, so a retry is not
+// checked against what the person types meanwhile (an emptied or
+// over-long textarea). The answer looks like a Response: status, ok,
+// headers.get() and text().
 export function viaHtmx(form, url, values) {
+  let tries = 0;
   return (key) => new Promise((resolve) => {
+    const retry = tries++ > 0;
+    const configuring = (e) => {
+      if (retry && e.target === form && e.detail.headers['Idempotency-Key'] === key) e.detail.errors = [];
+    };
     const answered = (e) => {
       const cfg = e.detail.requestConfig;
       if (e.detail.elt !== form || !cfg || cfg.headers['Idempotency-Key'] !== key) return;
       stop();
       resolve(xhrAnswer(e.detail.xhr));
     };
-    // A retry that htmx's validation stops is never sent.
+    // A first try that htmx's validation stops is never sent.
     const halted = () => { stop(); resolve(null); };
     const stop = () => {
+      form.removeEventListener('htmx:configRequest', configuring);
       form.removeEventListener('htmx:afterRequest', answered);
       form.removeEventListener('htmx:validation:halted', halted);
     };
+    form.addEventListener('htmx:configRequest', configuring);
     form.addEventListener('htmx:afterRequest', answered);
     form.addEventListener('htmx:validation:halted', halted);
     htmx.ajax('POST', withPin(url), { source: form, swap: 'none', values, headers: { 'Idempotency-Key': key } })
