@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
+
 	"notesync/cluster/local/lease"
 	bt "notesync/internal/browsertest"
 )
@@ -24,6 +26,9 @@ func TestBrowserFailover(t *testing.T) {
 	if got := c.Primary(); got != "node1" {
 		t.Fatalf("primary %q, want node1", got)
 	}
+	t.Run("which answers the page tries again, and after how long", func(t *testing.T) {
+		checkRetryWait(t, b)
+	})
 	for _, tab := range []*bt.Tab{a, b} {
 		watchNoteErrors(t, tab)
 	}
@@ -102,4 +107,39 @@ func watchNoteErrors(t *testing.T, tab *bt.Tab) {
 			if (!err.hidden && err.textContent) window.__noteErrors.push(err.textContent);
 		}).observe(err, { attributes: true, childList: true, characterData: true, subtree: true });
 	})()`)
+}
+
+// checkRetryWait checks write.js's retryWait, the page's rule for trying
+// a write again, in tab (random() fixed, so the jitter is known).
+func checkRetryWait(t *testing.T, tab *bt.Tab) {
+	t.Helper()
+	cases := []struct {
+		what string
+		args string // res, tries, elapsed, patience, random
+		want int
+	}{
+		{"a 201 is final", "answer(201), 1, 0, 30000, half", -1},
+		{"a 4xx is final, Retry-After or not", "answer(429, '2'), 1, 0, 30000, half", -1},
+		{"a 409 is final", "answer(409), 1, 0, 30000, half", -1},
+		{"no answer: 0.5 s first", "null, 1, 0, 30000, half", 500},
+		{"no answer: then doubling", "null, 3, 1500, 30000, half", 2000},
+		{"no answer: at most 4 s", "null, 9, 10000, 30000, half", 4000},
+		{"a 504 without Retry-After backs off", "answer(504), 2, 500, 30000, half", 1000},
+		{"a 503 waits what Retry-After says", "answer(503, '2'), 1, 0, 30000, half", 2000},
+		{"a Retry-After is capped", "answer(503, '60'), 1, 0, 30000, half", 4000},
+		{"jitter: down to three quarters", "answer(503, '2'), 1, 0, 30000, () => 0", 1500},
+		{"jitter: up to five quarters", "answer(503, '2'), 1, 0, 30000, () => 1", 2500},
+		{"past the patience it gives up", "answer(503, '2'), 5, 29000, 30000, half", -1},
+		{"the editor's short patience", "null, 1, 1800, 2000, half", -1},
+	}
+	for _, c := range cases {
+		got := bt.Eval[int](t, tab, `import('/static/write.js').then(({ retryWait }) => {
+			const answer = (status, ra) => ({ status, headers: { get: (h) => (h === 'Retry-After' ? ra ?? null : null) } });
+			const half = () => 0.5;
+			return retryWait(`+c.args+`);
+		})`, chromedp.EvalAwaitPromise)
+		if got != c.want {
+			t.Errorf("%s: retryWait(%s) = %d, want %d", c.what, c.args, got, c.want)
+		}
+	}
 }
