@@ -108,8 +108,9 @@ func countInNodeLogs(dir, s string) int {
 const noWriteBudget = "WRITE_RATE=0"
 
 // writers write notes through every node in turn, each with an
-// Idempotency-Key, and retry as the page does (write.js): once, after
-// 800 ms, with the same key, after a 504 or a network error. A node that
+// Idempotency-Key, and retry less than the page does (write.js, which
+// waits out a failover): once, after 800 ms, with the same key, after a
+// 504 or a network error, since a handoff needs no more. A node that
 // refuses the connection is down, and the retry goes through the next node,
 // as Fly's proxy sends a request to a machine that runs.
 type writers struct {

@@ -14,6 +14,7 @@ import { noteId } from './note.js';
 const presenceEl = $('#presence');
 const presenceNodesEl = $('#presence-nodes');
 const editing = { open: [], conn: '', reported: null, last: null };
+const EDITING_PATIENCE_MS = 2000; // how long a report of the note being edited is tried
 
 export function editorOpened(id) {
   editing.open = editing.open.filter((x) => x !== id).concat(id);
@@ -43,7 +44,9 @@ function reportEditing() {
       if (!sendOnSocket(JSON.stringify({ type: 'editing', note_id: current }))) return;
       break;
     case 'sse':
-      send(viaFetch('POST', '/api/editing', { json: { conn: editing.conn, note_id: current } }))
+      // A report is soon out of date: it waits a moment, quietly, not for
+      // a failover.
+      send(viaFetch('POST', '/api/editing', { json: { conn: editing.conn, note_id: current } }), { patienceMs: EDITING_PATIENCE_MS, quiet: true })
         .then((res) => { if (!res) editing.reported = undefined; });
       break;
     default:

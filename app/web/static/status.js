@@ -1,5 +1,6 @@
 // notesync: what the page says of itself. The connection's status line
-// (#conn-status), the note error line (#note-error) and the real-time
+// (#conn-status), the note error line (#note-error), the line that says a
+// write waits for the cluster (#write-wait) and the real-time
 // events in #event-log (docs/PROTOCOL.md §5).
 
 import { $, logItem } from './page.js';
@@ -8,6 +9,7 @@ const EVENT_LOG_MAX = 100;
 
 const statusEl = $('#conn-status');
 const noteErrorEl = $('#note-error');
+const writeWaitEl = $('#write-wait');
 const eventLogEl = $('#event-log');
 
 export function setStatus(state, text, link) {
@@ -36,6 +38,20 @@ export function showNoteError(msg, passes = false) {
   noteErrorEl.textContent = msg || '';
   noteErrorEl.hidden = !msg;
   noteErrorPasses = !!msg && passes;
+}
+
+// waitingForCluster counts the writes that wait for the cluster to take
+// them (the primary is moving: write.js tries them again) and says so
+// beside the note form while any does. Waiting is not an error: the line
+// is a calm status, and it goes when the last write is answered.
+let waitingWrites = 0;
+export function waitingForCluster(delta) {
+  waitingWrites = Math.max(0, waitingWrites + delta);
+  if (!writeWaitEl) return;
+  const n = waitingWrites;
+  writeWaitEl.textContent = n === 0 ? ''
+    : `Waiting for the cluster… ${n === 1 ? 'your change is' : `${n} changes are`} sent again as soon as a server can take ${n === 1 ? 'it' : 'them'}.`;
+  writeWaitEl.hidden = n === 0;
 }
 
 // showFailure shows what failure() made of a write.

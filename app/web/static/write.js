@@ -1,18 +1,26 @@
 // notesync: the one way the page writes (docs/PROTOCOL.md §3, §6).
 //
 // Every write, whether fetch() sends it or htmx does (the note form), goes
-// through send(): a fresh Idempotency-Key, and one retry with the SAME key
-// after a 504 (outcome unknown) or a network error, so that the server
-// applies the write at most once. Edits and deletes add If-Match.
+// through send(): a fresh Idempotency-Key, and retries with the SAME key
+// after a 503 (no primary took it), a 504 (outcome unknown) or a network
+// error, for as long as the primary can take to move (§11), so that the
+// server applies the write once. Meanwhile the page says, calmly, that it
+// waits for the cluster. Edits and deletes add If-Match.
 //
 // It also keeps the tab's own writes in flight: the server may push our own
 // note_changed before the write's answer arrives, and the list must not
 // glow our own note as if it came from elsewhere (waitForOwnWrites).
 
 import { sleep, withPin, inWords } from './page.js';
+import { waitingForCluster } from './status.js';
 
-const WRITE_RETRY_DELAY_MS = 800; // before the single retry of a 504 / network error
-const OWN_WRITE_WAIT_MS = 2500;   // see waitForOwnWrites()
+// A write waits for as long as a failover can take: the lease's TTL (5 s
+// locally, 10 s on Fly.io), its lock delay, the election and a node's
+// restart, with room to spare (docs/PROTOCOL.md §11).
+export const WRITE_PATIENCE_MS = 30000;
+const RETRY_FIRST_MS = 500;     // the first wait without a Retry-After; doubles
+const RETRY_MAX_MS = 4000;      // no wait between two tries is longer
+const OWN_WRITE_WAIT_MS = 2500; // see waitForOwnWrites()
 
 // An Idempotency-Key per write. crypto.randomUUID only exists in secure
 // contexts (https, or http on localhost/127.0.0.1); a cluster node reached
@@ -40,12 +48,40 @@ export const ifMatch = (rev) => ({ 'If-Match': `"${rev}"` });
 // Idempotency-Key and resolves with the answer (a Response, or what
 // viaHtmx makes of htmx's XMLHttpRequest), or null when the server was not
 // reached. send resolves with the final answer, or null.
-export async function send(attempt) {
+//
+// A 503, a 504 or no answer is tried again with the same key, after what
+// Retry-After says (capped, with jitter) or a growing wait, until patienceMs
+// have gone by; any other answer, a 4xx above all, is final. While it
+// waits the page shows that it waits for the cluster (quiet: it does not;
+// the editor's reports, which are short and many, are quiet).
+export async function send(attempt, { patienceMs = WRITE_PATIENCE_MS, quiet = false } = {}) {
   const key = newIdempotencyKey();
-  const res = await attempt(key);
-  if (res && res.status !== 504) return res;
-  await sleep(WRITE_RETRY_DELAY_MS);
-  return attempt(key);
+  const start = Date.now();
+  let waiting = false;
+  try {
+    for (let tries = 1; ; tries++) {
+      const res = await attempt(key);
+      const wait = retryWait(res, tries, Date.now() - start, patienceMs);
+      if (wait < 0) return res;
+      if (!waiting && !quiet) { waiting = true; waitingForCluster(+1); }
+      await sleep(wait);
+    }
+  } finally {
+    if (waiting) waitingForCluster(-1);
+  }
+}
+
+// retryWait says how long to wait before trying a write again after res,
+// the answer to try number tries, elapsed ms after the first was sent; or
+// -1 when res is final: it is not a 503, a 504 or a network error, or the
+// wait would end past patienceMs. Waits are jittered so that the tabs of a
+// cluster that lost its primary do not all come back at once.
+export function retryWait(res, tries, elapsed, patienceMs, random = Math.random) {
+  if (res && res.status !== 503 && res.status !== 504) return -1;
+  const backoff = Math.min(RETRY_FIRST_MS * 2 ** (tries - 1), RETRY_MAX_MS);
+  const base = Math.min(retryAfterMs(res, backoff), RETRY_MAX_MS);
+  const wait = Math.round(base * (0.75 + random() / 2));
+  return elapsed + wait > patienceMs ? -1 : wait;
 }
 
 // viaFetch is the attempt of a write that fetch() sends: JSON in, JSON out.
@@ -67,22 +103,31 @@ export function viaFetch(method, url, { json, headers = {} } = {}) {
 
 // viaHtmx is the attempt of a form's write that htmx sends (with its
 // validation, disabled controls and events): values are what is sent, the
-// same on a retry whatever the form holds by then. The answer looks like a
-// Response: status, ok, headers.get() and text().
+// same on a retry whatever the form holds by then, so a retry is not
+// checked against what the person types meanwhile (an emptied or
+// over-long textarea). The answer looks like a Response: status, ok,
+// headers.get() and text().
 export function viaHtmx(form, url, values) {
+  let tries = 0;
   return (key) => new Promise((resolve) => {
+    const retry = tries++ > 0;
+    const configuring = (e) => {
+      if (retry && e.target === form && e.detail.headers['Idempotency-Key'] === key) e.detail.errors = [];
+    };
     const answered = (e) => {
       const cfg = e.detail.requestConfig;
       if (e.detail.elt !== form || !cfg || cfg.headers['Idempotency-Key'] !== key) return;
       stop();
       resolve(xhrAnswer(e.detail.xhr));
     };
-    // A retry that htmx's validation stops is never sent.
+    // A first try that htmx's validation stops is never sent.
     const halted = () => { stop(); resolve(null); };
     const stop = () => {
+      form.removeEventListener('htmx:configRequest', configuring);
       form.removeEventListener('htmx:afterRequest', answered);
       form.removeEventListener('htmx:validation:halted', halted);
     };
+    form.addEventListener('htmx:configRequest', configuring);
     form.addEventListener('htmx:afterRequest', answered);
     form.addEventListener('htmx:validation:halted', halted);
     htmx.ajax('POST', withPin(url), { source: form, swap: 'none', values, headers: { 'Idempotency-Key': key } })
