@@ -66,25 +66,33 @@ func TestFailover(t *testing.T) {
 	})
 
 	for _, c := range []struct{ cmd, what string }{{"kill", "SIGKILL"}, {"stop", "SIGTERM"}} {
-		t.Run(c.cmd+" of the primary: another node takes the lease, writes resume, it comes back a replica", func(t *testing.T) {
+		t.Run(c.cmd+" of the primary: a candidate takes the lease, writes resume, every node agrees", func(t *testing.T) {
 			old := strings.TrimPrefix(p.ask(t, "status"), "primary ")
 			start := time.Now()
 			if got := p.ask(t, c.cmd+" "+old); got != "ok" {
 				t.Fatalf("%s %s: %q", c.cmd, old, got)
 			}
 			bound := lease.DefaultTTL + 2*time.Second
-			next := p.waitNewPrimary(t, old, bound+5*time.Second)
-			took := time.Since(start)
-			t.Logf("%s primary %v after %s of %s", next, took.Round(time.Millisecond), c.what, old)
-			if took > bound {
-				t.Errorf("new primary after %v, want within %v", took, bound)
+			if c.cmd == "stop" {
+				// The stopping primary hands the lease to another node.
+				next := p.waitNewPrimary(t, old, bound+5*time.Second)
+				t.Logf("%s primary %v after %s of %s", next, time.Since(start).Round(time.Millisecond), c.what, old)
 			}
+			// After a kill, the lease is free once the dead node's session
+			// ends (the TTL); any candidate may take it then, the killed
+			// node too once the launcher has started it again. Either way
+			// writes through another node are answered again.
 			other := urls[0]
-			if next == "node1" || old == "node1" {
+			if old == "node1" {
 				other = urls[2]
 			}
-			u.writeRetrying(t, other, "after the "+c.cmd, c.cmd+"-1", 10*time.Second)
-			t.Logf("writes answered 201 again %v after %s", time.Since(start).Round(time.Millisecond), c.what)
+			u.writeRetrying(t, other, "after the "+c.cmd, c.cmd+"-1", bound+10*time.Second)
+			took := time.Since(start)
+			t.Logf("writes answered 201 again %v after %s of %s", took.Round(time.Millisecond), c.what, old)
+			if took > bound+3*time.Second {
+				t.Errorf("writes answered again after %v, want within the TTL + 2 s (%v) and the time a write takes to be forwarded and retried", took, bound)
+			}
+			next := strings.TrimPrefix(p.ask(t, "status"), "primary ")
 			u.waitPrimaryEverywhere(t, urls, next, 60*time.Second) // the old primary among them, back
 		})
 	}
