@@ -76,6 +76,9 @@ func TestBrowserPages(t *testing.T) {
 	t.Run("a note pushed while scrolled down glows at the top, and the note in view keeps its place", func(t *testing.T) {
 		anchor := newestFirst[600]
 		sel := bt.JSString(bt.NoteSelector(anchor))
+		// Chromium's own scroll anchoring would keep the note in place
+		// by itself; off, as in a browser without it, the page must.
+		b.Exec(t, `document.documentElement.style.overflowAnchor = 'none'`)
 		b.Exec(t, `document.querySelector(`+sel+`).scrollIntoView({block: 'start'})`)
 		before := bt.Eval[float64](t, b, `document.querySelector(`+sel+`).getBoundingClientRect().top`)
 		w := bt.CreateNote(t, a, "Pushed while scrolled down")
