@@ -22,14 +22,15 @@ type singleNode struct {
 	DataDir string
 
 	exe, addr string
+	args      []string // more flags for the binary
 	cmd       *exec.Cmd
 	out       testenv.SyncBuffer // its stdout and stderr
 	exited    chan error
 }
 
-// startNode builds the binary and starts a node of it, which it stops
-// when the test ends.
-func startNode(t testing.TB) *singleNode {
+// startNode builds the binary and starts a node of it, with more flags
+// args, which it stops when the test ends.
+func startNode(t testing.TB, args ...string) *singleNode {
 	t.Helper()
 	exe, err := localcluster.Build(t.TempDir())
 	if err != nil {
@@ -39,7 +40,7 @@ func startNode(t testing.TB) *singleNode {
 	if err != nil {
 		t.Fatal(err)
 	}
-	n := &singleNode{exe: exe, addr: l.Addr().String(), DataDir: filepath.Join(t.TempDir(), "data")}
+	n := &singleNode{exe: exe, addr: l.Addr().String(), args: args, DataDir: filepath.Join(t.TempDir(), "data")}
 	l.Close()
 	n.URL = "http://" + n.addr
 	t.Cleanup(func() {
@@ -56,7 +57,7 @@ func startNode(t testing.TB) *singleNode {
 // and returns once it answers /healthz.
 func (n *singleNode) Start(t testing.TB) {
 	t.Helper()
-	n.cmd = exec.Command(n.exe, "-http-addr", n.addr, "-data-dir", n.DataDir, "-log-level", "warn")
+	n.cmd = exec.Command(n.exe, append([]string{"-http-addr", n.addr, "-data-dir", n.DataDir, "-log-level", "warn"}, n.args...)...)
 	n.cmd.Env = []string{}
 	n.cmd.Stdout, n.cmd.Stderr = &n.out, &n.out
 	if err := n.cmd.Start(); err != nil {

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 
@@ -219,29 +220,57 @@ func (s *Store) GetNote(ctx context.Context, userID, noteID int64) (app.Note, in
 // ListNotes returns userID's notes, newest first, and the version they are
 // at, read in one snapshot.
 func (s *Store) ListNotes(ctx context.Context, userID int64) ([]app.Note, int64, error) {
+	notes, version, _, err := s.ListNotesPage(ctx, userID, 0, 0)
+	return notes, version, err
+}
+
+// ListNotesPage returns a page of userID's notes, newest first: up to
+// limit (0: all) of those with an id below before (0: from the
+// newest), the version they are at, read in one snapshot, and next, the
+// before of the page after this one (0: this is the last).
+func (s *Store) ListNotesPage(ctx context.Context, userID, before int64, limit int) ([]app.Note, int64, int64, error) {
 	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
-		return nil, 0, fmt.Errorf("begin: %w", err)
+		return nil, 0, 0, fmt.Errorf("begin: %w", err)
 	}
 	defer tx.Rollback()
 	version, err := userVersion(ctx, tx, userID)
 	if err != nil {
-		return nil, 0, err
+		return nil, 0, 0, err
 	}
-	rows, err := tx.QueryContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE user_id = ? ORDER BY id DESC`, userID)
+	if before <= 0 {
+		before = math.MaxInt64
+	}
+	rows := -1 // SQLite's LIMIT -1: all
+	if limit > 0 {
+		rows = limit + 1 // one more than the page, to know whether another follows
+	}
+	return listPage(ctx, tx, userID, before, rows, limit, version)
+}
+
+// listPage reads up to rows of userID's notes below before inside tx, and
+// cuts them to a page of limit (0: all).
+func listPage(ctx context.Context, tx *sql.Tx, userID, before int64, rows, limit int, version int64) ([]app.Note, int64, int64, error) {
+	var next int64
+	rs, err := tx.QueryContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
+		userID, before, rows)
 	if err != nil {
-		return nil, 0, fmt.Errorf("list notes: %w", err)
+		return nil, 0, 0, fmt.Errorf("list notes: %w", err)
 	}
-	defer rows.Close()
+	defer rs.Close()
 	notes := []app.Note{}
-	for rows.Next() {
-		n, err := scanNote(rows)
+	for rs.Next() {
+		n, err := scanNote(rs)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, 0, err
 		}
 		notes = append(notes, n)
 	}
-	return notes, version, rows.Err()
+	if limit > 0 && len(notes) > limit {
+		notes = notes[:limit]
+		next = notes[limit-1].ID
+	}
+	return notes, version, next, rs.Err()
 }
 
 // userVersion reads userID's notes version inside tx.

@@ -34,9 +34,8 @@ const (
 // user's notes, kept live as on the notes page (docs/PROTOCOL.md §9).
 type assistantPage struct {
 	pageFrame
-	Model   string
-	Notes   []app.Note
-	Version int64
+	notesList
+	Model string
 }
 
 // assistantLabel names what answers: the configured model or the planner.
@@ -51,12 +50,12 @@ func (s *Server) assistantLabel() string {
 }
 
 func (s *Server) handleAssistantPage(w http.ResponseWriter, r *http.Request) {
-	u, notes, version, ok := s.pageNotes(w, r)
+	u, list, ok := s.pageNotes(w, r)
 	if !ok {
 		return
 	}
 	s.render(w, r, http.StatusOK, "assistant.html", assistantPage{
-		pageFrame: s.frame(u, "assistant"), Model: s.assistantLabel(), Notes: notes, Version: version,
+		pageFrame: s.frame(u, "assistant"), notesList: list, Model: s.assistantLabel(),
 	})
 }
 

@@ -41,38 +41,64 @@ func (s *Server) frame(u *User, current string) pageFrame {
 // notesPage is the data of notes.html.
 type notesPage struct {
 	pageFrame
-	Notes   []app.Note
-	Version int64
+	notesList
 }
 
-// notesList is the data of the notes_list fragment.
+// notesList is the data of the notes_list fragment: a page of notes, and
+// Next, the before of the page after it (0: none).
 type notesList struct {
 	Notes   []app.Note
 	Version int64
+	Next    int64
 }
 
 // pageNotes starts a page that shows the user's notes: an anonymous
 // visitor is sent to /login; ok is false when the answer has been given.
-func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *User, notes []app.Note, version int64, ok bool) {
+func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *User, list notesList, ok bool) {
 	u, err := s.identify(r)
 	if err != nil {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
-		return nil, nil, 0, false
+		return nil, list, false
 	}
-	notes, version, err = s.Store.ListNotes(r.Context(), u.ID)
+	list.Notes, list.Version, list.Next, err = s.Store.ListNotesPage(r.Context(), u.ID, 0, PageSize)
 	if err != nil {
 		s.writeError(w, r, err)
-		return nil, nil, 0, false
+		return nil, list, false
 	}
-	return u, notes, version, true
+	return u, list, true
 }
 
 func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
-	u, notes, version, ok := s.pageNotes(w, r)
+	u, list, ok := s.pageNotes(w, r)
 	if !ok {
 		return
 	}
-	s.render(w, r, http.StatusOK, "notes.html", notesPage{pageFrame: s.frame(u, "notes"), Notes: notes, Version: version})
+	s.render(w, r, http.StatusOK, "notes.html", notesPage{pageFrame: s.frame(u, "notes"), notesList: list})
+}
+
+// PageSize is how many notes a page of the list holds unless ?limit= says
+// otherwise, and MaxPageSize the most it may ask for (docs/PROTOCOL.md §3).
+const (
+	PageSize    = 200
+	MaxPageSize = 1000
+)
+
+// listPage reads the ?before= and ?limit= of a request for a page of the
+// list.
+func listPage(r *http.Request) (before int64, limit int, err error) {
+	q := r.URL.Query()
+	if v := q.Get("before"); v != "" {
+		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before <= 0 {
+			return 0, 0, app.Errorf(app.EINVALID, "before must be a note id, a positive integer")
+		}
+	}
+	limit = PageSize
+	if v := q.Get("limit"); v != "" {
+		if limit, err = strconv.Atoi(v); err != nil || limit < 1 || limit > MaxPageSize {
+			return 0, 0, app.Errorf(app.EINVALID, "limit must be a whole number from 1 to %d", MaxPageSize)
+		}
+	}
+	return before, limit, nil
 }
 
 // listAtLeast returns the user's notes at min_version or later, waiting a
@@ -80,14 +106,18 @@ func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
 // wait is parked: it wakes only when this user's notes move, and one
 // user parks at most MaxParkedReads reads at a time over all their
 // sessions, which cost nothing to make (docs/PROTOCOL.md §8).
-func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error) {
+func (s *Server) listAtLeast(r *http.Request, u *User) (notesList, error) {
 	var min int64
 	if q := r.URL.Query().Get("min_version"); q != "" {
 		v, err := strconv.ParseInt(q, 10, 64)
 		if err != nil || v < 0 {
-			return nil, 0, app.Errorf(app.EINVALID, "min_version must be a non-negative integer")
+			return notesList{}, app.Errorf(app.EINVALID, "min_version must be a non-negative integer")
 		}
 		min = v
+	}
+	before, limit, err := listPage(r)
+	if err != nil {
+		return notesList{}, err
 	}
 	ctx := r.Context()
 	var deadline <-chan time.Time
@@ -95,15 +125,16 @@ func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error
 		// Take the wake-up channel before reading, so a change that lands
 		// between the read and the wait is not slept through.
 		changed, done := s.Feed.Await(u.ID)
-		notes, version, err := s.Store.ListNotes(ctx, u.ID)
-		if err != nil || version >= min {
+		var l notesList
+		l.Notes, l.Version, l.Next, err = s.Store.ListNotesPage(ctx, u.ID, before, limit)
+		if err != nil || l.Version >= min {
 			done()
-			return notes, version, err
+			return l, err
 		}
 		if deadline == nil {
 			if !s.park(u.ID) {
 				done()
-				return nil, 0, &app.Error{Code: app.ETOOMANY, Message: "too many of your reads are waiting for min_version; try again shortly", RetryAfter: 1}
+				return notesList{}, &app.Error{Code: app.ETOOMANY, Message: "too many of your reads are waiting for min_version; try again shortly", RetryAfter: 1}
 			}
 			defer s.unpark(u.ID)
 			t := time.NewTimer(s.MinVersionWait)
@@ -115,10 +146,10 @@ func (s *Server) listAtLeast(r *http.Request, u *User) ([]app.Note, int64, error
 			done()
 		case <-deadline:
 			done()
-			return nil, 0, &app.Error{Code: app.EUNAVAILABLE, Message: "this node has not caught up to min_version yet", RetryAfter: 1}
+			return notesList{}, &app.Error{Code: app.EUNAVAILABLE, Message: "this node has not caught up to min_version yet", RetryAfter: 1}
 		case <-ctx.Done():
 			done()
-			return nil, 0, ctx.Err()
+			return notesList{}, ctx.Err()
 		}
 	}
 }
@@ -145,24 +176,28 @@ func (s *Server) unpark(userID int64) {
 }
 
 func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *User) {
-	notes, version, err := s.listAtLeast(r, u)
+	list, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	w.Header().Set("X-Notes-Version", strconv.FormatInt(version, 10))
+	w.Header().Set("X-Notes-Version", strconv.FormatInt(list.Version, 10))
 	w.Header().Set("Cache-Control", "no-store")
-	s.render(w, r, http.StatusOK, "notes_list", notesList{Notes: notes, Version: version})
+	s.render(w, r, http.StatusOK, "notes_list", list)
 }
 
 func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *User) {
-	notes, version, err := s.listAtLeast(r, u)
+	list, err := s.listAtLeast(r, u)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	w.Header().Set("Cache-Control", "no-store")
-	writeJSON(w, http.StatusOK, map[string]any{"version": version, "notes": notes})
+	var next *int64 // null on the last page
+	if list.Next != 0 {
+		next = &list.Next
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"version": list.Version, "notes": list.Notes, "next": next})
 }
 
 func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *User) {

@@ -8,6 +8,7 @@
 //   status.js     #conn-status, the note error line, the event log
 //   transport.js  the WebSocket, or SSE where it cannot connect; backoff
 //   list.js       #notes-list: refresh, htmx's "notes" swap, glow and fade
+//   pages.js      the list's older pages, loaded as the person scrolls
 //   note.js       one note element: clamping, names, editor notices
 //   note-form.js  #note-form, sent by htmx; the length count
 //   editor.js     editing a note, and its conflicts
@@ -19,6 +20,7 @@
 import { notesync, toVersion, pinLinks } from './page.js';
 import { start as startTransport } from './transport.js';
 import { listEl, startList, refreshTo } from './list.js';
+import { startPages } from './pages.js';
 import { showExpanded } from './note.js';
 import { startNoteForm } from './note-form.js';
 import { openEditor, closeEditor, keepMine, saveAsNew } from './editor.js';
@@ -49,6 +51,7 @@ if (listEl) { // not on a page without notes (e.g. the login page)
   pinLinks();
   startNoteForm();
   startList();
+  startPages();
   // After each swap of the list: a restored note takes the focus it was
   // promised, and the notes other tabs edit are marked.
   listEl.addEventListener('htmx:afterSwap', () => { takePendingFocus(); markEditingElsewhere(); });

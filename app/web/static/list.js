@@ -9,6 +9,16 @@
 // in flight at a time, and the highest version wanted meanwhile is fetched
 // once more after it. A fragment older than what is shown is never applied.
 //
+// The list comes in pages (GET /notes?before=ID): it ends in a hidden
+// li.notes-more whose data-next is the cursor of the next page, and
+// pages.js appends older pages as the person scrolls (swapIn, append). A
+// refresh covers every note on screen, not only the first page: it asks
+// for as many notes as are shown, then follows the cursor until the
+// oldest shown note is covered, so that older pages the person loaded are
+// kept in their order and a note deleted elsewhere among them still fades
+// out. While the person is scrolled down, the note they look at keeps its
+// place on screen when notes arrive above it.
+//
 // A note that arrives from elsewhere glows (note-flash) and one that goes
 // fades out (note-leaving): the swap marks them, and htmx:afterSwap starts
 // the timers that end the glow and remove the note. Timers, never
@@ -26,6 +36,8 @@ import {
 const FLASH_MS = 2000;  // .note-flash lifetime (spec: at least 1.5 s)
 export const LEAVE_MS = 400; // .note-leaving lifetime (CSS fade is 300 ms)
 const SWAP = 'notes';   // the list's htmx swap style (extension "notes-list")
+const PAGE = 200;       // a page of the list when ?limit= is not given
+const MAX_PAGE = 1000;  // the most one page may hold (docs/PROTOCOL.md §3)
 
 export const listEl = $('#notes-list');
 
@@ -40,9 +52,19 @@ const flashTimers = new WeakMap();
 
 const refresh = { wanted: 0, running: false, retryTimer: 0 };
 
-// incoming is the fragment being swapped in: its version, and the notes
-// the swap marked to glow or to leave.
+// incoming is the fragment being swapped in: its version, the notes the
+// swap marked to glow or to leave, and whether it is an older page to
+// append (append) rather than the list to reconcile.
 let incoming = null;
+
+// Refreshes and older pages take turns: a page appended while a refresh
+// reads would look deleted to it.
+let turn = Promise.resolve();
+export function inTurn(fn) {
+  const p = turn.then(fn);
+  turn = p.catch(() => {});
+  return p;
+}
 
 function setShownVersion(v) {
   notesync.version = v;
@@ -61,44 +83,77 @@ export function refreshTo(version) {
 async function runRefresh() {
   refresh.running = true;
   clearTimeout(refresh.retryTimer);
-  let failures = 0;
   try {
-    do {
-      if (isEnded()) return;
-      const min = Math.max(refresh.wanted, notesync.version);
-      const r = await fetchFragment(min);
-      if (r.ended) { checkSessionThenEnd(); return; }
-      if (!r.ok) {
-        failures++;
-        if (failures >= 4) {
-          // Give up for now; a later event retries, and so does this timer.
-          refresh.retryTimer = setTimeout(() => refreshTo(null), 15000);
-          return;
-        }
-        await sleep(r.retryAfter ?? 500 * 2 ** failures);
-        continue;
-      }
-      failures = 0;
-      // Let our own in-flight creates/edits finish first, so their
-      // ids/bodies are known and they do not glow.
-      await waitForOwnWrites();
-      if (r.version >= notesync.version) {
-        swapIn(r.html, r.version);
-        setShownVersion(r.version);
-      }
-    } while (refresh.wanted > notesync.version);
+    await inTurn(refreshLoop);
   } finally {
     refresh.running = false;
   }
 }
 
+async function refreshLoop() {
+  let failures = 0;
+  do {
+    if (isEnded()) return;
+    const min = Math.max(refresh.wanted, notesync.version);
+    const r = await fetchCovering(min);
+    if (r.ended) { checkSessionThenEnd(); return; }
+    if (!r.ok) {
+      failures++;
+      if (failures >= 4) {
+        // Give up for now; a later event retries, and so does this timer.
+        refresh.retryTimer = setTimeout(() => refreshTo(null), 15000);
+        return;
+      }
+      await sleep(r.retryAfter ?? 500 * 2 ** failures);
+      continue;
+    }
+    failures = 0;
+    // Let our own in-flight creates/edits finish first, so their
+    // ids/bodies are known and they do not glow.
+    await waitForOwnWrites();
+    if (r.version >= notesync.version) {
+      swapIn(r.html, r.version);
+      setShownVersion(r.version);
+    }
+  } while (refresh.wanted > notesync.version);
+}
+
+// shownNotes are the notes of the list that a refresh must cover.
+const shownNotes = () => Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), noteId);
+
+// fetchCovering asks for the list at minVersion or later, as far down as
+// the oldest note shown: one page of as many notes as are shown, then
+// the pages after it while the oldest shown is not reached (notes
+// created meanwhile push older ones onto the next page). The pages are
+// joined into one fragment, ending in the last page's sentinel.
+async function fetchCovering(minVersion) {
+  const shown = shownNotes().map(Number);
+  const oldest = Math.min(...shown);
+  const limit = Math.min(shown.length, MAX_PAGE);
+  let r = await fetchFragment(minVersion, limit > PAGE ? `&limit=${limit}` : '');
+  if (!r.ok) return r;
+  const page = { ...r };
+  while (page.next && page.next > oldest) {
+    const below = shown.filter((id) => id < page.next).length;
+    r = await fetchFragment(page.version, `&before=${page.next}&limit=${Math.min(Math.max(below, 1), MAX_PAGE)}`);
+    if (!r.ok) return r;
+    page.html += r.html;
+    page.next = r.next;
+  }
+  if (page.next) page.html += r.sentinel;
+  return page;
+}
+
 // fetchFragment asks for the list at minVersion or later. It is a fetch()
 // rather than an htmx request: it must not follow a redirect (XHR always
 // does), and the page's htmx requests are its note form's writes.
-async function fetchFragment(minVersion) {
+// query is added to it: a page's ?before= and ?limit=. Its answer's html
+// holds the notes, without the sentinel, which comes apart with its
+// cursor, next (0: the last page).
+export async function fetchFragment(minVersion, query = '') {
   let res;
   try {
-    res = await fetch(withPin(`/notes?min_version=${minVersion}`), {
+    res = await fetch(withPin(`/notes?min_version=${minVersion}${query}`), {
       credentials: 'same-origin',
       cache: 'no-store',
       headers: { Accept: 'text/html' },
@@ -111,27 +166,51 @@ async function fetchFragment(minVersion) {
   }
   if (res.type === 'opaqueredirect' || res.status === 401) return { ended: true };
   if (!res.ok) return { ok: false, retryAfter: retryAfterMs(res, null) ?? undefined };
-  const html = await res.text();
+  const tpl = document.createElement('template');
+  tpl.innerHTML = await res.text();
   let version = toVersion(res.headers.get('X-Notes-Version'));
   if (version === null) {
-    const tpl = document.createElement('template');
-    tpl.innerHTML = html;
     version = toVersion((tpl.content.querySelector('[data-version]') || {}).dataset?.version) ?? minVersion;
   }
   // The server promised at least minVersion; anything else is a bad answer.
   if (version < minVersion) return { ok: false };
-  return { ok: true, version, html };
+  const more = tpl.content.querySelector('.notes-more');
+  more?.remove();
+  return { ok: true, version, html: tpl.innerHTML, next: toVersion(more?.dataset.next) ?? 0, sentinel: more?.outerHTML ?? '' };
 }
 
-// swapIn has htmx swap a fragment of the list, at version, into #notes-list.
-function swapIn(html, version) {
-  incoming = { version, glow: [], leave: [] };
+// swapIn has htmx swap a fragment of the list, at version, into
+// #notes-list; with append, the fragment is an older page, added below.
+export function swapIn(html, version, append = false) {
+  incoming = { version, glow: [], leave: [], append };
+  const anchor = viewAnchor();
   try {
     htmx.swap(listEl, html, { swapStyle: SWAP, settleDelay: 0, ignoreTitle: true, transition: false },
       { contextElement: listEl });
   } finally {
     incoming = null;
+    keepInView(anchor);
   }
+}
+
+// viewAnchor is the note at the top of the window, and where it is, while
+// the person is scrolled into the list; null at the top of the page, where
+// a new note is to be seen arriving.
+function viewAnchor() {
+  if (listEl.getBoundingClientRect().top >= 0) return null;
+  for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) {
+    const top = el.getBoundingClientRect().top;
+    if (top >= 0) return { el, top };
+  }
+  return null;
+}
+
+// keepInView scrolls so that the anchor is where it was before the swap
+// (the browser's own scroll anchoring may already have done it).
+function keepInView(anchor) {
+  if (!anchor || !anchor.el.isConnected) return;
+  const moved = anchor.el.getBoundingClientRect().top - anchor.top;
+  if (Math.abs(moved) >= 1) window.scrollBy(0, moved);
 }
 
 // startList makes the list live: the swap style, the timers started on
@@ -143,7 +222,8 @@ export function startList() {
       if (style !== SWAP) return false;
       // Whatever happens, htmx must not fall back to replacing the list.
       try {
-        if (incoming) reconcile(topNotes(fragment), incoming.version);
+        if (incoming?.append) appendNotes(topNotes(fragment), fragment.querySelector('.notes-more'));
+        else if (incoming) reconcile(topNotes(fragment), incoming.version, fragment.querySelector('.notes-more'));
       } catch (err) {
         console.error('notes list swap:', err);
       }
@@ -182,7 +262,8 @@ const isLiveNote = (node) => node.nodeType === 1 && node.hasAttribute('data-note
 // reconcile brings #notes-list in line with `items` (fresh <li>s from the
 // server, in the server's order, newest first), a list at `version`,
 // without replacing what is unchanged.
-function reconcile(items, version) {
+// more is the fragment's sentinel: the list's next page after it.
+function reconcile(items, version, more) {
   const existing = new Map();
   for (const el of listEl.querySelectorAll(':scope > [data-note-id]')) {
     const id = noteId(el);
@@ -230,6 +311,30 @@ function reconcile(items, version) {
     else listEl.insertBefore(el, cursor);
     clampNote(el);
   }
+  setSentinel(more);
+}
+
+// appendNotes adds an older page's notes below the list, those it does not
+// show already, and its sentinel in place of the list's.
+function appendNotes(items, more) {
+  const shown = new Set(shownNotes());
+  for (const fresh of items) {
+    const id = noteId(fresh);
+    if (shown.has(id) || gone.has(id)) continue;
+    const el = document.importNode(fresh, true);
+    localizeTimes(el);
+    listEl.insertBefore(el, sentinel());
+    clampNote(el);
+  }
+  setSentinel(more);
+}
+
+// sentinel is the list's li.notes-more, if more notes follow.
+export const sentinel = () => listEl.querySelector(':scope > .notes-more');
+
+function setSentinel(more) {
+  sentinel()?.remove();
+  if (more) listEl.appendChild(document.importNode(more, true));
 }
 
 // glow marks a note of the swap to glow; htmx:afterSwap times it.
