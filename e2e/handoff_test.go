@@ -103,10 +103,6 @@ func countInNodeLogs(dir, s string) int {
 	return n
 }
 
-// noWriteBudget lifts the budget of writes a user may make (20/s by
-// default, counted on the primary): the writers write 50/s as one user.
-const noWriteBudget = "WRITE_RATE=0"
-
 // writers write notes through every node in turn, each with an
 // Idempotency-Key, and retry less than the page does (write.js, which
 // waits out a failover): once, after 800 ms, with the same key, after a
