@@ -198,22 +198,31 @@ func (w *writers) post(node int, key string) (int, string, error) {
 // under the id it was answered with, and returns how many notes there are.
 func (w *writers) checkStored(t *testing.T, base string) int {
 	t.Helper()
-	status, body, _, err := w.u.Try("GET", base+"/api/notes?min_version=1", "")
-	if err != nil || status != http.StatusOK {
-		t.Fatalf("list notes: %d %v", status, err)
-	}
-	var list struct {
-		Notes []struct {
-			ID   int64
-			Body string
+	seen, total := map[string][]int64{}, 0
+	// Every page of the list, newest first, following its cursor.
+	for query := "?min_version=1&limit=1000"; ; {
+		status, body, _, err := w.u.Try("GET", base+"/api/notes"+query, "")
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("list notes: %d %v", status, err)
 		}
-	}
-	if err := json.Unmarshal([]byte(body), &list); err != nil {
-		t.Fatal(err)
-	}
-	seen := map[string][]int64{}
-	for _, n := range list.Notes {
-		seen[n.Body] = append(seen[n.Body], n.ID)
+		var list struct {
+			Notes []struct {
+				ID   int64
+				Body string
+			}
+			Next *int64
+		}
+		if err := json.Unmarshal([]byte(body), &list); err != nil {
+			t.Fatal(err)
+		}
+		total += len(list.Notes)
+		for _, n := range list.Notes {
+			seen[n.Body] = append(seen[n.Body], n.ID)
+		}
+		if list.Next == nil {
+			break
+		}
+		query = fmt.Sprintf("?min_version=1&limit=1000&before=%d", *list.Next)
 	}
 	for key, id := range w.ids {
 		if got := seen[key]; len(got) != 1 || got[0] != id {
@@ -225,7 +234,7 @@ func (w *writers) checkStored(t *testing.T, base string) int {
 			t.Errorf("write %s stored %d times: %v", key, len(ids), ids)
 		}
 	}
-	return len(list.Notes)
+	return total
 }
 
 // tabLog is what a tab was pushed.
