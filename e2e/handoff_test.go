@@ -88,7 +88,9 @@ func openTab(t *testing.T, u *user, base string) *tabLog {
 	if h, err := read(ws, 5*time.Second); err != nil || h.Type != "hello" {
 		t.Fatalf("hello: %+v %v", h, err)
 	}
-	return listen(ws)
+	return listen(ws, func(since int64) (*websocket.Conn, error) {
+		return u.Dial(base, fmt.Sprintf("?since=%d", since))
+	})
 }
 
 // countInNodeLogs counts s in every node's log (LiteFS's and the app's)
@@ -245,18 +247,36 @@ type tabLog struct {
 }
 
 // listen records the note_changed versions pushed to ws until it closes.
-func listen(ws *websocket.Conn) *tabLog {
+func listen(ws *websocket.Conn, redial func(since int64) (*websocket.Conn, error)) *tabLog {
 	l := &tabLog{}
 	go func() {
 		for {
 			e, err := read(ws, time.Hour)
 			l.mu.Lock()
+			if err != nil && websocket.CloseStatus(err) == websocket.StatusTryAgainLater && redial != nil {
+				// Closed as too slow (docs/PROTOCOL.md §4: more than 64
+				// messages queued, as when a node that just took the lease
+				// commits the writes it held in one batch): the tab comes
+				// back with since, as the page does, and its sync covers
+				// what it missed.
+				since := int64(len(l.versions))
+				l.mu.Unlock()
+				if ws, err = redial(since); err == nil {
+					continue
+				}
+				l.mu.Lock()
+			}
 			if err != nil {
 				l.err = err
 				l.mu.Unlock()
 				return
 			}
-			if e.Type == "note_changed" {
+			switch {
+			case e.Type == "note_changed" && e.Op == "sync":
+				for v := int64(len(l.versions)) + 1; v <= e.Version; v++ {
+					l.versions = append(l.versions, v)
+				}
+			case e.Type == "note_changed":
 				l.versions = append(l.versions, e.Version)
 			}
 			l.mu.Unlock()
