@@ -107,6 +107,10 @@ func checkEscape(t *testing.T, tab *Tab) {
 		t.Fatalf("%s: Escape with typed text: %+v", tab.Name, s)
 	}
 	checkDistinctNames(t, tab.Name, s.Buttons)
+	if f := tab.Focus(t); !strings.Contains(f, "keep-editing") {
+		t.Errorf("%s: the question has the focus on %s, want Keep editing", tab.Name, f)
+	}
+	CheckAccessibility(t, tab, "the question before typed text is dropped")
 	tab.Press(t, KeyEscape) // a second Escape keeps editing
 	tab.WaitFor(t, 5*time.Second, "the question to go", `!`+asking)
 	if s := tab.Note(t, id); !s.Editing || s.Draft != "Water the plants and the garden" {
@@ -143,6 +147,7 @@ func checkNoteErrors(t *testing.T, tab *Tab) {
 			t.Errorf("%s: note %d after the refused save: %+v", tab.Name, id, s)
 		}
 	}
+	CheckAccessibility(t, tab, "two notes with an error each")
 	if Eval[bool](t, tab, `!document.querySelector('#note-error').hidden`) {
 		t.Errorf("%s: the note form shows an error that is about an edit", tab.Name)
 	}

@@ -70,7 +70,7 @@ export function labelNote(el) {
     edit: 'Edit note', delete: 'Delete note', 'keep-mine': 'Keep my text for note',
     'take-theirs': 'Take the other text for note', 'save-as-new': 'Save my text as a new note, from note',
     'edit-cancel': 'Cancel editing note', 'edit-save': 'Save note',
-    discard: 'Discard your changes to note', 'keep-editing': 'Keep editing note',
+    discard: 'Discard my changes to note', 'keep-editing': 'Keep editing note',
     'dismiss-message': 'Dismiss the message about note',
     expand: el.classList.contains('note-expanded') ? 'Show less of note' : 'Show more of note',
   };
