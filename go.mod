@@ -14,6 +14,8 @@ require (
 	golang.org/x/crypto v0.59.0
 )
 
+require github.com/aymanbagabas/go-udiff v0.4.2
+
 require (
 	bazil.org/fuse v0.0.0-20230120002735-62a210ff1fd5 // indirect
 	github.com/BurntSushi/toml v1.6.0

@@ -145,6 +145,10 @@ const IdempotencyTTL = 24 * time.Hour
 type NoteWrite struct {
 	Note    Note  `json:"note"`
 	Version int64 `json:"version"`
+	// Merged reports an edit made from an earlier revision that was merged
+	// with what was saved since (docs/PROTOCOL.md §12): Note holds the
+	// merge, not the text sent.
+	Merged bool `json:"merged,omitempty"`
 	// Replayed reports an answer from the idempotency record: nothing was
 	// applied this time.
 	Replayed bool `json:"-"`

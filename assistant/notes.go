@@ -38,10 +38,13 @@ type Note struct {
 }
 
 // NoteWrite is the outcome of a write: the note as the write left it and
-// the user's version after it.
+// the user's version after it. Merged says that an update made from an
+// older revision was merged with a change saved meanwhile to other lines:
+// Note holds both.
 type NoteWrite struct {
 	Note    Note  `json:"note"`
 	Version int64 `json:"version"`
+	Merged  bool  `json:"merged,omitempty"`
 }
 
 // Idempotency names one tool call's write (Key) and describes it

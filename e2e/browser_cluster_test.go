@@ -109,6 +109,7 @@ func TestBrowserAcrossNodes(t *testing.T) {
 
 	checkPresence(t, a, b)
 	bt.CheckEditsAreNeverLost(t, a, b)
+	bt.CheckEditsMerge(t, a, b)
 }
 
 // checkPresence checks #presence and note-editing-elsewhere in tab a on

@@ -215,6 +215,8 @@ func (db *DB) ensureWAL(ctx context.Context) error {
 }
 
 // Migrations returns the embedded migrations in order: version → SQL.
+// Each has a number of its own; a number may be missing, so that
+// migrations written side by side keep the numbers they were given.
 func migrations() ([]migration, error) {
 	entries, err := fs.ReadDir(migrationFS, "migrations")
 	if err != nil {
@@ -235,9 +237,9 @@ func migrations() ([]migration, error) {
 		ms = append(ms, migration{version: v, name: name, sql: string(b)})
 	}
 	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
-	for i := range ms {
-		if ms[i].version != i+1 {
-			return nil, fmt.Errorf("migrations must be numbered 1..N without gaps; found %q", ms[i].name)
+	for i := 1; i < len(ms); i++ {
+		if ms[i].version == ms[i-1].version {
+			return nil, fmt.Errorf("migrations %q and %q have one number", ms[i-1].name, ms[i].name)
 		}
 	}
 	return ms, nil
@@ -252,10 +254,10 @@ type migration struct {
 // LatestSchemaVersion is the schema version this build understands.
 func LatestSchemaVersion() int {
 	ms, err := migrations()
-	if err != nil {
+	if err != nil || len(ms) == 0 {
 		return 0
 	}
-	return len(ms)
+	return ms[len(ms)-1].version
 }
 
 // Migrate sets WAL mode on a new database and applies pending migrations,
@@ -286,13 +288,16 @@ func (db *DB) migrate(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if current > len(ms) {
+	if current > LatestSchemaVersion() {
 		// A newer release migrated already (a rolling deploy, or a roll
 		// back). Migrations are expand-then-contract, so this build still
 		// runs against the newer schema; /readyz says so.
 		return nil
 	}
-	for _, m := range ms[current:] {
+	for _, m := range ms {
+		if m.version <= current {
+			continue
+		}
 		tx, err := db.write.BeginTx(ctx, nil)
 		if err != nil {
 			return fmt.Errorf("migration %s: %w", m.name, err)

@@ -121,23 +121,81 @@ func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem 
 }
 
 // UpdateNote replaces the body of one of userID's notes and bumps its
-// revision. When the note's revision is not one of ifRev, nothing changes
-// and the error is ESTALE with the note as it is.
+// revision. When the note's revision is not one of ifRev, the edit is
+// merged with what was saved since the one revision it names, where the
+// two changed different lines (docs/PROTOCOL.md §12): the note gets the
+// merge and the outcome says Merged. Otherwise nothing changes and the
+// error is ESTALE with the note as it is.
 func (s *Store) UpdateNote(ctx context.Context, userID, noteID int64, body string, ifRev app.Revs, idem app.Idempotency) (app.NoteWrite, error) {
 	if err := app.ValidateNoteBody(body); err != nil {
 		return app.NoteWrite{}, err
 	}
 	return s.writeNotes(ctx, userID, idem, body, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
-		if _, err := currentNote(ctx, tx, userID, noteID, ifRev); err != nil {
+		text := body
+		if cur, err := currentNote(ctx, tx, userID, noteID, ifRev); app.ErrorCode(err) == app.ESTALE {
+			if text, err = mergeFrom(ctx, tx, cur, ifRev, body, err); err != nil {
+				return app.Note{}, "", err
+			}
+		} else if err != nil {
 			return app.Note{}, "", err
 		}
 		n, err := scanNote(tx.QueryRowContext(ctx, `UPDATE notes SET body = ?, updated_at = ?, rev = rev + 1 WHERE id = ?
-			RETURNING `+noteColumns, body, now.UnixMilli(), noteID))
+			RETURNING `+noteColumns, text, now.UnixMilli(), noteID))
 		if err != nil {
 			return app.Note{}, "", fmt.Errorf("update note: %w", err)
 		}
-		return n, app.OpUpdated, nil
+		return n, app.OpUpdated, s.trimRevisions(ctx, tx, userID)
 	})
+}
+
+// KeptRevisions is how many earlier texts of each note are kept for
+// merging (migration 0006's trigger keeps them).
+const KeptRevisions = 20
+
+// mergeFrom merges body, an edit made from the one revision that ifRev
+// names, with the text of note n, saved since, against that revision's
+// text (app.MergeLines). stale is the answer when it cannot: the edit
+// names no single earlier revision, that revision's text is no longer
+// kept, the two changed the same lines, or the merge is no valid note
+// (too long).
+func mergeFrom(ctx context.Context, tx *sql.Tx, n app.Note, ifRev app.Revs, body string, stale error) (string, error) {
+	if len(ifRev) != 1 || ifRev[0] < 1 || ifRev[0] >= n.Rev {
+		return "", stale
+	}
+	var base string
+	err := tx.QueryRowContext(ctx, `SELECT body FROM note_revisions WHERE note_id = ? AND rev = ?`, n.ID, ifRev[0]).Scan(&base)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", stale
+	} else if err != nil {
+		return "", fmt.Errorf("read revision: %w", err)
+	}
+	merged, ok := app.MergeLines(base, n.Body, body)
+	if !ok || app.ValidateNoteBody(merged) != nil {
+		return "", stale
+	}
+	return merged, nil
+}
+
+// trimRevisions bounds the earlier texts userID's notes keep by the
+// quota's bytes, dropping the oldest first, so that a user who edits
+// often makes a node keep at most twice the quota.
+func (s *Store) trimRevisions(ctx context.Context, tx *sql.Tx, userID int64) error {
+	if s.Quota.Bytes <= 0 {
+		return nil
+	}
+	for {
+		var kept int64
+		if err := tx.QueryRowContext(ctx, `SELECT revision_bytes FROM users WHERE id = ?`, userID).Scan(&kept); err != nil {
+			return fmt.Errorf("read kept revisions: %w", err)
+		}
+		if kept <= s.Quota.Bytes {
+			return nil
+		}
+		if _, err := tx.ExecContext(ctx, `DELETE FROM note_revisions WHERE id IN
+			(SELECT id FROM note_revisions WHERE user_id = ? ORDER BY id LIMIT 16)`, userID); err != nil {
+			return fmt.Errorf("trim kept revisions: %w", err)
+		}
+	}
 }
 
 // DeleteNote removes one of userID's notes, under the same revision check
@@ -182,7 +240,8 @@ func (s *Store) RestoreNote(ctx context.Context, userID, noteID int64, idem app.
 }
 
 // currentNote reads one of userID's notes inside a write and checks its
-// revision against ifRev.
+// revision against ifRev; a note at another revision comes with the
+// ESTALE error.
 func currentNote(ctx context.Context, tx *sql.Tx, userID, noteID int64, ifRev app.Revs) (app.Note, error) {
 	n, err := scanNote(tx.QueryRowContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE id = ? AND user_id = ?`, noteID, userID))
 	if errors.Is(err, sql.ErrNoRows) {
@@ -191,7 +250,7 @@ func currentNote(ctx context.Context, tx *sql.Tx, userID, noteID int64, ifRev ap
 		return app.Note{}, fmt.Errorf("read note: %w", err)
 	}
 	if !ifRev.Allows(n.Rev) {
-		return app.Note{}, &app.Error{Code: app.ESTALE, Message: fmt.Sprintf("note %d was changed elsewhere: it is at revision %d now", noteID, n.Rev), Note: &n}
+		return n, &app.Error{Code: app.ESTALE, Message: fmt.Sprintf("note %d was changed elsewhere: it is at revision %d now", noteID, n.Rev), Note: &n}
 	}
 	return n, nil
 }
@@ -350,8 +409,8 @@ func (s *Store) Prune(ctx context.Context, keep time.Duration) error {
 	return tx.Commit()
 }
 
-// Purge forgets notes deleted more than UndoWindow ago, and reports how
-// many. It writes only when there is something to forget, so calling it
+// Purge forgets notes deleted more than UndoWindow ago, with their
+// earlier texts, and reports how many. It writes only when there is something to forget, so calling it
 // often on an idle primary costs a read.
 func (s *Store) Purge(ctx context.Context) (int64, error) {
 	before := s.Now().Add(-app.UndoWindow).UnixMilli()
@@ -360,9 +419,21 @@ func (s *Store) Purge(ctx context.Context) (int64, error) {
 	if err != nil || due == 0 {
 		return 0, err
 	}
-	res, err := s.db.write.ExecContext(ctx, `DELETE FROM deleted_notes WHERE deleted_at < ?`, before)
+	tx, err := s.db.write.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `DELETE FROM note_revisions WHERE note_id IN (SELECT id FROM deleted_notes WHERE deleted_at < ?)`, before); err != nil {
+		return 0, fmt.Errorf("purge deleted notes' revisions: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `DELETE FROM deleted_notes WHERE deleted_at < ?`, before)
 	if err != nil {
 		return 0, fmt.Errorf("purge deleted notes: %w", err)
 	}
-	return res.RowsAffected()
+	n, err := res.RowsAffected()
+	if err != nil {
+		return 0, err
+	}
+	return n, tx.Commit()
 }

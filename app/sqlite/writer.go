@@ -231,9 +231,13 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 		userID, version, opName, note.ID, s.Node, now.UnixMilli()).Scan(&c.Seq); err != nil {
 		return app.NoteWrite{}, app.Change{}, fmt.Errorf("append change: %w", err)
 	}
-	res := app.NoteWrite{Note: note, Version: version}
+	// An update that saved another text than it sent was merged
+	// (UpdateNote); a repeat must be answered with the merge, so the
+	// record keeps it whatever its length.
+	given := req.sets != "" && note.Body == req.sets
+	res := app.NoteWrite{Note: note, Version: version, Merged: opName == app.OpUpdated && !given}
 	if idem.Key != "" {
-		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, req.sets != "", now); err != nil {
+		if err := recordIdempotency(ctx, tx, userID, idem, opName, res, given, now); err != nil {
 			return app.NoteWrite{}, app.Change{}, err
 		}
 	}

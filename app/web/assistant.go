@@ -165,7 +165,7 @@ func (n assistantNotes) DeleteNote(ctx context.Context, userID, noteID, rev int6
 }
 
 func assistantWrite(w app.NoteWrite, err error) (assistant.NoteWrite, error) {
-	return assistant.NoteWrite{Note: assistant.Note(w.Note), Version: w.Version}, assistantError(err)
+	return assistant.NoteWrite{Note: assistant.Note(w.Note), Version: w.Version, Merged: w.Merged}, assistantError(err)
 }
 
 // assistantError turns a Store error into the assistant's: ESTALE with the

@@ -1,17 +1,22 @@
 // notesync: a note's editor, and what it shows when the note changes
-// elsewhere meanwhile (docs/PROTOCOL.md §6).
+// elsewhere meanwhile (docs/PROTOCOL.md §6, §12).
 //
 // Every edit names the revision it was made against (If-Match), so that
-// nothing typed or saved elsewhere is overwritten unseen: a save over a
-// newer revision shows both texts and lets the user choose, and a note
-// deleted elsewhere keeps its editor with "Save as a new note".
+// nothing typed or saved elsewhere is overwritten unseen: the server
+// merges a save over a newer revision that changed other lines, and one
+// that changed the same lines shows both texts and lets the user choose;
+// a note deleted elsewhere keeps its editor with "Save as a new note".
+// Nothing typed is dropped without asking: Escape in an editor whose text
+// changed asks first, inline. What went wrong with a save shows beside
+// its note.
 
-import { notesync, toVersion, parseJSON } from './page.js';
+import { notesync, toVersion, parseJSON, nl } from './page.js';
 import { send, viaFetch, ifMatch, beginOwnWrite, failure } from './write.js';
-import { showNoteError, showFailure } from './status.js';
 import { checkSessionThenEnd } from './transport.js';
-import { ownCreated, ownEdits, gone, refreshTo, fadeOutAndRemove } from './list.js';
-import { noteId, noteRev, isEditing, applyNote, clampNote, labelNote, button, setNotice, markDeletedElsewhere } from './note.js';
+import { ownCreated, ownEdits, gone, refreshTo, flash, fadeOutAndRemove } from './list.js';
+import {
+  noteId, noteRev, isEditing, applyNote, clampNote, labelNote, button, setNotice, markDeletedElsewhere, showNoteMessage,
+} from './note.js';
 import { editorOpened, editorClosed } from './presence.js';
 
 export function openEditor(li) {
@@ -38,9 +43,10 @@ export function openEditor(li) {
   row.className = 'form-row';
   row.append(button('edit-save', 'Save', true), button('edit-cancel', 'Cancel'));
   form.append(notice, ta, row);
+  ta.addEventListener('input', () => form.querySelector('.edit-confirm')?.remove());
 
   form.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') { e.preventDefault(); closeEditor(li); }
+    if (e.key === 'Escape') { e.preventDefault(); escapeEditor(li, form); }
     if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); form.requestSubmit(); }
   });
   form.addEventListener('submit', (e) => {
@@ -57,11 +63,40 @@ export function openEditor(li) {
   editorOpened(noteId(li));
 }
 
-// closeEditor drops the editor (and what was typed in it). A note that
-// was deleted elsewhere goes with it.
+// escapeEditor closes the editor on Escape when its text is as it
+// opened; when the text changed it asks first, inline: p.edit-confirm
+// with [data-action=keep-editing] (focused, and what a second Escape
+// does) and [data-action=discard].
+function escapeEditor(li, form) {
+  if (form.querySelector('.edit-confirm')) { keepEditing(form); return; }
+  if (nl(form.querySelector('textarea').value) === nl(form.dataset.baseBody)) { closeEditor(li); return; }
+  const ask = document.createElement('p');
+  ask.className = 'edit-confirm';
+  ask.setAttribute('role', 'alert');
+  const keep = button('keep-editing', 'Keep editing', true);
+  const discard = button('discard', 'Discard my changes');
+  keep.addEventListener('click', () => keepEditing(form));
+  discard.addEventListener('click', () => closeEditor(li));
+  const row = document.createElement('span');
+  row.className = 'notice-actions';
+  row.append(keep, discard);
+  ask.append('Discard what you typed in this note?', row);
+  form.querySelector('.form-row').before(ask);
+  labelNote(li);
+  keep.focus();
+}
+
+function keepEditing(form) {
+  form.querySelector('.edit-confirm')?.remove();
+  form.querySelector('textarea').focus();
+}
+
+// closeEditor drops the editor (and what was typed in it), and what its
+// saves' failures said. A note that was deleted elsewhere goes with it.
 export function closeEditor(li) {
   const form = li.querySelector('.note-edit');
   if (form) form.remove();
+  showNoteMessage(li, '');
   editorClosed(noteId(li));
   li.classList.remove('editing', 'note-changed-elsewhere', 'note-conflict');
   if (li.classList.contains('note-deleted-elsewhere')) {
@@ -113,16 +148,19 @@ function saveEdit(li, form, body, rev = Number(form.dataset.baseRev)) {
   return sendFromEditor(form, attempt, (res, data) => {
     if (res && res.ok && data.note) {
       ownEdits.set(id, data.note.body);
-      applyNote(li, data.note); // no flash: it is our own edit
+      applyNote(li, data.note); // no flash for our own edit, unless merged
       closeEditor(li);
-      showNoteError('');
+      if (data.merged) {
+        flash(li);
+        showNoteMessage(li, 'Saved, together with a change made elsewhere to other lines of this note.', 'info');
+      }
       refreshTo(toVersion(data.version));
       return;
     }
     ownEdits.delete(id);
     if (res && res.status === 412 && data.note) { showConflict(li, data.note); return; }
     if (res && res.status === 404) { markDeletedElsewhere(li); return; }
-    showFailure(failure('your changes were not saved; they are still in the editor', res, data));
+    showNoteMessage(li, failure('your changes were not saved; they are still in the editor', res, data).text);
     if (res && res.status === 401) checkSessionThenEnd();
   });
 }
@@ -146,10 +184,10 @@ export function saveAsNew(li) {
       ownCreated.add(String(data.note.id));
       gone.set(noteId(li), notesync.version);
       li.remove();
-      showNoteError('');
       refreshTo(toVersion(data.version));
       return;
     }
-    showFailure(failure('your text was not saved as a note; it is still in the editor', res, data));
+    showNoteMessage(li, failure('your text was not saved as a note; it is still in the editor', res, data).text);
+    if (res && res.status === 401) checkSessionThenEnd();
   });
 }

@@ -1,8 +1,9 @@
 // notesync: one note element of #notes-list, as the server renders it
 // (templates/notes.html, notes_list) and as the page shows it: its long
 // text clamped behind "Show more", its controls named after its first
-// words, its times in the reader's zone, and the notices an open editor
-// shows when the note changes elsewhere (docs/PROTOCOL.md §5, §6).
+// words, its times in the reader's zone, the notices an open editor
+// shows when the note changes elsewhere, and what became of its writes
+// (docs/PROTOCOL.md §5, §6, §12).
 
 import { toVersion, snippet } from './page.js';
 
@@ -69,6 +70,8 @@ export function labelNote(el) {
     edit: 'Edit note', delete: 'Delete note', 'keep-mine': 'Keep my text for note',
     'take-theirs': 'Take the other text for note', 'save-as-new': 'Save my text as a new note, from note',
     'edit-cancel': 'Cancel editing note', 'edit-save': 'Save note',
+    discard: 'Discard my changes to note', 'keep-editing': 'Keep editing note',
+    'dismiss-message': 'Dismiss the message about note',
     expand: el.classList.contains('note-expanded') ? 'Show less of note' : 'Show more of note',
   };
   for (const b of el.querySelectorAll('button[data-action]')) {
@@ -119,11 +122,42 @@ export function setNotice(li, text, buttons = []) {
   labelNote(li);
 }
 
+// showNoteMessage shows what became of a write of note li beside it, in
+// place of the message it had ('' clears it). Each note has its own, so
+// the messages of several notes stand at once. An error
+// (p.note-message.note-error, role=alert) stays until the note's next
+// write goes through, its editor closes or the person dismisses it
+// ([data-action=dismiss-message]); news (p.note-message.note-info,
+// role=status) goes after NEWS_MS.
+const NEWS_MS = 8000;
+const newsTimers = new WeakMap();
+export function showNoteMessage(li, text, kind = 'error') {
+  let p = li.querySelector(':scope > .note-message');
+  clearTimeout(newsTimers.get(li));
+  if (!text) { p?.remove(); return; }
+  if (!p) {
+    p = document.createElement('p');
+    const meta = li.querySelector(':scope > .note-meta');
+    if (meta) meta.before(p); else li.append(p);
+  }
+  p.className = `note-message note-${kind}`;
+  p.setAttribute('role', kind === 'error' ? 'alert' : 'status');
+  const dismiss = button('dismiss-message', 'Dismiss');
+  dismiss.addEventListener('click', () => {
+    p.remove();
+    (li.querySelector('.note-edit textarea') || li.querySelector('button[data-action="edit"]'))?.focus();
+  });
+  p.replaceChildren(`${text} `, dismiss);
+  labelNote(li);
+  if (kind !== 'error') newsTimers.set(li, setTimeout(() => p.remove(), NEWS_MS));
+}
+
 export function markChangedElsewhere(li) {
   if (li.classList.contains('note-conflict') || li.classList.contains('note-deleted-elsewhere')) return;
   li.classList.add('note-changed-elsewhere');
   setNotice(li, 'Changed elsewhere while you were editing: the new text is shown above. ' +
-    'Your text below is kept; saving will ask which one to keep.');
+    'Your text below is kept; saving merges the two where they changed different lines, ' +
+    'and asks which one to keep where they changed the same ones.');
 }
 
 export function markDeletedElsewhere(li) {

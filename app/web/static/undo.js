@@ -7,10 +7,10 @@
 
 import { $, notesync, toVersion, parseJSON, snippet } from './page.js';
 import { send, viaFetch, ifMatch, failure } from './write.js';
-import { showNoteError, showFailure } from './status.js';
+import { showNoteError } from './status.js';
 import { checkSessionThenEnd } from './transport.js';
 import { listEl, ownCreated, pendingDeletes, gone, refreshTo, flash, fadeOutAndRemove, LEAVE_MS } from './list.js';
-import { noteId, noteRev, applyNote, button } from './note.js';
+import { noteId, noteRev, applyNote, button, showNoteMessage } from './note.js';
 
 const UNDO_SHOW_MS = 15000;     // Undo after a delete (spec: at least 10 s; restorable for 30 s)
 const FOCUS_WAIT_MS = 2500;     // how long a restored note's focus waits for it to show
@@ -40,10 +40,10 @@ export async function deleteNote(li) {
   if (res && res.status === 412) {
     const data = parseJSON(await res.text()) || {};
     if (data.note) { applyNote(li, data.note); flash(li); }
-    showNoteError('This note was changed elsewhere, so it was not deleted. Its new text is shown; delete it again if you still want to.');
+    showNoteMessage(li, 'This note was changed elsewhere, so it was not deleted. Its new text is shown; delete it again if you still want to.');
     return;
   }
-  showFailure(failure(`the note “${words}” was not deleted`, res, res ? parseJSON(await res.text().catch(() => '')) || {} : {}));
+  showNoteMessage(li, failure('the note was not deleted', res, res ? parseJSON(await res.text().catch(() => '')) || {} : {}).text);
   if (res && res.status === 401) checkSessionThenEnd();
 }
 
