@@ -1,0 +1,119 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+)
+
+// primaryAcks returns the Acks of a primary that committed TXIDs 1 to 3,
+// with other live candidates cands.
+func primaryAcks(t *testing.T, cands ...string) *Acks {
+	t.Helper()
+	l := &LiteFS{Dir: t.TempDir(), DB: "notesync.db", API: "http://127.0.0.1:1"}
+	l.role.Store(&role{primary: true})
+	a := &Acks{Node: "node1", LiteFS: l, Candidates: func() []string { return cands }, Timeout: 300 * time.Millisecond}
+	for txid := uint64(1); txid <= 3; txid++ {
+		a.Applied(Tx{TXID: txid, Checksum: 0xc0 + txid})
+	}
+	return a
+}
+
+// waitHeld runs WaitHeld in the background and returns its outcome.
+func waitHeld(a *Acks, txid uint64) <-chan error {
+	done := make(chan error, 1)
+	go func() { done <- a.WaitHeld(context.Background(), txid) }()
+	return done
+}
+
+func TestAcksWaitHeld(t *testing.T) {
+	t.Run("answers at once when no other candidate is alive", func(t *testing.T) {
+		a := primaryAcks(t)
+		start := time.Now()
+		if err := a.WaitHeld(context.Background(), 3); err != nil {
+			t.Fatal(err)
+		}
+		if took := time.Since(start); took > 50*time.Millisecond {
+			t.Fatalf("waited %v with no candidate to wait for", took)
+		}
+		if got := a.Status().AckedBy; got != NoCandidate {
+			t.Fatalf("acknowledged by %q, want %q", got, NoCandidate)
+		}
+	})
+	t.Run("waits while the candidate is behind, until it holds the write", func(t *testing.T) {
+		a := primaryAcks(t, "node2")
+		a.Heard(Held{From: "node2", TXID: 2, Checksum: 0xc2})
+		done := waitHeld(a, 3)
+		select {
+		case err := <-done:
+			t.Fatalf("answered (%v) while node2 holds only txid 2", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		st := a.Status()
+		if st.AckedBy != "node2" || st.Answered != 3 || !st.Holding["node2"] {
+			t.Fatalf("status %+v, want txid 3 acknowledged and held by node2", st)
+		}
+	})
+	t.Run("a position further on holds the write", func(t *testing.T) {
+		a := primaryAcks(t, "node2")
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		if err := a.WaitHeld(context.Background(), 2); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("another history at the same TXID is not counted", func(t *testing.T) {
+		a := primaryAcks(t, "node2")
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xbad})
+		if err := a.WaitHeld(context.Background(), 3); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("got %v, want ErrNotHeld", err)
+		}
+		if st := a.Status(); st.Holding["node2"] {
+			t.Fatalf("node2 said to hold the answered writes: %+v", st)
+		}
+	})
+	t.Run("a node that is not a live candidate is not counted", func(t *testing.T) {
+		a := primaryAcks(t, "node3")
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		if err := a.WaitHeld(context.Background(), 3); !errors.Is(err, ErrNotHeld) {
+			t.Fatalf("got %v, want ErrNotHeld", err)
+		}
+	})
+	t.Run("the primary's own checksum may come after the candidate's report", func(t *testing.T) {
+		a := primaryAcks(t, "node2")
+		a.Heard(Held{From: "node2", TXID: 4, Checksum: 0xc4})
+		done := waitHeld(a, 4)
+		time.Sleep(50 * time.Millisecond)
+		a.Applied(Tx{TXID: 4, Checksum: 0xc4})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("ends with its context", func(t *testing.T) {
+		a := primaryAcks(t, "node2")
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		if err := a.WaitHeld(ctx, 3); !errors.Is(err, context.Canceled) {
+			t.Fatalf("got %v, want context.Canceled", err)
+		}
+	})
+}
+
+func TestAcksReplicaStatusIsThePrimarys(t *testing.T) {
+	l := &LiteFS{Dir: t.TempDir(), DB: "notesync.db", API: "http://127.0.0.1:1"}
+	l.role.Store(&role{primary: false, hostname: "node1"})
+	a := &Acks{Node: "node3", LiteFS: l}
+	a.Heard(Held{From: "node2", TXID: 5, Checksum: 1})
+	a.Heard(Held{From: "node1", TXID: 7, Checksum: 2, Primary: true, Answered: 7, AckedBy: "node3", Holding: []string{"node3"}})
+	st := a.Status()
+	if st.Answered != 7 || st.AckedBy != "node3" || !st.Holding["node3"] || st.Holding["node2"] {
+		t.Fatalf("status %+v, want the primary's word: txid 7 held by node3 alone", st)
+	}
+	if got := st.Positions["node2"].TXID; got != 5 {
+		t.Fatalf("node2 at %d, want 5", got)
+	}
+}
