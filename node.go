@@ -251,7 +251,7 @@ func (n *Node) openCluster(context.Context) error {
 	}
 	n.cluster = &cluster.Node{
 		Name: n.cfg.Node, Region: n.cfg.Region, Machine: n.cfg.FlyMachineID,
-		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Gossip: gossip,
+		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Acks: n.acks, Gossip: gossip,
 		Self: n.meta, NodeLocal: web.NodeLocal, Logger: n.logger, HoldWrites: n.db.HoldWrites,
 	}
 	return nil
