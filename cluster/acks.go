@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -23,9 +24,10 @@ import (
 //     primary's checksum at that TXID: the same history, not only the
 //     same number (a node that was cut off can hold another history under
 //     the same TXIDs).
-//   - WaitHeld, on the primary, returns once another live candidate holds
-//     a TXID: at once when no other candidate is alive, which it says in
-//     the log once per change and in Status.
+//   - WaitHeld, on the primary, returns once the other live candidates
+//     hold a TXID: every one that reports (heldBy), at least one; at once
+//     when no other candidate is alive, which it says in the log once per
+//     change and in Status.
 //
 // Set the fields, then call the methods from any goroutine. The
 // Membership that carries the reports runs Run.
@@ -53,12 +55,13 @@ type Acks struct {
 	ownOrder []uint64          // the TXIDs of own, oldest first
 	self     Held              // this node's newest position
 	held     map[string]Held   // each other node's newest report
-	answered Held              // the newest position a write was answered at (primary)
-	ackedBy  string            // who held it ("" while none was asked)
-	alone    bool              // the last wait found no other candidate alive
-	primary  Held              // the primary's newest report (replica)
-	changed  chan struct{}     // closed and replaced at each report
-	send     chan struct{}     // to Run: this node's position moved
+	heardAt  map[string]time.Time
+	answered Held          // the newest position a write was answered at (primary)
+	ackedBy  string        // who held it ("" while none was asked)
+	alone    bool          // the last wait found no other candidate alive
+	primary  Held          // the primary's newest report (replica)
+	changed  chan struct{} // closed and replaced at each report
+	send     chan struct{} // to Run: this node's position moved
 }
 
 // Held is one node's report of its position: what it holds.
@@ -67,7 +70,8 @@ type Held struct {
 	TXID     uint64 `json:"t"`
 	Checksum uint64 `json:"c"`
 	// The primary's reports also carry the newest position it answered a
-	// write at, who acknowledged it, and which nodes hold it (Holding),
+	// write at, who acknowledged it (names joined by ", "), and which
+	// nodes hold it (Holding),
 	// for the other nodes' /api/cluster.
 	Primary  bool     `json:"p,omitempty"`
 	Answered uint64   `json:"a,omitempty"`
@@ -83,6 +87,10 @@ const DefaultAckTimeout = 3 * time.Second
 // ReportEvery is how often a node reports its position without a
 // transaction to report.
 const ReportEvery = 500 * time.Millisecond
+
+// CurrentWithin is how long after its last report a candidate is waited
+// for: a few ReportEvery, so that one lost packet does not stop the wait.
+const CurrentWithin = 3 * ReportEvery
 
 // keepOwn bounds the primary's checksums kept: a candidate further behind
 // than that holds nothing recent anyway.
@@ -101,6 +109,7 @@ func (a *Acks) init() {
 		a.changed = make(chan struct{})
 		a.send = make(chan struct{}, 1)
 		a.held = map[string]Held{}
+		a.heardAt = map[string]time.Time{}
 		a.own = map[uint64]uint64{}
 	}
 }
@@ -154,6 +163,7 @@ func (a *Acks) Heard(h Held) {
 	defer a.mu.Unlock()
 	a.init()
 	a.held[h.From] = h
+	a.heardAt[h.From] = time.Now()
 	if h.Primary {
 		a.primary = h
 	}
@@ -167,23 +177,35 @@ func (a *Acks) holds(h Held, txid uint64) bool {
 	return h.TXID >= txid && ok && c == h.Checksum
 }
 
-// heldBy returns a live candidate that holds txid, or alone when no other
-// candidate is alive. a.mu is held.
-func (a *Acks) heldBy(cands []string, txid uint64) (by string, alone bool) {
+// heldBy returns the live candidates that hold txid, once every current
+// one does (at least one), or alone when no other candidate is alive.
+// a.mu is held.
+//
+// Waiting for every current candidate, not only the first, means that
+// whichever of them takes the lease holds every answered write. A
+// candidate that has not reported for CurrentWithin is not waited for
+// (it is cut off, or it stopped), so that it delays writes by that much
+// at most; writes answered meanwhile are held by the others only.
+func (a *Acks) heldBy(cands []string, txid uint64) (by []string, alone bool) {
 	if len(cands) == 0 {
-		return "", true
+		return nil, true
 	}
 	for _, c := range cands {
-		if h, ok := a.held[c]; ok && a.holds(h, txid) {
-			return c, false
+		h, ok := a.held[c]
+		switch {
+		case ok && a.holds(h, txid):
+			by = append(by, c)
+		case ok && time.Since(a.heardAt[c]) < CurrentWithin:
+			return nil, false // current, and behind: wait for it
 		}
 	}
-	return "", false
+	return by, false
 }
 
-// WaitHeld returns once another live candidate holds txid, a transaction
-// this node committed as the primary: nil at once when no other candidate
-// is alive; ErrNotHeld after Timeout; ctx's error if it ends first.
+// WaitHeld returns once the other live candidates hold txid, a
+// transaction this node committed as the primary (heldBy): nil at once
+// when no other candidate is alive; ErrNotHeld after Timeout; ctx's error
+// if it ends first.
 func (a *Acks) WaitHeld(ctx context.Context, txid uint64) error {
 	if a == nil || txid == 0 {
 		return nil
@@ -204,12 +226,12 @@ func (a *Acks) WaitHeld(ctx context.Context, txid uint64) error {
 		a.mu.Lock()
 		a.init()
 		by, alone := a.heldBy(cands, txid)
-		if by != "" || alone {
+		if len(by) > 0 || alone {
 			a.answer(txid, by, alone)
 		}
 		changed := a.changed
 		a.mu.Unlock()
-		if by != "" || alone {
+		if len(by) > 0 || alone {
 			if a.Observe != nil {
 				a.Observe(time.Since(start))
 			}
@@ -246,7 +268,7 @@ func (a *Acks) candidates() []string {
 
 // answer notes that a write at txid is answered, acknowledged by by, or
 // alone. a.mu is held.
-func (a *Acks) answer(txid uint64, by string, alone bool) {
+func (a *Acks) answer(txid uint64, by []string, alone bool) {
 	if a.Logger == nil {
 		a.Logger = slog.Default()
 	}
@@ -254,11 +276,11 @@ func (a *Acks) answer(txid uint64, by string, alone bool) {
 		if alone {
 			a.Logger.Warn("no other candidate is alive: writes are answered once committed here, and would be lost with this node")
 		} else if a.alone {
-			a.Logger.Info("a candidate is alive again: writes are answered once it holds them", "candidate", by)
+			a.Logger.Info("a candidate is alive again: writes are answered once it holds them", "candidates", by)
 		}
 	}
 	a.alone = alone
-	a.ackedBy = by
+	a.ackedBy = strings.Join(by, ", ")
 	if alone {
 		a.ackedBy = NoCandidate
 	}

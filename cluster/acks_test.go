@@ -93,6 +93,38 @@ func TestAcksWaitHeld(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	t.Run("waits for every candidate that reports, not only the first", func(t *testing.T) {
+		a := primaryAcks(t, "node2", "node3")
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2})
+		done := waitHeld(a, 3)
+		select {
+		case err := <-done:
+			t.Fatalf("answered (%v) while node3, which reports, is behind", err)
+		case <-time.After(100 * time.Millisecond):
+		}
+		a.Heard(Held{From: "node3", TXID: 3, Checksum: 0xc3})
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Status().AckedBy; got != "node2, node3" {
+			t.Fatalf("acknowledged by %q, want node2, node3", got)
+		}
+	})
+	t.Run("a candidate that stopped reporting is not waited for", func(t *testing.T) {
+		a := primaryAcks(t, "node2", "node3")
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2})
+		a.mu.Lock()
+		a.heardAt["node3"] = time.Now().Add(-CurrentWithin)
+		a.mu.Unlock()
+		if err := a.WaitHeld(context.Background(), 3); err != nil {
+			t.Fatal(err)
+		}
+		if got := a.Status().AckedBy; got != "node2" {
+			t.Fatalf("acknowledged by %q, want node2", got)
+		}
+	})
 	t.Run("ends with its context", func(t *testing.T) {
 		a := primaryAcks(t, "node2")
 		ctx, cancel := context.WithCancel(context.Background())
