@@ -27,6 +27,16 @@ func waitHeld(a *Acks, txid uint64) <-chan error {
 	return done
 }
 
+// stillWaiting checks that the wait done has not ended within 100 ms.
+func stillWaiting(t *testing.T, done <-chan error, why string) {
+	t.Helper()
+	select {
+	case err := <-done:
+		t.Fatalf("answered (%v) while %s", err, why)
+	case <-time.After(100 * time.Millisecond):
+	}
+}
+
 func TestAcksWaitHeld(t *testing.T) {
 	t.Run("answers at once when no other candidate is alive", func(t *testing.T) {
 		a := primaryAcks(t)
@@ -45,11 +55,7 @@ func TestAcksWaitHeld(t *testing.T) {
 		a := primaryAcks(t, "node2")
 		a.Heard(Held{From: "node2", TXID: 2, Checksum: 0xc2})
 		done := waitHeld(a, 3)
-		select {
-		case err := <-done:
-			t.Fatalf("answered (%v) while node2 holds only txid 2", err)
-		case <-time.After(100 * time.Millisecond):
-		}
+		stillWaiting(t, done, "node2 holds only txid 2")
 		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
 		if err := <-done; err != nil {
 			t.Fatal(err)
@@ -98,11 +104,7 @@ func TestAcksWaitHeld(t *testing.T) {
 		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
 		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2})
 		done := waitHeld(a, 3)
-		select {
-		case err := <-done:
-			t.Fatalf("answered (%v) while node3, which reports, is behind", err)
-		case <-time.After(100 * time.Millisecond):
-		}
+		stillWaiting(t, done, "node3, which reports, is behind")
 		a.Heard(Held{From: "node3", TXID: 3, Checksum: 0xc3})
 		if err := <-done; err != nil {
 			t.Fatal(err)
