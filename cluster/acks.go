@@ -69,6 +69,9 @@ type Held struct {
 	From     string `json:"f"`
 	TXID     uint64 `json:"t"`
 	Checksum uint64 `json:"c"`
+	// LagMS is, from a replica, the time since its LiteFS last heard from
+	// the primary's, in milliseconds (-1: not since it started).
+	LagMS int64 `json:"l,omitempty"`
 	// The primary's reports also carry the newest position it answered a
 	// write at, who acknowledged it (names joined by ", "), and which
 	// nodes hold it (Holding),
@@ -91,6 +94,11 @@ const ReportEvery = 500 * time.Millisecond
 // CurrentWithin is how long after its last report a candidate is waited
 // for: a few ReportEvery, so that one lost packet does not stop the wait.
 const CurrentWithin = 3 * ReportEvery
+
+// LagWithin is how long a replica's LiteFS may go without a word from the
+// primary's and still be waited for: more than the primary's heartbeat on
+// an idle stream (1 s).
+const LagWithin = 2 * time.Second
 
 // keepOwn bounds the primary's checksums kept: a candidate further behind
 // than that holds nothing recent anyway.
@@ -183,9 +191,11 @@ func (a *Acks) holds(h Held, txid uint64) bool {
 //
 // Waiting for every current candidate, not only the first, means that
 // whichever of them takes the lease holds every answered write. A
-// candidate that has not reported for CurrentWithin is not waited for
-// (it is cut off, or it stopped), so that it delays writes by that much
-// at most; writes answered meanwhile are held by the others only.
+// candidate that has not reported for CurrentWithin, or whose LiteFS has
+// not heard from the primary's for LagWithin (it is cut off, stopped, or
+// its replication stream hangs), is not waited for, so that it delays
+// writes by that much at most; writes answered meanwhile are held by the
+// others only.
 func (a *Acks) heldBy(cands []string, txid uint64) (by []string, alone bool) {
 	if len(cands) == 0 {
 		return nil, true
@@ -195,7 +205,7 @@ func (a *Acks) heldBy(cands []string, txid uint64) (by []string, alone bool) {
 		switch {
 		case ok && a.holds(h, txid):
 			by = append(by, c)
-		case ok && time.Since(a.heardAt[c]) < CurrentWithin:
+		case ok && time.Since(a.heardAt[c]) < CurrentWithin && h.LagMS >= 0 && h.LagMS < LagWithin.Milliseconds():
 			return nil, false // current, and behind: wait for it
 		}
 	}
@@ -335,6 +345,12 @@ func (a *Acks) Run(ctx context.Context, publish func(Held)) {
 		a.mu.Lock()
 		h := a.report(primary)
 		a.mu.Unlock()
+		if !primary {
+			h.LagMS = -1
+			if lag, err := a.LiteFS.Lag(); err == nil && lag >= 0 {
+				h.LagMS = lag.Milliseconds()
+			}
+		}
 		if h.TXID != 0 {
 			publish(h)
 		}

@@ -127,6 +127,18 @@ func TestAcksWaitHeld(t *testing.T) {
 			t.Fatalf("acknowledged by %q, want node2", got)
 		}
 	})
+	t.Run("a candidate whose LiteFS hears no primary is not waited for", func(t *testing.T) {
+		a := primaryAcks(t, "node2", "node3")
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2, LagMS: LagWithin.Milliseconds()})
+		if err := a.WaitHeld(context.Background(), 3); err != nil {
+			t.Fatal(err)
+		}
+		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2, LagMS: -1})
+		if err := a.WaitHeld(context.Background(), 3); err != nil {
+			t.Fatal(err)
+		}
+	})
 	t.Run("ends with its context", func(t *testing.T) {
 		a := primaryAcks(t, "node2")
 		ctx, cancel := context.WithCancel(context.Background())
