@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"notesync/cluster"
 	"notesync/cluster/local"
 )
 
@@ -130,5 +131,60 @@ func TestWritesAnsweredAloneWithoutAnotherCandidate(t *testing.T) {
 	}
 	if n := countInNodeLogs(l.Dir, "no other candidate is alive"); n != 1 {
 		t.Errorf("the log says %d times that no other candidate is alive, want once", n)
+	}
+}
+
+// A candidate cut off from the primary (a §10 partition of that link
+// alone, with -netns) stops reporting to it, and is no longer waited for
+// after 1.5 s: writes are answered once the other candidate holds them,
+// and /api/cluster says the cut-off one does not. Then the primary is
+// killed and the link healed: a candidate that held the writes takes the
+// lease (node3, or node1 started again; LiteFS v0.5.14's cut-off replica
+// notices its primary is gone only after the heal), and every answered
+// write is on every node.
+func TestCutOffCandidateIsNotWaitedFor(t *testing.T) {
+	c := startNetnsClusterLease(t, 3, local.LeaseConsul)
+	urls := []string{c.URL(1), c.URL(2), c.URL(3)}
+	u := signup(t, urls[2], "cutoff")
+	w := &writers{u: u, urls: []string{urls[2]}, patience: 30 * time.Second}
+	w.ids = map[string]int64{}
+	w.write(0)
+	if got := c.Command("partition node1 node2"); got != "ok" {
+		t.Fatalf("partition node1 node2: %q", got)
+	}
+	defer c.Heal()
+	time.Sleep(cluster.CurrentWithin + time.Second)
+	for i := 1; i <= 20; i++ {
+		start := time.Now()
+		w.write(i)
+		if took := time.Since(start); took > time.Second {
+			t.Errorf("write %d took %v with node2 cut off", i, took)
+		}
+	}
+	v := u.waitAck(t, urls[0], func(v ackView) bool { return v.AcknowledgedBy == "node3" })
+	for _, m := range v.Members {
+		if m.Name == "node2" && (m.HoldsAnswered == nil || *m.HoldsAnswered) {
+			t.Errorf("node1 says node2, cut off, holds every answered write: %+v", v)
+		}
+	}
+	if got := c.Command("kill node1"); got != "ok" {
+		t.Fatalf("kill node1: %q", got)
+	}
+	killed := time.Now()
+	w.write(21) // answered once a candidate has taken the lease
+	t.Logf("%s took the lease; writes answered again %v after the kill", c.Primary(), time.Since(killed).Round(time.Millisecond))
+	if got := c.Command("heal"); got != "ok" {
+		t.Fatalf("heal: %q", got)
+	}
+	for i := 22; i <= 25; i++ {
+		w.write(i)
+	}
+	for _, f := range w.failed {
+		t.Error(f)
+	}
+	u.waitPrimaryEverywhere(t, urls, c.Primary(), 90*time.Second)
+	for _, base := range urls {
+		u.waitAck(t, base, ackView.holdsAll)
+		w.checkStored(t, base)
 	}
 }
