@@ -333,13 +333,7 @@ func (a *Acks) Run(ctx context.Context, publish func(Held)) {
 			return
 		case <-send:
 		case <-tick.C:
-			// The position file also tells of a copy LiteFS replaced
-			// whole (a snapshot), which no transaction announces.
-			if txid, checksum, err := a.LiteFS.Pos(); err == nil && txid != 0 {
-				a.mu.Lock()
-				a.self = Held{From: a.Node, TXID: txid, Checksum: checksum}
-				a.mu.Unlock()
-			}
+			a.readPos()
 		}
 		primary := a.LiteFS.IsPrimary()
 		a.mu.Lock()
@@ -354,6 +348,26 @@ func (a *Acks) Run(ctx context.Context, publish func(Held)) {
 		if h.TXID != 0 {
 			publish(h)
 		}
+	}
+}
+
+// readPos reads this node's position from the position file, which also
+// tells of a copy LiteFS replaced whole (a snapshot), and, on the
+// primary, of a transaction whose event the stream lost (it restarted):
+// a write at that TXID would otherwise wait for its checksum in vain.
+func (a *Acks) readPos() {
+	txid, checksum, err := a.LiteFS.Pos()
+	if err != nil || txid == 0 {
+		return
+	}
+	primary := a.LiteFS.IsPrimary()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.init()
+	a.self = Held{From: a.Node, TXID: txid, Checksum: checksum}
+	if primary {
+		a.keep(txid, checksum)
+		a.notify()
 	}
 }
 

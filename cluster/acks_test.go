@@ -3,6 +3,8 @@ package cluster
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -136,6 +138,20 @@ func TestAcksWaitHeld(t *testing.T) {
 		}
 		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2, LagMS: -1})
 		if err := a.WaitHeld(context.Background(), 3); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("a transaction whose event the stream lost is read from the position file", func(t *testing.T) {
+		a := primaryAcks(t, "node2")
+		a.Timeout = 5 * ReportEvery
+		if err := os.WriteFile(filepath.Join(a.LiteFS.Dir, "notesync.db-pos"), []byte("0000000000000004/00000000000000c4\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, stop := context.WithCancel(context.Background())
+		defer stop()
+		go a.Run(ctx, func(Held) {})
+		a.Heard(Held{From: "node2", TXID: 4, Checksum: 0xc4})
+		if err := a.WaitHeld(context.Background(), 4); err != nil {
 			t.Fatal(err)
 		}
 	})
