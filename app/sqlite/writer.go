@@ -50,8 +50,9 @@ func (s *Store) writeNotes(ctx context.Context, userID int64, idem app.Idempoten
 }
 
 // waitHeld returns once another node holds the write's transaction
-// (Held), or, for a repeat answered from the idempotency record, the
-// database as it is now, which holds the first write's. A write that no
+// (Held), or the database as it is now, which holds the write: for a
+// repeat answered from the idempotency record, and when the commit's
+// position could not be read before it. A write that no
 // other node holds in time is committed here but could be lost with this
 // node: its outcome is unsure, and a retry with the same Idempotency-Key
 // waits again.
@@ -60,7 +61,7 @@ func (s *Store) waitHeld(ctx context.Context, d writeDone) error {
 		return nil
 	}
 	txid := d.txid
-	if d.result.Replayed && s.Position != nil {
+	if txid == 0 && s.Position != nil {
 		txid, _ = s.Position.TXID()
 	}
 	err := s.Held.WaitHeld(ctx, txid)
