@@ -85,3 +85,35 @@ func TestWritesWaitUntilHeld(t *testing.T) {
 		}
 	})
 }
+
+// unreadable is a position that cannot be read the first time, inside the
+// commit, and reads at after.
+type unreadable struct {
+	mu    sync.Mutex
+	reads int
+	at    uint64
+}
+
+func (u *unreadable) TXID() (uint64, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.reads++
+	if u.reads == 1 {
+		return 0, errors.New("position unreadable")
+	}
+	return u.at, nil
+}
+
+func TestWriteWithoutItsPositionWaitsForTheDatabases(t *testing.T) {
+	s := sqlitetest.Unopened(t)
+	h := &holder{}
+	s.Position, s.Held = &unreadable{at: 7}, h
+	s.Open(nil)
+	u := sqlitetest.User(t, s, "alice")
+	if _, err := s.CreateNote(context.Background(), u.ID, "one", app.Idempotency{}); err != nil {
+		t.Fatal(err)
+	}
+	if len(h.waited) != 1 || h.waited[0] != 7 {
+		t.Fatalf("waited for %v, want the database's position after the commit, 7", h.waited)
+	}
+}
