@@ -10,9 +10,10 @@ import (
 	"time"
 )
 
-// Acks is how a write's answer waits until another candidate holds it, so
-// that losing the primary loses no answered write (docs/PROTOCOL.md §11),
-// as MySQL's semi-synchronous replication waits "after sync":
+// Acks is how a write's answer waits until the other lease candidates
+// hold it, so that losing the primary loses no answered write
+// (docs/PROTOCOL.md §11), as MySQL's semi-synchronous replication waits
+// "after sync":
 //
 //   - Every node tells the others where its copy of the database is
 //     (Held: its TXID and LiteFS's checksum there), after each transaction
@@ -25,9 +26,9 @@ import (
 //     same number (a node that was cut off can hold another history under
 //     the same TXIDs).
 //   - WaitHeld, on the primary, returns once the other live candidates
-//     hold a TXID: every one that reports (heldBy), at least one; at once
-//     when no other candidate is alive, which it says in the log once per
-//     change and in Status.
+//     hold a TXID: every one that is current (heldBy), at least one; at
+//     once when no other candidate is alive, which it says in the log once
+//     per change and in Status.
 //
 // Set the fields, then call the methods from any goroutine. The
 // Membership that carries the reports runs Run.
@@ -51,17 +52,17 @@ type Acks struct {
 	candAt time.Time
 
 	mu       sync.Mutex
-	own      map[uint64]uint64 // this node's recent TXIDs → checksum, as primary
-	ownOrder []uint64          // the TXIDs of own, oldest first
-	self     Held              // this node's newest position
-	held     map[string]Held   // each other node's newest report
-	heardAt  map[string]time.Time
-	answered Held          // the newest position a write was answered at (primary)
-	ackedBy  string        // who held it ("" while none was asked)
-	alone    bool          // the last wait found no other candidate alive
-	primary  Held          // the primary's newest report (replica)
-	changed  chan struct{} // closed and replaced at each report
-	send     chan struct{} // to Run: this node's position moved
+	own      map[uint64]uint64    // this node's recent TXIDs → checksum, as primary
+	ownOrder []uint64             // the TXIDs of own, oldest first
+	self     Held                 // this node's newest position
+	held     map[string]Held      // each other node's newest report
+	heardAt  map[string]time.Time // when each report came
+	answered Held                 // the newest position a write was answered at (primary)
+	ackedBy  string               // who held it ("" while none was asked)
+	alone    bool                 // the last wait found no other candidate alive
+	primary  Held                 // the primary's newest report (replica)
+	changed  chan struct{}        // closed and replaced at each report
+	send     chan struct{}        // to Run: this node's position moved
 }
 
 // Held is one node's report of its position: what it holds.
@@ -74,8 +75,7 @@ type Held struct {
 	LagMS int64 `json:"l,omitempty"`
 	// The primary's reports also carry the newest position it answered a
 	// write at, who acknowledged it (names joined by ", "), and which
-	// nodes hold it (Holding),
-	// for the other nodes' /api/cluster.
+	// nodes hold it, for the other nodes' /api/cluster.
 	Primary  bool     `json:"p,omitempty"`
 	Answered uint64   `json:"a,omitempty"`
 	AckedBy  string   `json:"b,omitempty"`
