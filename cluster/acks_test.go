@@ -29,6 +29,25 @@ func waitHeld(a *Acks, txid uint64) <-chan error {
 	return done
 }
 
+// node3Behind returns the Acks of a primary at TXID 3 with two
+// candidates: node2, which holds it, and node3, at 2, whose LiteFS last
+// heard from the primary's lagMS ago.
+func node3Behind(t *testing.T, lagMS int64) *Acks {
+	t.Helper()
+	a := primaryAcks(t, "node2", "node3")
+	a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+	a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2, LagMS: lagMS})
+	return a
+}
+
+// ackedBy checks who a's status says acknowledged the answered writes.
+func ackedBy(t *testing.T, a *Acks, want string) {
+	t.Helper()
+	if got := a.Status().AckedBy; got != want {
+		t.Fatalf("acknowledged by %q, want %q", got, want)
+	}
+}
+
 // stillWaiting checks that the wait done has not ended within 100 ms.
 func stillWaiting(t *testing.T, done <-chan error, why string) {
 	t.Helper()
@@ -102,43 +121,30 @@ func TestAcksWaitHeld(t *testing.T) {
 		}
 	})
 	t.Run("waits for every candidate that reports, not only the first", func(t *testing.T) {
-		a := primaryAcks(t, "node2", "node3")
-		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
-		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2})
+		a := node3Behind(t, 0)
 		done := waitHeld(a, 3)
 		stillWaiting(t, done, "node3, which reports, is behind")
 		a.Heard(Held{From: "node3", TXID: 3, Checksum: 0xc3})
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
-		if got := a.Status().AckedBy; got != "node2, node3" {
-			t.Fatalf("acknowledged by %q, want node2, node3", got)
-		}
+		ackedBy(t, a, "node2, node3")
 	})
 	t.Run("a candidate that stopped reporting is not waited for", func(t *testing.T) {
-		a := primaryAcks(t, "node2", "node3")
-		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
-		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2})
+		a := node3Behind(t, 0)
 		a.mu.Lock()
 		a.heardAt["node3"] = time.Now().Add(-CurrentWithin)
 		a.mu.Unlock()
 		if err := a.WaitHeld(context.Background(), 3); err != nil {
 			t.Fatal(err)
 		}
-		if got := a.Status().AckedBy; got != "node2" {
-			t.Fatalf("acknowledged by %q, want node2", got)
-		}
+		ackedBy(t, a, "node2")
 	})
 	t.Run("a candidate whose LiteFS hears no primary is not waited for", func(t *testing.T) {
-		a := primaryAcks(t, "node2", "node3")
-		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
-		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2, LagMS: LagWithin.Milliseconds()})
-		if err := a.WaitHeld(context.Background(), 3); err != nil {
-			t.Fatal(err)
-		}
-		a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2, LagMS: -1})
-		if err := a.WaitHeld(context.Background(), 3); err != nil {
-			t.Fatal(err)
+		for _, lag := range []int64{LagWithin.Milliseconds(), -1} {
+			if err := node3Behind(t, lag).WaitHeld(context.Background(), 3); err != nil {
+				t.Fatalf("node3's LiteFS %d ms from the primary's: %v", lag, err)
+			}
 		}
 	})
 	t.Run("a transaction whose event the stream lost is read from the position file", func(t *testing.T) {
