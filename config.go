@@ -58,6 +58,12 @@ type config struct {
 	// HandoffToken, if set, is what a caller of POST /handoff on
 	// MetricsAddr must send (the local cluster's launcher, for promote).
 	HandoffToken string
+	// WriteAck holds each write's answer until another lease candidate
+	// holds it (docs/PROTOCOL.md §11); off only to measure what that costs.
+	WriteAck bool
+	// Candidate says whether this node's LiteFS may take the lease: as
+	// litefs.yml decides, FLY_REGION equals PRIMARY_REGION.
+	Candidate bool
 
 	// Limits (docs/PROTOCOL.md §8).
 	MaxConnsPerUser int
@@ -228,6 +234,8 @@ func (c *config) registerFlags(fs *flag.FlagSet, d defaults, getenv func(string)
 	fs.StringVar(&c.PublicURL, "public-url", env("PUBLIC_URL", ""), "URL browsers reach this node at, for the cluster panel's links, when not -http-url (env PUBLIC_URL)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", env("PPROF_ADDR", ""), "serve net/http/pprof on this address, for profiling (env PPROF_ADDR; keep it on loopback)")
 	fs.StringVar(&c.HandoffToken, "handoff-token", env("HANDOFF_TOKEN", ""), "serve POST /handoff?to=NODE on -metrics-addr to callers that send this as a bearer token: the primary hands its lease to NODE, holding writes as on a stop (env HANDOFF_TOKEN; set by `cluster`; empty: not served; never logged)")
+	fs.BoolVar(&c.WriteAck, "write-ack", env("WRITE_ACK", "true") != "false", "answer a write only once another live lease candidate holds it (env WRITE_ACK=false turns it off; only to measure what it costs)")
+	c.Candidate = getenv("FLY_REGION") == getenv("PRIMARY_REGION")
 	fs.StringVar(&c.AssistantBaseURL, "assistant-base-url", env("ASSISTANT_BASE_URL", ""), "OpenAI-compatible chat-completions base URL for the Assistant, e.g. https://api.openai.com/v1 (env ASSISTANT_BASE_URL; empty: the built-in planner)")
 	fs.StringVar(&c.AssistantModel, "assistant-model", env("ASSISTANT_MODEL", ""), "model name sent to the Assistant's server (env ASSISTANT_MODEL)")
 	fs.StringVar(&c.AssistantAPIKey, "assistant-api-key", env("ASSISTANT_API_KEY", ""), "API key of the Assistant's server (env ASSISTANT_API_KEY; never logged)")

@@ -37,6 +37,7 @@ type Node struct {
 	secret    []byte
 	lfs       *cluster.LiteFS
 	changes   *cluster.Changes // what LiteFS applied and the primary shared
+	acks      *cluster.Acks    // where each node's copy is; nil without LiteFS
 	promoted  chan struct{}    // one slot: LiteFS made this node the primary
 	db        *sqlite.DB
 	hub       *realtime.Hub
@@ -56,9 +57,10 @@ type Node struct {
 // The change pipeline's interfaces, each declared where it is used, and
 // what the node gives them.
 var (
-	_ sqlite.Committer  = (*feed.Feed)(nil)
-	_ sqlite.Positioner = (*cluster.LiteFS)(nil)
-	_ feed.Replication  = (*cluster.Changes)(nil)
+	_ sqlite.Committer    = (*feed.Feed)(nil)
+	_ sqlite.Positioner   = (*cluster.LiteFS)(nil)
+	_ feed.Replication    = (*cluster.Changes)(nil)
+	_ sqlite.Acknowledger = (*cluster.Acks)(nil)
 )
 
 // closer is one step of Close.
@@ -139,7 +141,11 @@ func (n *Node) openLiteFS(ctx context.Context) error {
 		default:
 		}
 	}
-	n.changes = &cluster.Changes{Node: n.cfg.Node, LiteFS: n.lfs, Logger: n.logger,
+	if n.lfs.Enabled() {
+		n.acks = &cluster.Acks{Node: n.cfg.Node, LiteFS: n.lfs, Logger: n.logger,
+			Observe: func(d time.Duration) { n.metrics.AckWait.Observe(d.Seconds()) }}
+	}
+	n.changes = &cluster.Changes{Node: n.cfg.Node, LiteFS: n.lfs, Logger: n.logger, Acks: n.acks,
 		ObserveLag: func(d time.Duration) { n.metrics.ReplicationLag.Observe(d.Seconds()) }}
 	n.changes.Open()
 	n.onClose("LiteFS event stream", n.changes.Close)
@@ -197,6 +203,9 @@ func (n *Node) openStore(ctx context.Context) error {
 	f.ObservePushed = n.metrics.ObserveFeedPushed
 	n.feed = f
 	n.store.Position = n.lfs
+	if n.acks != nil && n.cfg.WriteAck {
+		n.store.Held = n.acks
+	}
 	// The writer hands each commit's changes to the feed.
 	n.store.Open(f)
 	n.onClose("store writer", func() error { n.store.Close(); return nil })
@@ -242,7 +251,7 @@ func (n *Node) openCluster(context.Context) error {
 	}
 	n.cluster = &cluster.Node{
 		Name: n.cfg.Node, Region: n.cfg.Region, Machine: n.cfg.FlyMachineID,
-		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Gossip: gossip,
+		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Acks: n.acks, Gossip: gossip,
 		Self: n.meta, NodeLocal: web.NodeLocal, Logger: n.logger, HoldWrites: n.db.HoldWrites,
 	}
 	return nil

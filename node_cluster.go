@@ -30,6 +30,7 @@ func (n *Node) openMembership() (*cluster.Membership, error) {
 		Logger:       n.logger,
 		MetaFunc:     n.meta,
 		Changes:      n.changes,
+		Acks:         n.acks,
 		OnEndSession: func(id string) { n.sessions.EndHere(id, n.hub) },
 		// Ephemeral messages and presence: realtime's own, carried.
 		OnEphemeral: n.hub.Receive,
@@ -37,6 +38,9 @@ func (n *Node) openMembership() (*cluster.Membership, error) {
 		OnLeave:     n.hub.PeerLeft,
 		State:       n.hub.PresenceState,
 		MergeState:  n.hub.MergePresenceState,
+	}
+	if n.acks != nil {
+		n.acks.Candidates = m.Candidates
 	}
 	if err := m.Open(); err != nil {
 		return nil, err
@@ -65,6 +69,7 @@ func (n *Node) meta() cluster.Meta {
 		Machine:     n.cfg.FlyMachineID,
 		Connections: n.hub.Stats().Connections,
 		Primary:     n.lfs.IsPrimary(),
+		Candidate:   n.cfg.Candidate && n.lfs.Enabled(),
 	}
 }
 

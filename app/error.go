@@ -21,6 +21,7 @@ const (
 	ETIMEOUT       = "timeout"       // request body did not arrive in time
 	EUNPROCESSABLE = "unprocessable" // well-formed but cannot be applied
 	ESTALE         = "stale"         // made against a revision that is no longer current
+	EUNCONFIRMED   = "unconfirmed"   // committed, but not yet held by another node: retry with the same key
 )
 
 // Error is the one error type of the notes domain. Message is safe to show

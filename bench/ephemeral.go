@@ -209,6 +209,9 @@ func printExtras(w io.Writer, r *result) {
 			if n.Batches > 0 {
 				f("  group commits", "%.0f, writes each mean %.2f, time %s", n.Batches, n.BatchWrites.Mean, ms(n.BatchSecs))
 			}
+			if n.AckWaitSecs.N > 0 {
+				f("  write ack wait", "%s (bucket bounds: 100 µs doubling)", ms(n.AckWaitSecs))
+			}
 			if n.LagSecs.N > 0 {
 				f("  replication lag", "%s", ms(n.LagSecs))
 			}

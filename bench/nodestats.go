@@ -150,6 +150,9 @@ type nodeStats struct {
 	Batches     float64   `json:"batches"`
 	BatchWrites histDelta `json:"batch_writes"`
 	BatchSecs   histDelta `json:"batch_seconds"`
+	// How long writes' answers waited for the other candidates to hold
+	// them (the primary).
+	AckWaitSecs histDelta `json:"write_ack_wait_seconds"`
 	// A replica's lag behind the primary's commits, and its feed's reads.
 	LagSecs       histDelta          `json:"replication_lag_seconds"`
 	FeedReads     map[string]float64 `json:"feed_reads"`
@@ -176,6 +179,7 @@ func stats(names []string, a, b []series) []nodeStats {
 		s.Batches = sum(x, y, "notesync_write_batch_size_count")
 		s.BatchWrites = hist(x, y, "notesync_write_batch_size")
 		s.BatchSecs = hist(x, y, "notesync_write_batch_seconds")
+		s.AckWaitSecs = hist(x, y, "notesync_write_ack_wait_seconds")
 		s.LagSecs = hist(x, y, "notesync_replication_lag_seconds")
 		s.FeedReadSecs = hist(x, y, "notesync_feed_read_seconds")
 		s.PushWaitSecs = hist(x, y, "notesync_push_wait_seconds")

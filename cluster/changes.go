@@ -52,6 +52,9 @@ type Changes struct {
 	// node's clock): the replication lag, meaningful where the clocks agree
 	// (on one machine, exactly). It must not block.
 	ObserveLag func(time.Duration)
+	// Acks, if set, is told of every transaction of LiteFS's event stream
+	// (Acks.Applied), on the stream's goroutine.
+	Acks *Acks
 
 	initOnce  sync.Once
 	news      chan []byte   // to the feed: nil (read) or a transaction's data
@@ -168,6 +171,9 @@ func (c *Changes) Announce(txid uint64, data []byte) {
 // transaction is its own, which its writer has handed to its feed.
 func (c *Changes) Applied(tx Tx) {
 	c.init()
+	if c.Acks != nil {
+		c.Acks.Applied(tx)
+	}
 	if tx.TXID == 0 {
 		c.wakeToRead() // the stream (re)started
 		return

@@ -237,11 +237,11 @@ func TestForwarderOnFly(t *testing.T) {
 }
 
 func TestParsePos(t *testing.T) {
-	txid, err := parsePos("00000000000000a1/8f9e1c2b3a4d5e6f\n")
-	if err != nil || txid != 0xa1 {
-		t.Fatalf("%d %v", txid, err)
+	txid, checksum, err := parsePos("00000000000000a1/8f9e1c2b3a4d5e6f\n")
+	if err != nil || txid != 0xa1 || checksum != 0x8f9e1c2b3a4d5e6f {
+		t.Fatalf("%d %x %v", txid, checksum, err)
 	}
-	if _, err := parsePos("garbage"); err == nil {
+	if _, _, err := parsePos("garbage"); err == nil {
 		t.Fatal("garbage parsed")
 	}
 }

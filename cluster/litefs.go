@@ -115,17 +115,26 @@ func (l *LiteFS) Primary() string {
 // the database exists, or without LiteFS). The file is kept open and read
 // with pread, which stays fresh on the FUSE mount at about 50 µs a read.
 func (l *LiteFS) TXID() (uint64, error) {
+	txid, _, err := l.Pos()
+	return txid, err
+}
+
+// Pos returns the replication position of this node's database with the
+// database's checksum at it (zeros before the database exists, or without
+// LiteFS): two copies at the same TXID hold the same data only if their
+// checksums agree.
+func (l *LiteFS) Pos() (txid, checksum uint64, err error) {
 	if !l.Enabled() {
-		return 0, nil
+		return 0, 0, nil
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.pos == nil {
 		f, err := os.Open(filepath.Join(l.Dir, l.DB+"-pos"))
 		if errors.Is(err, os.ErrNotExist) {
-			return 0, nil
+			return 0, 0, nil
 		} else if err != nil {
-			return 0, err
+			return 0, 0, err
 		}
 		l.pos = f
 	}
@@ -134,18 +143,24 @@ func (l *LiteFS) TXID() (uint64, error) {
 	if n == 0 && err != nil {
 		l.pos.Close()
 		l.pos = nil
-		return 0, err
+		return 0, 0, err
 	}
 	return parsePos(string(buf[:n]))
 }
 
-// parsePos parses "%016x/%016x" (TXID/checksum) and returns the TXID.
-func parsePos(s string) (uint64, error) {
-	txid, _, ok := strings.Cut(strings.TrimSpace(s), "/")
+// parsePos parses "%016x/%016x" (TXID/checksum).
+func parsePos(s string) (txid, checksum uint64, err error) {
+	t, c, ok := strings.Cut(strings.TrimSpace(s), "/")
 	if !ok {
-		return 0, fmt.Errorf("malformed litefs position %q", s)
+		return 0, 0, fmt.Errorf("malformed litefs position %q", s)
 	}
-	return strconv.ParseUint(txid, 16, 64)
+	if txid, err = strconv.ParseUint(t, 16, 64); err != nil {
+		return 0, 0, fmt.Errorf("malformed litefs position %q", s)
+	}
+	if checksum, err = strconv.ParseUint(c, 16, 64); err != nil {
+		return 0, 0, fmt.Errorf("malformed litefs position %q", s)
+	}
+	return txid, checksum, nil
 }
 
 // Close releases the position file.
@@ -222,6 +237,9 @@ type Tx struct {
 	// TXID is the database's position after the transaction. 0 means the
 	// stream (re)started: transactions may have come and gone unannounced.
 	TXID uint64
+	// Checksum is the database's checksum after it (LiteFS's
+	// postApplyChecksum).
+	Checksum uint64
 	// At is when this node heard of it.
 	At time.Time
 }
@@ -262,6 +280,7 @@ type event struct {
 		IsPrimary bool   `json:"isPrimary"`
 		Hostname  string `json:"hostname"`
 		TXID      string `json:"txID"`
+		Checksum  string `json:"postApplyChecksum"`
 	} `json:"data"`
 }
 
@@ -299,7 +318,14 @@ func (l *LiteFS) followOnce(ctx context.Context, onTx func(Tx)) error {
 			if err != nil {
 				return fmt.Errorf("litefs /events: malformed txID %q", ev.Data.TXID)
 			}
-			onTx(Tx{TXID: txid, At: time.Now()})
+			var checksum uint64 // 0: not said
+			if ev.Data.Checksum != "" {
+				checksum, err = strconv.ParseUint(ev.Data.Checksum, 16, 64)
+			}
+			if err != nil {
+				return fmt.Errorf("litefs /events: malformed postApplyChecksum %q", ev.Data.Checksum)
+			}
+			onTx(Tx{TXID: txid, Checksum: checksum, At: time.Now()})
 		}
 	}
 }

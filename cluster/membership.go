@@ -28,6 +28,7 @@ type Meta struct {
 	Connections int64  `json:"c"`
 	Primary     bool   `json:"p"`
 	TXID        uint64 `json:"t,omitempty"` // replication position, when last gossiped
+	Candidate   bool   `json:"k,omitempty"` // a LiteFS lease candidate
 }
 
 // Member is one node of the cluster as this node sees it.
@@ -43,6 +44,7 @@ const (
 	kindChanged    byte = 1 // the primary committed a transaction (Changes)
 	kindEndSession byte = 2 // a session ended: close its sockets
 	kindEphemeral  byte = 3 // an opaque message for the other nodes (SendToAll, SendTo)
+	kindHeld       byte = 4 // a node's position (Acks)
 )
 
 // Changed announces a transaction a node committed (Changes): the
@@ -83,6 +85,10 @@ type Membership struct {
 	// membership sends this node's announcements (Changes.Run, from Open
 	// to Close) and hands over those of the others (Changes.Announced).
 	Changes *Changes
+	// Acks, if set, is where each node's copy of the database is: the
+	// membership sends this node's reports (Acks.Run, from Open to Close)
+	// and hands over those of the others (Acks.Heard).
+	Acks *Acks
 
 	// Callbacks for messages from other nodes. They run on memberlist's
 	// receive goroutine: they must not block.
@@ -174,6 +180,9 @@ func (m *Membership) Open() error {
 	m.stopSend = stop
 	if m.Changes != nil {
 		m.wg.Go(func() { m.Changes.Run(sending, m.PublishChanged) })
+	}
+	if m.Acks != nil {
+		m.wg.Go(func() { m.Acks.Run(sending, m.PublishHeld) })
 	}
 	return nil
 }
@@ -283,6 +292,9 @@ func stateName(s memberlist.NodeStateType) string {
 // PublishChanged announces a committed transaction to every other node.
 func (m *Membership) PublishChanged(c Changed) { m.send(kindChanged, c) }
 
+// PublishHeld tells every other node this node's position (Acks).
+func (m *Membership) PublishHeld(h Held) { m.send(kindHeld, h) }
+
 // PublishEndSession tells every other node to close a session's sockets.
 func (m *Membership) PublishEndSession(id string) { m.send(kindEndSession, endSession{ID: id}) }
 
@@ -352,6 +364,11 @@ func (d *delegate) NotifyMsg(b []byte) {
 		var c Changed
 		if json.Unmarshal(b[1:], &c) == nil && m.Changes != nil {
 			m.Changes.Announced(c)
+		}
+	case kindHeld:
+		var h Held
+		if json.Unmarshal(b[1:], &h) == nil && m.Acks != nil {
+			m.Acks.Heard(h)
 		}
 	case kindEndSession:
 		var e endSession
@@ -438,6 +455,17 @@ func (m *Membership) Primary(liteFSHost string) (Member, bool) {
 		return *fallback, true
 	}
 	return Member{}, false
+}
+
+// Candidates names the other alive members that are lease candidates.
+func (m *Membership) Candidates() []string {
+	var out []string
+	for _, mem := range m.Members() {
+		if mem.Name != m.Name && mem.State == "alive" && mem.Candidate {
+			out = append(out, mem.Name)
+		}
+	}
+	return out
 }
 
 // PrimaryView is the primary as gossip sees it, in any state, for a

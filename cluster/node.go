@@ -25,6 +25,9 @@ type Node struct {
 	LiteFS *LiteFS
 	// Changes gives the primary's position as its announcements said.
 	Changes *Changes
+	// Acks says where each node's copy is, and what the primary answered
+	// (nil without LiteFS).
+	Acks *Acks
 	// Gossip is the membership, nil on a node without peers.
 	Gossip *Membership
 	// Self returns what this node gossips about itself.
@@ -90,6 +93,16 @@ func (n *Node) Replication() *Replication {
 	}
 	r := n.LiteFS.Replication(view)
 	return &r
+}
+
+// Acknowledgement is what the primary says of the writes it answered,
+// and where each other node's copy is (nil without LiteFS).
+func (n *Node) Acknowledgement() *AckStatus {
+	if n.Acks == nil {
+		return nil
+	}
+	st := n.Acks.Status()
+	return &st
 }
 
 // Ready reports whether the LiteFS mount is up and the node has joined

@@ -53,6 +53,17 @@ func TestBrowserAcrossNodes(t *testing.T) {
 		checkMemberOrder(t, c, b)
 	})
 
+	t.Run("the panel shows each member's position, that each replica holds the answered writes, and who acknowledged them", func(t *testing.T) {
+		bt.CreateNote(t, b, "Acknowledged")
+		b.WaitFor(t, 15*time.Second, "both replicas holding every answered write", `(() => {
+			const rows = [...document.querySelectorAll('#cluster-panel tr[data-member]')];
+			const ack = document.querySelector('#cluster-panel .cluster-ack');
+			return rows.filter((r) => r.dataset.holds === 'true').length === 2 &&
+				rows.every((r) => /^[0-9]+$/.test(r.cells[5].textContent)) &&
+				!!ack && ack.dataset.acknowledgedBy === 'node2, node3';
+		})()`)
+	})
+
 	t.Run("the cluster view passes axe at both widths", func(t *testing.T) {
 		b.WaitFor(t, 10*time.Second, "the cluster panel", `!!document.querySelector('#cluster-panel table')`)
 		bt.Look(t, b, "notes page on a cluster")

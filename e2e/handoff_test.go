@@ -108,12 +108,15 @@ func countInNodeLogs(dir, s string) int {
 // writers write notes through every node in turn, each with an
 // Idempotency-Key, and retry less than the page does (write.js, which
 // waits out a failover): once, after 800 ms, with the same key, after a
-// 504 or a network error, since a handoff needs no more. A node that
-// refuses the connection is down, and the retry goes through the next node,
-// as Fly's proxy sends a request to a machine that runs.
+// 504 or a network error, since a handoff needs no more. With patience
+// they retry as the page does, after a 503 too, every 800 ms for that
+// long. A node that refuses the connection is down, and the retry goes
+// through the next node, as Fly's proxy sends a request to a machine that
+// runs.
 type writers struct {
-	u    *user
-	urls []string
+	u        *user
+	urls     []string
+	patience time.Duration // 0: one retry
 
 	writing sync.WaitGroup // the writes in flight
 
@@ -157,8 +160,9 @@ func (w *writers) write(i int) {
 	node := i % len(w.urls)
 	start := time.Now()
 	status, body, err := w.post(node, key)
-	retried, timedOut := err != nil || status == http.StatusGatewayTimeout, status == http.StatusGatewayTimeout
-	if retried {
+	retried, timedOut := false, false
+	for tries := 0; w.retry(status, err) && (tries == 0 || time.Since(start) < w.patience); tries++ {
+		retried, timedOut = true, timedOut || status == http.StatusGatewayTimeout
 		time.Sleep(800 * time.Millisecond)
 		if err != nil {
 			node = (node + 1) % len(w.urls)
@@ -185,6 +189,11 @@ func (w *writers) write(i int) {
 		return
 	}
 	w.ids[key] = created.Note.ID
+}
+
+// retry says whether a write answered status (or err) is sent again.
+func (w *writers) retry(status int, err error) bool {
+	return err != nil || status == http.StatusGatewayTimeout || w.patience > 0 && status == http.StatusServiceUnavailable
 }
 
 func (w *writers) post(node int, key string) (int, string, error) {

@@ -24,6 +24,9 @@ type Store struct {
 	// notes, where nothing else can commit, so the commit's own position
 	// is the next one.
 	Position Positioner
+	// Held, if set, holds the answer of each note write until another
+	// node holds it (cluster.Acks, docs/PROTOCOL.md §11).
+	Held Acknowledger
 	// BcryptCost is the cost of new password hashes.
 	BcryptCost int
 	// PasswordPepper keys the HMAC that passwords go through before bcrypt
@@ -50,6 +53,15 @@ type Store struct {
 // 0 before there is one.
 type Positioner interface {
 	TXID() (uint64, error)
+}
+
+// Acknowledger says when a transaction this node committed is held by
+// another node that could take the primary's place.
+type Acknowledger interface {
+	// WaitHeld returns nil once another node holds the database at txid
+	// (or at once when there is none to wait for), ctx's error if it ends
+	// first, or another error when no node held it in time. It may block.
+	WaitHeld(ctx context.Context, txid uint64) error
 }
 
 // Committer takes what each group commit appended to the change log, in

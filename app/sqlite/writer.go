@@ -43,7 +43,33 @@ func (s *Store) writeNotes(ctx context.Context, userID int64, idem app.Idempoten
 	// Once queued, wait for the outcome even if the caller gives up: the
 	// write may be in a transaction already.
 	d := <-req.done
-	return d.result, d.err
+	if d.err != nil {
+		return d.result, d.err
+	}
+	return d.result, s.waitHeld(ctx, d)
+}
+
+// waitHeld returns once another node holds the write's transaction
+// (Held), or the database as it is now, which holds the write: for a
+// repeat answered from the idempotency record, and when the commit's
+// position could not be read before it. A write that no
+// other node holds in time is committed here but could be lost with this
+// node: its outcome is unsure, and a retry with the same Idempotency-Key
+// waits again.
+func (s *Store) waitHeld(ctx context.Context, d writeDone) error {
+	if s.Held == nil {
+		return nil
+	}
+	txid := d.txid
+	if txid == 0 && s.Position != nil {
+		txid, _ = s.Position.TXID()
+	}
+	err := s.Held.WaitHeld(ctx, txid)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	return &app.Error{Code: app.EUNCONFIRMED, RetryAfter: 1, Err: err,
+		Message: "the write is committed on the primary, but no other node holds it yet: send it again with the same Idempotency-Key"}
 }
 
 // writeReq is one write waiting for the writer.
@@ -59,6 +85,7 @@ type writeReq struct {
 type writeDone struct {
 	result app.NoteWrite
 	change app.Change // what it appended to the change log
+	txid   uint64     // the position its transaction committed at, when known
 	err    error
 }
 
@@ -133,6 +160,9 @@ func (s *Store) commitBatch(batch []*writeReq) {
 		}
 	}
 	for i, req := range batch {
+		if applied[i] {
+			results[i].txid = txid
+		}
 		req.done <- results[i]
 	}
 }

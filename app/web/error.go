@@ -22,6 +22,7 @@ var codeStatus = map[string]int{
 	app.ETIMEOUT:       http.StatusRequestTimeout,
 	app.EUNPROCESSABLE: http.StatusUnprocessableEntity,
 	app.ESTALE:         http.StatusPreconditionFailed,
+	app.EUNCONFIRMED:   http.StatusGatewayTimeout,
 }
 
 // setErrorHeaders sets the headers that go with an error answer:

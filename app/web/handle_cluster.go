@@ -24,6 +24,9 @@ type ClusterInfo interface {
 	// without LiteFS. A replica that cannot hear from the primary stays
 	// ready (it serves what it has) and says so here.
 	Replication() *cluster.Replication
+	// Acknowledgement is what the primary says of the writes it answered
+	// and where each other node's copy is, nil without LiteFS.
+	Acknowledgement() *cluster.AckStatus
 }
 
 // handleCluster describes the cluster; a node on its own is a cluster of
@@ -56,6 +59,11 @@ type clusterStatus struct {
 	Primary     string               `json:"primary"`
 	Members     []memberStatus       `json:"members"`
 	Replication *cluster.Replication `json:"replication,omitempty"`
+	// AnsweredTXID is the newest position the primary answered a write
+	// at, and AcknowledgedBy the candidate that held it then, or
+	// cluster.NoCandidate (docs/PROTOCOL.md §11).
+	AnsweredTXID   uint64 `json:"answered_txid,omitempty"`
+	AcknowledgedBy string `json:"acknowledged_by,omitempty"`
 }
 
 // memberStatus shows no address of a member's: gossip and private
@@ -67,24 +75,52 @@ type memberStatus struct {
 	State       string `json:"state"`
 	Role        string `json:"role"`
 	Connections int64  `json:"connections"`
+	// TXID is the member's replication position (LiteFS's), as it last
+	// said; HoldsAnswered, on a replica, whether it holds every write the
+	// primary answered.
+	TXID          uint64 `json:"txid,omitempty"`
+	HoldsAnswered *bool  `json:"holds_answered,omitempty"`
 }
 
 // clusterView is what GET /api/cluster answers, from info and conns, a
 // user's open connections by node.
 func clusterView(self string, fly bool, info ClusterInfo, conns map[string]int) clusterStatus {
 	st := clusterStatus{Self: self, Primary: info.Primary(), Replication: info.Replication()}
+	ack := info.Acknowledgement()
+	if ack != nil {
+		st.AnsweredTXID, st.AcknowledgedBy = ack.Answered, ack.AckedBy
+	}
 	for _, m := range info.Members() {
-		role := "replica"
-		if m.Name == st.Primary {
-			role = "primary"
-		}
-		st.Members = append(st.Members, memberStatus{
+		ms := memberStatus{
 			Name: m.Name, Region: m.Region, HTTPURL: memberLink(m, fly),
-			State: m.State, Role: role, Connections: int64(conns[m.Name]),
-		})
+			State: m.State, Role: "replica", Connections: int64(conns[m.Name]), TXID: m.TXID,
+		}
+		if m.Name == st.Primary {
+			ms.Role = "primary"
+		}
+		if ack != nil {
+			positions(&ms, self, st.Replication, ack)
+		}
+		st.Members = append(st.Members, ms)
 	}
 	sortMembers(st.Members)
 	return st
+}
+
+// positions fills in where member ms's copy is, from this node's own
+// position (rep) or the member's newest report, and whether, as a
+// replica, it holds every answered write (all do while none was).
+func positions(ms *memberStatus, self string, rep *cluster.Replication, ack *cluster.AckStatus) {
+	if h, ok := ack.Positions[ms.Name]; ok {
+		ms.TXID = h.TXID
+	}
+	if ms.Name == self && rep != nil {
+		ms.TXID = rep.TXID
+	}
+	if ms.Role != "primary" {
+		holds := ack.Answered == 0 || ack.Holding[ms.Name]
+		ms.HoldsAnswered = &holds
+	}
 }
 
 // memberLink is where the page's cluster panel sends a person to reach

@@ -2,9 +2,11 @@ package web
 
 import (
 	"encoding/json"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
@@ -61,6 +63,9 @@ func (twoNodes) Members() []cluster.Member {
 }
 func (twoNodes) Primary() string                   { return "node1" }
 func (twoNodes) Replication() *cluster.Replication { return nil }
+func (twoNodes) Acknowledgement() *cluster.AckStatus {
+	return nil
+}
 
 func TestClusterShowsOnlyTheUsersOwnConnections(t *testing.T) {
 	for _, c := range []struct {
@@ -101,5 +106,48 @@ func TestClusterShowsOnlyTheUsersOwnConnections(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// threeNodes is a cluster whose primary, node1, answered a write at TXID
+// 9 that node3 holds and node2, behind, does not.
+type threeNodes struct{}
+
+func (threeNodes) Members() []cluster.Member {
+	return []cluster.Member{
+		{Name: "node2", State: "alive", Meta: cluster.Meta{TXID: 4}},
+		{Name: "node1", State: "alive"}, {Name: "node3", State: "alive"},
+	}
+}
+func (threeNodes) Primary() string { return "node1" }
+func (threeNodes) Replication() *cluster.Replication {
+	return &cluster.Replication{State: "primary", TXID: 9}
+}
+func (threeNodes) Acknowledgement() *cluster.AckStatus {
+	return &cluster.AckStatus{Answered: 9, AckedBy: "node3",
+		Positions: map[string]cluster.Held{"node2": {From: "node2", TXID: 7}, "node3": {From: "node3", TXID: 9}},
+		Holding:   map[string]bool{"node3": true}}
+}
+
+func TestClusterShowsEachReplicasPositionAndWhetherItHoldsTheAnsweredWrites(t *testing.T) {
+	st := clusterView("node1", false, threeNodes{}, nil)
+	if st.Primary != "node1" || st.AnsweredTXID != 9 || st.AcknowledgedBy != "node3" {
+		t.Fatalf("primary %q, answered %d, acknowledged by %q; want node1, 9, node3", st.Primary, st.AnsweredTXID, st.AcknowledgedBy)
+	}
+	type row struct {
+		txid  uint64
+		holds string
+	}
+	got := map[string]row{}
+	for _, m := range st.Members {
+		h := "-"
+		if m.HoldsAnswered != nil {
+			h = strconv.FormatBool(*m.HoldsAnswered)
+		}
+		got[m.Name] = row{m.TXID, h}
+	}
+	want := map[string]row{"node1": {9, "-"}, "node2": {7, "false"}, "node3": {9, "true"}}
+	if !maps.Equal(got, want) {
+		t.Fatalf("members %v, want %v", got, want)
 	}
 }

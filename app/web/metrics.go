@@ -29,9 +29,12 @@ type Metrics struct {
 	// ReplicationLag is, on a replica, the time from a transaction's
 	// commit on the primary to LiteFS's word that it was applied here.
 	ReplicationLag prometheus.Histogram
-	feedReads      *prometheus.CounterVec
-	feedReadTime   prometheus.Histogram
-	feedPushed     *prometheus.CounterVec
+	// AckWait is, on the primary, how long a write's answer waited for
+	// another candidate to hold it.
+	AckWait      prometheus.Histogram
+	feedReads    *prometheus.CounterVec
+	feedReadTime prometheus.Histogram
+	feedPushed   *prometheus.CounterVec
 }
 
 // fineBuckets go from 100 µs to 6.5 s: latencies whose target is a
@@ -70,6 +73,8 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 			"Time one group commit's transaction took, begin to commit.", requestBuckets),
 		ReplicationLag: histogram("notesync_replication_lag_seconds",
 			"On a replica: time from a transaction's commit on the primary (its clock) to LiteFS's event that it was applied here (this node's clock).", fineBuckets),
+		AckWait: histogram("notesync_write_ack_wait_seconds",
+			"On the primary: time a write's answer waited, after its commit, until another lease candidate held it (0 while none is alive).", fineBuckets),
 		feedReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notesync_feed_reads_total",
 			Help: "Reads of the change log by the change feed, by what started them (wake: a replicated transaction; poll: the safety net) and whether they found changes (found: yes or no). Changes this node commits are handed to the feed without a read.",
@@ -82,7 +87,7 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 		}, []string{"source"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay, m.WriteBatch, m.CommitTime,
-		m.ReplicationLag, m.feedReads, m.feedReadTime, m.feedPushed)
+		m.ReplicationLag, m.AckWait, m.feedReads, m.feedReadTime, m.feedPushed)
 	registerHubStats(reg, hub)
 	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
 	return m

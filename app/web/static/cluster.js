@@ -1,7 +1,9 @@
 // notesync: the cluster panel, #cluster-panel (docs/PROTOCOL.md §3, §11).
 //
 // What GET /api/cluster says: the members, their roles, states and open
-// connections, and whether this node's copy of the data is behind. Polled
+// connections, each one's position (LiteFS's TXID) and, for a replica,
+// whether it holds every write the primary answered; who acknowledged the
+// writes; and whether this node's copy of the data is behind. Polled
 // every CLUSTER_POLL_MS while the tab is visible, and at once when a
 // presence message moved the counts (a background tab shows those too).
 
@@ -81,7 +83,7 @@ function renderCluster(data) {
   const table = document.createElement('table');
   table.className = 'cluster-members';
   const head = table.createTHead().insertRow();
-  for (const h of ['Node', 'Region', 'Role', 'State', 'Conns']) {
+  for (const h of ['Node', 'Region', 'Role', 'State', 'Conns', 'TXID', 'Holds answered writes']) {
     const th = document.createElement('th');
     th.textContent = h;
     head.append(th);
@@ -92,14 +94,28 @@ function renderCluster(data) {
   // hear from the primary serves what it has, and the page says so.
   const rep = data.replication;
   clusterPanel.dataset.replication = rep && rep.state ? String(rep.state) : '';
+  const parts = [table];
+  if (data.acknowledged_by) {
+    const ack = document.createElement('p');
+    ack.className = 'cluster-ack';
+    ack.dataset.acknowledgedBy = String(data.acknowledged_by);
+    ack.textContent = `Writes answered up to TXID ${data.answered_txid ?? '?'}, acknowledged by ${data.acknowledged_by}.`;
+    parts.push(ack);
+  }
   if (rep && rep.state === 'stale') {
     const note = document.createElement('p');
     note.className = 'cluster-stale';
     note.textContent = `This node is behind: ${rep.reason || 'it has no word from the primary'}`;
-    clusterBody.replaceChildren(table, note);
-  } else {
-    clusterBody.replaceChildren(table);
+    parts.push(note);
   }
+  clusterBody.replaceChildren(...parts);
+}
+
+// holdsText says whether a replica holds every answered write; blank for
+// the primary, and where the server does not say.
+function holdsText(m) {
+  if (typeof m.holds_answered !== 'boolean') return '';
+  return m.holds_answered ? 'yes' : 'no (behind)';
 }
 
 // memberRow fills the table row of member m.
@@ -125,7 +141,8 @@ function memberRow(row, m, data) {
   if (name === data.self) nameCell.append(' (this node)');
 
   const role = m.role || (name === data.primary ? 'primary' : 'replica');
-  for (const v of [m.region, role, m.state, m.connections]) {
+  for (const v of [m.region, role, m.state, m.connections, m.txid, holdsText(m)]) {
     row.insertCell().textContent = v === undefined || v === null ? '' : String(v);
   }
+  if (typeof m.holds_answered === 'boolean') row.dataset.holds = String(m.holds_answered);
 }
