@@ -89,7 +89,7 @@ func listPage(r *http.Request) (before int64, limit int, err error) {
 	q := r.URL.Query()
 	if v := q.Get("before"); v != "" {
 		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before <= 0 {
-			return 0, 0, app.Errorf(app.EINVALID, "before must be a note id, a positive integer")
+			return 0, 0, app.Errorf(app.EINVALID, "before must be the next of a page of the list, a positive integer")
 		}
 	}
 	limit = PageSize

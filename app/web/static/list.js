@@ -118,8 +118,13 @@ async function refreshLoop() {
   } while (refresh.wanted > notesync.version);
 }
 
-// shownNotes are the notes of the list that a refresh must cover.
+// shownNotes are the ids of the notes the list shows.
 const shownNotes = () => Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), noteId);
+
+// notePlace is a note's place in the list (data-place): the list is in
+// descending place, and a page's cursor (data-next) is the place of its
+// last note. Ids are random and tell nothing of the order.
+const notePlace = (el) => Number(el.getAttribute('data-place'));
 
 // fetchCovering asks for the list at minVersion or later, as far down as
 // the oldest note shown: one page of as many notes as are shown, then
@@ -127,14 +132,14 @@ const shownNotes = () => Array.from(listEl.querySelectorAll(':scope > [data-note
 // created meanwhile push older ones onto the next page). The pages are
 // joined into one fragment, ending in the last page's sentinel.
 async function fetchCovering(minVersion) {
-  const shown = shownNotes().map(Number);
+  const shown = Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), notePlace);
   const oldest = Math.min(...shown);
   const limit = Math.min(shown.length, MAX_PAGE);
   let r = await fetchFragment(minVersion, limit > PAGE ? `&limit=${limit}` : '');
   if (!r.ok) return r;
   const page = { ...r };
   while (page.next && page.next > oldest) {
-    const below = shown.filter((id) => id < page.next).length;
+    const below = shown.filter((place) => place < page.next).length;
     r = await fetchFragment(page.version, `&before=${page.next}&limit=${Math.min(Math.max(below, 1), MAX_PAGE)}`);
     if (!r.ok) return r;
     page.html += r.html;
