@@ -46,3 +46,23 @@ func User(t testing.TB, s *sqlite.Store, name string) *app.User {
 	}
 	return u
 }
+
+// RollBack makes s's database what a copy that was behind holds after a
+// failover (docs/PROTOCOL.md §11): userID's notes and changes as they
+// were at version, and the change log's sequence back at seq, where the
+// history that goes on from there numbers its changes again.
+func RollBack(t testing.TB, s *sqlite.Store, userID, version, seq int64) {
+	t.Helper()
+	for _, q := range []string{
+		`DELETE FROM notes WHERE user_id = ?1 AND created_version > ?2`,
+		`DELETE FROM changes WHERE user_id = ?1 AND version > ?2`,
+		`UPDATE users SET version = ?2, change_id = (SELECT change_id FROM changes WHERE user_id = ?1 AND version = ?2) WHERE id = ?1`,
+	} {
+		if _, err := s.DB().WritePool().Exec(q, userID, version); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := s.DB().WritePool().Exec(`UPDATE sqlite_sequence SET seq = ? WHERE name = 'changes'`, seq); err != nil {
+		t.Fatal(err)
+	}
+}
