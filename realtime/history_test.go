@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -92,50 +93,33 @@ func TestHistory(t *testing.T) {
 	})
 
 	t.Run("a client that resumes from a change this node holds is caught up as before", func(t *testing.T) {
-		f, _ := historyFixture(t)
-		c := f.dial(t, 1, "?since=2&change=b")
-		readHistory(t, c)
+		f, c := resumed(t, "?since=2&change=b")
 		if m := readHistory(t, c); m.Op != "sync" || m.Version != 3 || m.Diverged {
 			t.Fatalf("after hello %+v, want a plain sync to 3", m)
 		}
-		f.hub.Broadcast(1, Message{Type: "note_changed", Version: 4, Data: []byte(`{"type":"note_changed","version":4}`)})
-		if m := readHistory(t, c); m.Version != 4 {
-			t.Fatalf("then %+v, want version 4", m)
-		}
+		pushExpect(t, f, c, 4)
 	})
 
 	t.Run("a client that has seen another change at its version is told to start again", func(t *testing.T) {
-		f, _ := historyFixture(t)
-		c := f.dial(t, 1, "?since=3&change=x")
-		readHistory(t, c)
+		_, c := resumed(t, "?since=3&change=x")
 		if m := readHistory(t, c); m.Op != "sync" || !m.Diverged || m.Version != 3 || m.Change != "c" {
 			t.Fatalf("after hello %+v, want a diverged sync at 3, c", m)
 		}
 	})
 
 	t.Run("a client ahead of this node's stream is told to start again, below what it has seen", func(t *testing.T) {
-		f, _ := historyFixture(t)
-		c := f.dial(t, 1, "?since=5&change=e")
-		readHistory(t, c)
+		f, c := resumed(t, "?since=5&change=e")
 		if m := readHistory(t, c); !m.Diverged || m.Version != 3 {
 			t.Fatalf("after hello %+v, want a diverged sync at 3", m)
 		}
 		// The new stream's next change, at 4, reaches it: its floor is
 		// this node's version, not the since it came with.
-		f.hub.Broadcast(1, Message{Type: "note_changed", Version: 4, Data: []byte(`{"type":"note_changed","version":4}`)})
-		if m := readHistory(t, c); m.Version != 4 {
-			t.Fatalf("then %+v, want version 4", m)
-		}
+		pushExpect(t, f, c, 4)
 	})
 
 	t.Run("a client that names no change is trusted with since, as before", func(t *testing.T) {
-		f, _ := historyFixture(t)
-		c := f.dial(t, 1, "?since=5")
-		readHistory(t, c)
-		f.hub.Broadcast(1, Message{Type: "note_changed", Version: 6, Data: []byte(`{"type":"note_changed","version":6}`)})
-		if m := readHistory(t, c); m.Version != 6 || m.Diverged {
-			t.Fatalf("after hello %+v, want version 6 and nothing before it", m)
-		}
+		f, c := resumed(t, "?since=5")
+		pushExpect(t, f, c, 6) // and nothing before it
 	})
 
 	t.Run("a change id that no server sends is refused", func(t *testing.T) {
@@ -157,6 +141,28 @@ func TestHistory(t *testing.T) {
 			t.Fatalf("events %q with ids %q, want hello id 3.c then a diverged sync", events, ids)
 		}
 	})
+}
+
+// resumed opens a WebSocket of user 1 of a historyFixture with query,
+// and reads its hello.
+func resumed(t *testing.T, query string) (*fixture, *websocket.Conn) {
+	t.Helper()
+	f, _ := historyFixture(t)
+	c := f.dial(t, 1, query)
+	if m := readHistory(t, c); m.Type != "hello" {
+		t.Fatalf("first message %+v, want hello", m)
+	}
+	return f, c
+}
+
+// pushExpect broadcasts a change at version v to user 1, and checks that
+// it is the next message c gets.
+func pushExpect(t *testing.T, f *fixture, c *websocket.Conn, v int64) {
+	t.Helper()
+	f.hub.Broadcast(1, Message{Type: "note_changed", Version: v, Data: fmt.Appendf(nil, `{"type":"note_changed","version":%d}`, v)})
+	if m := readHistory(t, c); m.Version != v || m.Diverged {
+		t.Fatalf("then %+v, want version %d", m, v)
+	}
 }
 
 // sseEvents opens /events as user 1 with hdr and reads its first two
