@@ -143,6 +143,20 @@ func TestHistory(t *testing.T) {
 	})
 }
 
+func TestCloseAll(t *testing.T) {
+	f := newFixture(t)
+	a, b := f.dial(t, 1, ""), f.dial(t, 2, "")
+	f.waitConns(t, 2)
+	if n := f.hub.CloseAll(StatusServiceRestart, "history changed"); n != 2 {
+		t.Fatalf("closed %d connections, want 2", n)
+	}
+	for _, c := range []*websocket.Conn{a, b} {
+		if code, reason := expectClose(t, c); code != websocket.StatusServiceRestart || reason != "history changed" {
+			t.Fatalf("closed with %d %q, want 1012 history changed", code, reason)
+		}
+	}
+}
+
 // resumed opens a WebSocket of user 1 of a historyFixture with query,
 // and reads its hello.
 func resumed(t *testing.T, query string) (*fixture, *websocket.Conn) {

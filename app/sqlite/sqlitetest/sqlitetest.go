@@ -47,10 +47,13 @@ func User(t testing.TB, s *sqlite.Store, name string) *app.User {
 	return u
 }
 
-// RollBack makes s's database what a copy that was behind holds after a
-// failover (docs/PROTOCOL.md §11): userID's notes and changes as they
-// were at version, and the change log's sequence back at seq, where the
-// history that goes on from there numbers its changes again.
+// RollBack makes s's database look like a copy that was behind, as a
+// failover leaves it (docs/PROTOCOL.md §11): userID's changes after
+// version and the notes created after it are gone, the user is back at
+// version, and the change log's sequence is back at seq, where the
+// history that goes on from there numbers its changes again. (Updates
+// and deletes after version are not undone: the tests that use it only
+// create.)
 func RollBack(t testing.TB, s *sqlite.Store, userID, version, seq int64) {
 	t.Helper()
 	for _, q := range []string{
