@@ -232,8 +232,10 @@ func (f *Feed) Run(ctx context.Context) {
 }
 
 // maxShared bounds the changes of one transaction that are shared with
-// the other nodes: more would not fit in a packet.
-const maxShared = 12
+// the other nodes: more would not fit in an announcement
+// (cluster.MaxData, 1,000 bytes). A change takes about 110 bytes with its
+// random note id and change id (feed_share.go).
+const maxShared = 8
 
 // Committed pushes changes this node has just committed in the
 // transaction at position txid (0: unknown), in seq order. It is the
