@@ -154,10 +154,11 @@ async function refreshLoop() {
 // shownNotes are the ids of the notes the list shows.
 const shownNotes = () => Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), noteId);
 
-// notePlace is a note's place in the list (data-place): the list is in
-// descending place, and a page's cursor (data-next) is the place of its
-// last note. Ids are random and tell nothing of the order.
-const notePlace = (el) => Number(el.getAttribute('data-place'));
+// notePlace is a note's place in the list (data-place; NaN for a note
+// without one, not from the server's list): the list is in descending
+// place, and a page's cursor (data-next) is the place of its last note.
+// Ids are random and tell nothing of the order.
+const notePlace = (el) => (el.hasAttribute('data-place') ? Number(el.getAttribute('data-place')) : NaN);
 
 // fetchCovering asks for the list at minVersion or later, as far down as
 // the oldest note shown: one page of as many notes as are shown, then
@@ -166,7 +167,7 @@ const notePlace = (el) => Number(el.getAttribute('data-place'));
 // joined into one fragment, ending in the last page's sentinel. change
 // names the change the tab knows at minVersion ('': none).
 async function fetchCovering(minVersion, change) {
-  const shown = Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), notePlace);
+  const shown = Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), notePlace).filter(Number.isFinite);
   const oldest = Math.min(...shown);
   const limit = Math.min(shown.length, MAX_PAGE);
   let r = await fetchFragment(minVersion, (limit > PAGE ? `&limit=${limit}` : '') + changeQuery(change));
