@@ -201,6 +201,10 @@ func (n *Node) openStore(ctx context.Context) error {
 	f.ObserveDelay = func(d time.Duration) { n.metrics.PushDelay.Observe(d.Seconds()) }
 	f.ObserveRead = n.metrics.ObserveFeedRead
 	f.ObservePushed = n.metrics.ObserveFeedPushed
+	// When the change log went back under the node, its tabs may show
+	// changes that are gone: they come back, name what they have seen,
+	// and are told to start again (docs/PROTOCOL.md §11).
+	f.Diverged = func() { n.hub.CloseAll(realtime.StatusServiceRestart, "history changed") }
 	n.feed = f
 	n.store.Position = n.lfs
 	if n.acks != nil && n.cfg.WriteAck {

@@ -26,6 +26,12 @@ type Note struct {
 	// (docs/PROTOCOL.md §6). A write made against an older revision fails
 	// with ESTALE.
 	Rev int64 `json:"rev"`
+	// Place orders the user's notes in the list, newest first, and is the
+	// cursor of its pages: the user's version when the note was created,
+	// which counts the user's own changes and tells nothing of anyone
+	// else's (docs/PROTOCOL.md §3). A restored note keeps it. Reads set
+	// it; a write's outcome leaves it 0.
+	Place int64 `json:"-"`
 }
 
 // UndoWindow is how long after its delete a note can be restored.
@@ -42,7 +48,11 @@ const (
 // Change is one row of the change log: the user's notes reached Version by
 // Op on NoteID. Seq orders all changes of all users in commit order.
 type Change struct {
-	Seq       int64
+	Seq int64
+	// ID is random: with Version it names one point of one history, told
+	// apart from another change that reached the same version after a
+	// failover dropped this one (docs/PROTOCOL.md §11). "" when unknown.
+	ID        string
 	UserID    int64
 	Version   int64
 	Op        string

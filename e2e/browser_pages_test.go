@@ -6,6 +6,7 @@ package e2e
 // shown, in order, and the note in view where it is.
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -116,7 +117,7 @@ func createNotes(t *testing.T, base, cookie string, n int) []int64 {
 	c := apitest.New(t, base)
 	var (
 		mu   sync.Mutex
-		ids  []int64
+		made [][2]int64 // version, id
 		wg   sync.WaitGroup
 		errs = make(chan string, n)
 		next = make(chan int)
@@ -129,13 +130,16 @@ func createNotes(t *testing.T, base, cookie string, n int) []int64 {
 					errs <- fmt.Sprintf("note %d: %d %v %.200s", i, status, err, body)
 					continue
 				}
-				var r struct{ Note struct{ ID int64 } }
+				var r struct {
+					Note    struct{ ID int64 }
+					Version int64
+				}
 				if json.Unmarshal([]byte(body), &r) != nil || r.Note.ID == 0 {
 					errs <- fmt.Sprintf("note %d: no id in %.200s", i, body)
 					continue
 				}
 				mu.Lock()
-				ids = append(ids, r.Note.ID)
+				made = append(made, [2]int64{r.Version, r.Note.ID})
 				mu.Unlock()
 			}
 		})
@@ -149,6 +153,12 @@ func createNotes(t *testing.T, base, cookie string, n int) []int64 {
 	for e := range errs {
 		t.Fatal(e)
 	}
-	slices.Sort(ids)
+	// Ids are random: the versions the creates were answered with give
+	// their order.
+	slices.SortFunc(made, func(a, b [2]int64) int { return cmp.Compare(a[0], b[0]) })
+	ids := make([]int64, len(made))
+	for i, m := range made {
+		ids[i] = m[1]
+	}
 	return ids
 }

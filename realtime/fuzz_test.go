@@ -37,7 +37,8 @@ func FuzzParseSince(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		v, ok, err := parseSince(s)
+		r, err := parseResume(s, "", "")
+		v, ok := r.since, r.has
 		want, perr := strconv.ParseInt(s, 10, 64)
 		switch {
 		case s == "":

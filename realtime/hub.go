@@ -67,6 +67,7 @@ const (
 	StatusUnsupportedData = websocket.StatusUnsupportedData         // binary message
 	StatusMessageTooBig   = websocket.StatusMessageTooBig           // over ReadLimit
 	StatusInvalidUTF8     = websocket.StatusInvalidFramePayloadData // text that is not UTF-8
+	StatusServiceRestart  = websocket.StatusServiceRestart          // come back and resume
 )
 
 // Message is one server-to-client message.
@@ -82,6 +83,11 @@ type Message struct {
 	// message at or below a version it has already been sent, so a change
 	// that is both announced in hello and broadcast arrives once.
 	Version int64
+	// Change, when set, names the change that brought the stream to
+	// Version, so that a client can show which history it has seen
+	// (Endpoint.History). SSE sends it in the event's id, "Version.Change",
+	// so that Last-Event-ID presents both.
+	Change string
 	// Data is the message's JSON text.
 	Data []byte
 	// Created is when the event behind the message happened; when set, the
@@ -297,6 +303,22 @@ func (h *Hub) CloseSession(sessionID string, code StatusCode, reason string) int
 				victims = append(victims, c)
 			}
 		}
+	}
+	h.mu.RUnlock()
+	for _, c := range victims {
+		c.Close(code, reason)
+	}
+	return len(victims)
+}
+
+// CloseAll closes every open connection with code and reason, and
+// returns how many it closed: clients that reconnect resume with since,
+// as after any drop.
+func (h *Hub) CloseAll(code StatusCode, reason string) int {
+	var victims []*Conn
+	h.mu.RLock()
+	for _, cs := range h.users {
+		victims = append(victims, cs...)
 	}
 	h.mu.RUnlock()
 	for _, c := range victims {

@@ -19,7 +19,7 @@ type sseTransport struct {
 func (t *sseTransport) write(batch []Message, deadline time.Time) error {
 	_ = t.rc.SetWriteDeadline(deadline)
 	for _, m := range batch {
-		t.w.Write(AppendSSEEvent(t.w.AvailableBuffer(), m.Type, m.Data, max(m.Version, m.eventID)))
+		t.w.Write(appendSSEEvent(t.w.AvailableBuffer(), m.Type, m.Data, max(m.Version, m.eventID), m.Change))
 	}
 	if err := t.w.Flush(); err != nil {
 		return deadlineErr(err, deadline)
@@ -51,11 +51,7 @@ func (t *sseTransport) goAway(StatusCode, string) {}
 // shutdown, slow client) it first sends an event "close" with
 // {"code":N,"reason":"..."}.
 func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query().Get("since")
-	if lei := r.Header.Get("Last-Event-ID"); lei != "" {
-		q = lei
-	}
-	since, hasSince, err := parseSince(q)
+	since, err := parseResume(r.URL.Query().Get("since"), r.URL.Query().Get("change"), r.Header.Get("Last-Event-ID"))
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
@@ -93,7 +89,7 @@ func (e *Endpoint) ServeSSE(w http.ResponseWriter, r *http.Request) {
 	c.notify = make(chan struct{}, 1)
 	// Nothing is written to the stream before the handler's loop below, so
 	// a refusal can still be a plain HTTP answer.
-	err = e.open(r.Context(), c, since, hasSince)
+	err = e.open(r.Context(), c, since)
 	e.done()
 	if err != nil {
 		switch {

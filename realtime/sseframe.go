@@ -26,6 +26,12 @@ func WriteSSEHeader(w http.ResponseWriter) {
 // not hold a line break (JSON from encoding/json never does). Appending to
 // a bufio.Writer's AvailableBuffer frames an event without a copy.
 func AppendSSEEvent(b []byte, event string, data []byte, id int64) []byte {
+	return appendSSEEvent(b, event, data, id, "")
+}
+
+// appendSSEEvent is AppendSSEEvent with change, when not empty, after the
+// id: "id: 12.<change>" (Message.Change).
+func appendSSEEvent(b []byte, event string, data []byte, id int64, change string) []byte {
 	if event != "" {
 		b = append(b, "event: "...)
 		b = append(b, event...)
@@ -37,6 +43,10 @@ func AppendSSEEvent(b []byte, event string, data []byte, id int64) []byte {
 	if id > 0 {
 		b = append(b, "id: "...)
 		b = strconv.AppendInt(b, id, 10)
+		if change != "" {
+			b = append(b, '.')
+			b = append(b, change...)
+		}
 		b = append(b, '\n')
 	}
 	return append(b, '\n')

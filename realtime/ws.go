@@ -90,7 +90,7 @@ var pong = Message{Type: "pong", Data: []byte("pong")}
 // goroutine of the connection's own keeps it (and the net/http serving
 // goroutine with its buffers is released).
 func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
-	since, hasSince, err := parseSince(r.URL.Query().Get("since"))
+	since, err := parseResume(r.URL.Query().Get("since"), r.URL.Query().Get("change"), "")
 	if err != nil {
 		writeJSONError(w, http.StatusBadRequest, err.Error())
 		return
@@ -153,7 +153,7 @@ func (e *Endpoint) ServeWS(w http.ResponseWriter, r *http.Request) {
 	// outlives it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	err = e.open(ctx, c, since, hasSince)
+	err = e.open(ctx, c, since)
 	leave()
 	if err != nil {
 		if errors.Is(err, errUserFull) {

@@ -87,6 +87,14 @@ type Feed struct {
 	// what started it ("wake": Poke or Replication.C; "poll"), how many changes it
 	// found and how long it took. It must not block.
 	ObserveRead func(reason string, found int, took time.Duration)
+	// Diverged, if set, is called when this node's change log went back
+	// under the feed: a change it pushed is no longer there, and another
+	// history goes on from an earlier point (a failover that dropped
+	// changes, docs/PROTOCOL.md §11). The feed goes on from the log as it
+	// is, and the connections it pushed to must learn that what they show
+	// may be gone: the node closes them, and they come back naming what
+	// they have seen. It must not block.
+	Diverged func()
 
 	poke chan struct{}
 	// pushing serialises pushes (reads and hand-overs), so that each
@@ -95,6 +103,7 @@ type Feed struct {
 
 	mu      sync.Mutex
 	last    int64              // seq of the last change pushed
+	lastID  string             // its change id, "" when not known
 	waiting map[int64]*waiters // user → reads waiting for that user's next change
 	// versions: user → newest version this node has seen (Version).
 	versions map[int64]int64
@@ -150,6 +159,16 @@ func (f *Feed) Version(ctx context.Context, userID int64) (int64, error) {
 		return 0, err
 	}
 	return f.seen(userID, v), nil
+}
+
+// Forget drops what the feed knows of userID's version, so that the next
+// Version reads the database: after a client was found to have seen a
+// history this node's database no longer holds, before the feed itself
+// notices that the log went back.
+func (f *Feed) Forget(userID int64) {
+	f.mu.Lock()
+	delete(f.versions, userID)
+	f.mu.Unlock()
 }
 
 // seen records that userID reached version v and returns the newest
@@ -213,8 +232,10 @@ func (f *Feed) Run(ctx context.Context) {
 }
 
 // maxShared bounds the changes of one transaction that are shared with
-// the other nodes: more would not fit in a packet.
-const maxShared = 12
+// the other nodes: more would not fit in an announcement
+// (cluster.MaxData, 1,000 bytes). A change takes about 110 bytes with its
+// random note id and change id (feed_share.go).
+const maxShared = 8
 
 // Committed pushes changes this node has just committed in the
 // transaction at position txid (0: unknown), in seq order. It is the
@@ -272,38 +293,95 @@ func (f *Feed) pushFollowing(cs []app.Change, source string) bool {
 	return true
 }
 
-// noteChanged is the note_changed message of docs/PROTOCOL.md §4.
+// noteChanged is the note_changed message of docs/PROTOCOL.md §4: change
+// names the change that reached version, and diverged marks the sync that
+// tells a tab its stream went another way (§11).
 type noteChanged struct {
-	Type    string `json:"type"`
-	Op      string `json:"op"`
-	NoteID  int64  `json:"note_id,omitempty"`
-	Version int64  `json:"version"`
-	Node    string `json:"node"`
+	Type     string `json:"type"`
+	Op       string `json:"op"`
+	NoteID   int64  `json:"note_id,omitempty"`
+	Version  int64  `json:"version"`
+	Change   string `json:"change,omitempty"`
+	Node     string `json:"node"`
+	Diverged bool   `json:"diverged,omitempty"`
 }
 
 // NoteChangedMessage encodes a change as the message pushed to clients.
 func NoteChangedMessage(c app.Change) realtime.Message {
-	data, _ := json.Marshal(noteChanged{Type: "note_changed", Op: c.Op, NoteID: c.NoteID, Version: c.Version, Node: c.Node})
-	return realtime.Message{Type: "note_changed", Version: c.Version, Data: data, Created: c.CreatedAt}
+	data, _ := json.Marshal(noteChanged{Type: "note_changed", Op: c.Op, NoteID: c.NoteID, Version: c.Version, Change: c.ID, Node: c.Node})
+	return realtime.Message{Type: "note_changed", Version: c.Version, Change: c.ID, Data: data, Created: c.CreatedAt}
 }
 
-// pushOnce reads the next batch of changes and broadcasts them.
+// RestartMessage is the sync that tells a tab whose stream went another
+// way to drop what it shows and fetch it all again: the user's notes are
+// at version, reached by change, on node (docs/PROTOCOL.md §11).
+func RestartMessage(version int64, change, node string) realtime.Message {
+	data, _ := json.Marshal(noteChanged{Type: "note_changed", Op: app.OpSync, Version: version, Change: change, Node: node, Diverged: true})
+	return realtime.Message{Type: "note_changed", Version: version, Change: change, Data: data}
+}
+
+// pushOnce reads the next batch of changes and broadcasts them. It reads
+// the change pushed last as well, to check that it is still there: when
+// it is not, the change log went back (restart).
 func (f *Feed) pushOnce(ctx context.Context, reason string) (int, error) {
 	f.pushing.Lock()
 	defer f.pushing.Unlock()
 	f.mu.Lock()
-	after := f.last
+	after, lastID := f.last, f.lastID
 	f.mu.Unlock()
 	began := time.Now()
-	cs, err := f.Source.ChangesAfter(ctx, after, f.Batch)
-	if f.ObserveRead != nil && err == nil {
+	cs, err := f.Source.ChangesAfter(ctx, max(after-1, 0), f.Batch+1)
+	if err != nil {
+		return 0, err
+	}
+	if after > 0 {
+		if len(cs) == 0 || cs[0].Seq != after || (lastID != "" && cs[0].ID != "" && cs[0].ID != lastID) {
+			return 0, f.restart(ctx)
+		}
+		f.mu.Lock()
+		f.lastID = cs[0].ID
+		f.mu.Unlock()
+		cs = cs[1:]
+	}
+	if f.ObserveRead != nil {
 		f.ObserveRead(reason, len(cs), time.Since(began))
 	}
-	if err != nil || len(cs) == 0 {
-		return 0, err
+	if len(cs) == 0 {
+		return 0, nil
 	}
 	f.push(cs, "read")
 	return len(cs), nil
+}
+
+// restart goes on from the change log as it is now, after it went back
+// under the feed: the versions it knew are forgotten, the reads waiting
+// for a user's next change read again, and Diverged is called. f.pushing
+// is held.
+func (f *Feed) restart(ctx context.Context) error {
+	last, err := f.Source.LastChangeSeq(ctx)
+	if err != nil {
+		return err
+	}
+	var lastID string
+	if cs, err := f.Source.ChangesAfter(ctx, max(last-1, 0), 1); err != nil {
+		return err
+	} else if len(cs) == 1 {
+		lastID = cs[0].ID
+	}
+	f.Logger.Warn("change feed: the change log went back; another history goes on from here, and every connection starts again",
+		"pushed_up_to_seq", f.last, "log_ends_at_seq", last)
+	f.mu.Lock()
+	f.last, f.lastID = last, lastID
+	clear(f.versions)
+	for user, w := range f.waiting {
+		close(w.changed)
+		delete(f.waiting, user)
+	}
+	f.mu.Unlock()
+	if f.Diverged != nil {
+		f.Diverged()
+	}
+	return nil
 }
 
 // push broadcasts cs, the changes after the last one pushed, and wakes
@@ -322,7 +400,7 @@ func (f *Feed) push(cs []app.Change, source string) {
 		}
 	}
 	f.mu.Lock()
-	f.last = cs[len(cs)-1].Seq
+	f.last, f.lastID = cs[len(cs)-1].Seq, cs[len(cs)-1].ID
 	for _, c := range cs {
 		if w := f.waiting[c.UserID]; w != nil {
 			close(w.changed)

@@ -29,6 +29,7 @@ type sharedChange struct {
 	Op      string `json:"o"`
 	NoteID  int64  `json:"i,omitempty"`
 	Created int64  `json:"t"` // unix ms, as the change log keeps it
+	ID      string `json:"h,omitempty"`
 }
 
 // encodeChanges encodes cs, all made on one node.
@@ -38,7 +39,7 @@ func encodeChanges(cs []app.Change) []byte {
 	}
 	out := sharedChanges{Node: cs[0].Node, Changes: make([]sharedChange, len(cs))}
 	for i, c := range cs {
-		out.Changes[i] = sharedChange{Seq: c.Seq, UserID: c.UserID, Version: c.Version, Op: c.Op, NoteID: c.NoteID, Created: c.CreatedAt.UnixMilli()}
+		out.Changes[i] = sharedChange{Seq: c.Seq, UserID: c.UserID, Version: c.Version, Op: c.Op, NoteID: c.NoteID, Created: c.CreatedAt.UnixMilli(), ID: c.ID}
 	}
 	b, _ := json.Marshal(out)
 	return b
@@ -56,7 +57,7 @@ func decodeChanges(b []byte) ([]app.Change, error) {
 		if i > 0 && c.Seq != cs[i-1].Seq+1 {
 			return nil, errors.New("shared changes are not consecutive")
 		}
-		cs[i] = app.Change{Seq: c.Seq, UserID: c.UserID, Version: c.Version, Op: c.Op, NoteID: c.NoteID, Node: in.Node, CreatedAt: time.UnixMilli(c.Created)}
+		cs[i] = app.Change{Seq: c.Seq, ID: c.ID, UserID: c.UserID, Version: c.Version, Op: c.Op, NoteID: c.NoteID, Node: in.Node, CreatedAt: time.UnixMilli(c.Created)}
 	}
 	return cs, nil
 }

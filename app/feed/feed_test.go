@@ -261,3 +261,18 @@ func TestFeedShared(t *testing.T) {
 		t.Fatalf("pushed %v, want v1..v4 once each, in order", pub.pushed)
 	}
 }
+
+// TestSharedChangesFit checks that the most changes a transaction shares
+// fit in an announcement, with note ids as long as they get, for a
+// billion changes and a million users. (Past that, cluster.Changes
+// announces without them, and the other nodes read them.)
+func TestSharedChangesFit(t *testing.T) {
+	cs := make([]app.Change, maxShared)
+	for i := range cs {
+		cs[i] = app.Change{Seq: 1e9 + int64(i), ID: "0123456789abcdef", UserID: 1e6, Version: 1e6, Op: app.OpCreated,
+			NoteID: 1<<53 - 1, Node: "node3", CreatedAt: time.Now()}
+	}
+	if n := len(encodeChanges(cs)); n > 1000 {
+		t.Fatalf("%d changes take %d bytes, more than an announcement's 1,000 (cluster.MaxData)", maxShared, n)
+	}
+}

@@ -102,13 +102,13 @@ func (s *Store) Close() {
 func (s *Store) DB() *DB { return s.db }
 
 // noteColumns are the columns scanNote reads, in its order.
-const noteColumns = `id, body, created_at, updated_at, rev`
+const noteColumns = `id, body, created_at, updated_at, rev, COALESCE(created_version, 0)`
 
 // scanNote reads one row of noteColumns.
 func scanNote(row interface{ Scan(...any) error }) (app.Note, error) {
 	var n app.Note
 	var created, updated int64
-	if err := row.Scan(&n.ID, &n.Body, &created, &updated, &n.Rev); err != nil {
+	if err := row.Scan(&n.ID, &n.Body, &created, &updated, &n.Rev, &n.Place); err != nil {
 		return app.Note{}, err
 	}
 	n.CreatedAt = time.UnixMilli(created).UTC()
@@ -116,15 +116,34 @@ func scanNote(row interface{ Scan(...any) error }) (app.Note, error) {
 	return n, nil
 }
 
-// CreateNote adds a note for userID, at revision 1. Its id is new: ids are
-// never used again, not even after the note is deleted.
+// CreateNote adds a note for userID, at revision 1, with a new random id
+// (docs/PROTOCOL.md §3): ids tell nothing of other users' notes, and are
+// not used again, not even after the note is deleted.
 func (s *Store) CreateNote(ctx context.Context, userID int64, body string, idem app.Idempotency) (app.NoteWrite, error) {
+	return s.CreateNoteWithID(ctx, userID, 0, body, idem)
+}
+
+// CreateNoteWithID is CreateNote with the note's id given (0: a new
+// random one), as when a write answered by one primary is applied again
+// through the next with the id it was answered with. An id that a note
+// has, or had and can still be restored, is ECONFLICT.
+func (s *Store) CreateNoteWithID(ctx context.Context, userID, noteID int64, body string, idem app.Idempotency) (app.NoteWrite, error) {
 	if err := app.ValidateNoteBody(body); err != nil {
 		return app.NoteWrite{}, err
 	}
+	if noteID < 0 || noteID > maxNoteID {
+		return app.NoteWrite{}, app.Errorf(app.EINVALID, "a note id is from 1 to %d", int64(maxNoteID))
+	}
 	return s.writeNotes(ctx, userID, idem, body, func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
-		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (user_id, body, created_at, updated_at, rev) VALUES (?, ?, ?, ?, 1)
-			RETURNING `+noteColumns, userID, body, now.UnixMilli(), now.UnixMilli()))
+		id, err := pickNoteID(ctx, tx, noteID)
+		if err != nil {
+			return app.Note{}, "", err
+		}
+		// Its place in the list is the user's version, which this write
+		// has just bumped.
+		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (id, user_id, body, created_at, updated_at, rev, created_version)
+			VALUES (?, ?, ?, ?, ?, 1, (SELECT version FROM users WHERE id = ?))
+			RETURNING `+noteColumns, id, userID, body, now.UnixMilli(), now.UnixMilli(), userID))
 		if err != nil {
 			return app.Note{}, "", fmt.Errorf("insert note: %w", err)
 		}
@@ -219,8 +238,8 @@ func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, ifRev app.
 		if err != nil {
 			return app.Note{}, "", err
 		}
-		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deleted_notes (id, user_id, body, created_at, updated_at, rev, deleted_at)
-			SELECT id, user_id, body, created_at, updated_at, rev, ? FROM notes WHERE id = ?`, now.UnixMilli(), noteID); err != nil {
+		if _, err := tx.ExecContext(ctx, `INSERT OR REPLACE INTO deleted_notes (id, user_id, body, created_at, updated_at, rev, created_version, deleted_at)
+			SELECT id, user_id, body, created_at, updated_at, rev, created_version, ? FROM notes WHERE id = ?`, now.UnixMilli(), noteID); err != nil {
 			return app.Note{}, "", fmt.Errorf("keep deleted note: %w", err)
 		}
 		if _, err := tx.ExecContext(ctx, `DELETE FROM notes WHERE id = ?`, noteID); err != nil {
@@ -231,13 +250,13 @@ func (s *Store) DeleteNote(ctx context.Context, userID, noteID int64, ifRev app.
 }
 
 // RestoreNote brings back a note of userID deleted less than UndoWindow
-// ago, with its id, body, created_at and revision: a new change, pushed
+// ago, with its id, body, created_at, revision and place in the list: a new change, pushed
 // with op created. A note that is not deleted, or was deleted longer ago,
 // is ENOTFOUND.
 func (s *Store) RestoreNote(ctx context.Context, userID, noteID int64, idem app.Idempotency) (app.NoteWrite, error) {
 	return s.writeNotes(ctx, userID, idem, "", func(ctx context.Context, tx *sql.Tx, now time.Time) (app.Note, string, error) {
-		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (id, user_id, body, created_at, updated_at, rev)
-			SELECT id, user_id, body, created_at, updated_at, rev FROM deleted_notes WHERE id = ? AND user_id = ? AND deleted_at >= ?
+		n, err := scanNote(tx.QueryRowContext(ctx, `INSERT INTO notes (id, user_id, body, created_at, updated_at, rev, created_version)
+			SELECT id, user_id, body, created_at, updated_at, rev, created_version FROM deleted_notes WHERE id = ? AND user_id = ? AND deleted_at >= ?
 			RETURNING `+noteColumns, noteID, userID, now.Add(-app.UndoWindow).UnixMilli()))
 		if errors.Is(err, sql.ErrNoRows) {
 			return app.Note{}, "", app.Errorf(app.ENOTFOUND, "note %d cannot be restored: it is not deleted, or it was deleted more than %d seconds ago", noteID, int(app.UndoWindow/time.Second))
@@ -296,9 +315,11 @@ func (s *Store) ListNotes(ctx context.Context, userID int64) ([]app.Note, int64,
 }
 
 // ListNotesPage returns a page of userID's notes, newest first: up to
-// limit (0: all) of those with an id below before (0: from the
+// limit (0: all) of those that come after the cursor before (0: from the
 // newest), the version they are at, read in one snapshot, and next, the
-// before of the page after this one (0: this is the last).
+// cursor of the page after this one (0: this is the last).
+//
+// The cursor is a note's Place.
 func (s *Store) ListNotesPage(ctx context.Context, userID, before int64, limit int) ([]app.Note, int64, int64, error) {
 	tx, err := s.db.read.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
@@ -319,12 +340,11 @@ func (s *Store) ListNotesPage(ctx context.Context, userID, before int64, limit i
 	return listPage(ctx, tx, userID, before, rows, limit, version)
 }
 
-// listPage reads up to rows of userID's notes below before inside tx, and
-// cuts them to a page of limit (0: all).
+// listPage reads up to rows of userID's notes placed before before
+// inside tx, and cuts them to a page of limit (0: all).
 func listPage(ctx context.Context, tx *sql.Tx, userID, before int64, rows, limit int, version int64) ([]app.Note, int64, int64, error) {
-	var next int64
-	rs, err := tx.QueryContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE user_id = ? AND id < ? ORDER BY id DESC LIMIT ?`,
-		userID, before, rows)
+	rs, err := tx.QueryContext(ctx, `SELECT `+noteColumns+` FROM notes WHERE user_id = ? AND created_version < ?
+		ORDER BY created_version DESC, id DESC LIMIT ?`, userID, before, rows)
 	if err != nil {
 		return nil, 0, 0, fmt.Errorf("list notes: %w", err)
 	}
@@ -337,9 +357,10 @@ func listPage(ctx context.Context, tx *sql.Tx, userID, before int64, rows, limit
 		}
 		notes = append(notes, n)
 	}
+	var next int64
 	if limit > 0 && len(notes) > limit {
 		notes = notes[:limit]
-		next = notes[limit-1].ID
+		next = notes[limit-1].Place
 	}
 	return notes, version, next, rs.Err()
 }
@@ -368,7 +389,7 @@ func (s *Store) Version(ctx context.Context, userID int64) (int64, error) {
 
 // ChangesAfter returns up to limit changes with seq above after, in order.
 func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]app.Change, error) {
-	rows, err := s.db.read.QueryContext(ctx, `SELECT seq, user_id, version, op, note_id, node, created_at FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
+	rows, err := s.db.read.QueryContext(ctx, `SELECT seq, COALESCE(change_id, ''), user_id, version, op, note_id, node, created_at FROM changes WHERE seq > ? ORDER BY seq LIMIT ?`, after, limit)
 	if isNoSuchTable(err) {
 		return nil, nil // a replica whose schema has not arrived yet
 	} else if err != nil {
@@ -379,7 +400,7 @@ func (s *Store) ChangesAfter(ctx context.Context, after int64, limit int) ([]app
 	for rows.Next() {
 		var c app.Change
 		var ms int64
-		if err := rows.Scan(&c.Seq, &c.UserID, &c.Version, &c.Op, &c.NoteID, &c.Node, &ms); err != nil {
+		if err := rows.Scan(&c.Seq, &c.ID, &c.UserID, &c.Version, &c.Op, &c.NoteID, &c.Node, &ms); err != nil {
 			return nil, err
 		}
 		c.CreatedAt = time.UnixMilli(ms)

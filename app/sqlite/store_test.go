@@ -77,12 +77,12 @@ func TestNotes(t *testing.T) {
 			t.Fatalf("create: %+v %v", r1, err)
 		}
 		r2, _ := s.CreateNote(ctx, u.ID, "two", app.Idempotency{})
-		r3, err := s.UpdateNote(ctx, u.ID, 1, "one!", nil, app.Idempotency{})
+		r3, err := s.UpdateNote(ctx, u.ID, r1.Note.ID, "one!", nil, app.Idempotency{})
 		if err != nil || r3.Version != 3 {
 			t.Fatalf("update: %+v %v", r3, err)
 		}
-		r4, err := s.DeleteNote(ctx, u.ID, 1, nil, app.Idempotency{})
-		if err != nil || r4.Note.ID != 1 || r4.Version != 4 {
+		r4, err := s.DeleteNote(ctx, u.ID, r1.Note.ID, nil, app.Idempotency{})
+		if err != nil || r4.Note.ID != r1.Note.ID || r4.Version != 4 {
 			t.Fatalf("delete: %+v %v", r4, err)
 		}
 		notes, v, err := s.ListNotes(ctx, u.ID)
@@ -192,10 +192,10 @@ func TestNotes(t *testing.T) {
 	t.Run("a keyed delete repeated answers 204 again and deletes once", func(t *testing.T) {
 		s := sqlitetest.NewStore(t)
 		u := sqlitetest.User(t, s, "alice")
-		s.CreateNote(ctx, u.ID, "x", app.Idempotency{})
-		idem := app.Idempotency{Key: "del-1", Fingerprint: "DELETE /api/notes/1"}
+		w, _ := s.CreateNote(ctx, u.ID, "x", app.Idempotency{})
+		idem := app.Idempotency{Key: "del-1", Fingerprint: "DELETE /api/notes/x"}
 		for i := 0; i < 2; i++ {
-			r, err := s.DeleteNote(ctx, u.ID, 1, nil, idem)
+			r, err := s.DeleteNote(ctx, u.ID, w.Note.ID, nil, idem)
 			if err != nil || r.Replayed != (i == 1) {
 				t.Fatalf("delete %d: %+v %v", i, r, err)
 			}

@@ -256,11 +256,14 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 		return app.NoteWrite{}, app.Change{}, err
 	}
 	// The change as ChangesAfter reads it back (created_at in ms).
-	c := app.Change{UserID: userID, Version: version, Op: opName, NoteID: note.ID, Node: s.Node, CreatedAt: time.UnixMilli(now.UnixMilli())}
-	if err := tx.QueryRowContext(ctx, `INSERT INTO changes (user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
-		userID, version, opName, note.ID, s.Node, now.UnixMilli()).Scan(&c.Seq); err != nil {
+	c := app.Change{ID: newChangeID(), UserID: userID, Version: version, Op: opName, NoteID: note.ID, Node: s.Node, CreatedAt: time.UnixMilli(now.UnixMilli())}
+	if err := tx.QueryRowContext(ctx, `INSERT INTO changes (change_id, user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		c.ID, userID, version, opName, note.ID, s.Node, now.UnixMilli()).Scan(&c.Seq); err != nil {
 		return app.NoteWrite{}, app.Change{}, fmt.Errorf("append change: %w", err)
 	}
+	// A write's outcome leaves the note's place out, as the idempotency
+	// record, and so its replay, does: only the list's pages use it.
+	note.Place = 0
 	// An update that saved another text than it sent was merged
 	// (UpdateNote); a repeat must be answered with the merge, so the
 	// record keeps it whatever its length.

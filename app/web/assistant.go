@@ -142,14 +142,14 @@ func (n assistantNotes) ListNotes(ctx context.Context, userID int64) ([]assistan
 	}
 	out := make([]assistant.Note, len(notes))
 	for i, note := range notes {
-		out[i] = assistant.Note(note)
+		out[i] = assistantNote(note)
 	}
 	return out, version, nil
 }
 
 func (n assistantNotes) GetNote(ctx context.Context, userID, noteID int64) (assistant.Note, int64, error) {
 	note, version, err := n.store.GetNote(ctx, userID, noteID)
-	return assistant.Note(note), version, assistantError(err)
+	return assistantNote(note), version, assistantError(err)
 }
 
 func (n assistantNotes) CreateNote(ctx context.Context, userID int64, body string, idem assistant.Idempotency) (assistant.NoteWrite, error) {
@@ -164,8 +164,14 @@ func (n assistantNotes) DeleteNote(ctx context.Context, userID, noteID, rev int6
 	return assistantWrite(n.store.DeleteNote(ctx, userID, noteID, app.Revs{rev}, app.Idempotency(idem)))
 }
 
+// assistantNote is a note as the assistant sees it: without its place in
+// the list, which only the list's pages use.
+func assistantNote(n app.Note) assistant.Note {
+	return assistant.Note{ID: n.ID, Body: n.Body, CreatedAt: n.CreatedAt, UpdatedAt: n.UpdatedAt, Rev: n.Rev}
+}
+
 func assistantWrite(w app.NoteWrite, err error) (assistant.NoteWrite, error) {
-	return assistant.NoteWrite{Note: assistant.Note(w.Note), Version: w.Version, Merged: w.Merged}, assistantError(err)
+	return assistant.NoteWrite{Note: assistantNote(w.Note), Version: w.Version, Merged: w.Merged}, assistantError(err)
 }
 
 // assistantError turns a Store error into the assistant's: ESTALE with the
@@ -179,7 +185,7 @@ func assistantError(err error) error {
 	case !errors.As(err, &e) || e.Code == app.EINTERNAL:
 		return err
 	case e.Code == app.ESTALE && e.Note != nil:
-		return &assistant.StaleError{Note: assistant.Note(*e.Note)}
+		return &assistant.StaleError{Note: assistantNote(*e.Note)}
 	}
 	return &assistant.RefusedError{Message: e.Message}
 }

@@ -50,6 +50,10 @@ type notesList struct {
 	Notes   []app.Note
 	Version int64
 	Next    int64
+	// Change names the change at Version ("" when not known), and
+	// Diverged says that the request named another (docs/PROTOCOL.md §11).
+	Change   string
+	Diverged bool
 }
 
 // pageNotes starts a page that shows the user's notes: an anonymous
@@ -61,6 +65,9 @@ func (s *Server) pageNotes(w http.ResponseWriter, r *http.Request) (u *User, lis
 		return nil, list, false
 	}
 	list.Notes, list.Version, list.Next, err = s.Store.ListNotesPage(r.Context(), u.ID, 0, PageSize)
+	if err == nil {
+		list, err = s.withChange(r.Context(), u, list, false)
+	}
 	if err != nil {
 		s.writeError(w, r, err)
 		return nil, list, false
@@ -89,7 +96,7 @@ func listPage(r *http.Request) (before int64, limit int, err error) {
 	q := r.URL.Query()
 	if v := q.Get("before"); v != "" {
 		if before, err = strconv.ParseInt(v, 10, 64); err != nil || before <= 0 {
-			return 0, 0, app.Errorf(app.EINVALID, "before must be a note id, a positive integer")
+			return 0, 0, app.Errorf(app.EINVALID, "before must be the next of a page of the list, a positive integer")
 		}
 	}
 	limit = PageSize
@@ -129,7 +136,7 @@ func (s *Server) listAtLeast(r *http.Request, u *User) (notesList, error) {
 		l.Notes, l.Version, l.Next, err = s.Store.ListNotesPage(ctx, u.ID, before, limit)
 		if err != nil || l.Version >= min {
 			done()
-			return l, err
+			return s.reached(ctx, u, l, err, min, presentedChange(r))
 		}
 		if deadline == nil {
 			if !s.park(u.ID) {
@@ -152,6 +159,22 @@ func (s *Server) listAtLeast(r *http.Request, u *User) (notesList, error) {
 			return notesList{}, ctx.Err()
 		}
 	}
+}
+
+// reached finishes a list read that reached min: with the change at its
+// version, and marked diverged when the request named another change at
+// min than this node holds.
+func (s *Server) reached(ctx context.Context, u *User, l notesList, err error, min int64, change string) (notesList, error) {
+	if err != nil {
+		return l, err
+	}
+	diverged := false
+	if change != "" && min > 0 {
+		if diverged, err = s.changedAt(ctx, u.ID, min, change); err != nil {
+			return l, err
+		}
+	}
+	return s.withChange(ctx, u, l, diverged)
 }
 
 // park counts a parked read of a user; it reports false when the user has
@@ -182,6 +205,7 @@ func (s *Server) handleNotesFragment(w http.ResponseWriter, r *http.Request, u *
 		return
 	}
 	w.Header().Set("X-Notes-Version", strconv.FormatInt(list.Version, 10))
+	setHistoryHeaders(w, list)
 	w.Header().Set("Cache-Control", "no-store")
 	s.render(w, r, http.StatusOK, "notes_list", list)
 }
@@ -197,7 +221,14 @@ func (s *Server) handleNotesList(w http.ResponseWriter, r *http.Request, u *User
 	if list.Next != 0 {
 		next = &list.Next
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"version": list.Version, "notes": list.Notes, "next": next})
+	out := map[string]any{"version": list.Version, "notes": list.Notes, "next": next}
+	if list.Change != "" {
+		out["change"] = list.Change
+	}
+	if list.Diverged {
+		out["diverged"] = true
+	}
+	writeJSON(w, http.StatusOK, out)
 }
 
 func (s *Server) handleNoteCreate(w http.ResponseWriter, r *http.Request, u *User) {

@@ -41,7 +41,7 @@ func TestNotesInPages(t *testing.T) {
 
 	t.Run("the first page holds PageSize notes, newest first, and the next cursor", func(t *testing.T) {
 		p := get(t, "")
-		if len(p.Notes) != PageSize || p.Notes[0].Body != fmt.Sprint("note ", PageSize+5) || p.Next == nil || *p.Next != p.Notes[PageSize-1].ID {
+		if len(p.Notes) != PageSize || p.Notes[0].Body != fmt.Sprint("note ", PageSize+5) || p.Next == nil {
 			t.Fatalf("%d notes, first %q, next %v", len(p.Notes), p.Notes[0].Body, p.Next)
 		}
 		rest := get(t, fmt.Sprintf("?before=%d", *p.Next))
@@ -52,7 +52,10 @@ func TestNotesInPages(t *testing.T) {
 
 	t.Run("a limit and min_version hold with pages", func(t *testing.T) {
 		p := get(t, fmt.Sprintf("?limit=2&min_version=%d", PageSize+5))
-		if len(p.Notes) != 2 || p.Version != PageSize+5 || p.Next == nil || *p.Next != p.Notes[1].ID {
+		if len(p.Notes) != 2 || p.Version != PageSize+5 || p.Next == nil {
+			t.Fatalf("limit=2: %d notes v%d next %v", len(p.Notes), p.Version, p.Next)
+		}
+		if rest := get(t, fmt.Sprintf("?limit=2&before=%d", *p.Next)); len(rest.Notes) != 2 || rest.Notes[0].Body != fmt.Sprint("note ", PageSize+3) {
 			t.Fatalf("limit=2: %d notes v%d next %v", len(p.Notes), p.Version, p.Next)
 		}
 		for _, q := range []string{"?limit=0", "?limit=1001", "?before=x", "?before=-1"} {

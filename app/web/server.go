@@ -65,6 +65,12 @@ type Config struct {
 	// MinVersionWait bounds how long a read with min_version waits for this
 	// node's database to catch up before answering 503.
 	MinVersionWait time.Duration
+	// ResumeWait bounds how long a connection that resumes from a version
+	// this node has not reached waits for it in its handshake, before it
+	// is told that its history is not this node's (docs/PROTOCOL.md §11).
+	// A replica is that far behind for milliseconds, not seconds. Default
+	// 2 s.
+	ResumeWait time.Duration
 	// MaxParkedReads bounds the reads with min_version one user may have
 	// waiting at a time over all their sessions (default 32, one per tab
 	// at the per-user connection cap); the next one is answered 429.
@@ -121,6 +127,9 @@ func NewServer(cfg Config) (*Server, error) {
 	if cfg.MinVersionWait == 0 {
 		cfg.MinVersionWait = 3 * time.Second
 	}
+	if cfg.ResumeWait == 0 {
+		cfg.ResumeWait = 2 * time.Second
+	}
 	if cfg.MaxParkedReads == 0 {
 		cfg.MaxParkedReads = 32
 	}
@@ -161,6 +170,7 @@ func NewServer(cfg Config) (*Server, error) {
 		CatchUp: func(v int64) realtime.Message {
 			return feed.NoteChangedMessage(app.Change{Op: app.OpSync, Version: v, Node: cfg.Node})
 		},
+		History:   history{s},
 		OnMessage: onClientMessage,
 		Node:      cfg.Node,
 		Region:    cfg.Region,

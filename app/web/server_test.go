@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -302,7 +303,12 @@ func TestAPINotes(t *testing.T) {
 		if resp.StatusCode != 201 || !strings.Contains(body, `"version":1`) {
 			t.Fatalf("create: %d %s", resp.StatusCode, body)
 		}
-		resp, body = b.Do("PATCH", "/api/notes/1", "application/json", `{"body":"edited"}`)
+		var created struct{ Note app.Note }
+		if err := json.Unmarshal([]byte(body), &created); err != nil {
+			t.Fatal(err)
+		}
+		path := fmt.Sprint("/api/notes/", created.Note.ID)
+		resp, body = b.Do("PATCH", path, "application/json", `{"body":"edited"}`)
 		if resp.StatusCode != 200 || !strings.Contains(body, `"edited"`) || !strings.Contains(body, `"version":2`) {
 			t.Fatalf("update: %d %s", resp.StatusCode, body)
 		}
@@ -310,7 +316,7 @@ func TestAPINotes(t *testing.T) {
 		if !strings.Contains(body, `"edited"`) {
 			t.Fatalf("list: %s", body)
 		}
-		if resp, _ := b.Do("DELETE", "/api/notes/1", "", ""); resp.StatusCode != 204 {
+		if resp, _ := b.Do("DELETE", path, "", ""); resp.StatusCode != 204 {
 			t.Fatalf("delete: %d", resp.StatusCode)
 		}
 	})

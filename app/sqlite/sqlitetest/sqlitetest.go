@@ -46,3 +46,26 @@ func User(t testing.TB, s *sqlite.Store, name string) *app.User {
 	}
 	return u
 }
+
+// RollBack makes s's database look like a copy that was behind, as a
+// failover leaves it (docs/PROTOCOL.md §11): userID's changes after
+// version and the notes created after it are gone, the user is back at
+// version, and the change log's sequence is back at seq, where the
+// history that goes on from there numbers its changes again. (Updates
+// and deletes after version are not undone: the tests that use it only
+// create.)
+func RollBack(t testing.TB, s *sqlite.Store, userID, version, seq int64) {
+	t.Helper()
+	for _, q := range []string{
+		`DELETE FROM notes WHERE user_id = ?1 AND created_version > ?2`,
+		`DELETE FROM changes WHERE user_id = ?1 AND version > ?2`,
+		`UPDATE users SET version = ?2, change_id = (SELECT change_id FROM changes WHERE user_id = ?1 AND version = ?2) WHERE id = ?1`,
+	} {
+		if _, err := s.DB().WritePool().Exec(q, userID, version); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if _, err := s.DB().WritePool().Exec(`UPDATE sqlite_sequence SET seq = ? WHERE name = 'changes'`, seq); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -19,7 +19,7 @@
 
 import { notesync, toVersion, pinLinks } from './page.js';
 import { start as startTransport } from './transport.js';
-import { listEl, startList, refreshTo } from './list.js';
+import { listEl, startList, refreshTo, restartList } from './list.js';
 import { startPages } from './pages.js';
 import { showExpanded } from './note.js';
 import { startNoteForm } from './note-form.js';
@@ -47,6 +47,7 @@ function onAction(e) {
 
 if (listEl) { // not on a page without notes (e.g. the login page)
   notesync.version = toVersion(listEl.dataset.version) ?? toVersion(document.body.dataset.version) ?? 0;
+  notesync.change = listEl.dataset.change || '';
   window.notesync = notesync;
   pinLinks();
   startNoteForm();
@@ -59,12 +60,13 @@ if (listEl) { // not on a page without notes (e.g. the login page)
   startTransport({
     hello(msg) {
       const v = toVersion(msg.version);
-      if (v !== null && v > notesync.version) refreshTo(v);
+      if (v !== null && v > notesync.version) refreshTo(v, msg.change);
       connected(msg.conn);
     },
     changed(msg) {
       const v = toVersion(msg.version);
-      if (v !== null) refreshTo(v);
+      if (v !== null && msg.diverged) restartList(v, msg.change);
+      else if (v !== null) refreshTo(v, msg.change);
     },
     presence(msg) {
       pollCluster(true);

@@ -25,7 +25,7 @@
 // transitionend alone: background tabs pause animations and throttle
 // timers, and glow and fade must finish there too.
 
-import { $, notesync, toVersion, sleep, withPin } from './page.js';
+import { $, notesync, toVersion, sleep, withPin, changeQuery } from './page.js';
 import { waitForOwnWrites, retryAfterMs } from './write.js';
 import { isEnded, checkSessionThenEnd } from './transport.js';
 import {
@@ -50,7 +50,12 @@ export const pendingDeletes = new Set(); // ids this tab is deleting right now
 export const gone = new Map();
 const flashTimers = new WeakMap();
 
-const refresh = { wanted: 0, running: false, retryTimer: 0 };
+// wanted is the version to show and wantedChange the change that reached
+// it, as a push named it. restarting: the stream the list followed went
+// another way (restartList), and the next list replaces it whatever its
+// version; epoch counts restarts, so that a list fetched before one is
+// not shown.
+const refresh = { wanted: 0, wantedChange: '', running: false, retryTimer: 0, restarting: false, epoch: 0 };
 
 // incoming is the fragment being swapped in: its version, the notes the
 // swap marked to glow or to leave, and whether it is an older page to
@@ -66,18 +71,37 @@ export function inTurn(fn) {
   return p;
 }
 
-function setShownVersion(v) {
+function setShownVersion(v, change) {
   notesync.version = v;
+  notesync.change = change || '';
   listEl.dataset.version = String(v);
+  listEl.dataset.change = notesync.change;
   document.body.dataset.version = String(v);
 }
 
-// Ask for the list to show at least `version`. A refresh in flight picks
-// the raised target up when it finishes (the loop in runRefresh).
-export function refreshTo(version) {
-  if (version !== null && version > refresh.wanted) refresh.wanted = version;
-  if (refresh.wanted <= notesync.version || refresh.running) return;
+// Ask for the list to show at least `version`, reached by `change` when
+// known. A refresh in flight picks the raised target up when it finishes
+// (the loop in runRefresh).
+export function refreshTo(version, change = '') {
+  if (version !== null && version > refresh.wanted) {
+    refresh.wanted = version;
+    refresh.wantedChange = change || '';
+  }
+  if ((!refresh.restarting && refresh.wanted <= notesync.version) || refresh.running) return;
   runRefresh();
+}
+
+// restartList shows the list afresh: the stream it followed went another
+// way (a sync with diverged, docs/PROTOCOL.md §11), so any note it shows
+// may be gone and its version may go back. The list at `version` or later
+// replaces it, even below the version it shows.
+export function restartList(version, change = '') {
+  refresh.epoch++;
+  refresh.restarting = true;
+  refresh.wanted = version;
+  refresh.wantedChange = change || '';
+  gone.clear();
+  if (!refresh.running) runRefresh();
 }
 
 async function runRefresh() {
@@ -94,8 +118,12 @@ async function refreshLoop() {
   let failures = 0;
   do {
     if (isEnded()) return;
-    const min = Math.max(refresh.wanted, notesync.version);
-    const r = await fetchCovering(min);
+    const epoch = refresh.epoch;
+    const min = refresh.restarting ? refresh.wanted : Math.max(refresh.wanted, notesync.version);
+    // The change the tab knows at min: the one shown, or the one a push named.
+    const seen = !refresh.restarting && min === notesync.version ? notesync.change : refresh.wantedChange;
+    const r = await fetchCovering(min, seen);
+    if (epoch !== refresh.epoch) continue; // restarted meanwhile: that list is wanted
     if (r.ended) { checkSessionThenEnd(); return; }
     if (!r.ok) {
       failures++;
@@ -111,30 +139,42 @@ async function refreshLoop() {
     // Let our own in-flight creates/edits finish first, so their
     // ids/bodies are known and they do not glow.
     await waitForOwnWrites();
-    if (r.version >= notesync.version) {
+    if (epoch !== refresh.epoch) continue;
+    // A list from another history than the one asked for (diverged)
+    // replaces what is shown, as after a restart.
+    if (r.diverged) gone.clear();
+    if (r.version >= notesync.version || refresh.restarting || r.diverged) {
+      refresh.restarting = false;
       swapIn(r.html, r.version);
-      setShownVersion(r.version);
+      setShownVersion(r.version, r.change);
     }
-  } while (refresh.wanted > notesync.version);
+  } while (refresh.restarting || refresh.wanted > notesync.version);
 }
 
-// shownNotes are the notes of the list that a refresh must cover.
+// shownNotes are the ids of the notes the list shows.
 const shownNotes = () => Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), noteId);
+
+// notePlace is a note's place in the list (data-place; NaN for a note
+// without one, not from the server's list): the list is in descending
+// place, and a page's cursor (data-next) is the place of its last note.
+// Ids are random and tell nothing of the order.
+const notePlace = (el) => (el.hasAttribute('data-place') ? Number(el.getAttribute('data-place')) : NaN);
 
 // fetchCovering asks for the list at minVersion or later, as far down as
 // the oldest note shown: one page of as many notes as are shown, then
 // the pages after it while the oldest shown is not reached (notes
 // created meanwhile push older ones onto the next page). The pages are
-// joined into one fragment, ending in the last page's sentinel.
-async function fetchCovering(minVersion) {
-  const shown = shownNotes().map(Number);
+// joined into one fragment, ending in the last page's sentinel. change
+// names the change the tab knows at minVersion ('': none).
+async function fetchCovering(minVersion, change) {
+  const shown = Array.from(listEl.querySelectorAll(':scope > [data-note-id]'), notePlace).filter(Number.isFinite);
   const oldest = Math.min(...shown);
   const limit = Math.min(shown.length, MAX_PAGE);
-  let r = await fetchFragment(minVersion, limit > PAGE ? `&limit=${limit}` : '');
+  let r = await fetchFragment(minVersion, (limit > PAGE ? `&limit=${limit}` : '') + changeQuery(change));
   if (!r.ok) return r;
   const page = { ...r };
   while (page.next && page.next > oldest) {
-    const below = shown.filter((id) => id < page.next).length;
+    const below = shown.filter((place) => place < page.next).length;
     r = await fetchFragment(page.version, `&before=${page.next}&limit=${Math.min(Math.max(below, 1), MAX_PAGE)}`);
     if (!r.ok) return r;
     page.html += r.html;
@@ -176,7 +216,10 @@ export async function fetchFragment(minVersion, query = '') {
   if (version < minVersion) return { ok: false };
   const more = tpl.content.querySelector('.notes-more');
   more?.remove();
-  return { ok: true, version, html: tpl.innerHTML, next: toVersion(more?.dataset.next) ?? 0, sentinel: more?.outerHTML ?? '' };
+  return {
+    ok: true, version, html: tpl.innerHTML, next: toVersion(more?.dataset.next) ?? 0, sentinel: more?.outerHTML ?? '',
+    change: res.headers.get('X-Notes-Change') || '', diverged: res.headers.get('X-Notes-Diverged') === 'true',
+  };
 }
 
 // swapIn has htmx swap a fragment of the list, at version, into

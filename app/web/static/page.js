@@ -1,5 +1,5 @@
 // notesync: what every signed-in page shares. Small helpers, the tab's pin,
-// and window.notesync, the test hook ({transport, attempts, version}).
+// and window.notesync, the test hook ({transport, attempts, version, change}).
 //
 // The pages are ES modules served as they are, no build step; htmx is the
 // one dependency, loaded before them as a classic script (window.htmx).
@@ -7,8 +7,13 @@
 export const $ = (sel) => document.querySelector(sel);
 
 // notesync is the tab's state that tests read: the live transport, every
-// connection attempt, and the notes version the list shows.
-export const notesync = { transport: null, attempts: [], version: 0 };
+// connection attempt, the notes version the list shows, and the change
+// that reached it ('' when not known; docs/PROTOCOL.md §11).
+export const notesync = { transport: null, attempts: [], version: 0, change: '' };
+
+// changeQuery is the query that names change beside a version: what the
+// tab has seen, so that a server that holds another history can say so.
+export const changeQuery = (change) => (change ? `&change=${encodeURIComponent(change)}` : '');
 
 export function toVersion(v) {
   if (v === null || v === undefined || v === '') return null;

@@ -4,11 +4,13 @@
 // WebSocket failed to open WS_FAILS_BEFORE_SSE times in a row; while on
 // SSE, the WebSocket is tried again in the background. Every (re)connection
 // asks for since=<version shown>, so the server follows its hello with a
-// catch-up "sync" when the tab is behind: nothing is missed. Reconnects
+// catch-up "sync" when the tab is behind: nothing is missed. It names the
+// change it has seen at that version too (&change=), so that a node whose
+// history went another way tells it to start again. Reconnects
 // back off exponentially with jitter, capped at 10 s, and never follow a
 // 1008 (the session ended).
 
-import { notesync, parseJSON, withPin, inWords } from './page.js';
+import { notesync, parseJSON, withPin, inWords, changeQuery } from './page.js';
 import { setStatus, setStatusTitle, clearPassedErrors, logEvent, describe } from './status.js';
 
 const PING_EVERY_MS = 20000;      // client text "ping" while a socket is open
@@ -74,7 +76,7 @@ function connect() {
 
 function wsURL() {
   const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  return `${scheme}://${location.host}${withPin(`/ws?since=${notesync.version}`)}`;
+  return `${scheme}://${location.host}${withPin(`/ws?since=${notesync.version}${changeQuery(notesync.change)}`)}`;
 }
 
 // probe=true: the tab is on SSE and tries the WebSocket on the side; it
@@ -192,7 +194,7 @@ function openSSE() {
   notesync.transport = 'sse';
   let es;
   try {
-    es = new EventSource(withPin(`/events?since=${notesync.version}`));
+    es = new EventSource(withPin(`/events?since=${notesync.version}${changeQuery(notesync.change)}`));
   } catch {
     scheduleReconnect();
     return;
