@@ -1,0 +1,175 @@
+package e2e
+
+// Real-browser tests of the page without a connection (docs/PROTOCOL.md
+// §12): writes made while the node is stopped wait in the browser, marked
+// note-pending, survive a reload, and land once, in order, when the node
+// is back; / opens from the service worker with the notes as last seen.
+// "Offline" here is the node's process stopped: the tab's connection and
+// every request fail as they do on a train, and the browser's own offline
+// switch does not reach a service worker's requests.
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/page"
+	"github.com/chromedp/chromedp"
+
+	"notesync/internal/apitest"
+	bt "notesync/internal/browsertest"
+)
+
+// acceptLeaving answers yes to the page's "leave with unsent text?"
+// (beforeunload), so that a test can reload a page that asks.
+func acceptLeaving(t *testing.T, tab *bt.Tab) {
+	t.Helper()
+	err := chromedp.Listen(tab.Ctx, func(ev any) {
+		if _, ok := ev.(*page.EventJavascriptDialogOpening); ok {
+			go func() {
+				ctx, cancel := context.WithTimeout(tab.Ctx, 5*time.Second)
+				defer cancel()
+				_, _ = chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+			}()
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// waitControlled waits for the service worker to control the tab and the
+// tab to have kept its list.
+func waitControlled(t *testing.T, tab *bt.Tab) {
+	t.Helper()
+	tab.WaitFor(t, 15*time.Second, "the service worker to control the page", `!!navigator.serviceWorker.controller`)
+	time.Sleep(500 * time.Millisecond) // the list is kept 300 ms after a swap
+}
+
+// serverNotes lists the user's notes through the API, newest first.
+func serverNotes(t *testing.T, base, cookie string) []struct {
+	ID   int64
+	Body string
+	Rev  int64
+} {
+	t.Helper()
+	resp, body := apitest.New(t, base).Do("GET", "/api/notes", "", "", "Cookie", cookie)
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /api/notes: %d %s", resp.StatusCode, body)
+	}
+	var list struct {
+		Notes []struct {
+			ID   int64
+			Body string
+			Rev  int64
+		}
+	}
+	if err := json.Unmarshal([]byte(body), &list); err != nil {
+		t.Fatalf("GET /api/notes: %v: %s", err, body)
+	}
+	return list.Notes
+}
+
+// submitNote writes a note in the tab's form and sends it, as a person
+// pressing "Add note".
+func submitNote(t *testing.T, tab *bt.Tab, body string) {
+	t.Helper()
+	tab.Exec(t, `(() => {
+		const f = document.querySelector('#note-form');
+		f.querySelector('textarea').value = `+bt.JSString(body)+`;
+		f.requestSubmit();
+	})()`)
+}
+
+const pendingCount = `Number(document.querySelector('#conn-status').dataset.pending || 0)`
+
+// shownJSON is a JavaScript expression: the texts of the notes the list
+// shows, top to bottom, as JSON.
+const shownJSON = `JSON.stringify(Array.from(document.querySelectorAll('#notes-list [data-note-id]:not(.note-leaving) .note-body'), (e) => e.textContent))`
+
+func bodiesShown(t *testing.T, tab *bt.Tab) []string {
+	t.Helper()
+	var got []string
+	if err := json.Unmarshal([]byte(bt.Eval[string](t, tab, shownJSON)), &got); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}
+
+func TestBrowserOfflineWritesLandOnceInOrder(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	node := startNode(t)
+	a, b := bt.TwoTabs(t, browser, "olive", node.URL, node.URL)
+	acceptLeaving(t, b)
+	cookie := b.CookieHeader(t, node.URL)
+	first := bt.CreateNote(t, b, "first").ID
+	second := bt.CreateNote(t, b, "second").ID
+	b.WaitFor(t, 5*time.Second, "both notes", bt.HasNote(first)+` && `+bt.HasNote(second))
+	waitControlled(t, b)
+
+	node.Stop(t)
+	b.WaitFor(t, 5*time.Second, "the tab to notice the node is gone", `document.querySelector('#conn-status').dataset.state !== 'open'`)
+
+	submitNote(t, b, "offline one")
+	b.WaitFor(t, 5*time.Second, "the new note to show at once, pending",
+		`Array.from(document.querySelectorAll('#notes-list .note-pending .note-body')).some((e) => e.textContent === 'offline one')`)
+	b.EditNote(t, first, "first, edited offline")
+	b.SaveNote(t, first)
+	b.ClickNote(t, second, "delete")
+	submitNote(t, b, "offline two")
+	b.EditNote(t, first, "first, edited twice")
+	b.SaveNote(t, first)
+	b.WaitFor(t, 5*time.Second, "five changes to wait", pendingCount+` === 5`)
+
+	t.Run("every change shows at once, marked pending", func(t *testing.T) {
+		if s := b.Note(t, first); !s.Has("note-pending") || s.Body != "first, edited twice" {
+			t.Errorf("the edited note shows %+v", s)
+		}
+		if s := b.Note(t, second); !s.Has("note-pending") || !s.Has("note-pending-delete") {
+			t.Errorf("the deleted note shows %+v", s)
+		}
+		if !bt.Eval[bool](t, b, `(() => { const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented; })()`) {
+			t.Error("leaving the page with pending writes does not ask")
+		}
+	})
+
+	b.Navigate(t, node.URL+"/") // a reload with the node still down
+	b.WaitNotesPage(t)
+	t.Run("a reload with the node down keeps every pending change", func(t *testing.T) {
+		b.WaitFor(t, 5*time.Second, "the pending changes after the reload", pendingCount+` === 5 && document.querySelectorAll('#notes-list .note-pending').length === 4`)
+		if got := bodiesShown(t, b); !slices.Equal(got, []string{"offline two", "offline one", "second", "first, edited twice"}) {
+			t.Errorf("after the reload the list shows %q", got)
+		}
+	})
+
+	node.Start(t)
+	b.WaitConnected(t)
+	b.WaitFor(t, 20*time.Second, "every pending change to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+
+	t.Run("every change lands once, in order", func(t *testing.T) {
+		notes := serverNotes(t, node.URL, cookie)
+		var bodies []string
+		for _, n := range notes {
+			bodies = append(bodies, n.Body)
+		}
+		if want := []string{"offline two", "offline one", "first, edited twice"}; !slices.Equal(bodies, want) {
+			t.Fatalf("the server holds %q, want %q", bodies, want)
+		}
+		if notes[2].ID != first || notes[2].Rev != 3 {
+			t.Errorf("the edited note is %+v, want note %d at rev 3 (two edits, once each)", notes[2], first)
+		}
+		if notes[0].ID <= notes[1].ID {
+			t.Errorf("the notes written offline were created out of order: %+v", notes)
+		}
+	})
+
+	t.Run("both tabs show them", func(t *testing.T) {
+		want, _ := json.Marshal([]string{"offline two", "offline one", "first, edited twice"})
+		for _, tab := range []*bt.Tab{b, a} {
+			tab.WaitFor(t, 20*time.Second, "the changes made offline", shownJSON+` === `+bt.JSString(string(want)))
+		}
+	})
+}
