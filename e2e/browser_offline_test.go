@@ -173,3 +173,82 @@ func TestBrowserOfflineWritesLandOnceInOrder(t *testing.T) {
 		}
 	})
 }
+
+func TestBrowserOpensOffline(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	node := startNode(t)
+	a := bt.OpenTab(t, browser, "tab A", "")
+	bt.SignUp(t, a, node.URL, "piper")
+	a.WaitConnected(t)
+	cookie := a.CookieHeader(t, node.URL)
+	waitControlled(t, a)
+	// Written after the page was kept: only the list kept in IndexedDB has it.
+	seen := bt.CreateNote(t, a, "seen before the network went").ID
+	a.WaitFor(t, 5*time.Second, "the note", bt.HasNote(seen))
+	time.Sleep(500 * time.Millisecond) // the list is kept 300 ms after a swap
+
+	node.Stop(t)
+	c := bt.OpenTab(t, browser, "tab C", node.URL+"/")
+	acceptLeaving(t, c)
+	c.WaitNotesPage(t)
+
+	t.Run("/ opens with no network and shows the notes as last seen", func(t *testing.T) {
+		if got := bodiesShown(t, c); !slices.Equal(got, []string{"seen before the network went"}) {
+			t.Errorf("the page opened offline shows %q", got)
+			t.Logf("kept: %s", bt.Eval[string](t, c, `new Promise((ok) => { const r = indexedDB.open('notesync'); r.onsuccess = () => { const q = r.result.transaction('lastseen').objectStore('lastseen').getAll(); q.onsuccess = () => ok(JSON.stringify(q.result) + ' page v' + document.body.dataset.version + ' user ' + document.body.dataset.user); }; })`, chromedp.EvalAwaitPromise))
+		}
+	})
+
+	t.Run("the status line counts down, and presence claims no tabs", func(t *testing.T) {
+		c.WaitFor(t, 10*time.Second, "a countdown", `/trying again in/.test(document.querySelector('#conn-status').textContent)`)
+		c.WaitFor(t, 15*time.Second, "a wait of several seconds", `/trying again in [2-9] seconds/.test(document.querySelector('#conn-status').textContent)`)
+		from := bt.Eval[string](t, c, `document.querySelector('#conn-status').textContent`)
+		c.WaitFor(t, 3*time.Second, "the countdown to move", `document.querySelector('#conn-status').textContent !== `+bt.JSString(from)+` && !/Reconnecting/.test(document.querySelector('#conn-status').textContent)`)
+		if tabs := bt.Eval[string](t, a, `document.querySelector('#presence').dataset.tabs`); tabs != "" {
+			t.Errorf("tab A, offline, claims %q tabs", tabs)
+		}
+	})
+
+	submitNote(t, c, "written with no network")
+	c.WaitFor(t, 5*time.Second, "the new note, pending", pendingCount+` === 1 && !!document.querySelector('#notes-list .note-pending')`)
+
+	t.Run("a log-out with pending writes asks first", func(t *testing.T) {
+		c.Click(t, `#logout-form button[type=submit]`)
+		c.WaitFor(t, 5*time.Second, "the question", `!!document.querySelector('#logout-ask [data-action=logout-stay]')`)
+		c.Click(t, `#logout-ask [data-action=logout-stay]`)
+		c.WaitFor(t, 5*time.Second, "the question to go, and the write to stay", `!document.querySelector('#logout-ask') && `+pendingCount+` === 1`)
+	})
+
+	node.Start(t)
+	c.WaitConnected(t)
+	c.WaitFor(t, 20*time.Second, "the note to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+	t.Run("the note written offline lands once", func(t *testing.T) {
+		var n int
+		for _, note := range serverNotes(t, node.URL, cookie) {
+			if note.Body == "written with no network" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("the server holds the note written offline %d times, want once", n)
+		}
+	})
+
+	t.Run("another user on the same browser sees nothing of the first", func(t *testing.T) {
+		c.Click(t, `#logout-form button[type=submit]`)
+		c.WaitFor(t, 10*time.Second, "the log-in page", `location.pathname === '/login'`)
+		bt.SignUp(t, c, node.URL, "quinn")
+		c.WaitConnected(t)
+		time.Sleep(500 * time.Millisecond)
+		node.Stop(t)
+		d := bt.OpenTab(t, browser, "tab D", node.URL+"/")
+		d.WaitNotesPage(t)
+		if got := bodiesShown(t, d); len(got) != 0 {
+			t.Errorf("quinn's page, opened offline, shows %q", got)
+		}
+		if user := bt.Eval[string](t, d, `document.querySelector('.username').title`); user != "Logged in as quinn" {
+			t.Errorf("the page opened offline is %q's", user)
+		}
+		node.Start(t)
+	})
+}

@@ -60,14 +60,16 @@ function onAction(e) {
 
 if (listEl) { // not on a page without notes (e.g. the login page)
   notesync.version = toVersion(listEl.dataset.version) ?? toVersion(document.body.dataset.version) ?? 0;
-  window.notesync = notesync;
   registerServiceWorker();
+  // The list as last seen and the writes that wait show before the page
+  // says it is there (window.notesync).
   await restoreLastSeen();
+  await startQueue();
+  window.notesync = notesync;
   pinLinks();
   startNoteForm();
   startList();
   startPages();
-  await startQueue();
   guardLeaving();
   keepLastSeen();
   // After each swap of the list: a restored note takes the focus it was
