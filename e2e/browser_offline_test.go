@@ -11,8 +11,13 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"io"
+	"net"
 	"net/http"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -250,5 +255,161 @@ func TestBrowserOpensOffline(t *testing.T) {
 			t.Errorf("the page opened offline is %q's", user)
 		}
 		node.Start(t)
+	})
+}
+
+// cuttableLink is a TCP relay on a loopback port to a node, which the
+// test can cut (every connection through it closed, new ones closed at
+// once: the tab is offline while the node runs on) and mend.
+type cuttableLink struct {
+	URL string
+
+	mu    sync.Mutex
+	cut   bool
+	conns map[net.Conn]bool
+}
+
+func newCuttableLink(t *testing.T, target string) *cuttableLink {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := &cuttableLink{URL: "http://" + l.Addr().String(), conns: map[net.Conn]bool{}}
+	addr := strings.TrimPrefix(target, "http://")
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		l.Close()
+		link.Cut()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				link.relay(c, addr)
+			}()
+		}
+	}()
+	return link
+}
+
+func (l *cuttableLink) relay(c net.Conn, addr string) {
+	defer c.Close()
+	up, err := net.Dial("tcp", addr)
+	if err != nil {
+		return
+	}
+	defer up.Close()
+	if !l.track(c, up) {
+		return
+	}
+	done := make(chan struct{}, 2)
+	go func() { _, _ = io.Copy(up, c); done <- struct{}{} }()
+	go func() { _, _ = io.Copy(c, up); done <- struct{}{} }()
+	<-done
+	l.untrack(c, up)
+}
+
+func (l *cuttableLink) track(cs ...net.Conn) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.cut {
+		return false
+	}
+	for _, c := range cs {
+		l.conns[c] = true
+	}
+	return true
+}
+
+func (l *cuttableLink) untrack(cs ...net.Conn) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for _, c := range cs {
+		delete(l.conns, c)
+	}
+}
+
+// Cut closes every connection through the link and refuses new ones.
+func (l *cuttableLink) Cut() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = true
+	for c := range l.conns {
+		c.Close()
+	}
+}
+
+// Mend lets connections through again.
+func (l *cuttableLink) Mend() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cut = false
+}
+
+func TestBrowserOfflineWriteRefusedStaysOnItsNote(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	node := startNode(t)
+	link := newCuttableLink(t, node.URL)
+	b := bt.OpenTab(t, browser, "tab B", "")
+	bt.SignUp(t, b, link.URL, "rowan")
+	b.WaitConnected(t)
+	cookie := b.CookieHeader(t, link.URL)
+	shared := bt.CreateNote(t, b, "shared").ID
+	doomed := bt.CreateNote(t, b, "doomed").ID
+	b.WaitFor(t, 5*time.Second, "both notes", bt.HasNote(shared)+` && `+bt.HasNote(doomed))
+
+	link.Cut()
+	b.WaitFor(t, 10*time.Second, "the tab to notice it is offline", `document.querySelector('#conn-status').dataset.state !== 'open'`)
+	b.EditNote(t, shared, "mine")
+	b.SaveNote(t, shared)
+	b.EditNote(t, doomed, "mine too")
+	b.SaveNote(t, doomed)
+	b.WaitFor(t, 5*time.Second, "two changes to wait", pendingCount+` === 2`)
+
+	// Meanwhile, elsewhere: one note changed, the other deleted.
+	api := apitest.New(t, node.URL)
+	if resp, body := api.Do("PATCH", fmt.Sprintf("/api/notes/%d", shared), "application/json", `{"body":"theirs"}`, "Cookie", cookie); resp.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH elsewhere: %d %s", resp.StatusCode, body)
+	}
+	if resp, body := api.Do("DELETE", fmt.Sprintf("/api/notes/%d", doomed), "", "", "Cookie", cookie); resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("DELETE elsewhere: %d %s", resp.StatusCode, body)
+	}
+
+	link.Mend()
+	b.WaitConnected(t)
+	t.Run("a write refused for good stays on its note, in words, with a way out", func(t *testing.T) {
+		s := b.WaitNote(t, shared, 20*time.Second, "the refused edit", func(s bt.NoteState) bool { return s.Has("note-failed") })
+		if s.Body != "mine" || s.Buttons["keep-mine"] == "" || s.Buttons["take-theirs"] == "" {
+			t.Errorf("the edit over a changed note shows %+v", s)
+		}
+		s = b.WaitNote(t, doomed, 20*time.Second, "the refused edit", func(s bt.NoteState) bool { return s.Has("note-failed") })
+		if s.Body != "mine too" || s.Buttons["save-as-new"] == "" || s.Buttons["pending-discard"] == "" {
+			t.Errorf("the edit of a deleted note shows %+v", s)
+		}
+		if n := bt.Eval[int](t, b, pendingCount); n != 2 {
+			t.Errorf("%d changes wait, want the 2 refused ones", n)
+		}
+	})
+
+	t.Run("keeping them saves them: over the other text, and as a new note", func(t *testing.T) {
+		b.ClickNote(t, shared, "keep-mine")
+		b.ClickNote(t, doomed, "save-as-new")
+		b.WaitFor(t, 20*time.Second, "nothing to wait", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+		var bodies []string
+		for _, n := range serverNotes(t, node.URL, cookie) {
+			bodies = append(bodies, n.Body)
+		}
+		if want := []string{"mine too", "mine"}; !slices.Equal(bodies, want) {
+			t.Errorf("the server holds %q, want %q", bodies, want)
+		}
 	})
 }
