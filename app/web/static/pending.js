@@ -45,10 +45,11 @@ export function showItem(item, items) {
   if (!el && texts.length) el = makeNote(item.id, texts[texts.length - 1].body);
   if (!el) return;
   el.classList.remove('note-flash', 'note-leaving');
-  if (texts.length) {
-    const body = el.querySelector('.note-body');
-    if (body) body.textContent = texts[texts.length - 1].body;
-  }
+  const failed = mine.find((i) => i.failed);
+  const body = el.querySelector('.note-body');
+  if (body && texts.length) body.textContent = texts[texts.length - 1].body;
+  // A delete refused over a changed note shows the note as it is now.
+  if (body && failed?.op === 'delete' && failed.failed.note) body.textContent = failed.failed.note.body;
   el.classList.add('note-pending');
   el.classList.toggle('note-pending-delete', mine.some((i) => i.op === 'delete'));
   const meta = el.querySelector('.note-meta');
@@ -59,7 +60,6 @@ export function showItem(item, items) {
     meta.prepend(badge);
   }
   if (badge) badge.textContent = mine.some((i) => i.op === 'delete') ? 'Delete not sent yet' : 'Not sent yet';
-  const failed = mine.find((i) => i.failed);
   el.classList.toggle('note-failed', !!failed);
   el.querySelector(':scope > .pending-error')?.remove();
   if (failed) el.append(failureBlock(failed));

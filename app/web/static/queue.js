@@ -80,22 +80,47 @@ export function queueDelete(id, rev, key) {
   return add({ op: 'delete', id, baseRev: chained(id, rev), key });
 }
 
-// flush sends the waiting writes in order, once the tab is connected.
+// flush sends the waiting writes in order, once the tab is connected,
+// until none is left that can go: writes queued meanwhile go too. The
+// tabs of one browser flush in turn (a Web Lock), each first taking off
+// what another tab has sent meanwhile.
 export async function flush() {
   if (flushing || offline() || !user) return;
   flushing = true;
   clearTimeout(retryTimer);
   try {
-    const blocked = new Set(); // notes with a failed write: theirs wait behind it
-    for (const item of [...items]) {
-      if (!items.includes(item)) continue;
-      if (item.failed || blocked.has(item.id)) { blocked.add(item.id); continue; }
-      const go = await sendItem(item);
-      if (go === 'stop') return;
-      if (go === 'blocked') blocked.add(item.id);
-    }
+    if (navigator.locks) await navigator.locks.request(`notesync-flush-${user}`, flushInTurn);
+    else await flushInTurn();
   } finally {
     flushing = false;
+  }
+}
+
+async function flushInTurn() {
+  await forgetSentElsewhere();
+  for (;;) {
+    if (offline()) return;
+    const blocked = new Set(); // notes with a failed write: theirs wait behind it
+    const item = items.find((i) => {
+      if (i.failed) blocked.add(i.id);
+      return !blocked.has(i.id);
+    });
+    if (!item || (await sendItem(item)) === 'stop') return;
+  }
+}
+
+// forgetSentElsewhere takes off the writes that another tab of this
+// browser has sent since this one loaded them.
+async function forgetSentElsewhere() {
+  const kept = new Set((await pendingOf(user)).map((i) => i.seq));
+  const sent = items.filter((i) => i.seq !== undefined && !kept.has(i.seq));
+  if (!sent.length) return;
+  items = items.filter((i) => !sent.includes(i));
+  setPending(items.length);
+  for (const i of sent) {
+    const el = noteEl(i.id);
+    if (el && i.op === 'create') el.remove(); // the list shows it under its id
+    else if (el) settleNote(el, items);
   }
 }
 
@@ -109,8 +134,9 @@ function request(item) {
   }
 }
 
-// sendItem sends one write and says what the flush does next: 'next',
-// 'blocked' (it failed for good) or 'stop' (try again later).
+// sendItem sends one write and says what the flush does next: 'next'
+// (it was answered, applied or refused for good) or 'stop' (try again
+// later).
 async function sendItem(item) {
   const done = beginOwnWrite();
   try {
@@ -131,7 +157,7 @@ async function sendItem(item) {
     item.failed = { status: res.status, text: failureText(item, res.status, data), note: data.note || null };
     await putPending(item);
     showItem(item, items);
-    return 'blocked';
+    return 'next';
   } finally {
     done();
   }
@@ -180,9 +206,9 @@ export async function resolve(li, keep) {
   if (!item) return;
   const failed = item.failed;
   if (!keep) {
+    const dropped = items.filter((i) => i.id === id);
     items = items.filter((i) => i.id !== id);
-    for (const i of items.filter((x) => x.id === id)) await dropPending(i.seq);
-    await dropPending(item.seq);
+    for (const i of dropped) await dropPending(i.seq);
     setPending(items.length);
     discarded(li, item, failed);
     return;
