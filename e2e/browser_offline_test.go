@@ -258,9 +258,10 @@ func TestBrowserOpensOffline(t *testing.T) {
 	})
 }
 
-// cuttableLink is a TCP relay on a loopback port to a node, which the
-// test can cut (every connection through it closed, new ones closed at
-// once: the tab is offline while the node runs on) and mend.
+// cuttableLink is a TCP relay to a node, on another port of the node's
+// own loopback address (so the browser sends it the node's cookies),
+// which the test can cut (every connection through it closed, new ones
+// closed at once: the tab is offline while the node runs on) and mend.
 type cuttableLink struct {
 	URL string
 
@@ -271,12 +272,16 @@ type cuttableLink struct {
 
 func newCuttableLink(t *testing.T, target string) *cuttableLink {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr := strings.TrimPrefix(target, "http://")
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	link := &cuttableLink{URL: "http://" + l.Addr().String(), conns: map[net.Conn]bool{}}
-	addr := strings.TrimPrefix(target, "http://")
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		l.Close()
@@ -411,5 +416,46 @@ func TestBrowserOfflineWriteRefusedStaysOnItsNote(t *testing.T) {
 		if want := []string{"mine too", "mine"}; !slices.Equal(bodies, want) {
 			t.Errorf("the server holds %q, want %q", bodies, want)
 		}
+	})
+}
+
+func TestBrowserOfflineQueueThroughReplica(t *testing.T) {
+	browser := bt.Start(t) // first: skips at once without Chromium
+	c := startCluster(t, 3)
+	link := newCuttableLink(t, c.URL(3)) // tab B reaches node3, a replica, through it
+	a, b := bt.TwoTabs(t, browser, "sage", c.URL(1), link.URL)
+	cookie := b.CookieHeader(t, c.URL(1))
+	kept := bt.CreateNote(t, b, "kept").ID
+	a.WaitFor(t, 10*time.Second, "the note on node1", bt.HasNote(kept))
+
+	link.Cut()
+	b.WaitFor(t, 10*time.Second, "the tab to notice it is offline", `document.querySelector('#conn-status').dataset.state !== 'open'`)
+	submitNote(t, b, "from a replica, offline")
+	b.WaitFor(t, 5*time.Second, "the new note, pending, above the other", pendingCount+` === 1 && `+bt.HasNote(kept))
+	b.EditNote(t, kept, "kept, edited offline")
+	b.SaveNote(t, kept)
+	b.WaitFor(t, 5*time.Second, "two changes to wait", pendingCount+` === 2`)
+
+	link.Mend()
+	b.WaitConnected(t)
+	b.WaitFor(t, 30*time.Second, "every pending change to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+
+	t.Run("the queue flushed through a replica lands once, in order", func(t *testing.T) {
+		notes := serverNotes(t, c.URL(1), cookie)
+		var bodies []string
+		for _, n := range notes {
+			bodies = append(bodies, n.Body)
+		}
+		if want := []string{"from a replica, offline", "kept, edited offline"}; !slices.Equal(bodies, want) {
+			t.Fatalf("the primary holds %q, want %q", bodies, want)
+		}
+		if notes[1].Rev != 2 {
+			t.Errorf("the edited note is at rev %d, want 2 (one edit, once)", notes[1].Rev)
+		}
+	})
+
+	t.Run("the tab on the primary shows them", func(t *testing.T) {
+		want, _ := json.Marshal([]string{"from a replica, offline", "kept, edited offline"})
+		a.WaitFor(t, 20*time.Second, "the changes made offline on node3", shownJSON+` === `+bt.JSString(string(want)))
 	})
 }
