@@ -54,14 +54,18 @@ export function pendingOf(user) {
     .then((items) => items.sort((a, b) => a.seq - b.seq));
 }
 
-// putPending keeps a write (a new one gets its seq) and resolves with it.
+// putPending keeps a write (a new one gets its seq) and resolves with it;
+// its saving mark, which says it is not kept yet, is not kept.
 export async function putPending(item) {
-  const seq = await run('pending', 'readwrite', (s) => s.put(item), undefined);
+  const record = { ...item };
+  delete record.saving;
+  const seq = await run('pending', 'readwrite', (s) => s.put(record), undefined);
   if (seq !== undefined) item.seq = seq;
   return item;
 }
 
-export const dropPending = (seq) => run('pending', 'readwrite', (s) => s.delete(seq), undefined);
+export const dropPending = (seq) => (seq === undefined ? Promise.resolve()
+  : run('pending', 'readwrite', (s) => s.delete(seq), undefined));
 
 // dropUser forgets all that is kept for user: pending writes and the
 // last list seen.

@@ -54,10 +54,12 @@ async function add(item) {
   item.user = user;
   item.at = Date.now();
   item.key = item.key || newIdempotencyKey();
+  item.saving = true; // not sent before it is kept
   items.push(item);
   showItem(item, items);
   setPending(items.length);
   await putPending(item);
+  delete item.saving;
   if (!offline()) flush();
   return item;
 }
@@ -105,7 +107,7 @@ async function flushInTurn() {
       if (i.failed) blocked.add(i.id);
       return !blocked.has(i.id);
     });
-    if (!item || (await sendItem(item)) === 'stop') return;
+    if (!item || item.saving || (await sendItem(item)) === 'stop') return;
   }
 }
 
