@@ -15,6 +15,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -187,6 +188,16 @@ func TestBrowserOpensOffline(t *testing.T) {
 	a.WaitConnected(t)
 	cookie := a.CookieHeader(t, node.URL)
 	waitControlled(t, a)
+	t.Run("the worker keeps one cache, named after the release", func(t *testing.T) {
+		_, sw := apitest.New(t, node.URL).Do("GET", "/sw.js", "", "")
+		m := regexp.MustCompile(`^self\.RELEASE = "([0-9a-f]+)";`).FindStringSubmatch(sw)
+		if m == nil {
+			t.Fatalf("/sw.js begins %.100q", sw)
+		}
+		if got := bt.Eval[[]string](t, a, `caches.keys()`, chromedp.EvalAwaitPromise); !slices.Equal(got, []string{"notesync-" + m[1]}) {
+			t.Errorf("the caches are %q, want only notesync-%s", got, m[1])
+		}
+	})
 	// Written after the page was kept: only the list kept in IndexedDB has it.
 	seen := bt.CreateNote(t, a, "seen before the network went").ID
 	a.WaitFor(t, 5*time.Second, "the note", bt.HasNote(seen))
@@ -427,6 +438,7 @@ func TestBrowserOfflineQueueThroughReplica(t *testing.T) {
 	cookie := b.CookieHeader(t, c.URL(1))
 	kept := bt.CreateNote(t, b, "kept").ID
 	a.WaitFor(t, 10*time.Second, "the note on node1", bt.HasNote(kept))
+	b.WaitFor(t, 10*time.Second, "the note on node3", bt.HasNote(kept))
 
 	link.Cut()
 	b.WaitFor(t, 10*time.Second, "the tab to notice it is offline", `document.querySelector('#conn-status').dataset.state !== 'open'`)
