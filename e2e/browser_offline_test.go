@@ -250,6 +250,18 @@ func TestBrowserOpensOffline(t *testing.T) {
 		}
 	})
 
+	t.Run("leaving the page with a note half written asks first", func(t *testing.T) {
+		const leaving = `(() => { const e = new Event('beforeunload', {cancelable: true}); window.dispatchEvent(e); return e.defaultPrevented; })()`
+		if bt.Eval[bool](t, c, leaving) {
+			t.Error("leaving asks with nothing unsent")
+		}
+		c.Exec(t, `document.querySelector('#note-form textarea').value = 'half written'`)
+		if !bt.Eval[bool](t, c, leaving) {
+			t.Error("leaving with a note half written does not ask")
+		}
+		c.Exec(t, `document.querySelector('#note-form textarea').value = ''`)
+	})
+
 	t.Run("another user on the same browser sees nothing of the first", func(t *testing.T) {
 		c.Click(t, `#logout-form button[type=submit]`)
 		c.WaitFor(t, 10*time.Second, "the log-in page", `location.pathname === '/login'`)
