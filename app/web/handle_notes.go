@@ -27,6 +27,7 @@ const maxWriteBody = 128 << 10
 // account, which page is current (for the navigation), and the node that
 // served it.
 type pageFrame struct {
+	UserID   int64 // the key of what the page keeps in the browser (docs/PROTOCOL.md §12)
 	Username string
 	Current  string // "notes" or "assistant"
 	Node     string
@@ -35,7 +36,7 @@ type pageFrame struct {
 
 // frame is the pageFrame of page current for user u.
 func (s *Server) frame(u *User, current string) pageFrame {
-	return pageFrame{Username: u.Username, Current: current, Node: s.Node, Region: s.Region}
+	return pageFrame{UserID: u.ID, Username: u.Username, Current: current, Node: s.Node, Region: s.Region}
 }
 
 // notesPage is the data of notes.html.

@@ -21,6 +21,7 @@ func (s *Server) routes() http.Handler {
 	mux.Handle("GET /notes", s.requireUser(s.handleNotesFragment))
 	mux.HandleFunc("GET /assistant", s.handleAssistantPage)
 	mux.Handle("GET /static/", http.StripPrefix("/static/", staticHandler()))
+	mux.HandleFunc("GET /sw.js", s.handleServiceWorker)
 
 	// JSON API. The note writes spend the user's write budget.
 	mux.Handle("GET /api/notes", s.requireUser(s.handleNotesList))

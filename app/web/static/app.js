@@ -13,9 +13,13 @@
 //   note-form.js  #note-form, sent by htmx; the length count
 //   editor.js     editing a note, and its conflicts
 //   undo.js       deleting a note, and Undo
+//   queue.js      the writes that wait for the connection (idb.js keeps
+//                 them, pending.js shows them)
+//   offline.js    the service worker, the list as last seen, and asking
+//                 before unsent text is dropped
 //   presence.js   the user's other tabs, and the notes they edit
 //   cluster.js    #cluster-panel
-// The DOM and wire contract is docs/PROTOCOL.md, sections 3–7 and 9.
+// The DOM and wire contract is docs/PROTOCOL.md, sections 3–7, 9 and 12.
 
 import { notesync, toVersion, pinLinks } from './page.js';
 import { start as startTransport } from './transport.js';
@@ -27,6 +31,11 @@ import { openEditor, closeEditor, keepMine, saveAsNew } from './editor.js';
 import { deleteNote, takePendingFocus } from './undo.js';
 import { connected, showPresence, markEditingElsewhere } from './presence.js';
 import { pollCluster, startCluster } from './cluster.js';
+import { startQueue, flush, resolve } from './queue.js';
+import { registerServiceWorker, restoreLastSeen, keepLastSeen, guardLeaving } from './offline.js';
+
+// A note with a write the server refused has its own buttons (pending.js).
+const keeps = { 'keep-mine': true, 'save-as-new': true, 'pending-keep': true, 'take-theirs': false, 'pending-discard': false };
 
 // onAction runs the note control that was clicked (data-action).
 function onAction(e) {
@@ -34,6 +43,10 @@ function onAction(e) {
   if (!btn || !listEl.contains(btn)) return;
   const li = btn.closest('[data-note-id]');
   if (!li) return;
+  if (li.classList.contains('note-failed') && btn.closest('.pending-error') && btn.dataset.action in keeps) {
+    resolve(li, keeps[btn.dataset.action]);
+    return;
+  }
   switch (btn.dataset.action) {
     case 'delete': deleteNote(li); break;
     case 'edit': openEditor(li); break;
@@ -48,20 +61,29 @@ function onAction(e) {
 if (listEl) { // not on a page without notes (e.g. the login page)
   notesync.version = toVersion(listEl.dataset.version) ?? toVersion(document.body.dataset.version) ?? 0;
   notesync.change = listEl.dataset.change || '';
+  registerServiceWorker();
+  // The list as last seen and the writes that wait show before the page
+  // says it is there (window.notesync).
+  await restoreLastSeen();
+  await startQueue();
   window.notesync = notesync;
   pinLinks();
   startNoteForm();
   startList();
   startPages();
+  guardLeaving();
+  keepLastSeen();
   // After each swap of the list: a restored note takes the focus it was
-  // promised, and the notes other tabs edit are marked.
-  listEl.addEventListener('htmx:afterSwap', () => { takePendingFocus(); markEditingElsewhere(); });
+  // promised, the notes other tabs edit are marked, and the list is kept
+  // as last seen.
+  listEl.addEventListener('htmx:afterSwap', () => { takePendingFocus(); markEditingElsewhere(); keepLastSeen(); });
   listEl.addEventListener('click', onAction);
   startTransport({
     hello(msg) {
       const v = toVersion(msg.version);
       if (v !== null && v > notesync.version) refreshTo(v, msg.change);
       connected(msg.conn);
+      flush();
     },
     changed(msg) {
       const v = toVersion(msg.version);

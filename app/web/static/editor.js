@@ -11,7 +11,8 @@
 // its note.
 
 import { notesync, toVersion, parseJSON, nl } from './page.js';
-import { send, viaFetch, ifMatch, beginOwnWrite, failure } from './write.js';
+import { send, viaFetch, ifMatch, beginOwnWrite, failure, newIdempotencyKey } from './write.js';
+import { offline, mustQueue, queueEdit } from './queue.js';
 import { checkSessionThenEnd } from './transport.js';
 import { ownCreated, ownEdits, gone, refreshTo, flash, fadeOutAndRemove } from './list.js';
 import {
@@ -143,9 +144,18 @@ function saveEdit(li, form, body, rev = Number(form.dataset.baseRev)) {
   const bodyEl = li.querySelector('.note-body');
   const unchanged = body === form.dataset.baseBody && !li.classList.contains('note-conflict');
   if (unchanged || (bodyEl && bodyEl.textContent === body && noteRev(li) === rev)) { closeEditor(li); return; }
+  // Offline, or behind writes of this note that wait: the edit waits too.
+  if (mustQueue(id)) { queueEdit(id, body, rev); closeEditor(li); return; }
   ownEdits.set(id, body);
+  const key = newIdempotencyKey();
   const attempt = viaFetch('PATCH', `/api/notes/${encodeURIComponent(id)}`, { json: { body }, headers: ifMatch(rev) });
   return sendFromEditor(form, attempt, (res, data) => {
+    if (!res && offline()) {
+      ownEdits.delete(id);
+      queueEdit(id, body, rev, key);
+      closeEditor(li);
+      return;
+    }
     if (res && res.ok && data.note) {
       ownEdits.set(id, data.note.body);
       applyNote(li, data.note); // no flash for our own edit, unless merged
@@ -162,7 +172,7 @@ function saveEdit(li, form, body, rev = Number(form.dataset.baseRev)) {
     if (res && res.status === 404) { markDeletedElsewhere(li); return; }
     showNoteMessage(li, failure('your changes were not saved; they are still in the editor', res, data).text);
     if (res && res.status === 401) checkSessionThenEnd();
-  });
+  }, key);
 }
 
 // keepMine saves the typed text over the revision the conflict showed.

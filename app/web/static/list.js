@@ -24,6 +24,10 @@
 // the timers that end the glow and remove the note. Timers, never
 // transitionend alone: background tabs pause animations and throttle
 // timers, and glow and fade must finish there too.
+//
+// A note with writes that wait (note-pending, queue.js) is the queue's:
+// a refresh neither changes it, nor moves it, nor removes it, until its
+// writes are sent (docs/PROTOCOL.md §12).
 
 import { $, notesync, toVersion, sleep, withPin, changeQuery } from './page.js';
 import { waitForOwnWrites, retryAfterMs } from './write.js';
@@ -300,7 +304,11 @@ function topNotes(fragment) {
 // Live notes take part in the list's order; leaving ones and ones
 // deleted elsewhere (kept for their open editor) stay where they are.
 const isLiveNote = (node) => node.nodeType === 1 && node.hasAttribute('data-note-id') &&
-  !node.classList.contains('note-leaving') && !node.classList.contains('note-deleted-elsewhere');
+  !node.classList.contains('note-leaving') && !node.classList.contains('note-deleted-elsewhere') &&
+  !node.classList.contains('note-pending');
+
+// isQueued reports a note whose writes wait: the queue's, not the swap's.
+const isQueued = (el) => el.classList.contains('note-pending');
 
 // reconcile brings #notes-list in line with `items` (fresh <li>s from the
 // server, in the server's order, newest first), a list at `version`,
@@ -327,7 +335,7 @@ function reconcile(items, version, more) {
   // down. A note open in an editor stays, with what the user typed
   // (docs/PROTOCOL.md §6).
   for (const [id, el] of existing) {
-    if (keep.has(id) || pendingDeletes.has(id)) continue;
+    if (keep.has(id) || pendingDeletes.has(id) || isQueued(el)) continue;
     if (isEditing(el)) { markDeletedElsewhere(el); continue; }
     gone.set(id, version);
     el.classList.add('note-leaving');
@@ -338,7 +346,7 @@ function reconcile(items, version, more) {
   for (const fresh of wanted) {
     const id = noteId(fresh);
     let el = existing.get(id);
-    if (el && pendingDeletes.has(id)) continue; // our delete is in flight
+    if (el && (pendingDeletes.has(id) || isQueued(el))) continue; // our write is in flight, or waits
     if (el) {
       if (el.classList.contains('note-deleted-elsewhere')) clearDeletedElsewhere(el);
       updateNote(el, fresh);

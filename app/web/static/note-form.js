@@ -12,7 +12,8 @@
 // them: Unicode code points.
 
 import { $, nl, parseJSON, toVersion } from './page.js';
-import { send, viaHtmx, beginOwnWrite, failure } from './write.js';
+import { send, viaHtmx, beginOwnWrite, failure, newIdempotencyKey } from './write.js';
+import { offline, queueCreate } from './queue.js';
 import { showNoteError, showFailure } from './status.js';
 import { checkSessionThenEnd } from './transport.js';
 import { ownCreated, refreshTo } from './list.js';
@@ -38,10 +39,24 @@ export function startNoteForm() {
   updateCount();
 }
 
+// addNote sends a new note; one that cannot reach the node while the tab
+// is offline is queued (with the key it was tried with) and the form is
+// cleared as for a saved note: the note shows in the list, pending.
 async function addNote(body) {
+  if (offline()) {
+    if (form.reportValidity()) { queueCreate(body); clearSent(body); }
+    return;
+  }
   const done = beginOwnWrite();
   try {
-    const res = await send(viaHtmx(form, '/api/notes', { body }));
+    const key = newIdempotencyKey();
+    const attempt = viaHtmx(form, '/api/notes', { body });
+    const res = await send(attempt, { key });
+    if (!res && !attempt.halted && offline()) {
+      queueCreate(body, key);
+      clearSent(body);
+      return;
+    }
     const data = res ? parseJSON(await res.text()) || {} : {};
     // The person types next where they typed last: the textarea keeps the
     // focus (htmx disabled the button that had it while the note was sent).
@@ -49,13 +64,7 @@ async function addNote(body) {
     if (!active || active === document.body || form.contains(active)) textarea.focus();
     if (res && res.status === 201) {
       if (data.note && data.note.id !== undefined) ownCreated.add(String(data.note.id));
-      showNoteError('');
-      // Clear only if the text is still what was sent (the user may have
-      // started typing the next note while this one was saving).
-      if (nl(textarea.value) === nl(String(body))) {
-        textarea.value = '';
-        if (count) updateCount();
-      }
+      clearSent(body);
       refreshTo(toVersion(data.version));
       return;
     }
@@ -63,6 +72,17 @@ async function addNote(body) {
     if (res && res.status === 401) checkSessionThenEnd();
   } finally {
     done();
+  }
+}
+
+// clearSent clears the form once its note is saved or queued, but only if
+// the text is still what was sent (the user may have started typing the
+// next note while this one was saving).
+function clearSent(body) {
+  showNoteError('');
+  if (nl(textarea.value) === nl(String(body))) {
+    textarea.value = '';
+    if (count) updateCount();
   }
 }
 

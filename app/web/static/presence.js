@@ -55,6 +55,23 @@ function reportEditing() {
   editing.reported = current;
 }
 
+// While the tab is not connected it cannot know where else the user is:
+// #presence says so (data-tabs empty) rather than the last count, and no
+// note is marked as edited elsewhere. The next presence message, which
+// follows every hello, says it again.
+document.addEventListener('notesync:conn', (e) => {
+  if (e.detail === 'open' || !presenceEl) return;
+  editing.last = null;
+  presenceEl.dataset.tabs = '';
+  presenceEl.textContent = 'Other tabs: not known while offline';
+  presenceEl.title = '';
+  if (presenceNodesEl) presenceNodesEl.textContent = '';
+  for (const li of listEl.querySelectorAll(':scope > .note-editing-elsewhere')) {
+    li.classList.remove('note-editing-elsewhere');
+    li.querySelector('.editing-badge')?.remove();
+  }
+});
+
 export function showPresence(msg) {
   editing.last = msg;
   if (presenceEl) {

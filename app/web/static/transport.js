@@ -11,7 +11,7 @@
 // 1008 (the session ended).
 
 import { notesync, parseJSON, withPin, inWords, changeQuery } from './page.js';
-import { setStatus, setStatusTitle, clearPassedErrors, logEvent, describe } from './status.js';
+import { setStatus, setStatusTitle, clearPassedErrors, logEvent, describe, reconnectingIn } from './status.js';
 
 const PING_EVERY_MS = 20000;      // client text "ping" while a socket is open
 const SILENCE_LIMIT_MS = 45000;   // no message for this long: link is dead
@@ -258,7 +258,7 @@ function scheduleReconnect() {
   const delay = Math.max(BACKOFF_MIN_MS, Math.random() * cap);
   session.backoffAttempt++;
   session.nextDelay = delay;
-  setStatus('connecting', `Not connected: trying again in ${inWords(delay)}…`);
+  reconnectingIn(delay);
   session.reconnectTimer = setTimeout(() => {
     setStatus('connecting', 'Reconnecting…');
     connect();

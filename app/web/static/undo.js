@@ -6,7 +6,8 @@
 // restorable for 30 s), and the focus goes where the person types next.
 
 import { $, notesync, toVersion, parseJSON, snippet } from './page.js';
-import { send, viaFetch, ifMatch, failure } from './write.js';
+import { send, viaFetch, ifMatch, failure, newIdempotencyKey } from './write.js';
+import { offline, mustQueue, queueDelete } from './queue.js';
 import { showNoteError } from './status.js';
 import { checkSessionThenEnd } from './transport.js';
 import { listEl, ownCreated, pendingDeletes, gone, refreshTo, flash, fadeOutAndRemove, LEAVE_MS } from './list.js';
@@ -19,13 +20,22 @@ const undoBar = $('#undo-bar');
 
 export async function deleteNote(li) {
   const id = noteId(li);
-  if (pendingDeletes.has(id) || li.dataset.removing) return;
+  if (pendingDeletes.has(id) || li.dataset.removing || li.classList.contains('note-pending-delete')) return;
+  // Offline, or behind writes of this note that wait: the delete waits too.
+  if (mustQueue(id)) { queueDelete(id, noteRev(li)); return; }
   pendingDeletes.add(id);
   const hadFocus = li.contains(document.activeElement);
   const words = snippet(li.querySelector('.note-body')?.textContent);
   const startedAt = Date.now();
   li.classList.add('note-leaving'); // optimistic: start fading at once
-  const res = await send(viaFetch('DELETE', `/api/notes/${encodeURIComponent(id)}`, { headers: ifMatch(noteRev(li)) }));
+  const key = newIdempotencyKey();
+  const res = await send(viaFetch('DELETE', `/api/notes/${encodeURIComponent(id)}`, { headers: ifMatch(noteRev(li)) }), { key });
+  if (!res && offline()) {
+    pendingDeletes.delete(id);
+    li.classList.remove('note-leaving');
+    queueDelete(id, noteRev(li), key);
+    return;
+  }
   if (res && (res.status === 204 || res.status === 404 || res.ok)) {
     gone.set(id, toVersion(res.headers.get('X-Notes-Version')) ?? notesync.version);
     pendingDeletes.delete(id);

@@ -5,14 +5,17 @@
 // after a 503 (no primary took it), a 504 (outcome unknown) or a network
 // error, for as long as the primary can take to move (§11), so that the
 // server applies the write once. Meanwhile the page says, calmly, that it
-// waits for the cluster. Edits and deletes add If-Match.
+// waits for the cluster. Edits and deletes add If-Match. A write that
+// cannot reach the node while the tab is offline is not tried again here:
+// its caller hands it, with its key, to the queue of pending writes
+// (queue.js), which sends it once the connection returns (§12).
 //
 // It also keeps the tab's own writes in flight: the server may push our own
 // note_changed before the write's answer arrives, and the list must not
 // glow our own note as if it came from elsewhere (waitForOwnWrites).
 
 import { sleep, withPin, inWords } from './page.js';
-import { waitingForCluster } from './status.js';
+import { waitingForCluster, connState } from './status.js';
 
 // A write waits for as long as a failover can take: the lease's TTL (5 s
 // locally, 10 s on Fly.io), its lock delay, the election and a node's
@@ -53,14 +56,17 @@ export const ifMatch = (rev) => ({ 'If-Match': `"${rev}"` });
 // Retry-After says (capped, with jitter) or a growing wait, until patienceMs
 // have gone by; any other answer, a 4xx above all, is final. While it
 // waits the page shows that it waits for the cluster (quiet: it does not;
-// the editor's reports, which are short and many, are quiet).
-export async function send(attempt, { patienceMs = WRITE_PATIENCE_MS, quiet = false } = {}) {
-  const key = newIdempotencyKey();
+// the editor's reports, which are short and many, are quiet). No answer
+// while the tab is offline is final at once: the node is gone, and the
+// caller queues the write with the same key. key is the write's
+// Idempotency-Key, a new one unless given.
+export async function send(attempt, { patienceMs = WRITE_PATIENCE_MS, quiet = false, key = newIdempotencyKey() } = {}) {
   const start = Date.now();
   let waiting = false;
   try {
     for (let tries = 1; ; tries++) {
       const res = await attempt(key);
+      if (!res && (connState() !== 'open' || navigator.onLine === false)) return null;
       const wait = retryWait(res, tries, Date.now() - start, patienceMs);
       if (wait < 0) return res;
       if (!waiting && !quiet) { waiting = true; waitingForCluster(+1); }
@@ -109,7 +115,7 @@ export function viaFetch(method, url, { json, headers = {} } = {}) {
 // headers.get() and text().
 export function viaHtmx(form, url, values) {
   let tries = 0;
-  return (key) => new Promise((resolve) => {
+  const attempt = (key) => new Promise((resolve) => {
     const retry = tries++ > 0;
     const configuring = (e) => {
       if (retry && e.target === form && e.detail.headers['Idempotency-Key'] === key) e.detail.errors = [];
@@ -120,8 +126,8 @@ export function viaHtmx(form, url, values) {
       stop();
       resolve(xhrAnswer(e.detail.xhr));
     };
-    // A first try that htmx's validation stops is never sent.
-    const halted = () => { stop(); resolve(null); };
+    // A first try that htmx's validation stops is never sent (halted).
+    const halted = () => { stop(); attempt.halted = true; resolve(null); };
     const stop = () => {
       form.removeEventListener('htmx:configRequest', configuring);
       form.removeEventListener('htmx:afterRequest', answered);
@@ -133,6 +139,7 @@ export function viaHtmx(form, url, values) {
     htmx.ajax('POST', withPin(url), { source: form, swap: 'none', values, headers: { 'Idempotency-Key': key } })
       .catch(() => { /* answered with status 0 */ });
   });
+  return attempt;
 }
 
 function xhrAnswer(xhr) {
