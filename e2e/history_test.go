@@ -254,7 +254,7 @@ type listedNote struct {
 // and returns that version's notes.
 func (u *user) allNotes(t *testing.T, base string) []listedNote {
 	t.Helper()
-	notes, _, err := u.tryAllNotes(base, 0)
+	notes, _, _, err := u.tryAllNotes(base, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -263,29 +263,31 @@ func (u *user) allNotes(t *testing.T, base string) []listedNote {
 
 // tryAllNotes reads every page of the list from base, at least at version
 // min, following the cursor, and returns the notes and the version of the
-// first page.
-func (u *user) tryAllNotes(base string, min int64) ([]listedNote, int64, error) {
+// first page and the change at that version.
+func (u *user) tryAllNotes(base string, min int64) ([]listedNote, int64, string, error) {
 	var notes []listedNote
 	var version int64
+	var change string
 	for query := fmt.Sprintf("?min_version=%d&limit=1000", min); ; {
 		status, body, _, err := u.Try("GET", base+"/api/notes"+query, "")
 		if err != nil || status != http.StatusOK {
-			return nil, 0, fmt.Errorf("list notes on %s: %d %v", base, status, err)
+			return nil, 0, "", fmt.Errorf("list notes on %s: %d %v", base, status, err)
 		}
 		var page struct {
 			Version int64
+			Change  string
 			Notes   []listedNote
 			Next    json.RawMessage
 		}
 		if err := json.Unmarshal([]byte(body), &page); err != nil {
-			return nil, 0, err
+			return nil, 0, "", err
 		}
 		if version == 0 {
-			version = page.Version
+			version, change = page.Version, page.Change
 		}
 		notes = append(notes, page.Notes...)
 		if len(page.Next) == 0 || string(page.Next) == "null" {
-			return notes, version, nil
+			return notes, version, change, nil
 		}
 		var next any
 		json.Unmarshal(page.Next, &next)
@@ -302,9 +304,11 @@ type checkedTab struct {
 
 	mu         sync.Mutex
 	version    int64
+	change     string // the change at version, "" when not known
 	ids        map[int64]bool
 	violations []string
 	refetches  int
+	diverged   int // refetches after a sync that said the history changed
 }
 
 // openCheckedTab opens a tab on base before any write, and keeps it open,
@@ -356,9 +360,12 @@ func (tab *checkedTab) follow(ws *websocket.Conn, done chan struct{}) {
 			case <-time.After(200 * time.Millisecond):
 			}
 			tab.mu.Lock()
-			since := tab.version
+			query := fmt.Sprintf("?since=%d", tab.version)
+			if tab.change != "" {
+				query += "&change=" + tab.change
+			}
 			tab.mu.Unlock()
-			ws, _ = tab.u.Dial(tab.base, fmt.Sprintf("?since=%d", since))
+			ws, _ = tab.u.Dial(tab.base, query)
 		}
 	}
 }
@@ -371,6 +378,11 @@ func (tab *checkedTab) apply(e event) {
 	tab.mu.Lock()
 	defer tab.mu.Unlock()
 	switch {
+	case e.Op == "sync" && e.Diverged:
+		// The cluster no longer has what the tab saw: it starts again
+		// from the list as it is, whatever its version.
+		tab.diverged++
+		tab.refetch(e.Version)
 	case e.Op == "sync":
 		if e.Version < tab.version {
 			tab.violate("v%d → sync to v%d: the version went back", tab.version, e.Version)
@@ -385,7 +397,7 @@ func (tab *checkedTab) apply(e event) {
 		tab.violate("v%d → v%d: skipped %d changes", tab.version, e.Version, e.Version-tab.version-1)
 		tab.version = e.Version
 	default:
-		tab.version = e.Version
+		tab.version, tab.change = e.Version, e.Change
 		switch e.Op {
 		case "created":
 			if tab.ids[e.NoteID] {
@@ -403,13 +415,14 @@ func (tab *checkedTab) apply(e event) {
 func (tab *checkedTab) refetch(v int64) {
 	tab.refetches++
 	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
-		notes, version, err := tab.u.tryAllNotes(tab.base, v)
+		notes, version, change, err := tab.u.tryAllNotes(tab.base, v)
 		if err == nil {
+			tab.change = change
 			tab.ids = map[int64]bool{}
 			for _, n := range notes {
 				tab.ids[n.ID] = true
 			}
-			tab.version = max(version, v)
+			tab.version = version
 			return
 		}
 		if time.Now().After(deadline) {
@@ -457,5 +470,5 @@ func (tab *checkedTab) check(t *testing.T, name string, version int64, ids map[i
 	if len(missing) > 0 || len(extra) > 0 {
 		t.Errorf("%s shows %d notes; lacks %v, shows %v that the cluster lacks", name, len(tab.ids), missing, extra)
 	}
-	t.Logf("%s: v%d, %d notes, %d refetches", name, tab.version, len(tab.ids), tab.refetches)
+	t.Logf("%s: v%d, %d notes, %d refetches (%d after its history was gone)", name, tab.version, len(tab.ids), tab.refetches, tab.diverged)
 }

@@ -172,6 +172,10 @@ type Event struct {
 	Version int64  `json:"version"`
 	Node    string `json:"node"`
 	Region  string `json:"region"`
+	// Change names the change at Version (docs/PROTOCOL.md §11), and
+	// Diverged marks a sync that starts the tab's history again.
+	Change   string `json:"change"`
+	Diverged bool   `json:"diverged"`
 }
 
 // Next reads the next message of ws within d, passing over presence
