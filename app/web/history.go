@@ -36,11 +36,10 @@ func (h history) ChangeAt(ctx context.Context, userID, version int64) (string, e
 // first; a node alone, or the primary, does not wait: a client ahead of
 // it has seen a history that went another way.
 func (h history) Diverged(ctx context.Context, userID, since int64, change string) (bool, error) {
-	var wait time.Duration
-	if h.s.mayBeBehind() {
-		wait = h.s.ResumeWait
+	reached, err := h.s.awaitVersion(ctx, userID, since, 0)
+	if err == nil && !reached && h.s.mayBeBehind() {
+		reached, err = h.s.awaitVersion(ctx, userID, since, h.s.ResumeWait)
 	}
-	reached, err := h.s.awaitVersion(ctx, userID, since, wait)
 	diverged := !reached
 	if err == nil && reached {
 		diverged, err = h.s.changedAt(ctx, userID, since, change)
