@@ -31,10 +31,15 @@ func (h history) ChangeAt(ctx context.Context, userID, version int64) (string, e
 	return id, err
 }
 
-// Diverged waits up to Config.ResumeWait for this node to reach since, then
-// compares the change there with the client's.
+// Diverged compares the change at since with the client's. A replica
+// that may still be catching up waits up to Config.ResumeWait for since
+// first; a node alone, or the primary, does not wait: a client ahead of
+// it has seen a history that went another way.
 func (h history) Diverged(ctx context.Context, userID, since int64, change string) (bool, error) {
-	reached, err := h.s.awaitVersion(ctx, userID, since, h.s.ResumeWait)
+	reached, err := h.s.awaitVersion(ctx, userID, since, 0)
+	if err == nil && !reached && h.s.mayBeBehind() {
+		reached, err = h.s.awaitVersion(ctx, userID, since, h.s.ResumeWait)
+	}
 	diverged := !reached
 	if err == nil && reached {
 		diverged, err = h.s.changedAt(ctx, userID, since, change)
@@ -50,6 +55,17 @@ func (h history) Diverged(ctx context.Context, userID, since int64, change strin
 
 func (h history) Restart(version int64, change string) realtime.Message {
 	return feed.RestartMessage(version, change, h.s.Node)
+}
+
+// mayBeBehind reports whether this node's copy of the data may still be
+// catching up with the primary's: it is a replica, and not at the
+// primary's position as gossip last told it.
+func (s *Server) mayBeBehind() bool {
+	if s.Cluster == nil {
+		return false
+	}
+	r := s.Cluster.Replication()
+	return r != nil && r.State != "primary" && (r.PrimaryTXID == 0 || r.TXID < r.PrimaryTXID)
 }
 
 // changedAt reports whether this node holds a change at version other

@@ -13,6 +13,7 @@ import (
 
 	"notesync/app"
 	"notesync/app/sqlite/sqlitetest"
+	"notesync/cluster"
 )
 
 // TestHistoryDiverged plays a failover that dropped changes a tab had
@@ -94,6 +95,53 @@ func TestHistoryDiverged(t *testing.T) {
 			t.Fatalf("hello %v then %v, want a diverged sync at 2", hello, m)
 		}
 	})
+}
+
+// primaryNode is node1 of twoNodes on LiteFS, the primary.
+type primaryNode struct{ twoNodes }
+
+func (primaryNode) Replication() *cluster.Replication {
+	return &cluster.Replication{State: "primary", TXID: 8}
+}
+
+// behindReplica is node2 of twoNodes, a replica one transaction behind
+// the primary.
+type behindReplica struct{ twoNodes }
+
+func (behindReplica) Replication() *cluster.Replication {
+	return &cluster.Replication{State: "current", Primary: "node1", TXID: 7, PrimaryTXID: 8}
+}
+
+// TestResumeWaitsOnlyWhereItMayBeBehind checks that a tab ahead of its node
+// waits for the node to catch up only on a replica that may be behind: on
+// the primary, or a node alone, it is told at once that its history is
+// gone.
+func TestResumeWaitsOnlyWhereItMayBeBehind(t *testing.T) {
+	const wait = 400 * time.Millisecond
+	for _, c := range []struct {
+		name    string
+		cluster ClusterInfo
+		waits   bool
+	}{
+		{"a node alone", nil, false},
+		{"the primary", primaryNode{}, false},
+		{"a replica behind the primary", behindReplica{}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ts := newTestServer(t, func(cfg *Config) { cfg.ResumeWait, cfg.Cluster = wait, c.cluster })
+			b := ts.browser(t)
+			b.signup("alice")
+			began := time.Now()
+			ws, _ := dialResume(t, ts, b, "?since=9&change=abc")
+			took := time.Since(began)
+			if m := readWS(t, ws); m["diverged"] != true || m["version"] != 0.0 {
+				t.Fatalf("after hello %v, want a diverged sync at 0", m)
+			}
+			if c.waits != (took >= wait) {
+				t.Fatalf("greeted after %v; want a wait of %v: %v", took, wait, c.waits)
+			}
+		})
+	}
 }
 
 // dialResume opens a WebSocket as b's session with query, and returns it

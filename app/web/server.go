@@ -66,10 +66,10 @@ type Config struct {
 	// node's database to catch up before answering 503.
 	MinVersionWait time.Duration
 	// ResumeWait bounds how long a connection that resumes from a version
-	// this node has not reached waits for it in its handshake, before it
-	// is told that its history is not this node's (docs/PROTOCOL.md §11).
-	// A replica is that far behind for milliseconds, not seconds. Default
-	// 2 s.
+	// this node has not reached waits for it in its handshake, on a
+	// replica that may be catching up, before it is told that its history
+	// is not this node's (docs/PROTOCOL.md §11). A replica is that far
+	// behind for milliseconds, not seconds. Default 2 s.
 	ResumeWait time.Duration
 	// MaxParkedReads bounds the reads with min_version one user may have
 	// waiting at a time over all their sessions (default 32, one per tab
