@@ -102,7 +102,11 @@ type Identity struct {
 
 // Stats are the hub's counters since it was created.
 type Stats struct {
-	Connections int64  // open now
+	Connections int64 // open now
+	// Tabs counts the tabs those connections carry: one for a connection
+	// of its own, as many as it reported for one that tabs share
+	// (Conn.SetTabs).
+	Tabs        int64
 	Sent        uint64 // messages written to a client
 	Dropped     uint64 // messages discarded because their connection was closed or overflowed
 	SlowClosed  uint64 // connections closed for falling behind
@@ -162,6 +166,7 @@ type Hub struct {
 	presence *presence
 
 	conns       atomic.Int64
+	tabs        atomic.Int64 // tabs the open connections carry
 	slots       atomic.Int64 // connections open or being opened, against MaxConns
 	sent        atomic.Uint64
 	dropped     atomic.Uint64
@@ -326,6 +331,7 @@ func (h *Hub) Sessions() []string {
 func (h *Hub) Stats() Stats {
 	return Stats{
 		Connections: h.conns.Load(),
+		Tabs:        h.tabs.Load(),
 		Sent:        h.sent.Load(),
 		Dropped:     h.dropped.Load(),
 		SlowClosed:  h.slowClosed.Load(),
@@ -377,6 +383,7 @@ func (h *Hub) Close(timeout time.Duration) {
 				if c.shut(StatusGoingAway, "server shutting down") {
 					h.conns.Add(-1)
 					h.slots.Add(-1)
+					c.setCounted(false)
 					c.t.goAway(StatusGoingAway, "server shutting down")
 					close(c.finished)
 				}
@@ -437,6 +444,7 @@ func (h *Hub) add(c *Conn) error {
 	h.users[c.id.UserID] = append(cs, c)
 	h.byID[c.cid] = c
 	h.conns.Add(1)
+	c.setCounted(true)
 	h.mu.Unlock()
 	h.presence.localChanged(c.id.UserID)
 	return nil
@@ -464,6 +472,7 @@ func (h *Hub) remove(c *Conn) {
 	delete(h.byID, c.cid)
 	h.conns.Add(-1)
 	h.slots.Add(-1)
+	c.setCounted(false)
 	h.mu.Unlock()
 	h.presence.localChanged(c.id.UserID)
 }

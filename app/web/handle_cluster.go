@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"notesync/cluster"
+	"notesync/realtime"
 )
 
 // ClusterInfo is the cluster as this node knows it, for GET /api/cluster
@@ -27,13 +28,15 @@ type ClusterInfo interface {
 }
 
 // handleCluster describes the cluster; a node on its own is a cluster of
-// one. A member's connections are the signed-in user's own there, from the
-// presence their tabs are told: other users' counts are theirs, and a
-// node's total is in its metrics (notesync_connections).
+// one. A member's connections and tabs are the signed-in user's own
+// there, from the presence their tabs are told: other users' counts are
+// theirs, and a node's totals are in its metrics (notesync_connections,
+// notesync_tabs). The tabs of a browser that share one connection
+// (docs/PROTOCOL.md §13) are one connection and as many tabs.
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, u *User) {
-	conns := s.Hub.PresenceOf(u.ID).Nodes
+	p := s.Hub.PresenceOf(u.ID)
 	if s.Cluster != nil {
-		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster, conns))
+		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster, p))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -45,7 +48,8 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, u *User) 
 			"http_url":    "",
 			"state":       "alive",
 			"role":        "primary",
-			"connections": conns[s.Node],
+			"connections": p.NodeConns[s.Node],
+			"tabs":        p.Nodes[s.Node],
 		}},
 	})
 }
@@ -67,11 +71,12 @@ type memberStatus struct {
 	State       string `json:"state"`
 	Role        string `json:"role"`
 	Connections int64  `json:"connections"`
+	Tabs        int64  `json:"tabs"`
 }
 
-// clusterView is what GET /api/cluster answers, from info and conns, a
-// user's open connections by node.
-func clusterView(self string, fly bool, info ClusterInfo, conns map[string]int) clusterStatus {
+// clusterView is what GET /api/cluster answers, from info and p, a user's
+// presence (their connections and tabs by node).
+func clusterView(self string, fly bool, info ClusterInfo, p realtime.Presence) clusterStatus {
 	st := clusterStatus{Self: self, Primary: info.Primary(), Replication: info.Replication()}
 	for _, m := range info.Members() {
 		role := "replica"
@@ -80,7 +85,8 @@ func clusterView(self string, fly bool, info ClusterInfo, conns map[string]int) 
 		}
 		st.Members = append(st.Members, memberStatus{
 			Name: m.Name, Region: m.Region, HTTPURL: memberLink(m, fly),
-			State: m.State, Role: role, Connections: int64(conns[m.Name]),
+			State: m.State, Role: role,
+			Connections: int64(p.NodeConns[m.Name]), Tabs: int64(p.Nodes[m.Name]),
 		})
 	}
 	sortMembers(st.Members)
