@@ -1,7 +1,8 @@
 // notesync: the cluster panel, #cluster-panel (docs/PROTOCOL.md §3, §11).
 //
-// What GET /api/cluster says: the members, their roles, states and open
-// connections, and whether this node's copy of the data is behind. Polled
+// What GET /api/cluster says: the members, their roles, states, the
+// user's connections and tabs on each (the tabs of a browser share one
+// connection, §13), and whether this node's copy of the data is behind. Polled
 // every CLUSTER_POLL_MS while the tab is visible, and at once when a
 // presence message moved the counts (a background tab shows those too).
 
@@ -81,9 +82,11 @@ function renderCluster(data) {
   const table = document.createElement('table');
   table.className = 'cluster-members';
   const head = table.createTHead().insertRow();
-  for (const h of ['Node', 'Region', 'Role', 'State', 'Conns']) {
+  for (const [h, title] of [['Node'], ['Region'], ['Role'], ['State'],
+    ['Conns', 'your connections to the node: one per browser'], ['Tabs', 'your tabs on the node']]) {
     const th = document.createElement('th');
     th.textContent = h;
+    if (title) th.title = title;
     head.append(th);
   }
   const tbody = table.createTBody();
@@ -125,7 +128,7 @@ function memberRow(row, m, data) {
   if (name === data.self) nameCell.append(' (this node)');
 
   const role = m.role || (name === data.primary ? 'primary' : 'replica');
-  for (const v of [m.region, role, m.state, m.connections]) {
+  for (const v of [m.region, role, m.state, m.connections, m.tabs]) {
     row.insertCell().textContent = v === undefined || v === null ? '' : String(v);
   }
 }
