@@ -22,6 +22,9 @@ const WS_PROBE_FIRST_MS = 2000;   // while on SSE, try the WebSocket again after
 const WS_PROBE_CAP_MS = 60000;    // doubling up to this
 const REPORT_PATIENCE_MS = 2000;  // how long an editing report over SSE is tried
 const REPORT_RETRY_MS = 400;
+// Reports go at most this often: a browser restoring a hundred tabs at once
+// must stay under the server's 10 client messages a second (§7).
+const REPORT_GAP_MS = 250;
 
 function parseJSON(text) {
   try { return JSON.parse(text); } catch { return null; }
@@ -65,6 +68,8 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
     conn: '',             // the id the current connection's hello carried
     wanted: null,         // the report to make: {tabs} or {note_id}
     reported: null,       // JSON of the report the current connection has
+    reportedAt: 0,        // when the last report went, on this connection
+    reportTimer: 0,
   };
 
   const via = () => {
@@ -313,6 +318,7 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
       s.backoffAttempt = 0;
       s.conn = typeof msg.conn === 'string' ? msg.conn : '';
       s.reported = null;
+      s.reportedAt = 0;
       if (s.es !== null && s.ws === null) scheduleWebSocketProbe(0);
     }
     tell({ op: 'message', msg });
@@ -343,7 +349,12 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
   // of date.
   function sendReport() {
     const json = s.wanted && JSON.stringify(s.wanted);
-    if (!json || json === s.reported || !s.conn) return;
+    if (!json || json === s.reported || !s.conn || s.reportTimer) return;
+    const wait = s.reportedAt + REPORT_GAP_MS - Date.now();
+    if (wait > 0) {
+      s.reportTimer = setTimeout(() => { s.reportTimer = 0; sendReport(); }, wait);
+      return;
+    }
     const type = s.wanted.tabs ? 'tabs' : 'editing';
     switch (via()) {
       case 'ws':
@@ -356,6 +367,7 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
         return;
     }
     s.reported = json;
+    s.reportedAt = Date.now();
   }
 
   async function postReport(conn, json) {
