@@ -15,9 +15,11 @@
 // In a cluster, Peers carries two kinds of ephemeral message between the
 // hubs of the nodes: Publish, which delivers a message to a user's
 // connections on every node, and presence, which tells every connection
-// of a user how many connections the user has open, on which nodes, and
-// what each has open (an opaque topic). Presence needs no code beyond
-// wiring: set Node, Peers (and hand Receive what the peers send), and a
+// of a user how many tabs the user has open, over how many connections,
+// on which nodes, and what each tab has open (an opaque topic). A
+// connection is one tab, or carries the tabs of a browser that share it
+// (Conn.SetTabs). Presence needs no code beyond wiring: set Node, Peers
+// (and hand Receive what the peers send), and a
 // PresenceMessage to have it pushed:
 //
 //	hub := realtime.NewHub()
