@@ -264,3 +264,37 @@ func TestBrowserSocketPerTab(t *testing.T) {
 		waitCounts(t, tabs[0], memberCounts{Connections: 1, Tabs: 2})
 	})
 }
+
+// TestBrowserReleasesDoNotShare: a tab of another release (as after a
+// deploy, with tabs of the older one still open) does not join the
+// older tabs' worker, whose messages it might not understand: it starts
+// a worker of its own release.
+func TestBrowserReleasesDoNotShare(t *testing.T) {
+	browser := bt.Start(t)
+	node := startNode(t)
+	tabs := openTabs(t, browser, node.URL, "judy", 2, nil)
+	waitCounts(t, tabs[1], memberCounts{Connections: 1, Tabs: 2})
+
+	newer := bt.OpenTab(t, browser, "tab of another release", "")
+	ctx, cancel := context.WithTimeout(newer.Ctx, 10*time.Second)
+	defer cancel()
+	// The page's script names its release; this tab's says another one,
+	// before the module reads it.
+	if _, err := chromedp.Call(ctx, page.AddScriptToEvaluateOnNewDocument, page.AddScriptToEvaluateOnNewDocumentParams{Source: `
+		new MutationObserver((records, obs) => {
+			const s = document.querySelector('script[data-release]');
+			if (s) { s.dataset.release = 'another-release'; obs.disconnect(); }
+		}).observe(document, {childList: true, subtree: true});`}); err != nil {
+		t.Fatalf("rename the release: %v", err)
+	}
+	newer.Navigate(t, node.URL+"/")
+	newer.WaitNotesPage(t)
+	newer.WaitConnected(t)
+	newer.RecordList(t)
+	if got := bt.Eval[string](t, newer, `document.querySelector('script[data-release]').dataset.release`); got != "another-release" {
+		t.Fatalf("the tab's release is %q", got)
+	}
+	waitCounts(t, newer, memberCounts{Connections: 2, Tabs: 3})
+	waitPresence(t, append(tabs, newer), 3, 2, "3 tabs in 2 browsers on 1 node")
+	expectGlowEverywhere(t, tabs[0], append(tabs, newer), "to both releases")
+}
