@@ -30,7 +30,8 @@ function parseJSON(text) {
   try { return JSON.parse(text); } catch { return null; }
 }
 
-// openConnection connects, and keeps connected until end() or suspend().
+// Connection connects once resumed (resume()), and keeps connected until
+// end() or suspend(); openConnection makes one.
 //
 //   pin     the tab's pin as a query string ("node=node2"), carried on
 //           every request (docs/PROTOCOL.md §3)
@@ -48,107 +49,113 @@ function parseJSON(text) {
 //
 // What the connection reports of the tabs' editors is set with report()
 // (§7, §13): it is sent on every new connection, and again when it changes.
-export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
-  const s = {
-    ended: false,
-    ws: null,
-    es: null,
-    transport: null,
-    wsFailuresBeforeOpen: 0,
-    preferSSE: false,
-    backoffAttempt: 0,
-    nextDelay: 0,         // delay that preceded the coming attempt (for attempts[])
-    reconnectTimer: 0,
-    heartbeatTimer: 0,
-    probeTimer: 0,
-    lastMessageAt: 0,
-    lastPingAt: 0,
-    unansweredSince: 0,   // first ping sent since the last message, 0 if none
-    suspended: true,      // not started, or set aside (no tab, or the page is hidden in the back/forward cache)
-    conn: '',             // the id the current connection's hello carried
-    wanted: null,         // the report to make: {tabs} or {note_id}
-    reported: null,       // JSON of the report the current connection has
-    reportedAt: 0,        // when the last report went, on this connection
-    reportTimer: 0,
-  };
+export class Connection {
+  constructor({ pin = '', since = () => 0, emit = () => {} }) {
+    this.pin = pin;
+    this.since = since;
+    this.emit = emit;
+    this.ended = false;
+    this.ws = null;
+    this.es = null;
+    this.transport = null;
+    this.wsFailuresBeforeOpen = 0;
+    this.preferSSE = false;
+    this.backoffAttempt = 0;
+    this.nextDelay = 0;         // delay that preceded the coming attempt (for attempts[])
+    this.reconnectTimer = 0;
+    this.heartbeatTimer = 0;
+    this.probeTimer = 0;
+    this.lastMessageAt = 0;
+    this.lastPingAt = 0;
+    this.unansweredSince = 0;   // first ping sent since the last message, 0 if none
+    this.suspended = true;      // not started, or set aside (no tab, or the page is hidden in the back/forward cache)
+    this.conn = '';             // the id the current connection's hello carried
+    this.wanted = null;         // the report to make: {tabs} or {note_id}
+    this.reported = null;       // JSON of the report the current connection has
+    this.reportedAt = 0;        // when the last report went, on this connection
+    this.reportTimer = 0;
+  }
 
-  const via = () => {
-    if (s.ws && s.ws.readyState === WebSocket.OPEN) return 'ws';
-    return s.es ? 'sse' : null;
-  };
-  const tell = (event) => emit({ ...event, transport: s.transport, via: via() });
-  const withPin = (path) => (pin ? `${path}${path.includes('?') ? '&' : '?'}${pin}` : path);
+  // via names the transport that is open: 'ws', 'sse' or null.
+  via() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN) return 'ws';
+    return this.es ? 'sse' : null;
+  }
 
-  function recordAttempt(transport, probe = false) {
-    const entry = { at: Date.now(), transport, delay: probe ? 0 : Math.round(s.nextDelay) };
+  tell(event) { this.emit({ ...event, transport: this.transport, via: this.via() }); }
+
+  withPin(path) { return this.pin ? `${path}${path.includes('?') ? '&' : '?'}${this.pin}` : path; }
+
+  recordAttempt(transport, probe = false) {
+    const entry = { at: Date.now(), transport, delay: probe ? 0 : Math.round(this.nextDelay) };
     if (probe) entry.probe = true;
-    else s.nextDelay = 0;
-    tell({ op: 'attempt', entry });
+    else this.nextDelay = 0;
+    this.tell({ op: 'attempt', entry });
   }
 
-  function connect() {
-    clearTimeout(s.reconnectTimer);
-    s.reconnectTimer = 0;
-    if (s.ended || s.suspended) return;
-    if (s.preferSSE) openSSE(); else openWebSocket(false);
+  connect() {
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = 0;
+    if (this.ended || this.suspended) return;
+    if (this.preferSSE) this.openSSE(); else this.openWebSocket(false);
   }
 
-  function wsURL() {
+  wsURL() {
     const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    return `${scheme}://${location.host}${withPin(`/ws?since=${since()}`)}`;
+    return `${scheme}://${location.host}${this.withPin(`/ws?since=${this.since()}`)}`;
   }
 
   // probe=true: on SSE, the WebSocket is tried on the side; it replaces the
   // EventSource only if it opens, and its failure only schedules the next
   // try (onProbeFailed).
-  function openWebSocket(probe, onProbeFailed = () => {}) {
+  openWebSocket(probe, onProbeFailed = () => {}) {
     let ws;
-    if (!probe) s.transport = 'ws';
-    recordAttempt('ws', probe);
+    if (!probe) this.transport = 'ws';
+    this.recordAttempt('ws', probe);
     try {
-      ws = new WebSocket(wsURL());
+      ws = new WebSocket(this.wsURL());
     } catch {
-      if (probe) onProbeFailed(); else onWebSocketFailed(false);
+      if (probe) onProbeFailed(); else this.onWebSocketFailed(false);
       return;
     }
-    if (!probe) s.ws = ws;
+    if (!probe) this.ws = ws;
     let opened = false;
 
     ws.onopen = () => {
       opened = true;
       if (probe) {
-        if (s.ended || s.ws) { ws.close(1000); return; }
-        closeEventSource();
-        s.ws = ws;
-        s.transport = 'ws';
-        s.preferSSE = false;
+        if (this.ended || this.ws) { ws.close(1000); return; }
+        this.closeEventSource();
+        this.ws = ws;
+        this.transport = 'ws';
+        this.preferSSE = false;
       }
-      s.wsFailuresBeforeOpen = 0;
-      startHeartbeat(ws);
+      this.wsFailuresBeforeOpen = 0;
+      this.startHeartbeat(ws);
     };
 
     ws.onmessage = (e) => {
-      if (ws !== s.ws) return;
-      s.lastMessageAt = Date.now();
+      if (ws !== this.ws) return;
+      this.lastMessageAt = Date.now();
       if (typeof e.data !== 'string' || e.data === 'pong') return;
       const msg = parseJSON(e.data);
-      if (msg && typeof msg.type === 'string') handleMessage(msg);
+      if (msg && typeof msg.type === 'string') this.handleMessage(msg);
     };
 
     ws.onclose = (e) => {
       if (probe && !opened) { onProbeFailed(); return; }
-      if (ws !== s.ws) return; // a dropped probe or an abandoned socket
-      s.ws = null;
-      stopHeartbeat();
-      if (e.code === 1008) { end(); return; }
-      onWebSocketFailed(opened);
+      if (ws !== this.ws) return; // a dropped probe or an abandoned socket
+      this.ws = null;
+      this.stopHeartbeat();
+      if (e.code === 1008) { this.end(); return; }
+      this.onWebSocketFailed(opened);
     };
     // onerror is always followed by onclose; nothing to do there.
   }
 
-  function onWebSocketFailed(hadOpened) {
-    if (!hadOpened && ++s.wsFailuresBeforeOpen >= WS_FAILS_BEFORE_SSE) s.preferSSE = true;
-    scheduleReconnect();
+  onWebSocketFailed(hadOpened) {
+    if (!hadOpened && ++this.wsFailuresBeforeOpen >= WS_FAILS_BEFORE_SSE) this.preferSSE = true;
+    this.scheduleReconnect();
   }
 
   // Dead-link detection. A socket can look open for minutes after the
@@ -157,65 +164,65 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
   // if a ping has itself gone unanswered for a while: a background tab's
   // timers may be throttled to once a minute, and the resulting lull must
   // not look like silence on a perfectly healthy link.
-  function startHeartbeat(ws) {
-    stopHeartbeat();
-    s.lastMessageAt = Date.now();
-    s.lastPingAt = s.lastMessageAt;
-    s.unansweredSince = 0;
+  startHeartbeat(ws) {
+    this.stopHeartbeat();
+    this.lastMessageAt = Date.now();
+    this.lastPingAt = this.lastMessageAt;
+    this.unansweredSince = 0;
     const tick = () => {
-      if (ws !== s.ws || ws.readyState !== WebSocket.OPEN) return;
+      if (ws !== this.ws || ws.readyState !== WebSocket.OPEN) return;
       const now = Date.now();
-      if (s.unansweredSince > s.lastMessageAt) {
-        if (now - s.lastMessageAt > SILENCE_LIMIT_MS && now - s.unansweredSince > HEARTBEAT_TICK_MS * 2) {
-          abandonWebSocket(4000, 'heartbeat timeout');
-          scheduleReconnect();
+      if (this.unansweredSince > this.lastMessageAt) {
+        if (now - this.lastMessageAt > SILENCE_LIMIT_MS && now - this.unansweredSince > HEARTBEAT_TICK_MS * 2) {
+          this.abandonWebSocket(4000, 'heartbeat timeout');
+          this.scheduleReconnect();
           return;
         }
       } else {
-        s.unansweredSince = 0;
+        this.unansweredSince = 0;
       }
-      if (now - s.lastPingAt >= PING_EVERY_MS) sendPing(ws);
+      if (now - this.lastPingAt >= PING_EVERY_MS) this.sendPing(ws);
     };
-    s.heartbeatTimer = setInterval(tick, HEARTBEAT_TICK_MS);
+    this.heartbeatTimer = setInterval(tick, HEARTBEAT_TICK_MS);
   }
 
-  function sendPing(ws) {
+  sendPing(ws) {
     try {
       ws.send('ping');
       const now = Date.now();
-      s.lastPingAt = now;
-      if (s.unansweredSince <= s.lastMessageAt) s.unansweredSince = now;
+      this.lastPingAt = now;
+      if (this.unansweredSince <= this.lastMessageAt) this.unansweredSince = now;
     } catch { /* closing: onclose handles it */ }
   }
 
-  function stopHeartbeat() {
-    clearInterval(s.heartbeatTimer);
-    s.heartbeatTimer = 0;
+  stopHeartbeat() {
+    clearInterval(this.heartbeatTimer);
+    this.heartbeatTimer = 0;
   }
 
   // Forget the current socket without waiting for its close event: on a
   // dead link the closing handshake can take minutes to time out.
-  function abandonWebSocket(code = 1000, reason = '') {
-    const ws = s.ws;
-    s.ws = null;
-    stopHeartbeat();
+  abandonWebSocket(code = 1000, reason = '') {
+    const ws = this.ws;
+    this.ws = null;
+    this.stopHeartbeat();
     if (ws) {
       ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
       try { ws.close(code, reason); } catch { /* already closed */ }
     }
   }
 
-  function openSSE() {
-    s.transport = 'sse';
-    recordAttempt('sse');
+  openSSE() {
+    this.transport = 'sse';
+    this.recordAttempt('sse');
     let es;
     try {
-      es = new EventSource(withPin(`/events?since=${since()}`));
+      es = new EventSource(this.withPin(`/events?since=${this.since()}`));
     } catch {
-      scheduleReconnect();
+      this.scheduleReconnect();
       return;
     }
-    s.es = es;
+    this.es = es;
     // Whether this stream ever reached the server: if SSE cannot connect
     // either, the server is down rather than WebSocket-hostile, so the next
     // attempt goes back to trying the WebSocket first.
@@ -223,71 +230,71 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
     es.onopen = () => { reached = true; };
 
     const onEvent = (e) => {
-      if (es !== s.es) return;
-      s.lastMessageAt = Date.now();
+      if (es !== this.es) return;
+      this.lastMessageAt = Date.now();
       const msg = parseJSON(e.data);
       if (!msg || typeof msg !== 'object') return;
       if (!msg.type) msg.type = e.type;
-      handleMessage(msg);
+      this.handleMessage(msg);
     };
     for (const type of ['hello', 'note_changed', 'presence', 'message']) es.addEventListener(type, onEvent);
 
     // The server's way to say "closed with code N" on a stream.
     es.addEventListener('close', (e) => {
-      if (es !== s.es) return;
+      if (es !== this.es) return;
       const info = parseJSON(e.data) || {};
-      tell({ op: 'log', type: 'close', text: `close ${info.code ?? ''} ${info.reason ?? ''}`.trim() });
-      closeEventSource();
-      if (Number(info.code) === 1008) end();
-      else scheduleReconnect();
+      this.tell({ op: 'log', type: 'close', text: `close ${info.code ?? ''} ${info.reason ?? ''}`.trim() });
+      this.closeEventSource();
+      if (Number(info.code) === 1008) this.end();
+      else this.scheduleReconnect();
     });
 
     es.onerror = () => {
-      if (es !== s.es) return;
+      if (es !== this.es) return;
       const refused = es.readyState === EventSource.CLOSED; // e.g. HTTP 401/403/5xx
       // The connection runs its own backoff rather than the browser's
       // built-in retry, so the delays, the attempts log and since= stay
       // its own.
-      closeEventSource();
+      this.closeEventSource();
       if (!reached) {
-        s.preferSSE = false;
-        s.wsFailuresBeforeOpen = 0;
+        this.preferSSE = false;
+        this.wsFailuresBeforeOpen = 0;
       }
-      if (refused) checkSession().then((over) => { if (over) end(); else scheduleReconnect(); });
-      else scheduleReconnect();
+      if (refused) this.checkSession().then((over) => { if (over) this.end(); else this.scheduleReconnect(); });
+      else this.scheduleReconnect();
     };
   }
 
-  function closeEventSource() {
-    const es = s.es;
-    s.es = null;
-    clearTimeout(s.probeTimer);
-    s.probeTimer = 0;
+  closeEventSource() {
+    const es = this.es;
+    this.es = null;
+    clearTimeout(this.probeTimer);
+    this.probeTimer = 0;
     if (es) es.close();
   }
 
-  function scheduleReconnect() {
-    if (s.ended || s.suspended) return;
-    clearTimeout(s.reconnectTimer);
+  scheduleReconnect() {
+    if (this.ended || this.suspended) return;
+    clearTimeout(this.reconnectTimer);
     // Exponential backoff with full jitter, capped: spreads the reconnect
     // storm when a node restarts with many browsers attached.
-    const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(s.backoffAttempt, 16));
+    const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(this.backoffAttempt, 16));
     const delay = Math.max(BACKOFF_MIN_MS, Math.random() * cap);
-    s.backoffAttempt++;
-    s.nextDelay = delay;
-    tell({ op: 'waiting', delay });
-    s.reconnectTimer = setTimeout(() => {
-      tell({ op: 'reconnecting' });
-      connect();
+    this.backoffAttempt++;
+    this.nextDelay = delay;
+    this.tell({ op: 'waiting', delay });
+    this.reconnectTimer = setTimeout(() => {
+      this.tell({ op: 'reconnecting' });
+      this.connect();
     }, delay);
   }
 
   // checkSession resolves true when the API says the session is over. A
   // 401 on a stream may also be a misbehaving proxy; the API is asked to
   // be sure.
-  async function checkSession() {
+  async checkSession() {
     try {
-      const res = await fetch(withPin('/api/notes'), {
+      const res = await fetch(this.withPin('/api/notes'), {
         credentials: 'same-origin', cache: 'no-store', headers: { Accept: 'application/json' },
       });
       return res.status === 401;
@@ -297,32 +304,32 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
   }
 
   // shut closes whatever is open and stops trying.
-  function shut(code, reason) {
-    clearTimeout(s.reconnectTimer);
-    s.reconnectTimer = 0;
-    abandonWebSocket(code, reason);
-    closeEventSource();
-    s.conn = '';
+  shut(code, reason) {
+    clearTimeout(this.reconnectTimer);
+    this.reconnectTimer = 0;
+    this.abandonWebSocket(code, reason);
+    this.closeEventSource();
+    this.conn = '';
   }
 
-  function end() {
-    if (s.ended) return;
-    s.ended = true;
-    shut();
-    tell({ op: 'ended' });
+  end() {
+    if (this.ended) return;
+    this.ended = true;
+    this.shut();
+    this.tell({ op: 'ended' });
   }
 
-  function handleMessage(msg) {
-    if (s.ended) return;
+  handleMessage(msg) {
+    if (this.ended) return;
     if (msg.type === 'hello') {
-      s.backoffAttempt = 0;
-      s.conn = typeof msg.conn === 'string' ? msg.conn : '';
-      s.reported = null;
-      s.reportedAt = 0;
-      if (s.es !== null && s.ws === null) scheduleWebSocketProbe(0);
+      this.backoffAttempt = 0;
+      this.conn = typeof msg.conn === 'string' ? msg.conn : '';
+      this.reported = null;
+      this.reportedAt = 0;
+      if (this.es !== null && this.ws === null) this.scheduleWebSocketProbe(0);
     }
-    tell({ op: 'message', msg });
-    if (msg.type === 'hello') sendReport();
+    this.tell({ op: 'message', msg });
+    if (msg.type === 'hello') this.sendReport();
   }
 
   // While on SSE, the WebSocket is tried again in the background, in hidden
@@ -330,15 +337,15 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
   // WS_PROBE_CAP_MS, each delay jittered (half fixed, half random) so that
   // the browsers of a restarted node do not all try at once. The first
   // WebSocket that opens takes over from the EventSource.
-  function scheduleWebSocketProbe(attempt) {
-    clearTimeout(s.probeTimer);
+  scheduleWebSocketProbe(attempt) {
+    clearTimeout(this.probeTimer);
     const span = Math.min(WS_PROBE_CAP_MS, WS_PROBE_FIRST_MS * 2 ** Math.min(attempt, 16));
     const delay = span / 2 + Math.random() * (span / 2);
-    s.probeTimer = setTimeout(() => {
-      s.probeTimer = 0;
-      if (!s.es || s.ws || s.ended || s.suspended) return;
-      openWebSocket(true, () => {
-        if (s.es && !s.ws) scheduleWebSocketProbe(attempt + 1);
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = 0;
+      if (!this.es || this.ws || this.ended || this.suspended) return;
+      this.openWebSocket(true, () => {
+        if (this.es && !this.ws) this.scheduleWebSocketProbe(attempt + 1);
       });
     }, delay);
   }
@@ -347,73 +354,78 @@ export function openConnection({ pin = '', since = () => 0, emit = () => {} }) {
   // since this connection was last told: a text message on a WebSocket, a
   // POST on SSE (§7), which waits a moment, quietly: a report is soon out
   // of date.
-  function sendReport() {
-    const json = s.wanted && JSON.stringify(s.wanted);
-    if (!json || json === s.reported || !s.conn || s.reportTimer) return;
-    const wait = s.reportedAt + REPORT_GAP_MS - Date.now();
+  sendReport() {
+    const json = this.wanted && JSON.stringify(this.wanted);
+    if (!json || json === this.reported || !this.conn || this.reportTimer) return;
+    const wait = this.reportedAt + REPORT_GAP_MS - Date.now();
     if (wait > 0) {
-      s.reportTimer = setTimeout(() => { s.reportTimer = 0; sendReport(); }, wait);
+      this.reportTimer = setTimeout(() => { this.reportTimer = 0; this.sendReport(); }, wait);
       return;
     }
-    const type = s.wanted.tabs ? 'tabs' : 'editing';
-    switch (via()) {
+    const type = this.wanted.tabs ? 'tabs' : 'editing';
+    switch (this.via()) {
       case 'ws':
-        try { s.ws.send(JSON.stringify({ type, ...s.wanted })); } catch { return; }
+        try { this.ws.send(JSON.stringify({ type, ...this.wanted })); } catch { return; }
         break;
       case 'sse':
-        postReport(s.conn, json);
+        this.postReport(this.conn, json);
         break;
       default:
         return;
     }
-    s.reported = json;
-    s.reportedAt = Date.now();
+    this.reported = json;
+    this.reportedAt = Date.now();
   }
 
-  async function postReport(conn, json) {
+  async postReport(conn, json) {
     const key = typeof crypto.randomUUID === 'function' ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`;
     const body = JSON.stringify({ conn, ...JSON.parse(json) });
     for (const start = Date.now(); Date.now() - start < REPORT_PATIENCE_MS;) {
-      const res = await fetch(withPin('/api/editing'), {
+      const res = await fetch(this.withPin('/api/editing'), {
         method: 'POST', credentials: 'same-origin', body,
         headers: { Accept: 'application/json', 'Content-Type': 'application/json', 'Idempotency-Key': key },
       }).catch(() => null);
       if (res && res.status !== 503 && res.status !== 504) return;
       await new Promise((resolve) => setTimeout(resolve, REPORT_RETRY_MS));
     }
-    if (s.conn === conn && s.reported === json) s.reported = null; // tried again on the next change or connection
+    if (this.conn === conn && this.reported === json) this.reported = null; // tried again on the next change or connection
   }
 
-  return {
-    via,
-    isEnded: () => s.ended,
-    // report sets what the tabs have open: {tabs: {<tab>: note_id|null}}
-    // for a connection that tabs share, {note_id} for a tab's own.
-    report(fields) {
-      s.wanted = fields;
-      sendReport();
-    },
-    // ping checks a quiet socket now (a tab came into view).
-    ping() {
-      if (s.ws && s.ws.readyState === WebSocket.OPEN && Date.now() - s.lastPingAt >= PING_AT_MOST_MS) sendPing(s.ws);
-    },
-    // online: back online, do not sit out the rest of a long backoff.
-    online() {
-      if (s.reconnectTimer && !s.ws && !s.es) connect();
-    },
-    end,
-    // suspend closes the connection, and resume opens it again: for a
-    // page in the back/forward cache, or a shared connection no tab uses.
-    suspend() {
-      s.suspended = true;
-      shut(1000, 'page closed');
-    },
-    resume() {
-      if (!s.suspended && !s.ended) return;
-      s.suspended = false;
-      s.ended = false;
-      s.backoffAttempt = 0;
-      connect();
-    },
-  };
+  // isEnded reports whether the session ended (1008, or end()).
+  isEnded() { return this.ended; }
+
+  // report sets what the tabs have open: {tabs: {<tab>: note_id|null}}
+  // for a connection that tabs share, {note_id} for a tab's own.
+  report(fields) {
+    this.wanted = fields;
+    this.sendReport();
+  }
+
+  // ping checks a quiet socket now (a tab came into view).
+  ping() {
+    if (this.ws && this.ws.readyState === WebSocket.OPEN && Date.now() - this.lastPingAt >= PING_AT_MOST_MS) this.sendPing(this.ws);
+  }
+
+  // online: back online, do not sit out the rest of a long backoff.
+  online() {
+    if (this.reconnectTimer && !this.ws && !this.es) this.connect();
+  }
+
+  // suspend closes the connection, and resume opens it again: for a
+  // page in the back/forward cache, or a shared connection no tab uses.
+  suspend() {
+    this.suspended = true;
+    this.shut(1000, 'page closed');
+  }
+
+  resume() {
+    if (!this.suspended && !this.ended) return;
+    this.suspended = false;
+    this.ended = false;
+    this.backoffAttempt = 0;
+    this.connect();
+  }
 }
+
+// openConnection connects (see Connection).
+export const openConnection = (opts) => new Connection(opts);
