@@ -135,6 +135,24 @@ func expectGlowEverywhere(t *testing.T, from *bt.Tab, to []*bt.Tab, body string)
 	}
 }
 
+// expectEditingElsewhere creates a note in tabs[editor] and opens it in
+// its editor there: every other tab marks it note-editing-elsewhere, and
+// the editing tab does not.
+func expectEditingElsewhere(t *testing.T, tabs []*bt.Tab, editor int) {
+	t.Helper()
+	id := bt.CreateNote(t, tabs[editor], "to edit").ID
+	sel := bt.JSString(bt.NoteSelector(id))
+	for _, tab := range tabs {
+		tab.WaitFor(t, 5*time.Second, "the note to edit", bt.HasNote(id))
+	}
+	tabs[editor].Exec(t, `document.querySelector(`+sel+` + ' [data-action=edit]').click()`)
+	for i, tab := range tabs {
+		want := i != editor
+		tab.WaitFor(t, 5*time.Second, fmt.Sprintf("note-editing-elsewhere to be %v", want),
+			fmt.Sprintf(`document.querySelector(%s).classList.contains('note-editing-elsewhere') === %v`, sel, want))
+	}
+}
+
 // checkTakeOver closes tabs[0] and checks that the others are connected
 // again within 2 s and miss nothing: a note written meanwhile, over the
 // API, shows in each, and the node counts one connection for them.
@@ -189,17 +207,7 @@ func TestBrowserTabsShareOneConnection(t *testing.T) {
 		}
 	})
 	t.Run("a note open in one tab's editor is marked in the others, and not in its own", func(t *testing.T) {
-		id := bt.CreateNote(t, tabs[2], "to edit").ID
-		sel := bt.JSString(bt.NoteSelector(id))
-		for _, tab := range tabs {
-			tab.WaitFor(t, 5*time.Second, "the note to edit", bt.HasNote(id))
-		}
-		tabs[2].Exec(t, `document.querySelector(`+sel+` + ' [data-action=edit]').click()`)
-		for i, tab := range tabs {
-			want := i != 2
-			tab.WaitFor(t, 5*time.Second, fmt.Sprintf("note-editing-elsewhere to be %v", want),
-				fmt.Sprintf(`document.querySelector(%s).classList.contains('note-editing-elsewhere') === %v`, sel, want))
-		}
+		expectEditingElsewhere(t, tabs, 2)
 	})
 	t.Run("the tab that started the worker closes: the others keep their connection and miss nothing", func(t *testing.T) {
 		checkTakeOver(t, node.URL, tabs)
