@@ -32,23 +32,29 @@ func TestMain(m *testing.M) {
 // numbers, and checks that every write was acknowledged and delivered to
 // every tab once and in order, with no stale refetch.
 func TestSmokeSingle(t *testing.T) {
-	smoke(t, "single")
+	smoke(t, "single", 1)
+}
+
+// TestSmokeSingleShared is TestSmokeSingle with each client a browser
+// whose three tabs share its connection.
+func TestSmokeSingleShared(t *testing.T) {
+	smoke(t, "single", 3)
 }
 
 // TestSmokeCluster is the same against three LiteFS nodes: writes through
 // every node, tabs of each user on every node.
 func TestSmokeCluster(t *testing.T) {
 	testenv.NeedFUSE(t)
-	smoke(t, "cluster")
+	smoke(t, "cluster", 1)
 }
 
-func smoke(t *testing.T, mode string) {
+func smoke(t *testing.T, mode string, tabsPerConn int) {
 	if testing.Short() {
 		t.Skip("starts nodes")
 	}
 	t.Parallel()
 	cfg := config{
-		Start: mode, Users: 3, Clients: 12, Rate: 20, Duration: 2 * time.Second, PublishRate: 10,
+		Start: mode, Users: 3, Clients: 12, TabsPerConn: tabsPerConn, Rate: 20, Duration: 2 * time.Second, PublishRate: 10,
 		Workers: 2, Timeout: 90 * time.Second, StaleEvery: 2, Quiet: !testing.Verbose(),
 		Exe: os.Args[0], NodeExe: os.Getenv("NOTESYNC_LOAD_EXE"),
 	}
@@ -58,6 +64,13 @@ func smoke(t *testing.T, mode string) {
 	}
 	if res.Opened != 12 || res.ConnectFailed != 0 {
 		t.Errorf("opened %d, failed %d; want 12, 0", res.Opened, res.ConnectFailed)
+	}
+	var tabs float64
+	for _, m := range res.Memory {
+		tabs += m.Tabs
+	}
+	if want := float64(12 * tabsPerConn); tabs != want {
+		t.Errorf("the nodes count %.0f tabs, want %.0f", tabs, want)
 	}
 	if res.WritesSent != 40 || res.WritesAcked != res.WritesSent {
 		t.Errorf("writes sent %d, acked %d; want 40 all acked (errors %v)", res.WritesSent, res.WritesAcked, res.WriteErrors)
@@ -226,6 +239,8 @@ func TestFlagsRefuseWhatCannotRun(t *testing.T) {
 		{[]string{"-urls", "http://127.0.0.1:8081", "-metrics-urls", "http://127.0.0.1:8381", "-kill", "1"}, "-kill 1"},
 		{[]string{"-start", "cluster", "-kill", "4"}, "-kill 4"},
 		{[]string{"-start", "single", "-storm", "2"}, "-storm 2"},
+		{[]string{"-start", "single", "-tabs-per-conn", "0"}, "-tabs-per-conn"},
+		{[]string{"-start", "single", "-target", "both", "-tabs-per-conn", "3"}, "-tabs-per-conn"},
 		{[]string{"-urls", "http://127.0.0.1:8081", "-metrics-urls", "http://127.0.0.1:8381", "-storm", "1"}, "-storm 1"},
 	} {
 		_, err := parseFlags(c.args)

@@ -52,7 +52,7 @@ func (r *loadRun) connect(ctx context.Context) error {
 		n := (u + tab) % len(r.urls) // each user's tabs spread over the nodes
 		r.connNode[i], r.connUser[i] = n, u
 		specs[i%r.workers] = append(specs[i%r.workers], connSpec{ID: i, User: u, Node: n, URL: r.urls[n], Cookie: r.users[u].Cookie,
-			Proto: r.tgt.proto, Channel: peerChannel(r.users[u].Name)})
+			Proto: r.tgt.proto, Channel: peerChannel(r.users[u].Name), Tabs: cfg.TabsPerConn})
 	}
 	staleEvery := cfg.StaleEvery
 	if !r.tgt.stale {

@@ -26,6 +26,9 @@ type config struct {
 	Start       string
 	Users       int
 	Clients     int
+	// TabsPerConn is how many tabs each client is: a browser whose tabs
+	// share its connection reports them after every hello.
+	TabsPerConn int
 	Rate        float64
 	Duration    time.Duration
 	WriteNodes  []int // 0-based indexes into URLs
@@ -100,6 +103,7 @@ func parseFlags(args []string) (config, error) {
 	fs.StringVar(&c.Start, "start", "", "start the nodes: single or cluster (instead of -urls)")
 	fs.IntVar(&c.Users, "users", 10, "users to sign up")
 	fs.IntVar(&c.Clients, "clients", 100, "WebSocket clients (tabs), spread over users and nodes")
+	fs.IntVar(&c.TabsPerConn, "tabs-per-conn", 1, "notesync: each client is a browser whose this many tabs share its connection, and says so after every hello (docs/PROTOCOL.md §13)")
 	fs.Float64Var(&c.Rate, "rate", 50, "writes per second, open loop")
 	fs.DurationVar(&c.Duration, "duration", 10*time.Second, "length of the write phase")
 	wn := fs.String("write-nodes", "all", "nodes that take writes: all, or 1-based indexes like 1,3")
@@ -180,6 +184,9 @@ func parseFlags(args []string) (config, error) {
 	}
 	if c.Users < 1 || c.Clients < 0 || c.Rate <= 0 || c.Workers < 1 {
 		return c, fmt.Errorf("need -users ≥ 1, -clients ≥ 0, -rate > 0, -workers ≥ 1")
+	}
+	if c.TabsPerConn < 1 || c.TabsPerConn > 100 || c.TabsPerConn > 1 && c.Target != "notesync" {
+		return c, fmt.Errorf("-tabs-per-conn: 1 to 100, and more than 1 only with -target notesync")
 	}
 	c.Exe = os.Args[0]
 	return c, nil

@@ -50,7 +50,7 @@ func (r *loadRun) measureMemory(ctx context.Context) error {
 		}
 		r.loaded[i] = m
 		d := m["connections"] - idle[i]["connections"]
-		nm := nodeMem{Node: u, Conns: d, IdleRSS: idle[i]["process_resident_memory_bytes"], LoadedRSS: m["process_resident_memory_bytes"]}
+		nm := nodeMem{Node: u, Conns: d, Tabs: m["tabs"] - idle[i]["tabs"], IdleRSS: idle[i]["process_resident_memory_bytes"], LoadedRSS: m["process_resident_memory_bytes"]}
 		if d > 0 {
 			nm.RSSPerConn = (m["process_resident_memory_bytes"] - idle[i]["process_resident_memory_bytes"]) / d
 			nm.HeapStackConn = (m["go_memstats_heap_inuse_bytes"] + m["go_memstats_stack_inuse_bytes"] -

@@ -295,7 +295,7 @@ func (p *proc) kill() {
 
 // metrics reads the figures the tool needs from a node's /metrics, summing
 // over label sets. The open connections are "connections", whichever
-// server's name they have.
+// server's name they have; the tabs they carry are "tabs" (notesync).
 func metrics(url string) (map[string]float64, error) {
 	all, err := scrape(url)
 	if err != nil {
@@ -310,5 +310,6 @@ func metrics(url string) (map[string]float64, error) {
 		}
 		m[key] += sum(series{}, all, name)
 	}
+	m["tabs"] = sum(series{}, all, "notesync_tabs")
 	return m, nil
 }

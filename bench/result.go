@@ -10,6 +10,7 @@ import (
 type nodeMem struct {
 	Node           string  `json:"node"`
 	Conns          float64 `json:"conns"`
+	Tabs           float64 `json:"tabs"` // that the connections carry (notesync)
 	RSSPerConn     float64 `json:"rss_bytes_per_conn"`
 	HeapStackConn  float64 `json:"heap_stack_bytes_per_conn"`
 	GoroutinesConn float64 `json:"goroutines_per_conn"`
@@ -32,6 +33,7 @@ type result struct {
 	URLs          []string  `json:"urls"`
 	Users         int       `json:"users"`
 	Clients       int       `json:"clients"`
+	TabsPerConn   int       `json:"tabs_per_conn"`
 	Workers       int       `json:"workers"`
 	Rate          float64   `json:"rate"`
 	Duration      string    `json:"duration"`
@@ -104,10 +106,13 @@ func printTable(w io.Writer, r *result) {
 	fmt.Fprintf(w, "load run: %s %s\n", r.Target, r.Engine)
 	f("nodes", "%s", strings.Join(r.URLs, " "))
 	f("users / clients / workers", "%d / %d / %d", r.Users, r.Clients, r.Workers)
+	if r.TabsPerConn > 1 {
+		f("tabs per client", "%d (one connection that the tabs of a browser share)", r.TabsPerConn)
+	}
 	f("connections opened / failed", "%d / %d in %.2fs (%.0f/s)", r.Opened, r.ConnectFailed, r.ConnectSecs, r.ConnectRate)
 	for _, m := range r.Memory {
-		f("  "+m.Node, "conns=%.0f rss/conn=%.1fKiB heap+stack/conn=%.1fKiB goroutines/conn=%.2f cpu=%.2fs",
-			m.Conns, m.RSSPerConn/1024, m.HeapStackConn/1024, m.GoroutinesConn, m.CPUSeconds)
+		f("  "+m.Node, "conns=%.0f tabs=%.0f rss/conn=%.1fKiB heap+stack/conn=%.1fKiB goroutines/conn=%.2f cpu=%.2fs",
+			m.Conns, m.Tabs, m.RSSPerConn/1024, m.HeapStackConn/1024, m.GoroutinesConn, m.CPUSeconds)
 	}
 	f("writes sent / acked / skipped", "%d / %d / %d at %.0f/s for %s", r.WritesSent, r.WritesAcked, r.WritesSkipped, r.Rate, r.Duration)
 	f("write errors by status", "%v", r.WriteErrors)

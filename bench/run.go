@@ -157,7 +157,7 @@ func (r *loadRun) plan() error {
 		}
 	}
 	r.workers = max(cfg.Workers, (cfg.Clients+maxSocketsPerWorker-1)/maxSocketsPerWorker)
-	r.res = &result{URLs: r.urls, Users: cfg.Users, Clients: cfg.Clients, Workers: r.workers, Rate: cfg.Rate,
+	r.res = &result{URLs: r.urls, Users: cfg.Users, Clients: cfg.Clients, TabsPerConn: cfg.TabsPerConn, Workers: r.workers, Rate: cfg.Rate,
 		Duration: cfg.Duration.String(), WriteErrors: map[string]int{},
 		ReconnectStorm: "not measured (no -storm)"}
 	return nil

@@ -40,6 +40,9 @@ type connSpec struct {
 	Proto  string `json:"proto,omitempty"`
 	// Channel is the user's channel on the peer.
 	Channel string `json:"channel,omitempty"`
+	// Tabs, above 1, is how many tabs the connection carries: it reports
+	// them after every hello, as a browser's shared connection does.
+	Tabs int `json:"tabs,omitempty"`
 }
 
 // The protocols a worker speaks.
@@ -278,14 +281,25 @@ func (w *worker) dialOnce(spec connSpec, since int64, epoch string) (*websocket.
 	var g greeting
 	if spec.Proto == protoCentrifugo {
 		g, err = peerConnect(ctx, ws, spec, since, epoch)
-	} else {
-		g, err = readHello(ctx, ws)
+	} else if g, err = readHello(ctx, ws); err == nil && spec.Tabs > 1 {
+		err = ws.Write(ctx, websocket.MessageText, tabsReport(spec.Tabs))
 	}
 	if err != nil {
 		ws.CloseNow()
 		return nil, greeting{}, err
 	}
 	return ws, g, nil
+}
+
+// tabsReport is what a connection that n tabs share says of them, none
+// with an editor open.
+func tabsReport(n int) []byte {
+	tabs := make(map[string]any, n)
+	for i := range n {
+		tabs[fmt.Sprintf("tab%d", i)] = nil
+	}
+	b, _ := json.Marshal(map[string]any{"type": "tabs", "tabs": tabs})
+	return b
 }
 
 func readHello(ctx context.Context, ws *websocket.Conn) (greeting, error) {

@@ -293,6 +293,12 @@ func TestBrowserFallsBackToSSE(t *testing.T) {
 		}
 	})
 
+	t.Run("over SSE, a note open in one tab's editor is marked in the other", func(t *testing.T) {
+		// The tabs' shared connection reports their editors with
+		// POST /api/editing (docs/PROTOCOL.md §13).
+		expectEditingElsewhere(t, []*bt.Tab{a, b}, 1)
+	})
+
 	t.Run("once WebSockets go through again, both tabs move back to one, the background tab too", func(t *testing.T) {
 		// Each tab has tried once already, and been refused.
 		for _, tab := range []*bt.Tab{a, b} {

@@ -3,6 +3,9 @@ package realtime
 import (
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"maps"
 	"sync"
 	"time"
 )
@@ -52,14 +55,20 @@ type Conn struct {
 	// notify, when set (SSE), is poked instead of starting a writer goroutine.
 	notify chan struct{}
 
-	mu       sync.Mutex
-	queue    []Message
-	spare    []Message // the drained batch, reused to avoid allocating per burst
-	started  bool      // greeting sent; until then messages only queue up
-	writing  bool
-	closed   bool
-	last     int64  // highest Version queued or announced
-	topic    string // what the client has open, for presence
+	mu      sync.Mutex
+	queue   []Message
+	spare   []Message // the drained batch, reused to avoid allocating per burst
+	started bool      // greeting sent; until then messages only queue up
+	writing bool
+	closed  bool
+	last    int64  // highest Version queued or announced
+	topic   string // what the client has open, for presence
+	// tabs, once the client said which tabs it carries (SetTabs), holds
+	// what each has open; nil while the connection is one tab of its own.
+	tabs map[string]string
+	// counted is how many tabs the hub's count holds for this connection:
+	// set when it is registered, 0 once it is removed.
+	counted  int
 	tokens   float64
 	refilled time.Time // client-message rate limit (allowMessage)
 	closeErr closeInfo
@@ -105,6 +114,120 @@ func (c *Conn) SetTopic(topic string) {
 	if changed {
 		c.hub.presence.localChanged(c.id.UserID)
 	}
+}
+
+// MaxTabsPerConn is how many tabs one connection may carry (SetTabs), and
+// MaxTabIDLen how long a tab's id may be.
+const (
+	MaxTabsPerConn = 100
+	MaxTabIDLen    = 32
+)
+
+// Reasons why SetTabs refuses a report.
+var (
+	ErrNoTabs      = errors.New("a connection carries at least one tab")
+	ErrTooManyTabs = fmt.Errorf("a connection carries at most %d tabs", MaxTabsPerConn)
+	ErrTabID       = fmt.Errorf("a tab id is 1 to %d bytes", MaxTabIDLen)
+)
+
+// SetTabs records the tabs the client carries on this connection, each
+// with what it has open (its topic, "" for nothing): the tabs of one
+// browser that share one connection. From then on the connection counts
+// as that many tabs in its user's presence, with their topics, and not as
+// one tab with SetTopic's; each report replaces the one before. It
+// changes nothing and returns an error for no tabs, more than
+// MaxTabsPerConn, or an id that is empty or longer than MaxTabIDLen.
+func (c *Conn) SetTabs(tabs map[string]string) error {
+	switch {
+	case len(tabs) == 0:
+		return ErrNoTabs
+	case len(tabs) > MaxTabsPerConn:
+		return ErrTooManyTabs
+	}
+	for id := range tabs {
+		if id == "" || len(id) > MaxTabIDLen {
+			return ErrTabID
+		}
+	}
+	c.mu.Lock()
+	changed := !c.closed && (c.tabs == nil || !maps.Equal(c.tabs, tabs))
+	if changed {
+		c.tabs = maps.Clone(tabs)
+		if c.counted > 0 {
+			c.hub.tabs.Add(int64(len(tabs) - c.counted))
+			c.counted = len(tabs)
+		}
+	}
+	c.mu.Unlock()
+	if changed {
+		c.hub.presence.localChanged(c.id.UserID)
+	}
+	return nil
+}
+
+// tabCountLocked is how many tabs the connection carries. c.mu must be
+// held.
+func (c *Conn) tabCountLocked() int {
+	if c.tabs == nil {
+		return 1
+	}
+	return len(c.tabs)
+}
+
+// countTabs adds what the connection's tabs have open to topics (made
+// when nil) and returns how many tabs it carries.
+func (c *Conn) countTabs(topics *map[string]int) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	add := func(t string) {
+		if t == "" {
+			return
+		}
+		if *topics == nil {
+			*topics = map[string]int{}
+		}
+		(*topics)[t]++
+	}
+	if c.tabs == nil {
+		add(c.topic)
+		return 1
+	}
+	for _, t := range c.tabs {
+		add(t)
+	}
+	return len(c.tabs)
+}
+
+// ownTabs returns what each tab the connection carries has open, for the
+// tabs that have something open; nil for a connection that is one tab.
+func (c *Conn) ownTabs() map[string]string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.tabs == nil {
+		return nil
+	}
+	own := map[string]string{}
+	for id, t := range c.tabs {
+		if t != "" {
+			own[id] = t
+		}
+	}
+	return own
+}
+
+// setCounted moves the connection's tabs into the hub's count (in true)
+// or out of it. It is called with the hub's lock held, or for a
+// connection that the hub has already let go of (Hub.Close), so that
+// registering and removing take turns.
+func (c *Conn) setCounted(in bool) {
+	c.mu.Lock()
+	n := 0
+	if in {
+		n = c.tabCountLocked()
+	}
+	c.hub.tabs.Add(int64(n - c.counted))
+	c.counted = n
+	c.mu.Unlock()
 }
 
 // Client messages a connection may send: messageRate a second, in bursts

@@ -15,9 +15,11 @@
 // In a cluster, Peers carries two kinds of ephemeral message between the
 // hubs of the nodes: Publish, which delivers a message to a user's
 // connections on every node, and presence, which tells every connection
-// of a user how many connections the user has open, on which nodes, and
-// what each has open (an opaque topic). Presence needs no code beyond
-// wiring: set Node, Peers (and hand Receive what the peers send), and a
+// of a user how many tabs the user has open, over how many connections,
+// on which nodes, and what each tab has open (an opaque topic). A
+// connection is one tab, or carries the tabs of a browser that share it
+// (Conn.SetTabs). Presence needs no code beyond wiring: set Node, Peers
+// (and hand Receive what the peers send), and a
 // PresenceMessage to have it pushed:
 //
 //	hub := realtime.NewHub()
@@ -108,7 +110,11 @@ type Identity struct {
 
 // Stats are the hub's counters since it was created.
 type Stats struct {
-	Connections int64  // open now
+	Connections int64 // open now
+	// Tabs counts the tabs those connections carry: one for a connection
+	// of its own, as many as it reported for one that tabs share
+	// (Conn.SetTabs).
+	Tabs        int64
 	Sent        uint64 // messages written to a client
 	Dropped     uint64 // messages discarded because their connection was closed or overflowed
 	SlowClosed  uint64 // connections closed for falling behind
@@ -168,6 +174,7 @@ type Hub struct {
 	presence *presence
 
 	conns       atomic.Int64
+	tabs        atomic.Int64 // tabs the open connections carry
 	slots       atomic.Int64 // connections open or being opened, against MaxConns
 	sent        atomic.Uint64
 	dropped     atomic.Uint64
@@ -348,6 +355,7 @@ func (h *Hub) Sessions() []string {
 func (h *Hub) Stats() Stats {
 	return Stats{
 		Connections: h.conns.Load(),
+		Tabs:        h.tabs.Load(),
 		Sent:        h.sent.Load(),
 		Dropped:     h.dropped.Load(),
 		SlowClosed:  h.slowClosed.Load(),
@@ -399,6 +407,7 @@ func (h *Hub) Close(timeout time.Duration) {
 				if c.shut(StatusGoingAway, "server shutting down") {
 					h.conns.Add(-1)
 					h.slots.Add(-1)
+					c.setCounted(false)
 					c.t.goAway(StatusGoingAway, "server shutting down")
 					close(c.finished)
 				}
@@ -459,6 +468,7 @@ func (h *Hub) add(c *Conn) error {
 	h.users[c.id.UserID] = append(cs, c)
 	h.byID[c.cid] = c
 	h.conns.Add(1)
+	c.setCounted(true)
 	h.mu.Unlock()
 	h.presence.localChanged(c.id.UserID)
 	return nil
@@ -486,6 +496,7 @@ func (h *Hub) remove(c *Conn) {
 	delete(h.byID, c.cid)
 	h.conns.Add(-1)
 	h.slots.Add(-1)
+	c.setCounted(false)
 	h.mu.Unlock()
 	h.presence.localChanged(c.id.UserID)
 }

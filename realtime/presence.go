@@ -1,7 +1,9 @@
 package realtime
 
-// Presence: every connection of a user learns how many connections the
-// user has open, on which nodes, and how many have each topic open.
+// Presence: every connection of a user learns how many tabs the user has
+// open, over how many connections, on which nodes, and how many tabs have
+// each topic open. A connection is one tab, or carries several
+// (Conn.SetTabs).
 //
 // Each node counts its own connections. What changes is marked per user,
 // and a flusher sends it to the other nodes (Peers, a few users per
@@ -10,7 +12,7 @@ package realtime
 // went: a reconnect storm costs a packet per few dozen users per
 // interval, not a message per connection per connection.
 //
-// What a node hears from another is a set of (user → tabs, topics)
+// What a node hears from another is a set of (user → tabs, connections, topics)
 // entries, each stamped with the sender's epoch (new at every start) and a
 // sequence number. An entry only replaces an older one; a new epoch
 // forgets everything the node said before (no ghosts after a restart); a
@@ -36,36 +38,50 @@ const DefaultPresenceInterval = 50 * time.Millisecond
 
 // Presence is what one connection is told of its user's connections.
 type Presence struct {
-	// Tabs counts the user's open connections on every node.
+	// Tabs counts the user's tabs on every node: one for each connection
+	// of its own, and the tabs of each connection that carries several.
 	Tabs int
-	// Nodes splits Tabs by node name.
-	Nodes map[string]int
-	// Topics counts the user's connections that have each topic open
-	// (Conn.SetTopic), the receiving connection included.
+	// Conns counts the connections that carry those tabs: a browser
+	// whose tabs share one connection is one.
+	Conns int
+	// Nodes splits Tabs by node name, and NodeConns splits Conns.
+	Nodes     map[string]int
+	NodeConns map[string]int
+	// Topics counts the user's tabs that have each topic open
+	// (Conn.SetTopic, Conn.SetTabs), the receiving connection's included.
 	Topics map[string]int
 	// Own is the receiving connection's own topic, "" for none: a client
 	// can tell "others have it open" without guessing whether its own
 	// report has arrived yet.
 	Own string
+	// OwnTabs is Own for a connection that carries several tabs: each
+	// of its tabs with a topic open, and that topic.
+	OwnTabs map[string]string
 }
 
 // DefaultPresenceMessage encodes p as
-// {"type":"presence","tabs":N,"nodes":{...},"topics":{...},"own":"..."}.
+// {"type":"presence","tabs":N,"browsers":C,"nodes":{...},"topics":{...},"own":"...","own_by_tab":{...}}.
 func DefaultPresenceMessage(p Presence) Message {
 	return PresenceMessage(p, "topics", "own")
 }
 
 // PresenceMessage encodes p as the presence message, with the fields of
 // topics named (plain names) as the application calls them:
-// {"type":"presence","tabs":N,"nodes":{...},"<topics>":{...},"<own>":"..."},
-// own left out when the connection has no topic.
+// {"type":"presence","tabs":N,"browsers":C,"nodes":{...},"<topics>":{...},"<own>":"...","<own>_by_tab":{...}},
+// where browsers is p.Conns; own is left out when the connection has no
+// topic, and <own>_by_tab when none of the tabs it carries has one.
 func PresenceMessage(p Presence, topics, own string) Message {
 	data := []byte(`{"type":"presence","tabs":`)
 	data = strconv.AppendInt(data, int64(p.Tabs), 10)
+	data = append(data, `,"browsers":`...)
+	data = strconv.AppendInt(data, int64(p.Conns), 10)
 	data = appendField(data, "nodes", p.Nodes)
 	data = appendField(data, topics, p.Topics)
 	if p.Own != "" {
 		data = appendField(data, own, p.Own)
+	}
+	if len(p.OwnTabs) > 0 {
+		data = appendField(data, own+"_by_tab", p.OwnTabs)
 	}
 	return Message{Type: "presence", Data: append(data, '}')}
 }
@@ -80,9 +96,19 @@ func appendField(data []byte, name string, v any) []byte {
 
 // userState is one node's presence of one user.
 type userState struct {
-	Tabs   int            `json:"t"`
+	Tabs int `json:"t"`
+	// Conns is left out by a node of an older release, whose every
+	// connection was one tab: read as Tabs (normalize).
+	Conns  int            `json:"c,omitempty"`
 	Topics map[string]int `json:"o,omitempty"`
 	seq    uint64
+}
+
+// normalize fills in Conns where the sender left it out.
+func (u *userState) normalize() {
+	if u.Conns == 0 {
+		u.Conns = u.Tabs
+	}
 }
 
 // peerState is what this node knows of another node's presence.
@@ -193,14 +219,9 @@ func (p *presence) local(users map[int64]bool) []wireEntry {
 	defer h.mu.RUnlock()
 	var out []wireEntry
 	add := func(user int64, cs []*Conn) {
-		e := wireEntry{User: user, userState: userState{Tabs: len(cs)}}
+		e := wireEntry{User: user, userState: userState{Conns: len(cs)}}
 		for _, c := range cs {
-			if t := c.Topic(); t != "" {
-				if e.Topics == nil {
-					e.Topics = map[string]int{}
-				}
-				e.Topics[t]++
-			}
+			e.Tabs += c.countTabs(&e.Topics)
 		}
 		out = append(out, e)
 	}
@@ -328,8 +349,9 @@ func (p *presence) receive(b []byte, full bool) {
 			continue // newer news already
 		}
 		e.seq = w.Seq
+		e.normalize()
 		ps.users[e.User] = e.userState
-		if old.Tabs != e.Tabs || !maps.Equal(old.Topics, e.Topics) {
+		if old.Tabs != e.Tabs || old.Conns != e.Conns || !maps.Equal(old.Topics, e.Topics) {
 			p.toConns[e.User] = true
 		}
 	}
@@ -361,9 +383,15 @@ func (p *presence) push(users map[int64]bool) {
 		if len(conns) == 0 {
 			continue
 		}
-		sum := p.summary(user, len(conns), conns)
+		sum := p.summary(user, conns)
 		encoded := map[string]Message{} // by Own: most connections share one
 		for _, c := range conns {
+			if own := c.ownTabs(); own != nil {
+				sum.Own, sum.OwnTabs = "", own
+				c.enqueue(h.PresenceMessage(sum))
+				sum.OwnTabs = nil
+				continue
+			}
 			own := c.Topic()
 			m, ok := encoded[own]
 			if !ok {
@@ -376,14 +404,15 @@ func (p *presence) push(users map[int64]bool) {
 	}
 }
 
-// summary adds the other nodes' presence of user to this node's.
-func (p *presence) summary(user int64, tabs int, conns []*Conn) Presence {
-	s := Presence{Tabs: tabs, Nodes: map[string]int{p.hub.Node: tabs}, Topics: map[string]int{}}
+// summary adds the other nodes' presence of user to that of conns, the
+// user's connections here.
+func (p *presence) summary(user int64, conns []*Conn) Presence {
+	s := Presence{Conns: len(conns), Topics: map[string]int{}}
 	for _, c := range conns {
-		if t := c.Topic(); t != "" {
-			s.Topics[t]++
-		}
+		s.Tabs += c.countTabs(&s.Topics)
 	}
+	s.Nodes = map[string]int{p.hub.Node: s.Tabs}
+	s.NodeConns = map[string]int{p.hub.Node: s.Conns}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for node, ps := range p.peers {
@@ -392,7 +421,9 @@ func (p *presence) summary(user int64, tabs int, conns []*Conn) Presence {
 			continue
 		}
 		s.Tabs += u.Tabs
+		s.Conns += u.Conns
 		s.Nodes[node] += u.Tabs
+		s.NodeConns[node] += u.Conns
 		for t, n := range u.Topics {
 			s.Topics[t] += n
 		}
@@ -406,7 +437,7 @@ func (h *Hub) PresenceOf(userID int64) Presence {
 	h.mu.RLock()
 	conns := slices.Clone(h.users[userID])
 	h.mu.RUnlock()
-	return h.presence.summary(userID, len(conns), conns)
+	return h.presence.summary(userID, conns)
 }
 
 // NodeConnections counts the open connections of every node of the
@@ -420,7 +451,7 @@ func (h *Hub) NodeConnections() map[string]int {
 	for node, ps := range p.peers {
 		n := 0
 		for _, u := range ps.users {
-			n += u.Tabs
+			n += u.Conns
 		}
 		out[node] = n
 	}

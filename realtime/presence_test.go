@@ -79,12 +79,14 @@ func (l *lan) node(t *testing.T, name string) *fixture {
 
 // presenceMsg is DefaultPresenceMessage decoded.
 type presenceMsg struct {
-	Type   string
-	Tabs   int
-	Nodes  map[string]int
-	Topics map[string]int
-	Own    string
-	Conn   string // of hello
+	Type     string
+	Tabs     int
+	Browsers int
+	Nodes    map[string]int
+	Topics   map[string]int
+	Own      string
+	OwnByTab map[string]string `json:"own_by_tab"`
+	Conn     string            // of hello
 }
 
 // tab is one client connection that keeps the last presence it was told.
@@ -339,11 +341,83 @@ func TestPublishReachesOtherNodes(t *testing.T) {
 // TestPresenceMessageNames: the application names the topic fields.
 func TestPresenceMessageNames(t *testing.T) {
 	m := PresenceMessage(Presence{Tabs: 2, Nodes: map[string]int{"n1": 2}, Topics: map[string]int{"7": 1}, Own: "7"}, "editing", "own_editing")
-	want := `{"type":"presence","tabs":2,"nodes":{"n1":2},"editing":{"7":1},"own_editing":"7"}`
+	want := `{"type":"presence","tabs":2,"browsers":0,"nodes":{"n1":2},"editing":{"7":1},"own_editing":"7"}`
 	if m.Type != "presence" || string(m.Data) != want {
 		t.Fatalf("got %s %s, want %s", m.Type, m.Data, want)
 	}
-	if m = PresenceMessage(Presence{Tabs: 1}, "editing", "own_editing"); string(m.Data) != `{"type":"presence","tabs":1,"nodes":null,"editing":null}` {
+	if m = PresenceMessage(Presence{Tabs: 1, Conns: 1}, "editing", "own_editing"); string(m.Data) != `{"type":"presence","tabs":1,"browsers":1,"nodes":null,"editing":null}` {
 		t.Fatalf("without a topic: %s", m.Data)
+	}
+	m = PresenceMessage(Presence{Tabs: 3, Conns: 1, OwnTabs: map[string]string{"a": "7"}}, "editing", "own_editing")
+	if want := `{"type":"presence","tabs":3,"browsers":1,"nodes":null,"editing":null,"own_editing_by_tab":{"a":"7"}}`; string(m.Data) != want {
+		t.Fatalf("a shared connection's: %s, want %s", m.Data, want)
+	}
+}
+
+// TestPresenceSharedConnection: a connection that carries the tabs of a
+// browser counts as its tabs, on every node, and is one browser.
+func TestPresenceSharedConnection(t *testing.T) {
+	l := &lan{}
+	n1, n2 := l.node(t, "n1"), l.node(t, "n2")
+	shared := openTab(t, n1, 7)
+	single := openTab(t, n2, 7)
+	conn, _ := n1.hub.Conn(shared.conn)
+	if err := conn.SetTabs(map[string]string{"a": "", "b": "42", "c": ""}); err != nil {
+		t.Fatal(err)
+	}
+	single.waitPresence(t, "the shared connection's three tabs", 4, map[string]int{"n1": 3, "n2": 1}, map[string]int{"42": 1})
+	shared.waitPresence(t, "the shared connection", 4, map[string]int{"n1": 3, "n2": 1}, map[string]int{"42": 1})
+	p, _ := shared.presence()
+	if p.Browsers != 2 || !maps.Equal(p.OwnByTab, map[string]string{"b": "42"}) || p.Own != "" {
+		t.Errorf("the shared connection is told %+v, want 2 browsers and its tab b's own topic", p)
+	}
+	if p, _ := single.presence(); p.Browsers != 2 || p.OwnByTab != nil {
+		t.Errorf("the single tab is told %+v", p)
+	}
+	if got := n1.hub.Stats(); got.Connections != 1 || got.Tabs != 3 {
+		t.Errorf("n1 counts %d connections, %d tabs; want 1 and 3", got.Connections, got.Tabs)
+	}
+	if got := n2.hub.NodeConnections(); got["n1"] != 1 || got["n2"] != 1 {
+		t.Errorf("n2 counts connections %v, want one on each node", got)
+	}
+	for _, bad := range []map[string]string{nil, {"": "1"}, {strings.Repeat("x", MaxTabIDLen+1): ""}} {
+		if err := conn.SetTabs(bad); err == nil {
+			t.Errorf("SetTabs(%v) took it", bad)
+		}
+	}
+
+	t.Run("a tab that leaves stops counting", func(t *testing.T) {
+		if err := conn.SetTabs(map[string]string{"a": ""}); err != nil {
+			t.Fatal(err)
+		}
+		single.waitPresence(t, "one tab left", 2, map[string]int{"n1": 1, "n2": 1}, nil)
+		if got := n1.hub.Stats().Tabs; got != 1 {
+			t.Errorf("n1 counts %d tabs, want 1", got)
+		}
+	})
+
+	t.Run("the connection's tabs leave the count with it", func(t *testing.T) {
+		if err := conn.SetTabs(map[string]string{"a": "", "b": ""}); err != nil {
+			t.Fatal(err)
+		}
+		shared.ws.Close(websocket.StatusNormalClosure, "")
+		single.waitPresence(t, "the shared connection gone", 1, map[string]int{"n2": 1}, nil)
+		n1.waitConns(t, 0)
+		if got := n1.hub.Stats().Tabs; got != 0 {
+			t.Errorf("n1 counts %d tabs with no connection", got)
+		}
+	})
+}
+
+// TestPresenceFromAnOlderNode: a node of an older release says nothing of
+// connections; each of its tabs is one.
+func TestPresenceFromAnOlderNode(t *testing.T) {
+	l := &lan{}
+	n1 := l.node(t, "n1")
+	a := openTab(t, n1, 7)
+	n1.hub.Receive(append([]byte{peerPresence}, `{"n":"old","e":1,"s":1,"u":[{"u":7,"t":2}]}`...))
+	a.waitPresence(t, "the older node's two tabs", 3, map[string]int{"n1": 1, "old": 2}, nil)
+	if p, _ := a.presence(); p.Browsers != 3 {
+		t.Errorf("browsers %d, want 3", p.Browsers)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 
 	"notesync/cluster"
+	"notesync/realtime"
 )
 
 // ClusterInfo is the cluster as this node knows it, for GET /api/cluster
@@ -30,13 +31,15 @@ type ClusterInfo interface {
 }
 
 // handleCluster describes the cluster; a node on its own is a cluster of
-// one. A member's connections are the signed-in user's own there, from the
-// presence their tabs are told: other users' counts are theirs, and a
-// node's total is in its metrics (notesync_connections).
+// one. A member's connections and tabs are the signed-in user's own
+// there, from the presence their tabs are told: other users' counts are
+// theirs, and a node's totals are in its metrics (notesync_connections,
+// notesync_tabs). The tabs of a browser that share one connection
+// (docs/PROTOCOL.md §13) are one connection and as many tabs.
 func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, u *User) {
-	conns := s.Hub.PresenceOf(u.ID).Nodes
+	p := s.Hub.PresenceOf(u.ID)
 	if s.Cluster != nil {
-		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster, conns))
+		writeJSON(w, http.StatusOK, clusterView(s.Node, s.Fly, s.Cluster, p))
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -48,7 +51,8 @@ func (s *Server) handleCluster(w http.ResponseWriter, r *http.Request, u *User) 
 			"http_url":    "",
 			"state":       "alive",
 			"role":        "primary",
-			"connections": conns[s.Node],
+			"connections": p.NodeConns[s.Node],
+			"tabs":        p.Nodes[s.Node],
 		}},
 	})
 }
@@ -75,6 +79,7 @@ type memberStatus struct {
 	State       string `json:"state"`
 	Role        string `json:"role"`
 	Connections int64  `json:"connections"`
+	Tabs        int64  `json:"tabs"`
 	// TXID is the member's replication position (LiteFS's), as it last
 	// said; HoldsAnswered, on a replica, whether it holds every write the
 	// primary answered.
@@ -82,9 +87,9 @@ type memberStatus struct {
 	HoldsAnswered *bool  `json:"holds_answered,omitempty"`
 }
 
-// clusterView is what GET /api/cluster answers, from info and conns, a
-// user's open connections by node.
-func clusterView(self string, fly bool, info ClusterInfo, conns map[string]int) clusterStatus {
+// clusterView is what GET /api/cluster answers, from info and p, a user's
+// presence (their connections and tabs by node).
+func clusterView(self string, fly bool, info ClusterInfo, p realtime.Presence) clusterStatus {
 	st := clusterStatus{Self: self, Primary: info.Primary(), Replication: info.Replication()}
 	ack := info.Acknowledgement()
 	if ack != nil {
@@ -93,7 +98,8 @@ func clusterView(self string, fly bool, info ClusterInfo, conns map[string]int) 
 	for _, m := range info.Members() {
 		ms := memberStatus{
 			Name: m.Name, Region: m.Region, HTTPURL: memberLink(m, fly),
-			State: m.State, Role: "replica", Connections: int64(conns[m.Name]), TXID: m.TXID,
+			State: m.State, Role: "replica", TXID: m.TXID,
+			Connections: int64(p.NodeConns[m.Name]), Tabs: int64(p.Nodes[m.Name]),
 		}
 		if m.Name == st.Primary {
 			ms.Role = "primary"

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"math/rand/v2"
 	"net/http"
+	"notesync/realtime"
 	"slices"
 	"strconv"
 	"testing"
@@ -130,7 +131,7 @@ func (threeNodes) Acknowledgement() *cluster.AckStatus {
 }
 
 func TestClusterShowsEachReplicasPositionAndWhetherItHoldsTheAnsweredWrites(t *testing.T) {
-	st := clusterView("node1", false, threeNodes{}, nil)
+	st := clusterView("node1", false, threeNodes{}, realtime.Presence{})
 	if st.Primary != "node1" || st.AnsweredTXID != 9 || st.AcknowledgedBy != "node3" {
 		t.Fatalf("primary %q, answered %d, acknowledged by %q; want node1, 9, node3", st.Primary, st.AnsweredTXID, st.AcknowledgedBy)
 	}

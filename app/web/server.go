@@ -137,6 +137,7 @@ func NewServer(cfg Config) (*Server, error) {
 		"rfc3339": func(t time.Time) string { return t.UTC().Format(time.RFC3339) },
 		"human":   func(t time.Time) string { return t.UTC().Format("2 Jan 2006 15:04 UTC") },
 		"snippet": app.Snippet,
+		"release": Release,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, err

@@ -121,6 +121,7 @@ type Tab struct {
 	Name  string
 	Ctx   context.Context
 	media map[string]string // emulated media features (EmulateMedia)
+	close context.CancelFunc
 }
 
 // OpenTab opens a tab (in front of the others) in the browser, named name in
@@ -133,12 +134,15 @@ func OpenTab(t testing.TB, browser context.Context, name, url string, opts ...ch
 	if err := chromedp.Do(ctx); err != nil { // creates the tab
 		t.Fatalf("open %s: %v", name, err)
 	}
-	tb := &Tab{Name: name, Ctx: ctx}
+	tb := &Tab{Name: name, Ctx: ctx, close: cancel}
 	if url != "" {
 		tb.Navigate(t, url)
 	}
 	return tb
 }
+
+// Close closes the tab, as a person does.
+func (tb *Tab) Close() { tb.close() }
 
 // Navigate loads url in the tab.
 func (tb *Tab) Navigate(t testing.TB, url string) {
@@ -226,16 +230,30 @@ func (tb *Tab) Describe() string {
 // base, typing as a user does, and waits for the notes page.
 func SignUp(t testing.TB, tb *Tab, base, username string) {
 	t.Helper()
-	tb.Navigate(t, base+"/signup")
+	tb.account(t, base+"/signup", "#signup-form", "sign up", username)
+}
+
+// LogIn logs in as username (with Password) through the log-in form of
+// node base, typing as a user does, and waits for the notes page.
+func LogIn(t testing.TB, tb *Tab, base, username string) {
+	t.Helper()
+	tb.account(t, base+"/login", "#login-form", "log in", username)
+}
+
+// account fills the account form at url (form: its selector) and waits
+// for the notes page; what names the step in failures.
+func (tb *Tab) account(t testing.TB, url, form, what, username string) {
+	t.Helper()
+	tb.Navigate(t, url)
 	ctx, cancel := context.WithTimeout(tb.Ctx, 20*time.Second)
 	defer cancel()
 	err := chromedp.Do(ctx,
-		chromedp.SendKeys(chromedp.CSS(`#signup-form input[name=username]`), username),
-		chromedp.SendKeys(chromedp.CSS(`#signup-form input[name=password]`), Password),
-		chromedp.Click(chromedp.CSS(`#signup-form button[type=submit]`)),
+		chromedp.SendKeys(chromedp.CSS(form+` input[name=username]`), username),
+		chromedp.SendKeys(chromedp.CSS(form+` input[name=password]`), Password),
+		chromedp.Click(chromedp.CSS(form+` button[type=submit]`)),
 	)
 	if err != nil {
-		t.Fatalf("%s: sign up as %s: %v", tb.Name, username, err)
+		t.Fatalf("%s: %s as %s: %v", tb.Name, what, username, err)
 	}
 	tb.WaitNotesPage(t)
 }

@@ -6,7 +6,9 @@
 //   page.js       helpers, the tab's pin, window.notesync (the test hook)
 //   write.js      the one write path: Idempotency-Key, If-Match, one retry
 //   status.js     #conn-status, the note error line, the event log
-//   transport.js  the WebSocket, or SSE where it cannot connect; backoff
+//   transport.js  the tab's way to the connection its browser's tabs share
+//                 (connection.js, relay.js, socket-worker.js: WebSocket,
+//                 SSE where it cannot connect, backoff)
 //   list.js       #notes-list: refresh, htmx's "notes" swap, glow and fade
 //   pages.js      the list's older pages, loaded as the person scrolls
 //   note.js       one note element: clamping, names, editor notices

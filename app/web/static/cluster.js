@@ -1,9 +1,11 @@
 // notesync: the cluster panel, #cluster-panel (docs/PROTOCOL.md §3, §11).
 //
-// What GET /api/cluster says: the members, their roles, states and open
-// connections, each one's position (LiteFS's TXID) and, for a replica,
-// whether it holds every write the primary answered; who acknowledged the
-// writes; and whether this node's copy of the data is behind. Polled
+// What GET /api/cluster says: the members, their roles, states, the
+// user's connections and tabs on each (the tabs of a browser share one
+// connection, §13), each one's position (LiteFS's TXID) and, for a
+// replica, whether it holds every write the primary answered; who
+// acknowledged the writes; and whether this node's copy of the data is
+// behind. Polled
 // every CLUSTER_POLL_MS while the tab is visible, and at once when a
 // presence message moved the counts (a background tab shows those too).
 
@@ -83,9 +85,12 @@ function renderCluster(data) {
   const table = document.createElement('table');
   table.className = 'cluster-members';
   const head = table.createTHead().insertRow();
-  for (const h of ['Node', 'Region', 'Role', 'State', 'Conns', 'TXID', 'Holds answered writes']) {
+  for (const [h, title] of [['Node'], ['Region'], ['Role'], ['State'],
+    ['Conns', 'your connections to the node: one per browser'], ['Tabs', 'your tabs on the node'],
+    ['TXID'], ['Holds answered writes']]) {
     const th = document.createElement('th');
     th.textContent = h;
+    if (title) th.title = title;
     head.append(th);
   }
   const tbody = table.createTBody();
@@ -141,7 +146,7 @@ function memberRow(row, m, data) {
   if (name === data.self) nameCell.append(' (this node)');
 
   const role = m.role || (name === data.primary ? 'primary' : 'replica');
-  for (const v of [m.region, role, m.state, m.connections, m.txid, holdsText(m)]) {
+  for (const v of [m.region, role, m.state, m.connections, m.tabs, m.txid, holdsText(m)]) {
     row.insertCell().textContent = v === undefined || v === null ? '' : String(v);
   }
   if (typeof m.holds_answered === 'boolean') row.dataset.holds = String(m.holds_answered);

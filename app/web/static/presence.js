@@ -1,4 +1,4 @@
-// notesync: where else the user is (docs/PROTOCOL.md §7).
+// notesync: where else the user is (docs/PROTOCOL.md §7, §13).
 //
 // The tab reports the note open in its editor (the last one opened, while
 // several are), and shows what the server says of the user's tabs on
@@ -6,15 +6,13 @@
 // tab edits.
 
 import { $, plural } from './page.js';
-import { send, viaFetch } from './write.js';
-import { via, sendOnSocket } from './transport.js';
+import { reportEditing as tellConnection } from './transport.js';
 import { listEl } from './list.js';
 import { noteId } from './note.js';
 
 const presenceEl = $('#presence');
 const presenceNodesEl = $('#presence-nodes');
-const editing = { open: [], conn: '', reported: null, last: null };
-const EDITING_PATIENCE_MS = 2000; // how long a report of the note being edited is tried
+const editing = { open: [], last: null };
 
 export function editorOpened(id) {
   editing.open = editing.open.filter((x) => x !== id).concat(id);
@@ -26,33 +24,17 @@ export function editorClosed(id) {
   reportEditing();
 }
 
-// connected starts a new connection's report: it knows nothing of this
-// tab's editor yet. conn is the id its hello carried.
-export function connected(conn) {
-  editing.conn = typeof conn === 'string' ? conn : '';
-  editing.reported = null;
+// connected: a connection opened (its hello). The connection tells each
+// new connection what the tabs it carries edit; this tab says its own
+// once more, in case the connection is new to it.
+export function connected() {
   reportEditing();
 }
 
-// reportEditing tells the server which note this tab edits, when that
-// changed since it was last told on this connection.
+// reportEditing tells the connection which note this tab edits, and the
+// connection tells the server when that changed (transport.js).
 function reportEditing() {
-  const current = editing.open.length ? Number(editing.open[editing.open.length - 1]) : null;
-  if (current === editing.reported || !editing.conn) return;
-  switch (via()) {
-    case 'ws':
-      if (!sendOnSocket(JSON.stringify({ type: 'editing', note_id: current }))) return;
-      break;
-    case 'sse':
-      // A report is soon out of date: it waits a moment, quietly, not for
-      // a failover.
-      send(viaFetch('POST', '/api/editing', { json: { conn: editing.conn, note_id: current } }), { patienceMs: EDITING_PATIENCE_MS, quiet: true })
-        .then((res) => { if (!res) editing.reported = undefined; });
-      break;
-    default:
-      return;
-  }
-  editing.reported = current;
+  tellConnection(editing.open.length ? Number(editing.open[editing.open.length - 1]) : null);
 }
 
 // While the tab is not connected it cannot know where else the user is:
@@ -77,14 +59,29 @@ export function showPresence(msg) {
   if (presenceEl) {
     const nodes = msg.nodes && typeof msg.nodes === 'object' ? Object.entries(msg.nodes) : [];
     const tabs = Number(msg.tabs) || 0;
+    const browsers = Number(msg.browsers) || tabs;
     presenceEl.dataset.tabs = String(tabs);
-    presenceEl.textContent = `${plural(tabs, 'tab', 'tabs')} on ${plural(nodes.length, 'node', 'nodes')}`;
+    presenceEl.dataset.browsers = String(browsers);
+    presenceEl.textContent = presenceText(tabs, browsers, nodes.length);
     const names = nodes.sort(([a], [b]) => a.localeCompare(b)).map(([n, k]) => `${n}: ${k}`).join(', ');
     presenceEl.title = names;
     if (presenceNodesEl) presenceNodesEl.textContent = names;
     presenceEl.hidden = false;
   }
   markEditingElsewhere();
+}
+
+// presenceText says where the user's tabs are: "5 tabs in 2 browsers on
+// 2 nodes". Browsers (the connections that carry the tabs) are named
+// where they tell something: more than one, and fewer than the tabs or
+// more than the nodes (one browser on two nodes holds two connections,
+// and is not two browsers).
+function presenceText(tabs, browsers, nodes) {
+  const where = `on ${plural(nodes, 'node', 'nodes')}`;
+  if (browsers > 1 && (browsers < tabs || browsers > nodes)) {
+    return `${plural(tabs, 'tab', 'tabs')} in ${plural(browsers, 'browser', 'browsers')} ${where}`;
+  }
+  return `${plural(tabs, 'tab', 'tabs')} ${where}`;
 }
 
 // markEditingElsewhere marks the notes that another tab has open in an

@@ -1,277 +1,52 @@
-// notesync: the tab's live connection to its node (docs/PROTOCOL.md §4, §5).
+// notesync: the tab's live connection to its node (docs/PROTOCOL.md §4,
+// §5, §13).
 //
-// One live transport at a time: a WebSocket, or an EventSource after the
-// WebSocket failed to open WS_FAILS_BEFORE_SSE times in a row; while on
-// SSE, the WebSocket is tried again in the background. Every (re)connection
-// asks for since=<version shown>, so the server follows its hello with a
-// catch-up "sync" when the tab is behind: nothing is missed. It names the
-// change it has seen at that version too (&change=), so that a node whose
-// history went another way tells it to start again. Reconnects
-// back off exponentially with jitter, capped at 10 s, and never follow a
-// 1008 (the session ended).
+// The tabs of a browser share one connection (connection.js, carried by
+// relay.js for the tabs that join it):
+//   - a SharedWorker holds it (socket-worker.js), named by the release of
+//     the page's code and the tab's pin, so that only tabs that speak the
+//     same protocol and want the same node share it;
+//   - where there is no SharedWorker, the tab that holds the Web Lock
+//     "leader" holds it, and the others reach it over a BroadcastChannel;
+//     when that tab goes, the next one in line takes the lock and connects;
+//   - where neither works (no Web Locks, or a worker that does not
+//     answer), and with ?socket=tab (kept for the tab's session until
+//     ?socket=shared), the tab has a connection of its own, as every tab
+//     once had: for debugging, and for tests of one tab's connection.
+// Whichever holds it, each tab shows its own #conn-status and event log,
+// mirrors the attempts in window.notesync, and reports its own editor.
 
-import { notesync, parseJSON, withPin, inWords, changeQuery } from './page.js';
+import { notesync, withPin } from './page.js';
 import { setStatus, setStatusTitle, clearPassedErrors, logEvent, describe, reconnectingIn } from './status.js';
+import { createRelay, lockName } from './relay.js';
 
-const PING_EVERY_MS = 20000;      // client text "ping" while a socket is open
-const SILENCE_LIMIT_MS = 45000;   // no message for this long: link is dead
-const HEARTBEAT_TICK_MS = 5000;   // how often the heartbeat checks the above
-const BACKOFF_BASE_MS = 500;
-const BACKOFF_CAP_MS = 10000;
-const BACKOFF_MIN_MS = 250;
-const WS_FAILS_BEFORE_SSE = 2;    // WebSocket failed to open this many times in a row
-const WS_PROBE_FIRST_MS = 2000;   // while on SSE, try the WebSocket again after this,
-const WS_PROBE_CAP_MS = 60000;    // doubling up to this
+const JOIN_PATIENCE_MS = 5000; // a shared worker that has not answered by then is given up
 
-const session = {
+const tab = {
+  id: randomId(),
   ended: false,
-  ws: null,
-  es: null,
-  wsFailuresBeforeOpen: 0,
-  preferSSE: false,
-  backoffAttempt: 0,
-  nextDelay: 0,         // delay that preceded the coming attempt (for attempts[])
-  reconnectTimer: 0,
-  heartbeatTimer: 0,
-  probeTimer: 0,
-  lastMessageAt: 0,
-  lastPingAt: 0,
-  unansweredSince: 0,   // first ping sent since the last message, 0 if none
-  suspended: false,     // page hidden into the back/forward cache
+  hub: null,         // {post(message), close()}: the way to the connection
+  editing: null,     // the note open in this tab's editor
+  suspended: false,  // the page is hidden in the back/forward cache
 };
 
 // What the page does with the messages: set by start().
 let handlers = { hello() {}, changed() {}, presence() {} };
 
+function randomId() {
+  const b = new Uint8Array(6);
+  crypto.getRandomValues(b);
+  return Array.from(b, (x) => x.toString(36).padStart(2, '0')).join('');
+}
+
 // isEnded reports whether the session ended (log-out, or 1008).
-export const isEnded = () => session.ended;
+export const isEnded = () => tab.ended;
 
-// via names the transport that is open: 'ws', 'sse' or null.
-export function via() {
-  if (session.ws && session.ws.readyState === WebSocket.OPEN) return 'ws';
-  return session.es ? 'sse' : null;
-}
-
-// sendOnSocket sends text on the open WebSocket; false if it could not.
-export function sendOnSocket(text) {
-  try { session.ws.send(text); return true; } catch { return false; }
-}
-
-// window.notesync.attempts: one entry per connection attempt, with the
-// backoff delay that preceded it (0 for the first one and for probes).
-function recordAttempt(transport, probe = false) {
-  const entry = { at: Date.now(), transport, delay: probe ? 0 : Math.round(session.nextDelay) };
-  if (probe) entry.probe = true;
-  else session.nextDelay = 0;
-  notesync.attempts.push(entry);
-  if (notesync.attempts.length > 500) notesync.attempts.splice(0, notesync.attempts.length - 500);
-}
-
-function connect() {
-  clearTimeout(session.reconnectTimer);
-  session.reconnectTimer = 0;
-  if (session.ended || session.suspended) return;
-  if (session.preferSSE) openSSE(); else openWebSocket(false);
-}
-
-function wsURL() {
-  const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-  return `${scheme}://${location.host}${withPin(`/ws?since=${notesync.version}${changeQuery(notesync.change)}`)}`;
-}
-
-// probe=true: the tab is on SSE and tries the WebSocket on the side; it
-// replaces the EventSource only if it opens, and its failure only schedules
-// the next try (onProbeFailed).
-function openWebSocket(probe, onProbeFailed = () => {}) {
-  let ws;
-  recordAttempt('ws', probe);
-  if (!probe) notesync.transport = 'ws';
-  try {
-    ws = new WebSocket(wsURL());
-  } catch {
-    if (probe) onProbeFailed(); else onWebSocketFailed(false);
-    return;
-  }
-  if (!probe) session.ws = ws;
-  let opened = false;
-
-  ws.onopen = () => {
-    opened = true;
-    if (probe) {
-      if (session.ended || session.ws) { ws.close(1000); return; }
-      closeEventSource();
-      session.ws = ws;
-      notesync.transport = 'ws';
-      session.preferSSE = false;
-    }
-    session.wsFailuresBeforeOpen = 0;
-    startHeartbeat(ws);
-  };
-
-  ws.onmessage = (e) => {
-    if (ws !== session.ws) return;
-    session.lastMessageAt = Date.now();
-    if (typeof e.data !== 'string' || e.data === 'pong') return;
-    const msg = parseJSON(e.data);
-    if (msg && typeof msg.type === 'string') handleMessage(msg);
-  };
-
-  ws.onclose = (e) => {
-    if (probe && !opened) { onProbeFailed(); return; }
-    if (ws !== session.ws) return; // a dropped probe or an abandoned socket
-    session.ws = null;
-    stopHeartbeat();
-    if (e.code === 1008) { endSession(); return; }
-    onWebSocketFailed(opened);
-  };
-  // onerror is always followed by onclose; nothing to do there.
-}
-
-function onWebSocketFailed(hadOpened) {
-  if (!hadOpened && ++session.wsFailuresBeforeOpen >= WS_FAILS_BEFORE_SSE) {
-    session.preferSSE = true;
-  }
-  scheduleReconnect();
-}
-
-// Dead-link detection. A socket can look open for minutes after the network
-// died, so the tab sends "ping" every PING_EVERY_MS and gives up after
-// SILENCE_LIMIT_MS without any message. The link only counts as dead if a
-// ping has itself gone unanswered for a while: a background tab's timers
-// may be throttled to once a minute, and the resulting lull must not look
-// like silence on a perfectly healthy link.
-function startHeartbeat(ws) {
-  stopHeartbeat();
-  session.lastMessageAt = Date.now();
-  session.lastPingAt = session.lastMessageAt;
-  session.unansweredSince = 0;
-  const tick = () => {
-    if (ws !== session.ws || ws.readyState !== WebSocket.OPEN) return;
-    const now = Date.now();
-    if (session.unansweredSince > session.lastMessageAt) {
-      if (now - session.lastMessageAt > SILENCE_LIMIT_MS &&
-          now - session.unansweredSince > HEARTBEAT_TICK_MS * 2) {
-        abandonWebSocket(4000, 'heartbeat timeout');
-        scheduleReconnect();
-        return;
-      }
-    } else {
-      session.unansweredSince = 0;
-    }
-    if (now - session.lastPingAt >= PING_EVERY_MS) sendPing(ws);
-  };
-  session.heartbeatTimer = setInterval(tick, HEARTBEAT_TICK_MS);
-}
-
-function sendPing(ws) {
-  try {
-    ws.send('ping');
-    const now = Date.now();
-    session.lastPingAt = now;
-    if (session.unansweredSince <= session.lastMessageAt) session.unansweredSince = now;
-  } catch { /* closing: onclose handles it */ }
-}
-
-function stopHeartbeat() {
-  clearInterval(session.heartbeatTimer);
-  session.heartbeatTimer = 0;
-}
-
-// Forget the current socket without waiting for its close event: on a dead
-// link the closing handshake can take minutes to time out.
-function abandonWebSocket(code = 1000, reason = '') {
-  const ws = session.ws;
-  session.ws = null;
-  stopHeartbeat();
-  if (ws) {
-    ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
-    try { ws.close(code, reason); } catch { /* already closed */ }
-  }
-}
-
-function openSSE() {
-  recordAttempt('sse');
-  notesync.transport = 'sse';
-  let es;
-  try {
-    es = new EventSource(withPin(`/events?since=${notesync.version}${changeQuery(notesync.change)}`));
-  } catch {
-    scheduleReconnect();
-    return;
-  }
-  session.es = es;
-  // Whether this stream ever reached the server: if SSE cannot connect
-  // either, the server is down rather than WebSocket-hostile, so the next
-  // attempt goes back to trying the WebSocket first.
-  let reached = false;
-  es.onopen = () => { reached = true; };
-
-  const onEvent = (e) => {
-    if (es !== session.es) return;
-    session.lastMessageAt = Date.now();
-    const msg = parseJSON(e.data);
-    if (!msg || typeof msg !== 'object') return;
-    if (!msg.type) msg.type = e.type;
-    handleMessage(msg);
-  };
-  for (const type of ['hello', 'note_changed', 'presence', 'message']) es.addEventListener(type, onEvent);
-
-  // The server's way to say "closed with code N" on a stream.
-  es.addEventListener('close', (e) => {
-    if (es !== session.es) return;
-    const info = parseJSON(e.data) || {};
-    logEvent('close', `close ${info.code ?? ''} ${info.reason ?? ''}`.trim());
-    closeEventSource();
-    if (Number(info.code) === 1008) endSession();
-    else scheduleReconnect();
-  });
-
-  es.onerror = () => {
-    if (es !== session.es) return;
-    const refused = es.readyState === EventSource.CLOSED; // e.g. HTTP 401/403/5xx
-    // The tab runs its own backoff rather than the browser's built-in
-    // retry, so the delays, the attempts log and since= stay its own.
-    closeEventSource();
-    if (!reached) {
-      session.preferSSE = false;
-      session.wsFailuresBeforeOpen = 0;
-    }
-    if (refused) checkSessionThenEnd({ otherwise: scheduleReconnect });
-    else scheduleReconnect();
-  };
-}
-
-function closeEventSource() {
-  const es = session.es;
-  session.es = null;
-  clearTimeout(session.probeTimer);
-  session.probeTimer = 0;
-  if (es) es.close();
-}
-
-function scheduleReconnect() {
-  if (session.ended || session.suspended) return;
-  clearTimeout(session.reconnectTimer);
-  // Exponential backoff with full jitter, capped: spreads the reconnect
-  // storm when a node restarts with many tabs attached.
-  const cap = Math.min(BACKOFF_CAP_MS, BACKOFF_BASE_MS * 2 ** Math.min(session.backoffAttempt, 16));
-  const delay = Math.max(BACKOFF_MIN_MS, Math.random() * cap);
-  session.backoffAttempt++;
-  session.nextDelay = delay;
-  reconnectingIn(delay);
-  session.reconnectTimer = setTimeout(() => {
-    setStatus('connecting', 'Reconnecting…');
-    connect();
-  }, delay);
-}
-
-function endSession() {
-  if (session.ended) return;
-  session.ended = true;
-  clearTimeout(session.reconnectTimer);
-  abandonWebSocket();
-  closeEventSource();
-  setStatus('closed', 'Your session ended. Log in again to see your notes:', { href: '/login', text: 'Log in' });
+// reportEditing tells the connection which note this tab has open in its
+// editor (null for none); it tells the server (§7).
+export function reportEditing(noteId) {
+  tab.editing = noteId;
+  tab.hub?.post({ op: 'editing', tab: tab.id, note_id: noteId });
 }
 
 // checkSessionThenEnd ends the session if the API says it is over. A 401
@@ -285,22 +60,62 @@ export async function checkSessionThenEnd({ otherwise } = {}) {
     });
     status = res.status;
   } catch { /* offline: not proof of anything */ }
-  if (status === 401) endSession();
-  else if (otherwise) otherwise();
+  if (status === 401) {
+    tab.hub?.post({ op: 'end' });
+    endSession();
+  } else if (otherwise) {
+    otherwise();
+  }
 }
 
-function handleMessage(msg) {
-  if (session.ended) return;
+function endSession() {
+  if (tab.ended) return;
+  tab.ended = true;
+  setStatus('closed', 'Your session ended. Log in again to see your notes:', { href: '/login', text: 'Log in' });
+}
+
+function addAttempt(entry) {
+  notesync.attempts.push(entry);
+  if (notesync.attempts.length > 500) notesync.attempts.splice(0, notesync.attempts.length - 500);
+}
+
+// onEvent shows what the connection says (relay.js, connection.js).
+function onEvent(ev) {
+  if (!ev || typeof ev !== 'object' || (ev.to && ev.to !== tab.id)) return;
+  if ('transport' in ev) notesync.transport = ev.transport;
+  switch (ev.op) {
+    case 'state': showState(ev); break;
+    case 'attempt': addAttempt(ev.entry); break;
+    case 'waiting':
+      if (!tab.ended) reconnectingIn(ev.delay);
+      break;
+    case 'reconnecting': if (!tab.ended) setStatus('connecting', 'Reconnecting…'); break;
+    case 'message': handleMessage(ev.msg, ev.via); break;
+    case 'log': logEvent(ev.type, ev.text); break;
+    case 'ended': endSession(); break;
+    case 'leader': join(); break; // a tab took the lead: it knows nothing of this one yet
+  }
+}
+
+// showState catches a tab that joined up with the connection: the
+// attempts it has not seen, and the hello and presence it missed.
+function showState(st) {
+  const seen = notesync.attempts.length ? notesync.attempts[notesync.attempts.length - 1].at : 0;
+  for (const entry of st.attempts || []) if (entry.at > seen) addAttempt(entry);
+  if (st.ended) { endSession(); return; }
+  if (st.hello) handleMessage(st.hello, st.via);
+  if (st.presence) handleMessage(st.presence, st.via);
+}
+
+function handleMessage(msg, via) {
+  if (tab.ended || !msg) return;
   logEvent(msg.type, describe(msg));
   switch (msg.type) {
     case 'hello': {
-      session.backoffAttempt = 0;
       const where = `${msg.node || 'the server'}${msg.region ? ` (${msg.region})` : ''}`;
-      const onSSE = session.es !== null && session.ws === null;
       setStatus('open', `Connected to ${where}`);
-      setStatusTitle(onSSE ? 'live updates over server-sent events' : 'live updates over a WebSocket');
+      setStatusTitle(via === 'sse' ? 'live updates over server-sent events' : 'live updates over a WebSocket');
       clearPassedErrors();
-      if (onSSE) scheduleWebSocketProbe(0);
       handlers.hello(msg);
       break;
     }
@@ -308,29 +123,154 @@ function handleMessage(msg) {
       handlers.changed(msg);
       break;
     case 'presence':
-      handlers.presence(msg);
+      handlers.presence(forThisTab(msg));
       break;
     default:
       break; // unknown types are logged and otherwise ignored
   }
 }
 
-// While on SSE, the tab tries the WebSocket again in the background, in
-// hidden tabs too: after WS_PROBE_FIRST_MS, then twice as long each time
-// up to WS_PROBE_CAP_MS, each delay jittered (half fixed, half random) so
-// that the tabs of a restarted node do not all try at once. The first
-// WebSocket that opens takes over from the EventSource.
-function scheduleWebSocketProbe(attempt) {
-  clearTimeout(session.probeTimer);
-  const span = Math.min(WS_PROBE_CAP_MS, WS_PROBE_FIRST_MS * 2 ** Math.min(attempt, 16));
-  const delay = span / 2 + Math.random() * (span / 2);
-  session.probeTimer = setTimeout(() => {
-    session.probeTimer = 0;
-    if (!session.es || session.ws || session.ended || session.suspended) return;
-    openWebSocket(true, () => {
-      if (session.es && !session.ws) scheduleWebSocketProbe(attempt + 1);
+// forThisTab turns the presence of a connection that tabs share into this
+// tab's: own_editing is this tab's entry of own_editing_by_tab.
+function forThisTab(msg) {
+  const byTab = msg.own_editing_by_tab;
+  if (!byTab || typeof byTab !== 'object') return msg;
+  const { own_editing_by_tab: _, ...mine } = msg;
+  if (typeof byTab[tab.id] === 'string') mine.own_editing = byTab[tab.id];
+  return mine;
+}
+
+function join() {
+  tab.hub?.post({ op: 'join', tab: tab.id, version: notesync.version, change: notesync.change, note_id: tab.editing });
+}
+
+// ------------------------------------------------------ the way to the connection
+
+// The tabs of one release and one pin share: the release from the page
+// (data-release on its script), the pin from the tab's URL.
+const release = document.querySelector('script[data-release]')?.dataset.release || '';
+const pin = new URL(withPin('/'), location.href).search.slice(1);
+const named = (what) => lockName(release, pin, what);
+
+// wanted says how this tab reaches a connection: 'worker', 'leader' or 'tab'.
+function wanted() {
+  let asked = new URLSearchParams(location.search).get('socket');
+  try {
+    if (asked) sessionStorage.setItem('notesync.socket', asked);
+    else asked = sessionStorage.getItem('notesync.socket');
+  } catch { /* storage off: the URL alone says */ }
+  if (asked === 'tab') return 'tab';
+  if (typeof SharedWorker === 'function') return 'worker';
+  if (navigator.locks && typeof BroadcastChannel === 'function') return 'leader';
+  return 'tab';
+}
+
+// ownConnection gives the tab a connection of its own.
+function ownConnection() {
+  const relay = createRelay({ pin, shared: false, post: onEvent });
+  tab.hub = { post: (m) => relay.receive(m), close: () => relay.close() };
+  join();
+}
+
+// viaWorker reaches the connection of the browser's SharedWorker; a worker
+// that fails or does not answer in time leaves the tab with its own.
+function viaWorker() {
+  let worker;
+  try {
+    worker = new SharedWorker(`/static/socket-worker.js?${new URLSearchParams({ release })}${pin ? `&${pin}` : ''}`,
+      { type: 'module', name: named('connection') });
+  } catch {
+    ownConnection();
+    return;
+  }
+  const port = worker.port;
+  let answered = false;
+  const giveUp = () => {
+    if (answered || tab.hub?.port !== port) return;
+    answered = true;
+    port.close();
+    ownConnection();
+  };
+  const patience = setTimeout(giveUp, JOIN_PATIENCE_MS);
+  worker.onerror = giveUp;
+  port.onmessage = (e) => {
+    if (tab.hub?.port !== port) return;
+    if (!answered) { answered = true; clearTimeout(patience); }
+    onEvent(e.data);
+  };
+  port.start();
+  tab.hub = {
+    port,
+    post: (m) => port.postMessage(m),
+    close() { port.postMessage({ op: 'bye', tab: tab.id }); port.close(); },
+  };
+  join();
+}
+
+// viaLeader reaches the connection of the tab that holds the lock
+// "leader", over a BroadcastChannel, and lines up to take the lock: when
+// it comes, this tab holds the connection for all of them.
+function viaLeader() {
+  const channel = new BroadcastChannel(named('channel'));
+  let relay = null;   // while this tab leads
+  let resign = null;  // gives the lock up
+  const hub = {
+    post: (m) => (relay ? relay.receive(m) : channel.postMessage({ up: m })),
+    close() {
+      if (relay) relay.close(); else channel.postMessage({ up: { op: 'bye', tab: tab.id } });
+      relay = null;
+      channel.close();
+      resign?.();
+    },
+  };
+  channel.onmessage = (e) => {
+    const m = e.data || {};
+    if (relay && m.up) relay.receive(m.up);
+    else if (!relay && m.down) onEvent(m.down);
+  };
+  tab.hub = hub;
+  navigator.locks.request(named('leader'), () => new Promise((resolve) => {
+    if (tab.hub !== hub) { resolve(); return; }
+    resign = resolve;
+    relay = createRelay({
+      pin,
+      shared: true,
+      post(ev, to) {
+        if (to !== tab.id) channel.postMessage({ down: to ? { ...ev, to } : ev });
+        if (to === undefined || to === tab.id) onEvent(ev);
+      },
+      watch: (id, gone) => navigator.locks.request(named(`tab ${id}`), () => gone()),
     });
-  }, delay);
+    channel.postMessage({ down: { op: 'leader' } });
+    join();
+  }));
+  join(); // to the tab that leads now, if any
+}
+
+// holdTabLock takes the lock named for this tab, which it holds while it
+// lives: the worker or the leading tab learns so that it is gone. It
+// resolves once the lock is held.
+let tabLock = null;
+function holdTabLock() {
+  tabLock ??= new Promise((held) => {
+    navigator.locks.request(named(`tab ${tab.id}`), () => {
+      held();
+      return new Promise(() => {}); // held until the page goes
+    });
+  });
+  return tabLock;
+}
+
+// openHub finds this tab's way to a connection.
+async function openHub() {
+  const how = wanted();
+  if (how === 'tab' || !navigator.locks) {
+    if (how === 'worker') viaWorker(); else ownConnection();
+    return;
+  }
+  await holdTabLock();
+  if (tab.suspended) return;
+  if (how === 'worker') viaWorker(); else viaLeader();
 }
 
 // start opens the connection. The messages go to on.hello, on.changed
@@ -340,29 +280,25 @@ export function start(on) {
 
   // Back online, or back in view: do not sit out the rest of a long
   // backoff, and check a quiet socket right away.
-  window.addEventListener('online', () => {
-    if (session.reconnectTimer && !session.ws && !session.es) connect();
-  });
+  window.addEventListener('online', () => tab.hub?.post({ op: 'online' }));
   document.addEventListener('visibilitychange', () => {
-    if (document.visibilityState !== 'visible') return;
-    if (session.ws && session.ws.readyState === WebSocket.OPEN) sendPing(session.ws);
+    if (document.visibilityState === 'visible') tab.hub?.post({ op: 'visible' });
   });
 
-  // Leaving the page (or entering the back/forward cache): close cleanly
-  // and do not reconnect; a page restored from the cache connects again.
+  // Leaving the page (or entering the back/forward cache): the tab leaves
+  // the connection, or closes its own; a page restored from the cache
+  // joins again.
   window.addEventListener('pagehide', () => {
-    session.suspended = true;
-    clearTimeout(session.reconnectTimer);
-    abandonWebSocket(1000, 'page closed');
-    closeEventSource();
+    tab.suspended = true;
+    tab.hub?.close();
+    tab.hub = null;
   });
   window.addEventListener('pageshow', (e) => {
-    if (!e.persisted) return;
-    session.suspended = false;
-    session.backoffAttempt = 0;
-    connect();
+    if (!e.persisted || tab.ended) return;
+    tab.suspended = false;
+    openHub();
   });
 
   setStatus('connecting', 'Connecting…');
-  connect();
+  openHub();
 }
