@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"notesync/app"
@@ -106,7 +105,7 @@ func (n *Node) reapplyRoute(next http.Handler) http.Handler {
 			return
 		}
 		var c app.Written
-		if err := json.NewDecoder(io.LimitReader(r.Body, cluster.MaxForwardBody)).Decode(&c); err != nil {
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, cluster.MaxForwardBody)).Decode(&c); err != nil {
 			http.Error(w, "a change as JSON", http.StatusBadRequest)
 			return
 		}

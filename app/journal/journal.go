@@ -67,6 +67,7 @@ type Journal struct {
 	moved   map[int64]int64 // note id → where its create landed again
 	lastSeq int64           // the newest seq read
 	through uint64
+	once    sync.Once // makes wake and moved
 	wake    chan struct{}
 }
 
@@ -92,20 +93,15 @@ const readBatch = 500
 const readEvery = 500 * time.Millisecond
 
 func (j *Journal) init() {
-	if j.wake == nil {
-		j.wake = make(chan struct{}, 1)
-		j.moved = map[int64]int64{}
-	}
+	j.wake = make(chan struct{}, 1)
+	j.moved = map[int64]int64{}
 }
 
 // Poke wakes Run to read: LiteFS applied a transaction.
 func (j *Journal) Poke() {
-	j.mu.Lock()
-	j.init()
-	wake := j.wake
-	j.mu.Unlock()
+	j.once.Do(j.init)
 	select {
-	case wake <- struct{}{}:
+	case j.wake <- struct{}{}:
 	default:
 	}
 }
@@ -133,10 +129,7 @@ func (j *Journal) Run(ctx context.Context) {
 	if j.Logger == nil {
 		j.Logger = slog.Default()
 	}
-	j.mu.Lock()
-	j.init()
-	wake := j.wake
-	j.mu.Unlock()
+	j.once.Do(j.init)
 	tick := time.NewTicker(readEvery)
 	defer tick.Stop()
 	for {
@@ -146,7 +139,7 @@ func (j *Journal) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-j.wake:
 		case <-tick.C:
 		}
 	}
@@ -159,9 +152,7 @@ func (j *Journal) Step(ctx context.Context) error {
 	if j.Logger == nil {
 		j.Logger = slog.Default()
 	}
-	j.mu.Lock()
-	j.init()
-	j.mu.Unlock()
+	j.once.Do(j.init)
 	var pos uint64
 	if j.Position != nil {
 		p, err := j.Position()
