@@ -15,23 +15,13 @@ import (
 	"notesync/internal/testenv"
 )
 
-// supervisor runs a launcher's restarts so that a test can hold them:
-// while paused, a node that exits stays down.
-type supervisor struct {
-	l      *local.Launcher
-	cancel context.CancelFunc
-	done   chan struct{}
-}
-
-func (s *supervisor) resume() {
+// supervise runs l's restarts until the pause it returns is called:
+// meanwhile, a node that exits stays down.
+func supervise(l *local.Launcher) (pause func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel, s.done = cancel, make(chan struct{})
-	go func(done chan struct{}) { defer close(done); s.l.Run(ctx) }(s.done)
-}
-
-func (s *supervisor) pause() {
-	s.cancel()
-	<-s.done
+	done := make(chan struct{})
+	go func() { defer close(done); l.Run(ctx) }()
+	return func() { cancel(); <-done }
 }
 
 // A candidate that is behind takes the lease, as LiteFS allows (its issue
@@ -54,10 +44,9 @@ func TestBehindCandidateTakesTheLease(t *testing.T) {
 		dumpLogs(t, l.Dir)
 		t.Fatal(err)
 	}
-	s := &supervisor{l: l}
-	s.resume()
+	pause := supervise(l)
 	t.Cleanup(func() {
-		s.pause()
+		pause()
 		if t.Failed() {
 			dumpLogs(t, l.Dir)
 		}
@@ -73,7 +62,7 @@ func TestBehindCandidateTakesTheLease(t *testing.T) {
 	w.write(0)
 	u.waitAck(t, urls[0], ackView.holdsAll)
 
-	s.pause()
+	pause()
 	_, exited := l.Node(2)
 	if got := c.Command("stop node2"); got != "ok" {
 		t.Fatalf("stop node2: %q", got)
@@ -99,7 +88,7 @@ func TestBehindCandidateTakesTheLease(t *testing.T) {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	s.resume()
+	pause = supervise(l)
 	for c.Primary() != "node2" {
 		if time.Since(cut) > 90*time.Second {
 			t.Fatalf("node2 has not taken the lease; primary %q", c.Primary())
