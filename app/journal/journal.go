@@ -5,6 +5,7 @@
 package journal
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -55,16 +56,19 @@ type Journal struct {
 	OnThrough func()
 	// OnReapplied, if set, is called for each change applied again.
 	OnReapplied func(w app.Written, l Landed)
-	// Keep bounds how long a change is kept (DefaultKeep), and Max how
-	// many (DefaultMax), the oldest forgotten first.
-	Keep   time.Duration
-	Max    int
-	Logger *slog.Logger
+	// Keep bounds how long a change is kept (DefaultKeep), Max how many
+	// (DefaultMax), and MaxBytes the texts they keep (DefaultMaxBytes),
+	// the oldest forgotten first.
+	Keep     time.Duration
+	Max      int
+	MaxBytes int
+	Logger   *slog.Logger
 
 	mu      sync.Mutex
 	entries []entry         // held, in seq order
 	pending []entry         // lacked by the database, to apply again, in order
 	moved   map[int64]int64 // note id → where its create landed again
+	bytes   int             // the texts of entries
 	lastSeq int64           // the newest seq read
 	through uint64
 	once    sync.Once // makes wake and moved
@@ -78,13 +82,18 @@ type entry struct {
 	read time.Time
 }
 
-// DefaultKeep is how long a change is kept at most: a candidate behind
-// longer than that is not waited for anyway (docs/PROTOCOL.md §11).
-const DefaultKeep = time.Minute
+// DefaultKeep is how long a change is kept at most. A node cut off for
+// longer may come back with changes the others have forgotten; a cut of
+// a few seconds, and the while LiteFS takes to notice a heal, are well
+// inside it.
+const DefaultKeep = 5 * time.Minute
 
-// DefaultMax bounds the changes kept: a minute at a thousand writes a
+// DefaultMax bounds the changes kept: five minutes at 200 writes a
 // second.
 const DefaultMax = 60_000
+
+// DefaultMaxBytes bounds the texts the changes kept carry.
+const DefaultMaxBytes = 64 << 20
 
 // readBatch bounds one read of the change log.
 const readBatch = 500
@@ -195,6 +204,9 @@ func (j *Journal) read(ctx context.Context, pos uint64) error {
 	}
 	j.mu.Lock()
 	j.entries = append(j.entries, got...)
+	for _, e := range got {
+		j.bytes += len(e.Body)
+	}
 	j.lastSeq = after
 	// After the log went back, so did the position: Through follows it.
 	moved := pos != j.through
@@ -244,6 +256,7 @@ func (j *Journal) checkHistory(ctx context.Context) error {
 			j.lastSeq = e.Seq - 1
 		}
 		lacked++
+		j.bytes -= len(e.Body)
 		e.read = time.Now() // kept for Keep from now, to be applied again
 		j.pending = append(j.pending, e)
 	}
@@ -256,13 +269,7 @@ func (j *Journal) checkHistory(ctx context.Context) error {
 // the oldest beyond Max; a change still to be applied again stays for
 // Keep.
 func (j *Journal) forget(now time.Time) {
-	keep, limit := j.Keep, j.Max
-	if keep == 0 {
-		keep = DefaultKeep
-	}
-	if limit == 0 {
-		limit = DefaultMax
-	}
+	keep, limit, limitBytes := cmp.Or(j.Keep, DefaultKeep), cmp.Or(j.Max, DefaultMax), cmp.Or(j.MaxBytes, DefaultMaxBytes)
 	var all uint64
 	if j.HeldByAll != nil {
 		all = j.HeldByAll()
@@ -272,9 +279,10 @@ func (j *Journal) forget(now time.Time) {
 	n := 0
 	for n < len(j.entries) {
 		e := j.entries[n]
-		if now.Sub(e.read) < keep && (all == 0 || e.txid > all) && len(j.entries)-n <= limit {
+		if now.Sub(e.read) < keep && (all == 0 || e.txid > all) && len(j.entries)-n <= limit && j.bytes <= limitBytes {
 			break
 		}
+		j.bytes -= len(e.Body)
 		n++
 	}
 	j.entries = j.entries[n:]

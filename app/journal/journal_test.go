@@ -134,6 +134,14 @@ func TestJournalBounds(t *testing.T) {
 	if held, _ := n.j.Len(); held != 0 {
 		t.Fatalf("held %d after Keep, want 0", held)
 	}
+
+	n.j.MaxBytes = 10
+	create(t, s, u.ID, "0123456789", "")
+	create(t, s, u.ID, "abc", "")
+	n.step(t)
+	if held, _ := n.j.Len(); held != 1 {
+		t.Fatalf("held %d with texts of 13 bytes, want 1 (MaxBytes 10)", held)
+	}
 }
 
 func TestJournalAppliesAgainWhatTheNewPrimaryLacks(t *testing.T) {
