@@ -22,6 +22,8 @@ type Source interface {
 	WrittenAfter(ctx context.Context, after int64, limit int) ([]app.Written, error)
 	// HasChanges returns which of the change ids the change log holds.
 	HasChanges(ctx context.Context, ids []string) (map[string]bool, error)
+	// LastChangeSeq returns the seq of the newest change (0: none).
+	LastChangeSeq(ctx context.Context) (int64, error)
 }
 
 // Landed is where a change applied again landed: its note's id (the
@@ -70,6 +72,7 @@ type Journal struct {
 	moved   map[int64]int64 // note id → where its create landed again
 	bytes   int             // the texts of entries
 	lastSeq int64           // the newest seq read
+	started bool            // lastSeq was set at the first Step
 	through uint64
 	once    sync.Once // makes wake and moved
 	wake    chan struct{}
@@ -170,6 +173,9 @@ func (j *Journal) Step(ctx context.Context) error {
 		}
 		pos = p
 	}
+	if err := j.start(ctx); err != nil {
+		return err
+	}
 	if err := j.checkHistory(ctx); err != nil {
 		return err
 	}
@@ -178,6 +184,23 @@ func (j *Journal) Step(ctx context.Context) error {
 	}
 	j.forget(time.Now())
 	j.applyPending(ctx)
+	return nil
+}
+
+// start has the first Step read the newest Max changes of the log, not
+// all of it.
+func (j *Journal) start(ctx context.Context) error {
+	if j.started {
+		return nil
+	}
+	last, err := j.Source.LastChangeSeq(ctx)
+	if err != nil {
+		return err
+	}
+	j.mu.Lock()
+	j.lastSeq = max(0, last-int64(cmp.Or(j.Max, DefaultMax)))
+	j.started = true
+	j.mu.Unlock()
 	return nil
 }
 

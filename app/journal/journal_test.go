@@ -46,6 +46,10 @@ func (n *node) WrittenAfter(ctx context.Context, after int64, limit int) ([]app.
 	return n.store().WrittenAfter(ctx, after, limit)
 }
 
+func (n *node) LastChangeSeq(ctx context.Context) (int64, error) {
+	return n.store().LastChangeSeq(ctx)
+}
+
 func (n *node) HasChanges(ctx context.Context, ids []string) (map[string]bool, error) {
 	return n.store().HasChanges(ctx, ids)
 }
@@ -122,6 +126,13 @@ func TestJournalBounds(t *testing.T) {
 	n := newNode(s)
 	n.j.Max = 3
 	n.j.Keep = 200 * time.Millisecond
+	for range 5 {
+		create(t, s, u.ID, "note", "")
+	}
+	n.step(t)
+	if held, _ := n.j.Len(); held != 3 {
+		t.Fatalf("held %d, want Max 3", held)
+	}
 	for range 5 {
 		create(t, s, u.ID, "note", "")
 	}
