@@ -144,9 +144,16 @@ func (j *Journal) Run(ctx context.Context) {
 	j.once.Do(j.init)
 	tick := time.NewTicker(readEvery)
 	defer tick.Stop()
+	failing := ""
 	for {
-		if err := j.Step(ctx); err != nil && ctx.Err() == nil {
-			j.Logger.Warn("change journal", "err", err)
+		err := j.Step(ctx)
+		switch {
+		case err != nil && ctx.Err() == nil && err.Error() != failing:
+			failing = err.Error()
+			j.Logger.Warn("change journal: the node acknowledges what it cannot apply again", "err", err)
+		case err == nil && failing != "":
+			failing = ""
+			j.Logger.Info("change journal: reading again")
 		}
 		select {
 		case <-ctx.Done():
@@ -180,6 +187,10 @@ func (j *Journal) Step(ctx context.Context) error {
 		return err
 	}
 	if err := j.read(ctx, pos); err != nil {
+		// A database the journal cannot read (a release before migration
+		// 0005 migrated it, during a rolling deploy) must not stop this
+		// node from acknowledging: it holds what it cannot apply again.
+		j.passOver(pos)
 		return err
 	}
 	j.forget(time.Now())
@@ -231,14 +242,21 @@ func (j *Journal) read(ctx context.Context, pos uint64) error {
 		j.bytes += len(e.Body)
 	}
 	j.lastSeq = after
+	j.mu.Unlock()
 	// After the log went back, so did the position: Through follows it.
+	j.passOver(pos)
+	return nil
+}
+
+// passOver moves Through to pos without the changes up to it.
+func (j *Journal) passOver(pos uint64) {
+	j.mu.Lock()
 	moved := pos != j.through
 	j.through = pos
 	j.mu.Unlock()
 	if moved && j.OnThrough != nil {
 		j.OnThrough()
 	}
-	return nil
 }
 
 // checkHistory looks whether the newest change held is still in the

@@ -236,3 +236,24 @@ func TestJournalAppliesAgainWhatTheNewPrimaryLacks(t *testing.T) {
 		t.Fatalf("a holds %d changes of the new history", held)
 	}
 }
+
+// unreadable is a database whose change log the journal cannot read, as
+// under a release before migration 0005 during a rolling deploy.
+type unreadable struct{ *node }
+
+func (unreadable) WrittenAfter(context.Context, int64, int) ([]app.Written, error) {
+	return nil, errors.New("no such column: idem_key")
+}
+
+func TestJournalThatCannotReadStillLetsTheNodeAcknowledge(t *testing.T) {
+	n := newNode(sqlitetest.NewStore(t))
+	n.pos = 7
+	moved := 0
+	n.j.Source, n.j.OnThrough = unreadable{n}, func() { moved++ }
+	if err := n.j.Step(ctx); err == nil {
+		t.Fatal("no error from a log it cannot read")
+	}
+	if n.j.Through() != 7 || moved != 1 {
+		t.Fatalf("through %d, moved %d times; want 7, once", n.j.Through(), moved)
+	}
+}
