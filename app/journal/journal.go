@@ -229,8 +229,11 @@ func (j *Journal) read(ctx context.Context, pos uint64) error {
 			return err
 		}
 		for _, w := range ws {
-			got = append(got, entry{Written: w, txid: pos, read: now})
 			after = w.Seq
+			if w.ID == "" {
+				continue // made by a release before change ids: it cannot be told apart
+			}
+			got = append(got, entry{Written: w, txid: pos, read: now})
 		}
 		if len(ws) < readBatch {
 			break
