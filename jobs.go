@@ -15,7 +15,7 @@ import (
 // Close is not here: LiteFS's event stream (cluster.Changes), gossip and
 // the announcements it sends (cluster.Membership), the store's writer.
 func (n *Node) jobs() []func(context.Context) {
-	return []func(context.Context){
+	jobs := []func(context.Context){
 		n.feed.Run,
 		func(ctx context.Context) { prune(ctx, n.store, n.lfs, n.logger) },
 		func(ctx context.Context) { checkpoint(ctx, n.db, n.lfs, n.logger) },
@@ -26,6 +26,10 @@ func (n *Node) jobs() []func(context.Context) {
 		},
 		n.migrateOnPromotion,
 	}
+	if n.journal != nil {
+		jobs = append(jobs, n.journal.Run)
+	}
+	return jobs
 }
 
 // onPrimary runs fn every d while this node is the primary (the node that

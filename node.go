@@ -15,6 +15,7 @@ import (
 
 	"notesync/app"
 	"notesync/app/feed"
+	"notesync/app/journal"
 	"notesync/app/sqlite"
 	"notesync/app/web"
 	"notesync/cluster"
@@ -44,6 +45,7 @@ type Node struct {
 	metrics   *web.Metrics
 	store     *sqlite.Store
 	feed      *feed.Feed
+	journal   *journal.Journal // what it takes to apply recent changes again; nil without LiteFS
 	sessions  *web.SessionStore
 	cluster   *cluster.Node // the cluster view, forwarding and pinning
 	listeners []net.Listener
@@ -91,7 +93,7 @@ func serve(ctx context.Context, cfg *config, stdout, stderr io.Writer) error {
 // pprof). On an error it undoes what it did.
 func (n *Node) Open(ctx context.Context) error {
 	for _, step := range []func(context.Context) error{
-		n.openSecret, n.openHub, n.openLiteFS, n.openDatabase, n.openStore,
+		n.openSecret, n.openHub, n.openLiteFS, n.openDatabase, n.openStore, n.openJournal,
 		n.openListeners, n.openSessions, n.openCluster, n.openHTTP, n.openOpsServers,
 	} {
 		if err := step(ctx); err != nil {
@@ -256,7 +258,7 @@ func (n *Node) openCluster(context.Context) error {
 	n.cluster = &cluster.Node{
 		Name: n.cfg.Node, Region: n.cfg.Region, Machine: n.cfg.FlyMachineID,
 		Secret: n.secret, LiteFS: n.lfs, Changes: n.changes, Acks: n.acks, Gossip: gossip,
-		Self: n.meta, NodeLocal: web.NodeLocal, Logger: n.logger, HoldWrites: n.db.HoldWrites,
+		Self: n.meta, NodeLocal: nodeLocal, Logger: n.logger, HoldWrites: n.db.HoldWrites,
 	}
 	return nil
 }
@@ -300,7 +302,7 @@ func (n *Node) openHTTP(context.Context) error {
 // and body deadlines, Fly's pinning, the trusted client-address header and
 // write forwarding, outermost first.
 func (n *Node) publicHandler(srv http.Handler) http.Handler {
-	h := n.cluster.Forward(srv)
+	h := n.cluster.Forward(n.reapplyRoute(srv))
 	if n.cfg.ClientIPHeader != "" {
 		// Outside the forwarder, so that a forwarded write carries the
 		// client's address; inside the pinner, so that it wins over

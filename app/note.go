@@ -61,6 +61,19 @@ type Change struct {
 	CreatedAt time.Time
 }
 
+// Written is a change with what it takes to apply it again through
+// another primary, whose history lacks it (docs/PROTOCOL.md §11).
+type Written struct {
+	Change
+	// Body is the text a create or an update gave its note ("" for a
+	// delete, or when no longer known), and Rev the revision it left.
+	Body string
+	Rev  int64
+	// Key is the Idempotency-Key the write came with ("": none), and
+	// Fingerprint that of its request.
+	Key, Fingerprint string
+}
+
 // Snippet is the first words of a note, at most 40 characters: how the
 // page names a note's controls and messages (static/page.js has its twin).
 func Snippet(body string) string {

@@ -46,10 +46,16 @@ type Acks struct {
 	Timeout time.Duration
 	// Observe, if set, is called with how long each WaitHeld waited.
 	Observe func(time.Duration)
+	// Journaled, if set, returns the position up to which this node can
+	// apply every change again (journal.Journal.Through): a replica
+	// reports no further, so that a candidate that holds a write can
+	// also apply it again through another primary. Poke once it moves.
+	Journaled func() uint64
 
 	candMu sync.Mutex
 	cands  []string // Candidates, as it said at candAt
 	candAt time.Time
+	ever   map[string]bool // every node Candidates named since start
 
 	mu       sync.Mutex
 	own      map[uint64]uint64    // this node's recent TXIDs → checksum, as primary
@@ -272,8 +278,49 @@ func (a *Acks) candidates() []string {
 	defer a.candMu.Unlock()
 	if time.Since(a.candAt) >= candidatesFor {
 		a.cands, a.candAt = a.Candidates(), time.Now()
+		if a.ever == nil {
+			a.ever = map[string]bool{}
+		}
+		for _, c := range a.cands {
+			a.ever[c] = true
+		}
 	}
 	return a.cands
+}
+
+// Poke makes Run report this node's position now.
+func (a *Acks) Poke() {
+	a.mu.Lock()
+	a.init()
+	send := a.send
+	a.mu.Unlock()
+	select {
+	case send <- struct{}{}:
+	default:
+	}
+}
+
+// HeldByAll returns a position that this node and every lease candidate
+// seen since it started, alive or not, has reported (0: one has not): a
+// node keeps what it takes to apply its changes again until then
+// (journal.Journal). Only the TXIDs are compared: a report carries no
+// checksum of the others' history.
+func (a *Acks) HeldByAll() uint64 {
+	a.candidates()
+	a.candMu.Lock()
+	ever := make([]string, 0, len(a.ever))
+	for c := range a.ever {
+		ever = append(ever, c)
+	}
+	a.candMu.Unlock()
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.init()
+	low := a.self.TXID
+	for _, c := range ever {
+		low = min(low, a.held[c].TXID)
+	}
+	return low
 }
 
 // answer notes that a write at txid is answered, acknowledged by by, or
@@ -339,6 +386,9 @@ func (a *Acks) Run(ctx context.Context, publish func(Held)) {
 		a.mu.Lock()
 		h := a.report(primary)
 		a.mu.Unlock()
+		if !primary && a.Journaled != nil && h.TXID > a.Journaled() {
+			continue // reported once the journal holds it (Poke)
+		}
 		if !primary {
 			h.LagMS = -1
 			if lag, err := a.LiteFS.Lag(); err == nil && lag >= 0 {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -202,5 +203,52 @@ func BenchmarkAcksWaitHeld(b *testing.B) {
 		if err := a.WaitHeld(ctx, txid); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestAcksReportOnceJournaled(t *testing.T) {
+	l := &LiteFS{Dir: t.TempDir(), DB: "notesync.db", API: "http://127.0.0.1:1"}
+	l.role.Store(&role{primary: false})
+	var journaled atomic.Uint64
+	a := &Acks{Node: "node2", LiteFS: l, Journaled: journaled.Load}
+	published := make(chan Held, 16)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go a.Run(ctx, func(h Held) { published <- h })
+	a.Applied(Tx{TXID: 5, Checksum: 0xc5})
+	select {
+	case h := <-published:
+		t.Fatalf("reported %d before the journal held it", h.TXID)
+	case <-time.After(100 * time.Millisecond):
+	}
+	journaled.Store(5)
+	a.Poke()
+	select {
+	case h := <-published:
+		if h.TXID != 5 {
+			t.Fatalf("reported %d, want 5", h.TXID)
+		}
+	case <-time.After(time.Second):
+		t.Fatal("not reported once the journal held it")
+	}
+}
+
+func TestAcksHeldByAll(t *testing.T) {
+	cands := []string{"node2", "node3"}
+	a := primaryAcks(t)
+	a.Candidates = func() []string { return cands }
+	a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+	if got := a.HeldByAll(); got != 0 {
+		t.Fatalf("held by all at %d before node3 reported", got)
+	}
+	a.Heard(Held{From: "node3", TXID: 2, Checksum: 0xc2})
+	if got := a.HeldByAll(); got != 2 {
+		t.Fatalf("held by all at %d, want 2", got)
+	}
+	// node3 is no longer alive: it is still waited for.
+	cands = []string{"node2"}
+	time.Sleep(candidatesFor)
+	if got := a.HeldByAll(); got != 2 {
+		t.Fatalf("held by all at %d with node3 gone, want 2 still", got)
 	}
 }

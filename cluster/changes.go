@@ -55,6 +55,9 @@ type Changes struct {
 	// Acks, if set, is told of every transaction of LiteFS's event stream
 	// (Acks.Applied), on the stream's goroutine.
 	Acks *Acks
+	// Journal, if set, is woken by every transaction of the stream, to
+	// read what it changed (journal.Journal.Poke). Poke must not block.
+	Journal interface{ Poke() }
 
 	initOnce  sync.Once
 	news      chan []byte   // to the feed: nil (read) or a transaction's data
@@ -173,6 +176,9 @@ func (c *Changes) Applied(tx Tx) {
 	c.init()
 	if c.Acks != nil {
 		c.Acks.Applied(tx)
+	}
+	if c.Journal != nil {
+		c.Journal.Poke()
 	}
 	if tx.TXID == 0 {
 		c.wakeToRead() // the stream (re)started

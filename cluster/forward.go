@@ -406,7 +406,7 @@ func (f *Forwarder) verify(w http.ResponseWriter, r *http.Request) (*http.Reques
 	if !f.nonces.first(nonce, ms) {
 		return nil, time.Time{}, errors.New("forwarded request already received")
 	}
-	r2 := r.Clone(r.Context())
+	r2 := r.Clone(context.WithValue(r.Context(), fromKey{}, from))
 	r2.RemoteAddr = net.JoinHostPort(client, "0")
 	for _, h := range []string{HeaderClient, HeaderDeadline, HeaderFrom, HeaderNonce, HeaderSignature} {
 		r2.Header.Del(h)

@@ -40,6 +40,7 @@ type Node struct {
 	// in flight end, until release (HandOff).
 	HoldWrites func(context.Context) (release func(), err error)
 
+	fwd        *Forwarder // Forward's, which Send signs with
 	gate       writeGate  // holds writes while the lease is handed off
 	handingOff sync.Mutex // held by HandOff
 }
@@ -149,6 +150,7 @@ func (n *Node) Forward(h http.Handler) http.Handler {
 			return ""
 		}
 	}
+	n.fwd = f
 	return f.Wrap(h)
 }
 

@@ -257,8 +257,8 @@ func (s *Store) applyWrite(ctx context.Context, tx *sql.Tx, req *writeReq, now t
 	}
 	// The change as ChangesAfter reads it back (created_at in ms).
 	c := app.Change{ID: newChangeID(), UserID: userID, Version: version, Op: opName, NoteID: note.ID, Node: s.Node, CreatedAt: time.UnixMilli(now.UnixMilli())}
-	if err := tx.QueryRowContext(ctx, `INSERT INTO changes (change_id, user_id, version, op, note_id, node, created_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
-		c.ID, userID, version, opName, note.ID, s.Node, now.UnixMilli()).Scan(&c.Seq); err != nil {
+	if err := tx.QueryRowContext(ctx, `INSERT INTO changes (change_id, user_id, version, op, note_id, node, created_at, idem_key, rev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING seq`,
+		c.ID, userID, version, opName, note.ID, s.Node, now.UnixMilli(), sql.NullString{String: idem.Key, Valid: idem.Key != ""}, note.Rev).Scan(&c.Seq); err != nil {
 		return app.NoteWrite{}, app.Change{}, fmt.Errorf("append change: %w", err)
 	}
 	// A write's outcome leaves the note's place out, as the idempotency

@@ -31,7 +31,10 @@ type Metrics struct {
 	ReplicationLag prometheus.Histogram
 	// AckWait is, on the primary, how long a write's answer waited for
 	// another candidate to hold it.
-	AckWait      prometheus.Histogram
+	AckWait prometheus.Histogram
+	// Reapplied counts the changes this node applied again through a new
+	// primary whose history lacked them.
+	Reapplied    prometheus.Counter
 	feedReads    *prometheus.CounterVec
 	feedReadTime prometheus.Histogram
 	feedPushed   *prometheus.CounterVec
@@ -75,6 +78,10 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 			"On a replica: time from a transaction's commit on the primary (its clock) to LiteFS's event that it was applied here (this node's clock).", fineBuckets),
 		AckWait: histogram("notesync_write_ack_wait_seconds",
 			"On the primary: time a write's answer waited, after its commit, until another lease candidate held it (0 while none is alive).", fineBuckets),
+		Reapplied: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "notesync_changes_reapplied_total",
+			Help: "Changes this node held that a new primary's history lacked, applied again through it (docs/PROTOCOL.md §11), whether they landed or were there already.",
+		}),
 		feedReads: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "notesync_feed_reads_total",
 			Help: "Reads of the change log by the change feed, by what started them (wake: a replicated transaction; poll: the safety net) and whether they found changes (found: yes or no). Changes this node commits are handed to the feed without a read.",
@@ -87,7 +94,7 @@ func NewMetrics(hub *realtime.Hub) *Metrics {
 		}, []string{"source"}),
 	}
 	reg.MustRegister(m.requests, m.duration, m.PushLatency, m.PushDelay, m.WriteBatch, m.CommitTime,
-		m.ReplicationLag, m.AckWait, m.feedReads, m.feedReadTime, m.feedPushed)
+		m.ReplicationLag, m.AckWait, m.Reapplied, m.feedReads, m.feedReadTime, m.feedPushed)
 	registerHubStats(reg, hub)
 	hub.ObserveLatency = func(d time.Duration) { m.PushLatency.Observe(d.Seconds()) }
 	return m
