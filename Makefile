@@ -26,7 +26,7 @@ vet:
 # under test-output/_artifacts/ (one folder per test; see each test's log).
 test: test-deps vet
 	mkdir -p $(CURDIR)/test-output
-	$(GO) test -race -count=1 -timeout 30m -artifacts -outputdir $(CURDIR)/test-output ./...
+	$(GO) test -race -count=1 -timeout 50m -artifacts -outputdir $(CURDIR)/test-output ./...
 
 # The README's picture (docs/two-tabs.png): the browser test across a local
 # LiteFS cluster, one tab pinned to node1 and one to node3, in sync.
