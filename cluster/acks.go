@@ -337,6 +337,8 @@ func (a *Acks) answer(txid uint64, by []string, alone bool) {
 		}
 	}
 	a.alone = alone
+	by = slices.Clone(by)
+	slices.Sort(by) // the same words whichever report came first
 	a.ackedBy = strings.Join(by, ", ")
 	if alone {
 		a.ackedBy = NoCandidate

@@ -131,6 +131,15 @@ func TestAcksWaitHeld(t *testing.T) {
 		}
 		ackedBy(t, a, "node2, node3")
 	})
+	t.Run("names the candidates in order, whatever order the members come in", func(t *testing.T) {
+		a := primaryAcks(t, "node3", "node2")
+		a.Heard(Held{From: "node3", TXID: 3, Checksum: 0xc3})
+		a.Heard(Held{From: "node2", TXID: 3, Checksum: 0xc3})
+		if err := <-waitHeld(a, 3); err != nil {
+			t.Fatal(err)
+		}
+		ackedBy(t, a, "node2, node3")
+	})
 	t.Run("a candidate that stopped reporting is not waited for", func(t *testing.T) {
 		a := node3Behind(t, 0)
 		a.mu.Lock()
