@@ -54,12 +54,13 @@ func TestBrowserAcrossNodes(t *testing.T) {
 	})
 
 	t.Run("the panel shows each member's position, that each replica holds the answered writes, and who acknowledged them", func(t *testing.T) {
+		// cells[6]: the TXID column, after Conns and Tabs.
 		bt.CreateNote(t, b, "Acknowledged")
 		b.WaitFor(t, 15*time.Second, "both replicas holding every answered write", `(() => {
 			const rows = [...document.querySelectorAll('#cluster-panel tr[data-member]')];
 			const ack = document.querySelector('#cluster-panel .cluster-ack');
 			return rows.filter((r) => r.dataset.holds === 'true').length === 2 &&
-				rows.every((r) => /^[0-9]+$/.test(r.cells[5].textContent)) &&
+				rows.every((r) => /^[0-9]+$/.test(r.cells[6].textContent)) &&
 				!!ack && ack.dataset.acknowledgedBy === 'node2, node3';
 		})()`)
 	})
