@@ -100,14 +100,15 @@ export function createRelay({ pin, shared, post, watch = () => {} }) {
     const known = tabs.has(m.tab);
     tabs.set(m.tab, toNote(m.note_id));
     saw(m.version, m.change, false);
+    // A tab that joins after the session ended was loaded with a session
+    // again (a log-in since, perhaps another user's): the connection
+    // starts afresh, and the tab is not told of the session that ended.
+    if (last.ended) last.ended = false;
     post({
       op: 'state', hello: last.hello, presence: last.presence, attempts: last.attempts,
       ended: last.ended, transport: last.transport, via: last.via,
     }, m.tab);
     if (!known) watch(m.tab, () => leave(m.tab));
-    // A tab that joins after the session ended was loaded with a session
-    // again (a log-in since): the connection starts afresh.
-    if (last.ended) last.ended = false;
     conn.resume();
     report();
   }
