@@ -118,7 +118,7 @@ type writers struct {
 	urls     []string
 	patience time.Duration // 0: one retry
 
-	writing sync.WaitGroup // the writes in flight
+	pace paced
 
 	mu            sync.Mutex
 	ids           map[string]int64 // key → note id, of the writes answered 201
@@ -127,31 +127,47 @@ type writers struct {
 	longestAnswer time.Duration // of one request
 	retried       int           // after a network error (the node was down) or a 504
 	timedOut      int           // after a 504
-	done          chan struct{}
-	wg            sync.WaitGroup
 }
 
 func (w *writers) start(perSecond int) {
 	w.ids = map[string]int64{}
-	w.done = make(chan struct{})
+	w.pace.start(perSecond, w.write)
+}
+
+func (w *writers) stop() { w.pace.stop() }
+
+// paced calls write(0), write(1)… perSecond times a second, each in a
+// goroutine of its own, from start until stop, which waits for the calls
+// still running.
+type paced struct {
+	done  chan struct{}
+	loop  sync.WaitGroup
+	calls sync.WaitGroup
+	once  sync.Once
+}
+
+func (p *paced) start(perSecond int, write func(i int)) {
+	p.done = make(chan struct{})
 	tick := time.NewTicker(time.Second / time.Duration(perSecond))
-	w.wg.Go(func() {
+	p.loop.Go(func() {
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
-			case <-w.done:
+			case <-p.done:
 				return
 			case <-tick.C:
 			}
-			w.writing.Go(func() { w.write(i) })
+			p.calls.Go(func() { write(i) })
 		}
 	})
 }
 
-func (w *writers) stop() {
-	close(w.done)
-	w.wg.Wait()
-	w.writing.Wait()
+func (p *paced) stop() {
+	p.once.Do(func() {
+		close(p.done)
+		p.loop.Wait()
+		p.calls.Wait()
+	})
 }
 
 // write makes write i, and its one retry.

@@ -119,35 +119,12 @@ type pageWriters struct {
 	failed   []string
 	retried  int
 
-	done    chan struct{}
-	writing sync.WaitGroup
-	loop    sync.WaitGroup
-	once    sync.Once
+	pace paced
 }
 
-func (w *pageWriters) start(perSecond int) {
-	w.done = make(chan struct{})
-	tick := time.NewTicker(time.Second / time.Duration(perSecond))
-	w.loop.Go(func() {
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-w.done:
-				return
-			case <-tick.C:
-			}
-			w.writing.Go(func() { w.write(i) })
-		}
-	})
-}
+func (w *pageWriters) start(perSecond int) { w.pace.start(perSecond, w.write) }
 
-func (w *pageWriters) stop() {
-	w.once.Do(func() {
-		close(w.done)
-		w.loop.Wait()
-		w.writing.Wait()
-	})
-}
+func (w *pageWriters) stop() { w.pace.stop() }
 
 func (w *pageWriters) write(i int) {
 	key := fmt.Sprintf("jepsen-%d", i)
