@@ -81,10 +81,47 @@ func TestUnreadAnswers(t *testing.T) {
 	})
 }
 
+// BenchmarkUnreadAnswers: 100 clients ask a node for the first page of
+// a list of 200 notes of 10,000 three-byte characters (6 MB, the largest
+// page of 200 a user can have) and never read it. It reports the node's
+// heap in use above what it was before: at its highest while the clients
+// hold their answers (sampled every 100 ms, after a collection), and once
+// the write deadline has cut them off (1 s here, so that a run is short;
+// 60 s by default).
+func BenchmarkUnreadAnswers(b *testing.B) {
+	const within, clients = time.Second, 100
+	n := startNode(b, func(c *config) { c.writeTimeout, c.WriteRate = within, 0 })
+	c := apitest.New(b, n.URL)
+	c.SignUp("alice", "password1")
+	body := strings.Repeat("漢", 10_000)
+	for range 200 {
+		c.CreateNote(body)
+	}
+	host := strings.TrimPrefix(n.URL, "http://")
+	var peak, after int64
+	for b.Loop() {
+		before := int64(heapInuse())
+		var conns []net.Conn
+		for range clients {
+			conns = append(conns, sendUnread(b, host, c.Cookie()))
+		}
+		for end := time.Now().Add(3 * within); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+			peak = max(peak, int64(heapInuse())-before)
+		}
+		time.Sleep(2 * within)
+		after = max(after, int64(heapInuse())-before)
+		for _, conn := range conns {
+			conn.Close()
+		}
+	}
+	b.ReportMetric(float64(peak)/(1<<20), "MB-held-peak")
+	b.ReportMetric(float64(after)/(1<<20), "MB-held-after-deadline")
+}
+
 // sendUnread sends GET /api/notes from a socket with a small receive
 // buffer and never reads the answer; the socket is closed when the test
 // ends.
-func sendUnread(t *testing.T, host, cookie string) net.Conn {
+func sendUnread(t testing.TB, host, cookie string) net.Conn {
 	t.Helper()
 	d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 		var serr error
