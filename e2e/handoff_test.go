@@ -8,12 +8,15 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"notesync/internal/apitest"
 )
 
 // A primary told to stop, as a deploy stops it, hands the lease to a
@@ -54,6 +57,7 @@ func TestHandoff(t *testing.T) {
 		}
 		took = append(took, time.Since(start))
 		t.Logf("round %d: %s primary %v after SIGTERM to %s", round, next, took[round-1].Round(time.Millisecond), old)
+		c.waitDown(t, old)
 		u.waitPrimaryEverywhere(t, urls, next, 60*time.Second) // the stopped node among them, back
 		if p := c.Primary(); p != next {
 			t.Fatalf("round %d: the primary moved again, to %q, when %s came back", round, p, old)
@@ -74,6 +78,21 @@ func TestHandoff(t *testing.T) {
 	}
 	total := w.checkStored(t, urls[2])
 	tab.check(t, total)
+}
+
+// waitDown waits until node, told to stop, has gone down. A primary that
+// handed its lease off still serves for a moment and names the new
+// primary meanwhile, so an answer from it then does not say that it was
+// started again.
+func (c *localCluster) waitDown(t *testing.T, node string) {
+	t.Helper()
+	n, err := strconv.Atoi(strings.TrimPrefix(node, "node"))
+	if err != nil {
+		t.Fatalf("node name %q", node)
+	}
+	if err := apitest.WaitRefused(strings.TrimPrefix(c.URL(n), "http://"), 30*time.Second); err != nil {
+		t.Fatalf("%s did not stop: %v", node, err)
+	}
 }
 
 // openTab opens a tab of u on base, waits for its hello, and records what

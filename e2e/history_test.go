@@ -73,6 +73,11 @@ func TestHistoryAcrossPrimaryMoves(t *testing.T) {
 			time.Sleep(10 * time.Millisecond)
 		}
 		moved := time.Since(start)
+		if cmd == "stop" {
+			// It hands off, then goes down (the next round waits for it
+			// to be back); a killed node is down at once.
+			c.waitDown(t, old)
+		}
 		resumed := w.answeredAfter(start, bound+15*time.Second)
 		took[cmd] = append(took[cmd], moved)
 		t.Logf("round %d: %s %s: %s primary after %v; writes answered 201 again after %v",
