@@ -207,7 +207,14 @@ func (f *Forwarder) serveForwarded(w http.ResponseWriter, r *http.Request, next 
 	switch {
 	case served:
 		defer f.gate.leave()
-		next.ServeHTTP(&headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}, r2)
+		hw := &headerWatch{ResponseWriter: w, started: func() { timer.Stop() }}
+		next.ServeHTTP(hw, r2)
+		if !hw.once && ctx.Err() != nil && r.Context().Err() == nil {
+			// The deadline cut the write short and it said nothing: it
+			// may have committed (it was waiting for another node to
+			// hold it, say). Relayed as it is, nothing would be a 200.
+			writeError(w, http.StatusGatewayTimeout, 1, "the write did not finish in time; it may or may not have happened: retry with the same Idempotency-Key")
+		}
 	case waited && err == nil:
 		// It waited here while this node handed the lease off: it goes on
 		// to the new primary, once (a node that did not hold it refuses it

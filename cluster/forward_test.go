@@ -281,3 +281,23 @@ func TestSend(t *testing.T) {
 		t.Fatalf("signed with another secret: %d %v, want 403", status, err)
 	}
 }
+
+// A forwarded write that the primary's handler gives up on when the
+// replica's deadline cuts its context (a write waiting for another node
+// to hold it, say) and answers nothing is not relayed as a 200 with no
+// body: its outcome is unknown, and the client is told to retry with its
+// Idempotency-Key.
+func TestForwardedWriteCutShortAnswersUnknown(t *testing.T) {
+	f := &Forwarder{Secret: []byte("s3cret"), Node: "node1", IsPrimary: func() bool { return true }, PrimaryURL: func() string { return "" },
+		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	p := httptest.NewServer(f.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-r.Context().Done() // committed, waiting; then cut short, and silent
+	})))
+	defer p.Close()
+	r := replica(t, p.URL, 300*time.Millisecond)
+	resp, body := post(t, r.URL+"/api/notes")
+	if resp.StatusCode != http.StatusGatewayTimeout || resp.Header.Get("Retry-After") == "" || !strings.Contains(body, "Idempotency-Key") {
+		t.Fatalf("a forwarded write cut short answered %d %q (Retry-After %q), want 504 saying to retry with the same key",
+			resp.StatusCode, body, resp.Header.Get("Retry-After"))
+	}
+}
