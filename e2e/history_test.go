@@ -97,11 +97,7 @@ func TestHistoryAcrossPrimaryMoves(t *testing.T) {
 	for _, f := range w.failed {
 		t.Error(f)
 	}
-	ids := w.checkAnswered(t, u, urls[1])
-	version, err := u.notesVersion(urls[1])
-	if err != nil {
-		t.Fatal(err)
-	}
+	ids, version := w.checkAnswered(t, u, urls[1])
 	for i, tab := range tabs {
 		tab.check(t, fmt.Sprintf("the tab on node%d", i+1), version, ids)
 	}
@@ -119,6 +115,7 @@ type pageWriters struct {
 
 	mu       sync.Mutex
 	answered map[string]int64 // key → note id, of the writes answered 201
+	version  int64            // the highest version a 201 gave
 	at       []time.Time      // when each 201 was sent
 	sent     []time.Time      // …and the request that got it
 	failed   []string
@@ -143,12 +140,16 @@ func (w *pageWriters) write(i int) {
 		var err error
 		status, body, h, err = w.u.Try("POST", w.urls[node]+"/api/notes", `{"body":"`+key+`"}`, "Idempotency-Key", key)
 		if err == nil && status == http.StatusCreated {
-			var created struct{ Note struct{ ID int64 } }
+			var created struct {
+				Note    struct{ ID int64 }
+				Version int64
+			}
 			if json.Unmarshal([]byte(body), &created) != nil || created.Note.ID == 0 {
 				break
 			}
 			w.mu.Lock()
 			w.answered[key] = created.Note.ID
+			w.version = max(w.version, created.Version)
 			w.at = append(w.at, time.Now())
 			w.sent = append(w.sent, sent)
 			if attempt > 0 {
@@ -197,12 +198,17 @@ func (w *pageWriters) answeredAfter(t time.Time, within time.Duration) time.Dura
 
 // checkAnswered checks that every write answered 201 is stored once under
 // the id it was answered with and that no id was given to two writes, and
-// returns the cluster's note ids as base lists them.
-func (w *pageWriters) checkAnswered(t *testing.T, u *user, base string) map[int64]bool {
+// returns the cluster's note ids and version as base lists them, once it
+// holds every answered write.
+func (w *pageWriters) checkAnswered(t *testing.T, u *user, base string) (map[int64]bool, int64) {
 	t.Helper()
 	byKey := map[string][]int64{}
 	ids := map[int64]bool{}
-	for _, n := range u.allNotes(t, base) {
+	notes, version, _, err := u.tryAllNotes(base, w.version)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range notes {
 		byKey[n.Body] = append(byKey[n.Body], n.ID)
 		if ids[n.ID] {
 			t.Errorf("note id %d is listed twice", n.ID)
@@ -224,23 +230,12 @@ func (w *pageWriters) checkAnswered(t *testing.T, u *user, base string) map[int6
 			t.Errorf("write %s stored %d times: %v", key, len(got), got)
 		}
 	}
-	return ids
+	return ids, version
 }
 
 type listedNote struct {
 	ID   int64
 	Body string
-}
-
-// allNotes reads every page of the user's list from base, at its version,
-// and returns that version's notes.
-func (u *user) allNotes(t *testing.T, base string) []listedNote {
-	t.Helper()
-	notes, _, _, err := u.tryAllNotes(base, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return notes
 }
 
 // tryAllNotes reads every page of the list from base, at least at version
