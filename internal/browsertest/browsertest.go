@@ -46,6 +46,16 @@ func Start(t testing.TB) context.Context {
 	return browser
 }
 
+// StartOn starts a headless Chromium as Start does, on the profile in dir
+// (a temp dir of the test's), and returns with it stop, which closes the
+// browser as a person quits it and waits for it to exit. A browser
+// started on the same dir after stop is the same browser restarted: its
+// cookies, IndexedDB, caches and service workers are kept.
+func StartOn(t testing.TB, dir string) (browser context.Context, stop func()) {
+	t.Helper()
+	return start(t, chromium(t), dir)
+}
+
 // chromium finds the Chromium to run, or skips (fails on CI) the test.
 func chromium(t testing.TB) string {
 	t.Helper()
