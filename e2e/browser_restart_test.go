@@ -9,7 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"testing"
 	"time"
 
@@ -49,30 +48,15 @@ func TestBrowserRestartKeepsPendingWrites(t *testing.T) {
 	acceptLeaving(t, c)
 	c.WaitNotesPage(t)
 	t.Run("the browser started again shows every pending change", func(t *testing.T) {
-		c.WaitFor(t, 5*time.Second, "the pending changes after the restart",
-			pendingCount+` === 4 && document.querySelectorAll('#notes-list .note-pending').length === 3`)
-		if got := bodiesShown(t, c); !slices.Equal(got, []string{"offline two", "offline one", "first, edited twice"}) {
-			t.Errorf("after the restart the list shows %q", got)
-		}
+		checkPendingShown(t, c, 4, 3, "offline two", "offline one", "first, edited twice")
 	})
 
 	node.Start(t)
 	c.WaitConnected(t)
-	c.WaitFor(t, 20*time.Second, "every pending change to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+	c.WaitFor(t, 20*time.Second, "every pending change to be sent", allSent)
 	t.Run("every change lands once, in order", func(t *testing.T) {
-		notes := serverNotes(t, node.URL, cookie)
-		var bodies []string
-		for _, n := range notes {
-			bodies = append(bodies, n.Body)
-		}
-		// Newest first: "offline two" was created after "offline one".
-		if want := []string{"offline two", "offline one", "first, edited twice"}; !slices.Equal(bodies, want) {
-			t.Fatalf("the server holds %q, want %q", bodies, want)
-		}
-		if notes[2].ID != first || notes[2].Rev != 3 {
-			t.Errorf("the edited note is %+v, want note %d at rev 3 (two edits, once each)", notes[2], first)
-		}
-		want, _ := json.Marshal(bodies)
+		checkLandedOnce(t, node.URL, cookie, first)
+		want, _ := json.Marshal([]string{"offline two", "offline one", "first, edited twice"})
 		c.WaitFor(t, 10*time.Second, "the tab to show them", shownJSON+` === `+bt.JSString(string(want)))
 	})
 }
