@@ -92,6 +92,20 @@ func submitNote(t *testing.T, tab *bt.Tab, body string) {
 
 const pendingCount = `Number(document.querySelector('#conn-status').dataset.pending || 0)`
 
+// allSent holds once the tab has no write waiting.
+const allSent = pendingCount + ` === 0 && !document.querySelector('#notes-list .note-pending')`
+
+// checkPendingShown waits for the tab to show writes pending writes on
+// notes notes, and checks that its list shows bodies, top to bottom.
+func checkPendingShown(t *testing.T, tab *bt.Tab, writes, notes int, bodies ...string) {
+	t.Helper()
+	tab.WaitFor(t, 5*time.Second, "the pending changes",
+		fmt.Sprintf(`%s === %d && document.querySelectorAll('#notes-list .note-pending').length === %d`, pendingCount, writes, notes))
+	if got := bodiesShown(t, tab); !slices.Equal(got, bodies) {
+		t.Errorf("the list shows %q, want %q", got, bodies)
+	}
+}
+
 // shownJSON is a JavaScript expression: the texts of the notes the list
 // shows, top to bottom, as JSON.
 const shownJSON = `JSON.stringify(Array.from(document.querySelectorAll('#notes-list [data-note-id]:not(.note-leaving) .note-body'), (e) => e.textContent))`
@@ -103,6 +117,26 @@ func bodiesShown(t *testing.T, tab *bt.Tab) []string {
 		t.Fatal(err)
 	}
 	return got
+}
+
+// checkLandedOnce checks what the offline tests' tab wrote with its node
+// down: "offline one" and "offline two" added, note first edited twice
+// ("first, edited twice"), and nothing else kept. The server (at base)
+// holds each change once, in order.
+func checkLandedOnce(t *testing.T, base, cookie string, first int64) {
+	t.Helper()
+	notes := serverNotes(t, base, cookie)
+	var bodies []string
+	for _, n := range notes {
+		bodies = append(bodies, n.Body)
+	}
+	// Newest first: "offline two" was created after "offline one".
+	if want := []string{"offline two", "offline one", "first, edited twice"}; !slices.Equal(bodies, want) {
+		t.Fatalf("the server holds %q, want %q", bodies, want)
+	}
+	if notes[2].ID != first || notes[2].Rev != 3 {
+		t.Errorf("the edited note is %+v, want note %d at rev 3 (two edits, once each)", notes[2], first)
+	}
 }
 
 func TestBrowserOfflineWritesLandOnceInOrder(t *testing.T) {
@@ -145,29 +179,15 @@ func TestBrowserOfflineWritesLandOnceInOrder(t *testing.T) {
 	b.Navigate(t, node.URL+"/") // a reload with the node still down
 	b.WaitNotesPage(t)
 	t.Run("a reload with the node down keeps every pending change", func(t *testing.T) {
-		b.WaitFor(t, 5*time.Second, "the pending changes after the reload", pendingCount+` === 5 && document.querySelectorAll('#notes-list .note-pending').length === 4`)
-		if got := bodiesShown(t, b); !slices.Equal(got, []string{"offline two", "offline one", "second", "first, edited twice"}) {
-			t.Errorf("after the reload the list shows %q", got)
-		}
+		checkPendingShown(t, b, 5, 4, "offline two", "offline one", "second", "first, edited twice")
 	})
 
 	node.Start(t)
 	b.WaitConnected(t)
-	b.WaitFor(t, 20*time.Second, "every pending change to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+	b.WaitFor(t, 20*time.Second, "every pending change to be sent", allSent)
 
 	t.Run("every change lands once, in order", func(t *testing.T) {
-		notes := serverNotes(t, node.URL, cookie)
-		var bodies []string
-		for _, n := range notes {
-			bodies = append(bodies, n.Body)
-		}
-		// Newest first: "offline two" was created after "offline one".
-		if want := []string{"offline two", "offline one", "first, edited twice"}; !slices.Equal(bodies, want) {
-			t.Fatalf("the server holds %q, want %q", bodies, want)
-		}
-		if notes[2].ID != first || notes[2].Rev != 3 {
-			t.Errorf("the edited note is %+v, want note %d at rev 3 (two edits, once each)", notes[2], first)
-		}
+		checkLandedOnce(t, node.URL, cookie, first)
 	})
 
 	t.Run("both tabs show them", func(t *testing.T) {
@@ -235,7 +255,7 @@ func TestBrowserOpensOffline(t *testing.T) {
 
 	node.Start(t)
 	c.WaitConnected(t)
-	c.WaitFor(t, 20*time.Second, "the note to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+	c.WaitFor(t, 20*time.Second, "the note to be sent", allSent)
 	t.Run("the note written offline lands once", func(t *testing.T) {
 		var n int
 		for _, note := range serverNotes(t, node.URL, cookie) {
@@ -429,7 +449,7 @@ func TestBrowserOfflineWriteRefusedStaysOnItsNote(t *testing.T) {
 	t.Run("keeping them saves them: over the other text, and as a new note", func(t *testing.T) {
 		b.ClickNote(t, shared, "keep-mine")
 		b.ClickNote(t, doomed, "save-as-new")
-		b.WaitFor(t, 20*time.Second, "nothing to wait", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+		b.WaitFor(t, 20*time.Second, "nothing to wait", allSent)
 		var bodies []string
 		for _, n := range serverNotes(t, node.URL, cookie) {
 			bodies = append(bodies, n.Body)
@@ -460,7 +480,7 @@ func TestBrowserOfflineQueueThroughReplica(t *testing.T) {
 
 	link.Mend()
 	b.WaitConnected(t)
-	b.WaitFor(t, 30*time.Second, "every pending change to be sent", pendingCount+` === 0 && !document.querySelector('#notes-list .note-pending')`)
+	b.WaitFor(t, 30*time.Second, "every pending change to be sent", allSent)
 
 	t.Run("the queue flushed through a replica lands once, in order", func(t *testing.T) {
 		notes := serverNotes(t, c.URL(1), cookie)

@@ -18,12 +18,21 @@ import (
 //go:embed sw/sw.js
 var serviceWorkerJS []byte
 
+// releaseLabel, set when the binary is linked
+// (-ldflags "-X notesync/app/web.releaseLabel=<label>"), is part of the
+// release as well: a build that names itself anew renews the page's
+// worker and cache even where its files are the last build's.
+var releaseLabel string
+
 // Release names this build of the page: a hash of its templates, its
-// static assets and its service worker. The service worker names its
-// cache after it, so a deploy that changes any of them is a new worker
-// that replaces the old one and its cache.
+// static assets and its service worker, and the label it was linked with.
+// The service worker names its cache after it, so a deploy that changes
+// any of them is a new worker that replaces the old one and its cache.
 var Release = sync.OnceValue(func() string {
 	h := sha256.New()
+	if releaseLabel != "" {
+		h.Write([]byte("label\x00" + releaseLabel + "\x00"))
+	}
 	for _, fsys := range []fs.FS{templateFS, staticFS} {
 		err := fs.WalkDir(fsys, ".", func(path string, d fs.DirEntry, err error) error {
 			if err != nil || d.IsDir() {

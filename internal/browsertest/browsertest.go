@@ -19,6 +19,7 @@ import (
 	"errors"
 	"os/exec"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -40,16 +41,39 @@ const Password = "correct horse battery staple"
 // test skips before starting anything else.
 func Start(t testing.TB) context.Context {
 	t.Helper()
-	var path string
+	path := chromium(t)
+	browser, _ := start(t, path, t.TempDir())
+	return browser
+}
+
+// StartOn starts a headless Chromium as Start does, on the profile in dir
+// (a temp dir of the test's), and returns with it stop, which closes the
+// browser as a person quits it and waits for it to exit. A browser
+// started on the same dir after stop is the same browser restarted: its
+// cookies, IndexedDB, caches and service workers are kept.
+func StartOn(t testing.TB, dir string) (browser context.Context, stop func()) {
+	t.Helper()
+	return start(t, chromium(t), dir)
+}
+
+// chromium finds the Chromium to run, or skips (fails on CI) the test.
+func chromium(t testing.TB) string {
+	t.Helper()
 	for _, name := range []string{"/usr/bin/chromium", "chromium", "chromium-browser"} {
 		if p, err := exec.LookPath(name); err == nil {
-			path = p
-			break
+			return p
 		}
 	}
-	if path == "" {
-		testenv.Need(t, errors.New("no Chromium found for the browser tests"), "apt-get install chromium (or make test)")
-	}
+	testenv.Need(t, errors.New("no Chromium found for the browser tests"), "apt-get install chromium (or make test)")
+	return ""
+}
+
+// start starts the Chromium at path on the profile in dir. It returns the
+// browser's context and stop, which closes the browser gracefully (so
+// that it reaps its own child processes and writes its profile out) and
+// waits for it to exit; the test's end calls stop too.
+func start(t testing.TB, path, dir string) (browser context.Context, stop func()) {
+	t.Helper()
 	// Not DefaultExecAllocatorOptions: it turns off background-tab timer
 	// throttling and renderer backgrounding, which the tests must face.
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(),
@@ -62,14 +86,13 @@ func Start(t testing.TB) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
-		chromedp.UserDataDir(t.TempDir()),
+		chromedp.UserDataDir(dir),
 	)
-	t.Cleanup(cancelAlloc) // stops the browser process and waits for it
 	// Tabs share the browser's window: only the last one opened is in front.
 	browserCtx, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithNewWindow(false))
-	t.Cleanup(func() {
-		// Close it gracefully, so that it reaps its own child processes;
-		// cancelAlloc kills whatever is left.
+	stop = sync.OnceFunc(func() {
+		// cancelAlloc kills whatever the graceful close left.
+		defer cancelAlloc() // stops the browser process and waits for it
 		ctx, cancel := context.WithTimeout(browserCtx, 10*time.Second)
 		defer cancel()
 		if err := chromedp.Cancel(ctx); err != nil && !errors.Is(err, context.Canceled) {
@@ -77,12 +100,13 @@ func Start(t testing.TB) context.Context {
 		}
 		cancelBrowser()
 	})
+	t.Cleanup(stop)
 	watchdog := time.AfterFunc(60*time.Second, cancelAlloc)
 	defer watchdog.Stop()
 	if err := chromedp.Do(browserCtx); err != nil {
 		t.Fatalf("start %s: %v", path, err)
 	}
-	return browserCtx
+	return browserCtx, stop
 }
 
 // TwoTabs signs a new user up in tab A on node baseA, then opens the notes

@@ -102,9 +102,19 @@ async function assetFirstFromNetwork(req, url) {
     return res;
   } catch (err) {
     const kept = await cache.match(key);
-    if (kept) return kept;
+    if (kept) return answerTo(kept);
     throw err;
   }
+}
+
+// answerTo makes a kept copy the answer to the request itself. The copy
+// as kept names the file without its query, and a worker takes its
+// location from the answer: the socket worker's would lose
+// ?release=…&node=…, and with them the names of the tabs' locks, and let
+// every tab go the moment it joined (docs/PROTOCOL.md §13). An answer
+// made here names no URL, so the request's own stands.
+function answerTo(kept) {
+  return new Response(kept.body, { status: kept.status, statusText: kept.statusText, headers: kept.headers });
 }
 
 // withPatience resolves with what the network answers, or, when it takes
