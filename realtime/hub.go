@@ -302,30 +302,27 @@ func (h *Hub) Broadcast(userID int64, m Message) int {
 // CloseSession closes every connection opened with the given session (for
 // example after log-out) with code and reason, and returns how many it closed.
 func (h *Hub) CloseSession(sessionID string, code StatusCode, reason string) int {
-	var victims []*Conn
-	h.mu.RLock()
-	for _, cs := range h.users {
-		for _, c := range cs {
-			if c.id.SessionID == sessionID {
-				victims = append(victims, c)
-			}
-		}
-	}
-	h.mu.RUnlock()
-	for _, c := range victims {
-		c.Close(code, reason)
-	}
-	return len(victims)
+	return h.closeWhere(func(c *Conn) bool { return c.id.SessionID == sessionID }, code, reason)
 }
 
 // CloseAll closes every open connection with code and reason, and
 // returns how many it closed: clients that reconnect resume with since,
 // as after any drop.
 func (h *Hub) CloseAll(code StatusCode, reason string) int {
+	return h.closeWhere(func(*Conn) bool { return true }, code, reason)
+}
+
+// closeWhere closes the open connections that match with code and
+// reason, and returns how many it closed.
+func (h *Hub) closeWhere(match func(*Conn) bool, code StatusCode, reason string) int {
 	var victims []*Conn
 	h.mu.RLock()
 	for _, cs := range h.users {
-		victims = append(victims, cs...)
+		for _, c := range cs {
+			if match(c) {
+				victims = append(victims, c)
+			}
+		}
 	}
 	h.mu.RUnlock()
 	for _, c := range victims {
