@@ -20,8 +20,9 @@ type Source interface {
 	// WrittenAfter returns up to limit changes with seq above after, in
 	// order, with what it takes to apply each again.
 	WrittenAfter(ctx context.Context, after int64, limit int) ([]app.Written, error)
-	// HasChanges returns which of the change ids the change log holds.
-	HasChanges(ctx context.Context, ids []string) (map[string]bool, error)
+	// HasChanges returns which of the changes (by id) the change log
+	// holds.
+	HasChanges(ctx context.Context, cs []app.Change) (map[string]bool, error)
 	// LastChangeSeq returns the seq of the newest change (0: none).
 	LastChangeSeq(ctx context.Context) (int64, error)
 }
@@ -272,16 +273,16 @@ func (j *Journal) checkHistory(ctx context.Context) error {
 		j.mu.Unlock()
 		return nil
 	}
-	newest := j.entries[len(j.entries)-1].ID
+	newest := j.entries[len(j.entries)-1].Change
 	j.mu.Unlock()
-	has, err := j.Source.HasChanges(ctx, []string{newest})
-	if err != nil || has[newest] {
+	has, err := j.Source.HasChanges(ctx, []app.Change{newest})
+	if err != nil || has[newest.ID] {
 		return err
 	}
 	j.mu.Lock()
-	held := make([]string, len(j.entries))
+	held := make([]app.Change, len(j.entries))
 	for i, e := range j.entries {
-		held[i] = e.ID
+		held[i] = e.Change
 	}
 	j.mu.Unlock()
 	if has, err = j.Source.HasChanges(ctx, held); err != nil {

@@ -50,8 +50,8 @@ func (n *node) LastChangeSeq(ctx context.Context) (int64, error) {
 	return n.store().LastChangeSeq(ctx)
 }
 
-func (n *node) HasChanges(ctx context.Context, ids []string) (map[string]bool, error) {
-	return n.store().HasChanges(ctx, ids)
+func (n *node) HasChanges(ctx context.Context, cs []app.Change) (map[string]bool, error) {
+	return n.store().HasChanges(ctx, cs)
 }
 
 // use makes db, at pos, the node's database.

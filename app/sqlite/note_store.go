@@ -430,10 +430,20 @@ func (s *Store) Prune(ctx context.Context, keep time.Duration) error {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE created_at < ? AND seq < (SELECT MAX(seq) FROM changes)`, now.Add(-keep).UnixMilli()); err != nil {
+	// Each table is walked in the order its rows were added, from the
+	// oldest, up to the first row to keep: no index on created_at, which
+	// every write would pay a page for (migration 0007). A row added
+	// after one that is kept stays until a later prune, even if its clock
+	// said older. The change log keeps its newest row, whose seq the next
+	// change's must follow.
+	if _, err := tx.ExecContext(ctx, `DELETE FROM changes WHERE seq < COALESCE(
+		(SELECT seq FROM changes WHERE created_at >= ? ORDER BY seq LIMIT 1),
+		(SELECT MAX(seq) FROM changes))`, now.Add(-keep).UnixMilli()); err != nil {
 		return fmt.Errorf("prune changes: %w", err)
 	}
-	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE created_at < ?`, now.Add(-app.IdempotencyTTL).UnixMilli()); err != nil {
+	if _, err := tx.ExecContext(ctx, `DELETE FROM idempotency WHERE rowid < COALESCE(
+		(SELECT rowid FROM idempotency WHERE created_at >= ? ORDER BY rowid LIMIT 1),
+		(SELECT MAX(rowid) + 1 FROM idempotency))`, now.Add(-app.IdempotencyTTL).UnixMilli()); err != nil {
 		return fmt.Errorf("prune idempotency: %w", err)
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM sessions WHERE expires_at < ?`, now.UnixMilli()); err != nil {

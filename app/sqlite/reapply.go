@@ -6,6 +6,7 @@ package sqlite
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"strings"
 	"time"
@@ -46,27 +47,34 @@ func (s *Store) WrittenAfter(ctx context.Context, after int64, limit int) ([]app
 	return ws, rows.Err()
 }
 
-// HasChanges returns which of the change ids the change log holds.
-func (s *Store) HasChanges(ctx context.Context, ids []string) (map[string]bool, error) {
+// HasChanges returns which of the changes cs the change log holds: a
+// change of the same user at the same version with the same id. It looks
+// each up by user and version (changes_user_version), which every write
+// keeps anyway, rather than by an index of its own on the id.
+func (s *Store) HasChanges(ctx context.Context, cs []app.Change) (map[string]bool, error) {
 	has := map[string]bool{}
-	for len(ids) > 0 {
-		batch := ids[:min(len(ids), 500)]
-		ids = ids[len(batch):]
-		args := make([]any, len(batch))
-		for i, id := range batch {
-			args[i] = id
+	for len(cs) > 0 {
+		batch := cs[:min(len(cs), 250)]
+		cs = cs[len(batch):]
+		want := make(map[string]bool, len(batch))
+		args := make([]any, 0, 2*len(batch))
+		for _, c := range batch {
+			want[c.ID] = true
+			args = append(args, c.UserID, c.Version)
 		}
-		rows, err := s.db.read.QueryContext(ctx, `SELECT change_id FROM changes WHERE change_id IN (?`+strings.Repeat(", ?", len(batch)-1)+`)`, args...)
+		rows, err := s.db.read.QueryContext(ctx, `SELECT change_id FROM changes WHERE (user_id, version) IN (VALUES (?, ?)`+strings.Repeat(", (?, ?)", len(batch)-1)+`)`, args...)
 		if err != nil {
 			return nil, fmt.Errorf("look up changes: %w", err)
 		}
 		for rows.Next() {
-			var id string
+			var id sql.NullString
 			if err := rows.Scan(&id); err != nil {
 				rows.Close()
 				return nil, err
 			}
-			has[id] = true
+			if want[id.String] {
+				has[id.String] = true
+			}
 		}
 		if err := rows.Close(); err != nil {
 			return nil, err

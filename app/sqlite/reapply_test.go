@@ -47,7 +47,12 @@ func TestReapply(t *testing.T) {
 	if w := ws[0]; w.Body != "kept" || w.Rev != 1 {
 		t.Fatalf("the create, since updated, reads %+v: want the text it gave", w)
 	}
-	has, err := next.HasChanges(ctx, []string{ws[0].ID, ws[4].ID})
+	if has, err := old.HasChanges(ctx, []app.Change{ws[0].Change, ws[4].Change}); err != nil || !has[ws[0].ID] || !has[ws[4].ID] || len(has) != 2 {
+		t.Fatalf("its own history holds %v (%v)", has, err)
+	}
+	// next holds a change of its own at ws[0]'s version, and nothing at
+	// ws[4]'s.
+	has, err := next.HasChanges(ctx, []app.Change{ws[0].Change, ws[4].Change})
 	if err != nil || len(has) != 0 {
 		t.Fatalf("the other history holds %v (%v)", has, err)
 	}
@@ -88,7 +93,7 @@ func TestReapply(t *testing.T) {
 	if err != nil || !r.Replayed || r.Note.ID != kept.Note.ID {
 		t.Fatalf("retry: %+v, %v", r, err)
 	}
-	has, err = next.HasChanges(ctx, []string{ws[0].ID})
+	has, err = next.HasChanges(ctx, []app.Change{ws[0].Change})
 	if err != nil || len(has) != 0 {
 		t.Fatalf("a change applied again is a change of its own: %v (%v)", has, err)
 	}

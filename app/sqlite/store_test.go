@@ -335,22 +335,55 @@ func TestPrune(t *testing.T) {
 	s := sqlitetest.NewStore(t)
 	u := sqlitetest.User(t, s, "alice")
 	now := time.Now()
-	s.Now = func() time.Time { return now.Add(-2 * time.Hour) }
+	at := func(ago time.Duration) { s.Now = func() time.Time { return now.Add(-ago) } }
+	keys := func() (n int) {
+		s.DB().ReadPool().QueryRow("SELECT COUNT(*) FROM idempotency").Scan(&n)
+		return n
+	}
+	at(25 * time.Hour)
+	s.CreateNote(ctx, u.ID, "older than a day", app.Idempotency{Key: "k0", Fingerprint: "f"})
+	at(2 * time.Hour)
 	s.CreateNote(ctx, u.ID, "old", app.Idempotency{Key: "k", Fingerprint: "f"})
 	s.CreateNote(ctx, u.ID, "old2", app.Idempotency{})
-	s.Now = func() time.Time { return now }
-	s.CreateNote(ctx, u.ID, "new", app.Idempotency{})
+	at(0)
+	s.CreateNote(ctx, u.ID, "new", app.Idempotency{Key: "k2", Fingerprint: "f"})
 	if err := s.Prune(ctx, time.Hour); err != nil {
 		t.Fatal(err)
 	}
 	cs, _ := s.ChangesAfter(ctx, 0, 10)
-	if len(cs) != 1 || cs[0].Version != 3 {
+	if len(cs) != 1 || cs[0].Version != 4 {
 		t.Fatalf("changes after prune: %+v", cs)
 	}
-	var n int
-	s.DB().ReadPool().QueryRow("SELECT COUNT(*) FROM idempotency").Scan(&n)
-	if n != 1 {
-		t.Fatalf("%d idempotency rows, want 1 (younger than 24 h)", n)
+	if n := keys(); n != 2 {
+		t.Fatalf("%d idempotency keys, want 2 (younger than 24 h)", n)
+	}
+
+	// A row added after one that is kept stays, even if the clock that
+	// stamped it said older.
+	at(3 * time.Hour)
+	s.CreateNote(ctx, u.ID, "stamped by a clock behind", app.Idempotency{})
+	if err := s.Prune(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := s.ChangesAfter(ctx, 0, 10); len(cs) != 2 {
+		t.Fatalf("changes after prune: %+v", cs)
+	}
+
+	// Once every change is old, the newest stays: the next change's seq
+	// follows it.
+	at(-2 * time.Hour)
+	if err := s.Prune(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if cs, _ := s.ChangesAfter(ctx, 0, 10); len(cs) != 1 || cs[0].Version != 5 {
+		t.Fatalf("changes after prune: %+v", cs)
+	}
+	at(-25 * time.Hour)
+	if err := s.Prune(ctx, time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if n := keys(); n != 0 {
+		t.Fatalf("%d idempotency keys a day later, want 0", n)
 	}
 	_ = sql.ErrNoRows
 }
