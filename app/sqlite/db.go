@@ -25,7 +25,12 @@ import (
 )
 
 // writerDriver is the driver of the writer connection: SQLite, with the
-// WAL's automatic checkpoint moved out of the way (see Checkpoint).
+// WAL's automatic checkpoint moved out of the way (see Checkpoint), and
+// its temporary files in memory. Each write of a group commit runs in a
+// savepoint, and SQLite keeps the page a savepoint first changes in a
+// sub-journal, a temporary file once it passes 64 KiB: two writes to
+// /var/tmp for every page of every write of a large batch. In memory it
+// holds at most the pages of one batch's transaction.
 const writerDriver = "sqlite3_notesync_writer"
 
 // walAutoCheckpoint is the writer's automatic checkpoint threshold in WAL
@@ -35,7 +40,7 @@ const walAutoCheckpoint = 10000
 
 func init() {
 	sql.Register(writerDriver, &sqlite3.SQLiteDriver{ConnectHook: func(c *sqlite3.SQLiteConn) error {
-		_, err := c.Exec("PRAGMA wal_autocheckpoint = "+strconv.Itoa(walAutoCheckpoint), nil)
+		_, err := c.Exec("PRAGMA wal_autocheckpoint = "+strconv.Itoa(walAutoCheckpoint)+"; PRAGMA temp_store = MEMORY", nil)
 		return err
 	}})
 }
