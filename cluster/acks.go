@@ -376,6 +376,7 @@ func (a *Acks) Run(ctx context.Context, publish func(Held)) {
 	a.mu.Unlock()
 	tick := time.NewTicker(ReportEvery)
 	defer tick.Stop()
+	var lag lagReading
 	for {
 		select {
 		case <-ctx.Done():
@@ -392,15 +393,40 @@ func (a *Acks) Run(ctx context.Context, publish func(Held)) {
 			continue // reported once the journal holds it (Poke)
 		}
 		if !primary {
-			h.LagMS = -1
-			if lag, err := a.LiteFS.Lag(); err == nil && lag >= 0 {
-				h.LagMS = lag.Milliseconds()
-			}
+			h.LagMS = lag.ms(a.LiteFS, time.Now())
 		}
 		if h.TXID != 0 {
 			publish(h)
 		}
 	}
+}
+
+// lagFresh is how long a replica's reading of its LiteFS's lag serves
+// its reports: a report after each transaction would read the .lag file
+// each time, five FUSE requests to LiteFS, at every write.
+const lagFresh = 100 * time.Millisecond
+
+// lagReading is a replica's last reading of its LiteFS's lag.
+type lagReading struct {
+	lag time.Duration // negative: not known
+	at  time.Time
+}
+
+// ms returns the lag in milliseconds as reported (-1: not known),
+// reading it again once the last reading is lagFresh old. Until then it
+// is the reading plus the time since: at least the lag now, so that a
+// candidate is never taken for more current than it is.
+func (r *lagReading) ms(l *LiteFS, now time.Time) int64 {
+	if r.at.IsZero() || now.Sub(r.at) >= lagFresh {
+		r.lag, r.at = -1, now
+		if lag, err := l.Lag(); err == nil && lag >= 0 {
+			r.lag = lag
+		}
+	}
+	if r.lag < 0 {
+		return -1
+	}
+	return (r.lag + now.Sub(r.at)).Milliseconds()
 }
 
 // readPos reads this node's position from the position file, which also

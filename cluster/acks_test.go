@@ -261,3 +261,37 @@ func TestAcksHeldByAll(t *testing.T) {
 		t.Fatalf("held by all at %d with node3 gone, want 2 still", got)
 	}
 }
+
+// TestAcksLagReading: a replica's reports read its LiteFS's lag at most
+// every lagFresh, and until then report the reading plus the time since,
+// never less than the lag can be.
+func TestAcksLagReading(t *testing.T) {
+	dir := t.TempDir()
+	l := &LiteFS{Dir: dir}
+	setLag := func(ms string) {
+		t.Helper()
+		if err := os.WriteFile(filepath.Join(dir, ".lag"), []byte(ms+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var r lagReading
+	t0 := time.Now()
+	if got := r.ms(l, t0); got != -1 {
+		t.Fatalf("no .lag file: %d, want -1", got)
+	}
+	setLag("40")
+	if got := r.ms(l, t0.Add(lagFresh)); got != 40 {
+		t.Fatalf("lag %d ms, want 40", got)
+	}
+	setLag("2500")
+	if got := r.ms(l, t0.Add(lagFresh+30*time.Millisecond)); got != 70 {
+		t.Fatalf("within lagFresh: %d ms, want the reading plus the time since (70)", got)
+	}
+	if got := r.ms(l, t0.Add(2*lagFresh)); got != 2500 {
+		t.Fatalf("after lagFresh: %d ms, want the new reading (2500)", got)
+	}
+	setLag("2147483647") // LiteFS's "not yet replicated"
+	if got := r.ms(l, t0.Add(3*lagFresh)); got != -1 {
+		t.Fatalf("not yet replicated: %d, want -1", got)
+	}
+}
