@@ -323,14 +323,17 @@ func (n *Node) publicHandler(srv http.Handler) http.Handler {
 
 // openOpsServers starts the operations servers beside the public port
 // that the configuration asks for: metrics (and, on a benchmark node
-// only, the load tool's publish; with a handoff token, the launcher's
-// handoff) and pprof.
+// only, the load tool's publish and CPU profile; with a handoff token,
+// the launcher's handoff) and pprof.
 func (n *Node) openOpsServers(context.Context) error {
 	if addr := n.cfg.MetricsAddr; addr != "" {
 		mux := http.NewServeMux()
 		mux.Handle("GET /metrics", n.metrics.Handler())
 		if n.cfg.Benchmark {
 			mux.Handle("POST /debug/publish", n.app.BenchPublishHandler())
+			// The load tool's -profile: a node of a local cluster has no
+			// -pprof-addr of its own.
+			mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 		}
 		if n.cfg.HandoffToken != "" {
 			mux.Handle("POST /handoff", n.handOffHandler(n.cfg.HandoffToken))

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,9 +59,21 @@ func smoke(t *testing.T, mode string, tabsPerConn int) {
 		Workers: 2, Timeout: 90 * time.Second, StaleEvery: 2, Quiet: !testing.Verbose(),
 		Exe: os.Args[0], NodeExe: os.Getenv("NOTESYNC_LOAD_EXE"),
 	}
+	if mode == "cluster" {
+		cfg.Profile = t.TempDir()
+	}
 	res, err := run(context.Background(), cfg, notesyncTarget)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if cfg.Profile != "" {
+		// -profile: a CPU profile of every node and of its LiteFS.
+		for _, name := range []string{"node1-app", "node2-app", "node3-app", "node1-litefs", "node2-litefs", "node3-litefs"} {
+			b, err := os.ReadFile(filepath.Join(cfg.Profile, name+".pprof"))
+			if err != nil || len(b) < 2 || b[0] != 0x1f || b[1] != 0x8b {
+				t.Errorf("-profile: %s.pprof is no gzipped profile (%d bytes, %v)", name, len(b), err)
+			}
+		}
 	}
 	if res.Opened != 12 || res.ConnectFailed != 0 {
 		t.Errorf("opened %d, failed %d; want 12, 0", res.Opened, res.ConnectFailed)

@@ -37,6 +37,7 @@ type config struct {
 	Timeout     time.Duration
 	StaleEvery  int
 	PprofAddr   string
+	Profile     string // a directory for the CPU profiles of the write phase
 	NodeExe     string // with -start: a prebuilt notesync binary instead of go build
 	Storm       int    // 1-based node to restart after the write phase; 0: none
 	Target      string // notesync, centrifugo or both
@@ -112,6 +113,7 @@ func parseFlags(args []string) (config, error) {
 	fs.DurationVar(&c.Timeout, "timeout", 10*time.Minute, "overall bound")
 	fs.IntVar(&c.StaleEvery, "stale-every", 10, "refetch after 1 in this many pushes to check for stale reads (0: never)")
 	fs.StringVar(&c.PprofAddr, "pprof-addr", "", "with -start single: serve the node's pprof here")
+	fs.StringVar(&c.Profile, "profile", "", "notesync: save CPU profiles of every node (the app, and its LiteFS with -start cluster) over the write phase into this directory")
 	fs.IntVar(&c.Storm, "storm", 0, "with -start: after the write phase, restart this node (1-based) while writing on, and time the reconnect storm")
 	fs.StringVar(&c.NodeExe, "exe", "", "with -start: run this prebuilt notesync binary instead of building one")
 	fs.StringVar(&c.Target, "target", "notesync", "server under test: notesync, centrifugo (the peer, with -start), or both one after the other with a side-by-side table")

@@ -99,7 +99,9 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	}
 	total := int(r.cfg.Rate * r.cfg.Duration.Seconds())
 	wr := r.newWriter()
+	profiled := r.profileWrites(ctx, r.cfg.Duration)
 	recs, err := r.writeNotes(ctx, wr, total)
+	profiled()
 	if err != nil {
 		return r.res, err
 	}
