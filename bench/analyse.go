@@ -40,6 +40,9 @@ func (r *loadRun) collect(ctx context.Context, recs []writeRec, mainN int, pubs 
 	res.WriteDeliv = r.writeDeliv
 	if r.writeDeliv > 0 {
 		res.CPUPer1000 = r.writeCPU / float64(r.writeDeliv) * 1000
+		if lfs := res.WriteCPU.litefsSeconds(); lfs > 0 {
+			res.CPUWithLiteFS = (r.writeCPU + lfs) / float64(r.writeDeliv) * 1000
+		}
 	}
 	return nil
 }

@@ -114,6 +114,9 @@ func smoke(t *testing.T, mode string, tabsPerConn int) {
 	if len(res.WriteStats) == 0 || res.WriteStats[0].Batches == 0 {
 		t.Errorf("no group commit seen in node1's metrics during the writes: %+v", res.WriteStats)
 	}
+	if mode == "cluster" && !(res.CPUWithLiteFS > res.CPUPer1000 && res.CPUPer1000 > 0) {
+		t.Errorf("CPU per 1,000 deliveries %.3f s, with LiteFS's %.3f s: want more with LiteFS's", res.CPUPer1000, res.CPUWithLiteFS)
+	}
 	if mode == "cluster" && res.WriteStats[1].LagSecs.N == 0 {
 		t.Errorf("node2 timed no replication lag during the writes: %+v", res.WriteStats[1])
 	}

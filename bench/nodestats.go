@@ -297,6 +297,17 @@ func splitCPU(a, b cpuSample) cpuSplit {
 	return out
 }
 
+// litefsSeconds is the CPU time the LiteFS processes used in the phase.
+func (c cpuSplit) litefsSeconds() float64 {
+	var cores float64
+	for name, v := range c.Cores {
+		if strings.HasSuffix(name, " litefs") {
+			cores += v
+		}
+	}
+	return cores * c.Seconds
+}
+
 // litefsURLs are the metrics URLs of the LiteFS processes of a cluster
 // the tool started: each node's HTTP port +100.
 func litefsURLs(urls []string) []string {

@@ -68,6 +68,7 @@ type result struct {
 	Stale          int64    `json:"stale"`
 	StaleErrors    int64    `json:"stale_check_errors"`
 	CPUPer1000     float64  `json:"cpu_seconds_per_1000_deliveries"`
+	CPUWithLiteFS  float64  `json:"cpu_seconds_per_1000_deliveries_with_litefs,omitempty"` // the same with LiteFS's CPU (notesync's cluster)
 	DrainTimedOut  bool     `json:"drain_timed_out"`
 	ReconnectStorm string   `json:"reconnect_storm"`
 	Storm          *storm   `json:"storm,omitempty"`
@@ -127,6 +128,9 @@ func printTable(w io.Writer, r *result) {
 	f("closes / reconnects", "%d / %d", r.Closes, r.Reconnects)
 	f("stale refetches", "%d of %d checks (%d check errors)", r.Stale, r.StaleChecks, r.StaleErrors)
 	f("cpu seconds per 1000 deliveries", "%.4f", r.CPUPer1000)
+	if r.CPUWithLiteFS > 0 {
+		f("  with LiteFS's", "%.4f", r.CPUWithLiteFS)
+	}
 	if r.DrainTimedOut {
 		f("drain", "TIMED OUT waiting for expected deliveries")
 	}

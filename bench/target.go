@@ -158,6 +158,11 @@ func printComparison(w io.Writer, a, b *result) {
 		row("ephemeral missed", float64(a.Eph.Missed), float64(b.Eph.Missed), "%.0f")
 	}
 	row("server CPU s per 1,000 deliveries", a.CPUPer1000, b.CPUPer1000, "%.3f")
+	if a.CPUWithLiteFS > 0 {
+		// The peer's storage (Redis) is not measured: its figure is the
+		// same as the row above.
+		row("  with LiteFS's (the peer: without Redis's)", a.CPUWithLiteFS, b.CPUPer1000, "%.3f")
+	}
 	row("missed+duplicated+out-of-order", float64(a.Missed+a.Duplicated+a.OutOfOrder), float64(b.Missed+b.Duplicated+b.OutOfOrder), "%.0f")
 	if a.Storm != nil && b.Storm != nil {
 		row("storm: SIGTERM to ready, s", a.Storm.DownSecs, b.Storm.DownSecs, "%.2f")
