@@ -19,10 +19,10 @@ import (
 // hold the steady rate only (a phase under 4 s: one second in its
 // middle): `go tool pprof -top DIR/node1-litefs.pprof`.
 
-// profileWrites starts the profiles of the write phase, which lasts d,
+// profileWrites starts the profiles of the write phase (-duration long)
 // and returns a wait that returns once every profile is saved.
-func (r *loadRun) profileWrites(ctx context.Context, d time.Duration) (wait func()) {
-	dir := r.cfg.Profile
+func (r *loadRun) profileWrites(ctx context.Context) (wait func()) {
+	dir, d := r.cfg.Profile, r.cfg.Duration
 	if dir == "" || !r.tgt.nodeStats {
 		return func() {}
 	}

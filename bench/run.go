@@ -99,7 +99,7 @@ func run(ctx context.Context, cfg config, tgt *target) (*result, error) {
 	}
 	total := int(r.cfg.Rate * r.cfg.Duration.Seconds())
 	wr := r.newWriter()
-	profiled := r.profileWrites(ctx, r.cfg.Duration)
+	profiled := r.profileWrites(ctx)
 	recs, err := r.writeNotes(ctx, wr, total)
 	profiled()
 	if err != nil {
